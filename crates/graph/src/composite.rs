@@ -1,0 +1,307 @@
+//! Composite ops: built from primitives, so they need no derivative rule of their own and
+//! their gradients (of any order) come from the primitives' rules.
+//!
+//! Where the obvious formula is numerically unsafe, the composite says so and uses a safe one:
+//! sigmoid goes through `tanh`, softplus through `|x|`, and the softmax family subtracts a
+//! stopped maximum before exponentiating.
+
+use crate::error::Result;
+use crate::ops::{Axes, Op};
+use crate::{Element, Graph, NodeId};
+
+impl<F: Element> Graph<F> {
+    /// Identity forward; blocks gradients backward (the derivative is taken to be 0).
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let frozen = g.stop_gradient(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn stop_gradient(&mut self, x: NodeId) -> Result<NodeId> {
+        self.push(Op::StopGradient, &[x])
+    }
+
+    /// `x²`, as `x · x`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let sq = g.square(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn square(&mut self, x: NodeId) -> Result<NodeId> {
+        self.mul(x, x)
+    }
+
+    /// `x · c` for a scalar `c`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let half = g.scale(x, 0.5)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn scale(&mut self, x: NodeId, c: f64) -> Result<NodeId> {
+        let c = self.scalar(c);
+        self.mul(x, c)
+    }
+
+    /// A tensor of ones with `x`'s run-time shape.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [None, Some(2)])?;
+    /// let ones = g.ones_like(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn ones_like(&mut self, x: NodeId) -> Result<NodeId> {
+        let one = self.scalar(1.0);
+        self.broadcast_like(one, x)
+    }
+
+    /// A tensor of zeros with `x`'s run-time shape.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [3])?;
+    /// let zeros = g.zeros_like(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn zeros_like(&mut self, x: NodeId) -> Result<NodeId> {
+        let zero = self.scalar(0.0);
+        self.broadcast_like(zero, x)
+    }
+
+    /// `sign x` ∈ {-1, 0, 1}, as `[x > 0] - [x < 0]`. Piecewise constant: no gradient.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let s = g.sign(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn sign(&mut self, x: NodeId) -> Result<NodeId> {
+        let zero = self.scalar(0.0);
+        let positive = self.greater(x, zero)?;
+        let negative = self.less(x, zero)?;
+        self.sub(positive, negative)
+    }
+
+    /// `relu(x) = max(x, 0)`, written `select(x > 0, x, 0)`.
+    ///
+    /// The kink: the derivative at exactly 0 is taken to be 0. Writing this as
+    /// `maximum(x, 0)` would give ½ there (maximum splits ties), which is also a valid
+    /// subgradient but not what Keras, PyTorch or JAX report.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let y = g.relu(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn relu(&mut self, x: NodeId) -> Result<NodeId> {
+        let zero = self.scalar(0.0);
+        let positive = self.greater(x, zero)?;
+        self.select(positive, x, zero)
+    }
+
+    /// `leaky_relu(x) = x` for `x > 0`, else `alpha · x` (derivative `alpha` at 0).
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let y = g.leaky_relu(x, 0.01)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn leaky_relu(&mut self, x: NodeId, alpha: f64) -> Result<NodeId> {
+        let zero = self.scalar(0.0);
+        let positive = self.greater(x, zero)?;
+        let leaked = self.scale(x, alpha)?;
+        self.select(positive, x, leaked)
+    }
+
+    /// `sigmoid(x) = 1 / (1 + e^-x)`, computed as `½ tanh(x/2) + ½`.
+    ///
+    /// The trap: through `1 / (1 + exp(-x))` the backward pass of a very negative `x` meets
+    /// `exp(-x) = inf` and produces `inf / inf² = NaN`. The tanh form is exact and bounded.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let p = g.sigmoid(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn sigmoid(&mut self, x: NodeId) -> Result<NodeId> {
+        let half_x = self.scale(x, 0.5)?;
+        let t = self.tanh(half_x)?;
+        let half_t = self.scale(t, 0.5)?;
+        let half = self.scalar(0.5);
+        self.add(half_t, half)
+    }
+
+    /// `softplus(x) = ln(1 + e^x)`, computed as `max(x, 0) + ln(1 + e^-|x|)`.
+    ///
+    /// The direct form overflows for large `x`. In the stable form the two kinks at 0 cancel:
+    /// `maximum` gives ½ at the tie and the `|x|` term gives 0, so the derivative there is the
+    /// true ½.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let y = g.softplus(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn softplus(&mut self, x: NodeId) -> Result<NodeId> {
+        let zero = self.scalar(0.0);
+        let one = self.scalar(1.0);
+        let pos = self.maximum(x, zero)?;
+        let a = self.abs(x)?;
+        let na = self.neg(a)?;
+        let e = self.exp(na)?;
+        let one_plus = self.add(one, e)?;
+        let l = self.log(one_plus)?;
+        self.add(pos, l)
+    }
+
+    /// GELU, tanh approximation: `½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let y = g.gelu(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn gelu(&mut self, x: NodeId) -> Result<NodeId> {
+        let x3 = self.pow(x, 3.0)?;
+        let c = self.scale(x3, 0.044715)?;
+        let inner = self.add(x, c)?;
+        let scaled = self.scale(inner, (2.0 / std::f64::consts::PI).sqrt())?;
+        let t = self.tanh(scaled)?;
+        let one = self.scalar(1.0);
+        let one_plus = self.add(one, t)?;
+        let half_x = self.scale(x, 0.5)?;
+        self.mul(half_x, one_plus)
+    }
+
+    /// The maximum over `axes` (kept as size 1) with the gradient stopped: the shift that makes
+    /// `exp` safe. Shifting by any constant leaves softmax unchanged, so stopping the gradient
+    /// through it is exact, and it keeps ties in the max out of the derivative.
+    fn stopped_max(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId> {
+        let m = self.max(x, axes, true)?;
+        self.stop_gradient(m)
+    }
+
+    /// `log_softmax(x)_i = x_i - log Σ_j e^{x_j}` along `axis`, computed as
+    /// `z - log Σ e^z` with `z = x - max(x)`, so large logits never overflow.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("logits", [None, Some(10)])?;
+    /// let log_p = g.log_softmax(x, 1)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn log_softmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
+        let m = self.stopped_max(x, &[axis])?;
+        let z = self.sub(x, m)?;
+        let e = self.exp(z)?;
+        let s = self.sum_keep_dims(e, &[axis])?;
+        let lse = self.log(s)?;
+        self.sub(z, lse)
+    }
+
+    /// `softmax(x)_i = e^{x_i} / Σ_j e^{x_j}` along `axis`, with the max subtracted first.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("logits", [None, Some(10)])?;
+    /// let p = g.softmax(x, 1)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn softmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
+        let m = self.stopped_max(x, &[axis])?;
+        let z = self.sub(x, m)?;
+        let e = self.exp(z)?;
+        let s = self.sum_keep_dims(e, &[axis])?;
+        self.div(e, s)
+    }
+
+    /// `logsumexp(x) = log Σ e^x` over `axes`, as `m + log Σ e^{x - m}` with `m` the stopped max.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [3, 4])?;
+    /// let lse = g.logsumexp(x, &[1], false)?;
+    /// assert_eq!(g.shape(lse)?.to_string(), "[3]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn logsumexp(&mut self, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
+        let m = self.stopped_max(x, axes)?;
+        let z = self.sub(x, m)?;
+        let e = self.exp(z)?;
+        let s = self.sum_keep_dims(e, axes)?;
+        let l = self.log(s)?;
+        let kept = self.add(m, l)?;
+        if keep_dims {
+            Ok(kept)
+        } else {
+            // Summing over size-1 axes drops them, whatever the dynamic dimensions.
+            self.sum(kept, axes)
+        }
+    }
+
+    /// Arithmetic mean over `axes`: the sum divided by the element count (a constant when the
+    /// axes are fixed, [`Graph::dim_size`] when one is dynamic).
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [None, Some(10)])?;
+    /// let per_feature = g.mean(x, &[0], false)?;
+    /// assert_eq!(g.shape(per_feature)?.to_string(), "[10]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn mean(&mut self, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
+        let s = self.reduce(crate::ReduceOp::Sum, x, axes, keep_dims)?;
+        let shape = self.shape(x)?.clone();
+        let count: Option<usize> = axes
+            .iter()
+            .map(|&a| shape.dims().get(a).and_then(|d| d.fixed()))
+            .product();
+        match count {
+            Some(n) => self.scale(s, 1.0 / n as f64),
+            None => {
+                let n = self.dim_size(x, axes)?;
+                self.div(s, n)
+            }
+        }
+    }
+
+    /// Mean of every element, as a scalar.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [None, Some(10)])?;
+    /// let m = g.mean_all(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn mean_all(&mut self, x: NodeId) -> Result<NodeId> {
+        let axes: Axes = (0..self.shape(x)?.rank()).collect();
+        self.mean(x, &axes, false)
+    }
+
+    /// Population variance over `axes`: `mean((x - mean(x))²)`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [None, Some(10)])?;
+    /// let v = g.variance(x, &[1], true)?;
+    /// assert_eq!(g.shape(v)?.to_string(), "[?, 1]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn variance(&mut self, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
+        let m = self.mean(x, axes, true)?;
+        let d = self.sub(x, m)?;
+        let d2 = self.square(d)?;
+        self.mean(d2, axes, keep_dims)
+    }
+}

@@ -1,0 +1,187 @@
+//! The one error type of the graph crate.
+//!
+//! Every variant carries the structured facts a user needs to find the problem: the op, the
+//! node's name and the shapes involved. Building a node and running a plan report through the
+//! same type, so a runtime mismatch of a dynamic dimension reads like a build-time one.
+
+use crate::shape::Shape;
+
+/// Result alias used throughout the graph crate.
+pub type Result<T, E = GraphError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while building, compiling or running a graph.
+///
+/// ```
+/// use dendrite_graph::{Graph, GraphError};
+/// let mut g = Graph::<f32>::new();
+/// let a = g.input("a", [None, Some(784)])?;
+/// let b = g.input("b", [32, 10])?;
+/// let err = g.matmul(a, b).unwrap_err();
+/// assert!(matches!(err, GraphError::IncompatibleShapes { .. }));
+/// assert_eq!(err.to_string(), "matmul `matmul`: inner dimensions differ: lhs [?, 784] vs rhs [32, 10]");
+/// # Ok::<(), GraphError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GraphError {
+    /// Two operands whose shapes cannot be combined by this op.
+    #[error("{op} `{node}`: {reason}: lhs {lhs} vs rhs {rhs}")]
+    IncompatibleShapes {
+        /// The op being added or run.
+        op: &'static str,
+        /// The name of the node (the name it would have had, when building fails).
+        node: String,
+        /// What rule the shapes break.
+        reason: &'static str,
+        /// Shape of the first operand involved.
+        lhs: Shape,
+        /// Shape of the second operand involved.
+        rhs: Shape,
+    },
+    /// An operand or argument whose shape the op does not accept.
+    #[error("{op} `{node}`: {reason}: got shape {shape}")]
+    InvalidShape {
+        /// The op being added or run.
+        op: &'static str,
+        /// The node's name.
+        node: String,
+        /// What the op expected.
+        reason: String,
+        /// The offending shape.
+        shape: Shape,
+    },
+    /// An axis outside `0..rank`, or repeated where axes must be distinct.
+    #[error("{op} `{node}`: axis {axis} is invalid for an operand of rank {rank}")]
+    InvalidAxis {
+        /// The op being added.
+        op: &'static str,
+        /// The node's name.
+        node: String,
+        /// The axis as given.
+        axis: usize,
+        /// The operand's rank.
+        rank: usize,
+    },
+    /// The wrong number of operands for an op.
+    #[error("{op} `{node}`: expects {expected} operands, got {actual}")]
+    Arity {
+        /// The op being added.
+        op: &'static str,
+        /// The node's name.
+        node: String,
+        /// How many operands the op takes.
+        expected: &'static str,
+        /// How many were given.
+        actual: usize,
+    },
+    /// A node handle that belongs to another graph.
+    #[error("node #{index} belongs to graph {node_graph}, not to graph {graph}")]
+    ForeignNode {
+        /// Index of the node within its own graph.
+        index: usize,
+        /// The graph the node was created in.
+        node_graph: u32,
+        /// The graph it was used with.
+        graph: u32,
+    },
+    /// A node handle whose index this graph does not have.
+    #[error("graph {graph} has no node #{index}")]
+    UnknownNode {
+        /// The graph asked.
+        graph: u32,
+        /// The index asked for.
+        index: usize,
+    },
+    /// Two nodes of the same graph were given the same explicit name.
+    #[error("a node named `{name}` already exists in this graph")]
+    DuplicateName {
+        /// The repeated name.
+        name: String,
+    },
+    /// A node used where a node of another kind is required (a constant where a parameter is).
+    #[error("`{node}` is a {actual} node, but a {expected} node is required here")]
+    WrongNodeKind {
+        /// The node's name.
+        node: String,
+        /// The kind required.
+        expected: &'static str,
+        /// The node's actual op.
+        actual: &'static str,
+    },
+    /// A run without a value for an input the fetches depend on.
+    #[error("missing feed for input `{input}` of shape {expected}")]
+    MissingFeed {
+        /// The input's name.
+        input: String,
+        /// Its declared shape.
+        expected: Shape,
+    },
+    /// A feed whose name matches no input of the graph.
+    #[error("feed `{name}` matches no input of this graph")]
+    UnknownFeed {
+        /// The name given with the feed.
+        name: String,
+    },
+    /// A feed whose shape disagrees with the input's declared shape.
+    #[error("feed for input `{input}` has shape {actual}, expected {expected}")]
+    FeedShape {
+        /// The input's name.
+        input: String,
+        /// The declared shape (`?` for a dynamic dimension).
+        expected: Shape,
+        /// The shape of the value fed.
+        actual: Shape,
+    },
+    /// A feed containing NaN or an infinity, when the plan checks for them.
+    #[error("feed for input `{input}` holds a non-finite value {value} at flat index {index}")]
+    NonFiniteFeed {
+        /// The input's name.
+        input: String,
+        /// Flat (row-major) index of the first bad element.
+        index: usize,
+        /// The value found there.
+        value: f64,
+    },
+    /// An index operand with a value that is not an integer in `0..bound`.
+    #[error("{op} `{node}`: index {value} at flat position {position} is not an integer in 0..{bound}")]
+    IndexOutOfRange {
+        /// The op being run.
+        op: &'static str,
+        /// The node's name.
+        node: String,
+        /// The value found.
+        value: f64,
+        /// Its flat position in the index tensor.
+        position: usize,
+        /// The exclusive upper bound.
+        bound: usize,
+    },
+    /// A value given for a parameter or constant whose shape differs from the node's.
+    #[error("value for `{node}` has shape {actual}, expected {expected}")]
+    ValueShape {
+        /// The node's name.
+        node: String,
+        /// The node's shape.
+        expected: Shape,
+        /// The value's shape.
+        actual: Shape,
+    },
+    /// A gradient asked of an op that has none here (see the op's documentation).
+    #[error("{op} `{node}`: not differentiable: {reason}")]
+    NotDifferentiable {
+        /// The op.
+        op: &'static str,
+        /// The node's name.
+        node: String,
+        /// Why no derivative rule applies.
+        reason: &'static str,
+    },
+    /// A plan used with a graph other than the one it was compiled from.
+    #[error("plan was compiled from graph {plan_graph} but run with graph {graph}")]
+    PlanGraphMismatch {
+        /// The graph the plan was compiled from.
+        plan_graph: u32,
+        /// The graph it was run with.
+        graph: u32,
+    },
+}

@@ -1,0 +1,599 @@
+//! The graph itself: an append-only petgraph DAG of named, shape-checked nodes.
+
+use crate::error::{GraphError, Result};
+use crate::ops::Op;
+use crate::shape::Shape;
+use crate::Element;
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD};
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
+use petgraph::Direction;
+use smallvec::SmallVec;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static NEXT_GRAPH_ID: AtomicU32 = AtomicU32::new(1);
+
+/// A typed handle to a node of one particular [`Graph`].
+///
+/// Handles are small and `Copy`. Each remembers the graph it came from, so using it with
+/// another graph is an error ([`GraphError::ForeignNode`]) rather than a silent wrong answer.
+///
+/// ```
+/// use dendrite_graph::Graph;
+/// let mut g = Graph::<f32>::new();
+/// let x = g.input("x", [2])?;
+/// assert_eq!(x.index(), 0);
+/// let mut other = Graph::<f32>::new();
+/// assert!(other.neg(x).is_err());
+/// # Ok::<(), dendrite_graph::GraphError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId {
+    graph: u32,
+    index: u32,
+}
+
+impl NodeId {
+    /// Position of the node in its graph (nodes are numbered in insertion order).
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f64>::new();
+    /// assert_eq!(g.scalar(1.0).index(), 0);
+    /// ```
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
+
+    /// Identifier of the graph this node belongs to.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f64>::new();
+    /// assert_eq!(g.scalar(1.0).graph_id(), g.id());
+    /// ```
+    pub fn graph_id(self) -> u32 {
+        self.graph
+    }
+}
+
+/// One node: its name, its op and its declared output shape.
+///
+/// ```
+/// let mut g = dendrite_graph::Graph::<f32>::new();
+/// let x = g.input("x", [3])?;
+/// let node = g.node(x)?;
+/// assert_eq!(node.name(), "x");
+/// assert_eq!(node.op().name(), "input");
+/// assert_eq!(node.shape().to_string(), "[3]");
+/// # Ok::<(), dendrite_graph::GraphError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Node {
+    name: String,
+    op: Op,
+    shape: Shape,
+}
+
+impl Node {
+    /// The node's unique name within its graph.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// The op that computes the node.
+    pub fn op(&self) -> &Op {
+        &self.op
+    }
+    /// The declared output shape (dynamic dimensions shown as `?`).
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+}
+
+/// A computational graph of tensor ops over elements of type `F` (`f32` or `f64`).
+///
+/// Nodes are only ever appended, so a [`NodeId`] stays valid for the graph's lifetime and a
+/// compiled [`Plan`](crate::Plan) stays valid as the graph grows (gradients, say). Operand edges
+/// carry their slot number, so `mul(x, x)` is two edges and never depends on neighbour order.
+///
+/// Parameter values live in the graph and are updated in place between runs.
+///
+/// ```
+/// use dendrite_graph::{Graph, compile};
+/// use ndarray::array;
+/// let mut g = Graph::<f64>::new();
+/// let x = g.input("x", [None, Some(2)])?;
+/// let w = g.parameter("w", array![[1.0], [2.0]].into_dyn())?;
+/// let y = g.matmul(x, w)?;
+/// let mut plan = compile(&g, &[y])?;
+/// let x_value = array![[1.0, 1.0], [3.0, 0.5]].into_dyn();
+/// let out = plan.run(&g, &[("x", x_value.view())])?;
+/// assert_eq!(out.get(0)?, array![[3.0], [4.0]].into_dyn().view());
+/// # Ok::<(), dendrite_graph::GraphError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Graph<F: Element> {
+    id: u32,
+    dag: DiGraph<Node, usize, u32>,
+    values: Vec<Option<ArrayD<F>>>,
+    names: HashMap<String, NodeId>,
+    next_suffix: HashMap<String, usize>,
+    scopes: Vec<String>,
+}
+
+impl<F: Element> Default for Graph<F> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<F: Element> Graph<F> {
+    /// An empty graph with a process-unique id.
+    ///
+    /// ```
+    /// let g = dendrite_graph::Graph::<f32>::new();
+    /// assert_eq!(g.node_count(), 0);
+    /// ```
+    pub fn new() -> Self {
+        Graph {
+            id: NEXT_GRAPH_ID.fetch_add(1, Ordering::Relaxed),
+            dag: DiGraph::default(),
+            values: Vec::new(),
+            names: HashMap::new(),
+            next_suffix: HashMap::new(),
+            scopes: Vec::new(),
+        }
+    }
+
+    /// The graph's process-unique id (the one [`NodeId::graph_id`] reports).
+    ///
+    /// ```
+    /// let (a, b) = (dendrite_graph::Graph::<f32>::new(), dendrite_graph::Graph::<f32>::new());
+    /// assert_ne!(a.id(), b.id());
+    /// ```
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Number of nodes.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// g.scalar(2.0);
+    /// assert_eq!(g.node_count(), 1);
+    /// ```
+    pub fn node_count(&self) -> usize {
+        self.dag.node_count()
+    }
+
+    /// Checks that `id` belongs to this graph.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.scalar(1.0);
+    /// assert!(g.check(x).is_ok());
+    /// assert!(dendrite_graph::Graph::<f32>::new().check(x).is_err());
+    /// ```
+    pub fn check(&self, id: NodeId) -> Result<()> {
+        if id.graph != self.id {
+            return Err(GraphError::ForeignNode {
+                index: id.index(),
+                node_graph: id.graph,
+                graph: self.id,
+            });
+        }
+        if id.index() >= self.dag.node_count() {
+            return Err(GraphError::UnknownNode {
+                graph: self.id,
+                index: id.index(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The node behind a handle.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let c = g.scalar(1.0);
+    /// assert_eq!(g.node(c)?.op().name(), "constant");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn node(&self, id: NodeId) -> Result<&Node> {
+        self.check(id)?;
+        Ok(&self.dag[NodeIndex::new(id.index())])
+    }
+
+    /// The declared shape of a node.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [None, Some(3)])?;
+    /// assert_eq!(g.shape(x)?.to_string(), "[?, 3]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn shape(&self, id: NodeId) -> Result<&Shape> {
+        Ok(&self.node(id)?.shape)
+    }
+
+    /// The op of a node.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [2])?;
+    /// let y = g.exp(x)?;
+    /// assert_eq!(g.op(y)?.name(), "exp");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn op(&self, id: NodeId) -> Result<&Op> {
+        Ok(&self.node(id)?.op)
+    }
+
+    /// The name of a node.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("pixels", [2])?;
+    /// assert_eq!(g.name(x)?, "pixels");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn name(&self, id: NodeId) -> Result<&str> {
+        Ok(&self.node(id)?.name)
+    }
+
+    /// The operands of a node, in slot order (`mul(x, x)` gives `[x, x]`).
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [2])?;
+    /// let y = g.mul(x, x)?;
+    /// assert_eq!(g.operands(y)?.as_slice(), &[x, x]);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn operands(&self, id: NodeId) -> Result<SmallVec<[NodeId; 3]>> {
+        self.check(id)?;
+        let mut edges: SmallVec<[(usize, NodeId); 3]> = self
+            .dag
+            .edges_directed(NodeIndex::new(id.index()), Direction::Incoming)
+            .map(|e| (*e.weight(), self.handle(e.source())))
+            .collect();
+        edges.sort_unstable_by_key(|&(slot, _)| slot);
+        Ok(edges.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// Looks a node up by its name.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [2])?;
+    /// assert_eq!(g.node_by_name("x"), Some(x));
+    /// assert_eq!(g.node_by_name("y"), None);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn node_by_name(&self, name: &str) -> Option<NodeId> {
+        self.names.get(name).copied()
+    }
+
+    /// All nodes in insertion order (which is a topological order).
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [2])?;
+    /// let y = g.neg(x)?;
+    /// assert_eq!(g.nodes().collect::<Vec<_>>(), vec![x, y]);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.dag.node_indices().map(|i| self.handle(i))
+    }
+
+    /// All parameter nodes, in insertion order.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let w = g.parameter("w", ndarray::arr1(&[1.0_f32]).into_dyn())?;
+    /// assert_eq!(g.parameters(), vec![w]);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn parameters(&self) -> Vec<NodeId> {
+        self.nodes_with_op(|op| matches!(op, Op::Parameter))
+    }
+
+    /// All input (placeholder) nodes, in insertion order.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [2])?;
+    /// assert_eq!(g.inputs(), vec![x]);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn inputs(&self) -> Vec<NodeId> {
+        self.nodes_with_op(|op| matches!(op, Op::Input))
+    }
+
+    fn nodes_with_op(&self, pred: impl Fn(&Op) -> bool) -> Vec<NodeId> {
+        self.dag
+            .node_indices()
+            .filter(|&i| pred(&self.dag[i].op))
+            .map(|i| self.handle(i))
+            .collect()
+    }
+
+    pub(crate) fn handle(&self, index: NodeIndex<u32>) -> NodeId {
+        NodeId {
+            graph: self.id,
+            index: index.index() as u32,
+        }
+    }
+
+    pub(crate) fn dag(&self) -> &DiGraph<Node, usize, u32> {
+        &self.dag
+    }
+
+    // ----- leaves -------------------------------------------------------------------------
+
+    /// Adds an input (placeholder) fed by name on every run. `None` marks a dynamic dimension,
+    /// like Keras' batch dimension.
+    ///
+    /// # Errors
+    /// [`GraphError::DuplicateName`] when the name is taken.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [None, Some(784)])?;
+    /// assert!(g.input("x", [1]).is_err());
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn input(&mut self, name: &str, shape: impl Into<Shape>) -> Result<NodeId> {
+        let name = self.scoped(name);
+        self.insert_node(name, Op::Input, shape.into(), &[], None)
+    }
+
+    /// Adds a trainable parameter with its initial value. Its shape is the value's shape.
+    ///
+    /// # Errors
+    /// [`GraphError::DuplicateName`] when the name is taken.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let w = g.parameter("w", ndarray::Array2::<f32>::zeros((3, 2)).into_dyn())?;
+    /// assert_eq!(g.shape(w)?.to_string(), "[3, 2]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn parameter(&mut self, name: &str, value: ArrayD<F>) -> Result<NodeId> {
+        let name = self.scoped(name);
+        let shape = Shape::fixed(value.shape());
+        self.insert_node(name, Op::Parameter, shape, &[], Some(value))
+    }
+
+    /// Adds a constant tensor.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let c = g.constant(ndarray::arr1(&[1.0_f32, 2.0]).into_dyn());
+    /// assert_eq!(g.shape(c)?.to_string(), "[2]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn constant(&mut self, value: ArrayD<F>) -> NodeId {
+        let shape = Shape::fixed(value.shape());
+        let name = self.auto_name("constant");
+        self.add_checked(name, Op::Constant, shape, &[], Some(value))
+    }
+
+    /// Adds a rank-0 constant.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f64>::new();
+    /// let two = g.scalar(2.0);
+    /// assert_eq!(g.value(two)?.sum(), 2.0);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn scalar(&mut self, value: f64) -> NodeId {
+        self.constant(ndarray::arr0(F::of(value)).into_dyn())
+    }
+
+    /// The stored value of a parameter or constant.
+    ///
+    /// # Errors
+    /// [`GraphError::WrongNodeKind`] for any other node.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let w = g.parameter("w", ndarray::arr1(&[1.0_f32, 2.0]).into_dyn())?;
+    /// assert_eq!(g.value(w)?.sum(), 3.0);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn value(&self, id: NodeId) -> Result<ArrayViewD<'_, F>> {
+        let node = self.node(id)?;
+        match self.values.get(id.index()).and_then(Option::as_ref) {
+            Some(v) => Ok(v.view()),
+            None => Err(GraphError::WrongNodeKind {
+                node: node.name.clone(),
+                expected: "parameter or constant",
+                actual: node.op.name(),
+            }),
+        }
+    }
+
+    /// Mutable access to a parameter's value, for in-place updates by an optimizer.
+    ///
+    /// # Errors
+    /// [`GraphError::WrongNodeKind`] unless `id` is a parameter.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let w = g.parameter("w", ndarray::arr1(&[1.0_f32]).into_dyn())?;
+    /// g.parameter_mut(w)?[[0]] = 5.0;
+    /// assert_eq!(g.value(w)?[[0]], 5.0);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn parameter_mut(&mut self, id: NodeId) -> Result<ArrayViewMutD<'_, F>> {
+        let node = self.node(id)?;
+        if !matches!(node.op, Op::Parameter) {
+            return Err(GraphError::WrongNodeKind {
+                node: node.name.clone(),
+                expected: "parameter",
+                actual: node.op.name(),
+            });
+        }
+        match self.values.get_mut(id.index()).and_then(Option::as_mut) {
+            Some(v) => Ok(v.view_mut()),
+            None => Err(GraphError::UnknownNode {
+                graph: self.id,
+                index: id.index(),
+            }),
+        }
+    }
+
+    /// Replaces a parameter's value with one of the same shape.
+    ///
+    /// # Errors
+    /// [`GraphError::ValueShape`] on a shape change, [`GraphError::WrongNodeKind`] unless `id` is
+    /// a parameter.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let w = g.parameter("w", ndarray::arr1(&[1.0_f32]).into_dyn())?;
+    /// g.set_parameter(w, ndarray::arr1(&[3.0_f32]).view().into_dyn())?;
+    /// assert!(g.set_parameter(w, ndarray::arr1(&[1.0_f32, 2.0]).view().into_dyn()).is_err());
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn set_parameter(&mut self, id: NodeId, value: ArrayViewD<'_, F>) -> Result<()> {
+        let mut target = self.parameter_mut(id)?;
+        if target.shape() != value.shape() {
+            let expected = Shape::fixed(target.shape());
+            return Err(GraphError::ValueShape {
+                node: self.name(id)?.to_owned(),
+                expected,
+                actual: Shape::fixed(value.shape()),
+            });
+        }
+        target.assign(&value);
+        Ok(())
+    }
+
+    // ----- naming -------------------------------------------------------------------------
+
+    /// Runs `build` with `scope` pushed onto the name scope, so nodes it adds are named
+    /// `scope/op` (`dense_1/matmul`). Scopes nest.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [2])?;
+    /// let y = g.with_scope("layer", |g| g.exp(x))?;
+    /// assert_eq!(g.name(y)?, "layer/exp");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn with_scope<T>(&mut self, scope: &str, build: impl FnOnce(&mut Self) -> T) -> T {
+        self.scopes.push(scope.to_owned());
+        let out = build(self);
+        self.scopes.pop();
+        out
+    }
+
+    /// Gives a node a new, unique name.
+    ///
+    /// # Errors
+    /// [`GraphError::DuplicateName`] when another node has that name.
+    ///
+    /// ```
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [2])?;
+    /// let y = g.exp(x)?;
+    /// g.rename(y, "activation")?;
+    /// assert_eq!(g.node_by_name("activation"), Some(y));
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn rename(&mut self, id: NodeId, name: &str) -> Result<()> {
+        self.check(id)?;
+        if let Some(&other) = self.names.get(name) {
+            if other == id {
+                return Ok(());
+            }
+            return Err(GraphError::DuplicateName {
+                name: name.to_owned(),
+            });
+        }
+        let node = &mut self.dag[NodeIndex::new(id.index())];
+        self.names.remove(&node.name);
+        node.name = name.to_owned();
+        self.names.insert(name.to_owned(), id);
+        Ok(())
+    }
+
+    fn scoped(&self, name: &str) -> String {
+        if self.scopes.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}/{}", self.scopes.join("/"), name)
+        }
+    }
+
+    /// A fresh name `scope/op`, or `scope/op_k` when taken.
+    pub(crate) fn auto_name(&mut self, op: &str) -> String {
+        let base = self.scoped(op);
+        if !self.names.contains_key(&base) {
+            return base;
+        }
+        let counter = self.next_suffix.entry(base.clone()).or_insert(1);
+        loop {
+            let candidate = format!("{base}_{counter}");
+            *counter += 1;
+            if !self.names.contains_key(&candidate) {
+                return candidate;
+            }
+        }
+    }
+
+    /// Adds an op node: validates the operands, infers the shape, names the node.
+    pub(crate) fn push(&mut self, op: Op, operands: &[NodeId]) -> Result<NodeId> {
+        for &id in operands {
+            self.check(id)?;
+        }
+        let name = self.auto_name(op.name());
+        let shapes: SmallVec<[&Shape; 3]> = operands
+            .iter()
+            .map(|id| &self.dag[NodeIndex::new(id.index())].shape)
+            .collect();
+        let shape = op.infer_shape(&name, &shapes)?;
+        drop(shapes);
+        Ok(self.add_checked(name, op, shape, operands, None))
+    }
+
+    fn insert_node(
+        &mut self,
+        name: String,
+        op: Op,
+        shape: Shape,
+        operands: &[NodeId],
+        value: Option<ArrayD<F>>,
+    ) -> Result<NodeId> {
+        if self.names.contains_key(&name) {
+            return Err(GraphError::DuplicateName { name });
+        }
+        Ok(self.add_checked(name, op, shape, operands, value))
+    }
+
+    /// Adds a node whose name is known to be free and whose operands are known to be valid.
+    fn add_checked(
+        &mut self,
+        name: String,
+        op: Op,
+        shape: Shape,
+        operands: &[NodeId],
+        value: Option<ArrayD<F>>,
+    ) -> NodeId {
+        let index = self.dag.add_node(Node {
+            name: name.clone(),
+            op,
+            shape,
+        });
+        for (slot, operand) in operands.iter().enumerate() {
+            self.dag
+                .add_edge(NodeIndex::new(operand.index()), index, slot);
+        }
+        self.values.push(value);
+        let id = self.handle(index);
+        self.names.insert(name, id);
+        id
+    }
+}

@@ -1,0 +1,295 @@
+//! Elementwise functions of two operands with NumPy broadcasting: `add`, `sub`, `mul`, `div`,
+//! `maximum`, `minimum`.
+//!
+//! Shape rule: align the shapes on the right; each pair of dimensions must be equal or one of
+//! them 1; the output takes the larger (see [`crate::broadcast_shapes`]).
+//!
+//! | op | forward | ∂/∂a | ∂/∂b |
+//! | --- | --- | --- | --- |
+//! | add | `a + b` | `1` | `1` |
+//! | sub | `a - b` | `1` | `-1` |
+//! | mul | `a b` | `b` | `a` |
+//! | div | `a / b` | `1/b` | `-a/b²` |
+//! | maximum | `max(a, b)` | `[a > b] + ½[a = b]` | `[b > a] + ½[a = b]` |
+//! | minimum | `min(a, b)` | `[a < b] + ½[a = b]` | `[b < a] + ½[a = b]` |
+//!
+//! Ties in `maximum`/`minimum` split the gradient evenly, as the max reduction does; the sum of
+//! the two partials is 1 either way, so `max(x, x)` has derivative 1.
+//!
+//! Each partial is returned in the output's (broadcast) shape; the reverse sweep sums it back to
+//! the operand's shape.
+
+use crate::error::{GraphError, Result};
+use crate::ops::{check_arity, CompareOp, Op, OperandGrads};
+use crate::shape::{broadcast_shapes, Shape};
+use crate::{Element, Graph, NodeId};
+use ndarray::{ArrayViewD, ArrayViewMutD, Zip};
+use smallvec::smallvec;
+
+/// An elementwise, broadcasting function of two operands.
+///
+/// ```
+/// assert_eq!(dendrite_graph::BinaryOp::Div.apply(1.0_f64, 4.0), 0.25);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+    /// `max(a, b)`; NaN if either is NaN.
+    Maximum,
+    /// `min(a, b)`; NaN if either is NaN.
+    Minimum,
+}
+
+impl BinaryOp {
+    /// The op's name.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_graph::BinaryOp::Maximum.name(), "maximum");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+            BinaryOp::Maximum => "maximum",
+            BinaryOp::Minimum => "minimum",
+        }
+    }
+
+    /// Applies the function to one pair of values.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_graph::BinaryOp::Sub.apply(3.0_f32, 1.0), 2.0);
+    /// ```
+    #[inline]
+    pub fn apply<F: Element>(self, a: F, b: F) -> F {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Maximum => max_nan(a, b),
+            BinaryOp::Minimum => min_nan(a, b),
+        }
+    }
+}
+
+// `Float::max` ignores NaN; a network whose activations went NaN should say so, not hide it.
+#[inline]
+fn max_nan<F: Element>(a: F, b: F) -> F {
+    if a.is_nan() || b.is_nan() {
+        F::nan()
+    } else if a >= b {
+        a
+    } else {
+        b
+    }
+}
+
+#[inline]
+fn min_nan<F: Element>(a: F, b: F) -> F {
+    if a.is_nan() || b.is_nan() {
+        F::nan()
+    } else if a <= b {
+        a
+    } else {
+        b
+    }
+}
+
+/// Shape rule shared by binary ops and comparisons.
+pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
+    check_arity(op, node, operands, 2)?;
+    broadcast_shapes(operands[0], operands[1]).ok_or_else(|| GraphError::IncompatibleShapes {
+        op: op.name(),
+        node: node.to_owned(),
+        reason: "shapes do not broadcast",
+        lhs: operands[0].clone(),
+        rhs: operands[1].clone(),
+    })
+}
+
+/// Applies `f` elementwise with broadcasting, taking the fast path when no broadcasting is needed.
+pub(crate) fn zip_broadcast<F: Element, G: Element>(
+    a: &ArrayViewD<'_, F>,
+    b: &ArrayViewD<'_, F>,
+    mut out: ArrayViewMutD<'_, G>,
+    f: impl Fn(F, F) -> G,
+) -> Result<()> {
+    if let (Some(xs), Some(ys)) = (a.as_slice(), b.as_slice()) {
+        if let Some(os) = out.as_slice_mut() {
+            if xs.len() == os.len() && ys.len() == os.len() {
+                os.iter_mut()
+                    .zip(xs.iter().zip(ys))
+                    .for_each(|(o, (&x, &y))| *o = f(x, y));
+                return Ok(());
+            }
+            if xs.len() == os.len() && ys.len() == 1 {
+                let y = ys[0];
+                os.iter_mut().zip(xs).for_each(|(o, &x)| *o = f(x, y));
+                return Ok(());
+            }
+        }
+    }
+    let shape = out.raw_dim();
+    match (a.broadcast(shape.clone()), b.broadcast(shape)) {
+        (Some(a), Some(b)) => {
+            Zip::from(&mut out).and(&a).and(&b).for_each(|o, &x, &y| *o = f(x, y));
+            Ok(())
+        }
+        _ => Err(GraphError::IncompatibleShapes {
+            op: "broadcast",
+            node: String::new(),
+            reason: "internal: operands do not broadcast to the inferred shape",
+            lhs: Shape::fixed(a.shape()),
+            rhs: Shape::fixed(b.shape()),
+        }),
+    }
+}
+
+pub(crate) fn forward<F: Element>(
+    op: BinaryOp,
+    a: &ArrayViewD<'_, F>,
+    b: &ArrayViewD<'_, F>,
+    out: ArrayViewMutD<'_, F>,
+) -> Result<()> {
+    match op {
+        BinaryOp::Add => zip_broadcast(a, b, out, |x, y| x + y),
+        BinaryOp::Sub => zip_broadcast(a, b, out, |x, y| x - y),
+        BinaryOp::Mul => zip_broadcast(a, b, out, |x, y| x * y),
+        BinaryOp::Div => zip_broadcast(a, b, out, |x, y| x / y),
+        BinaryOp::Maximum => zip_broadcast(a, b, out, max_nan),
+        BinaryOp::Minimum => zip_broadcast(a, b, out, min_nan),
+    }
+}
+
+pub(crate) fn vjp<F: Element>(
+    g: &mut Graph<F>,
+    op: BinaryOp,
+    a: NodeId,
+    b: NodeId,
+    y: NodeId,
+    y_bar: NodeId,
+) -> Result<OperandGrads> {
+    let (a_bar, b_bar) = match op {
+        BinaryOp::Add => (y_bar, y_bar),
+        BinaryOp::Sub => (y_bar, g.neg(y_bar)?),
+        BinaryOp::Mul => (g.mul(y_bar, b)?, g.mul(y_bar, a)?),
+        // ∂(a/b)/∂b = -a/b² = -y/b
+        BinaryOp::Div => {
+            let a_bar = g.div(y_bar, b)?;
+            let y_over_b = g.div(y, b)?;
+            let scaled = g.mul(y_bar, y_over_b)?;
+            (a_bar, g.neg(scaled)?)
+        }
+        BinaryOp::Maximum | BinaryOp::Minimum => {
+            let wins = if op == BinaryOp::Maximum { CompareOp::Gt } else { CompareOp::Lt };
+            // share_a = [a wins] + ½[a = b]; b gets the rest, so ties split evenly.
+            let a_wins = g.compare(wins, a, b)?;
+            let tie = g.compare(CompareOp::Eq, a, b)?;
+            let half = g.scalar(0.5);
+            let half_tie = g.mul(tie, half)?;
+            let share_a = g.add(a_wins, half_tie)?;
+            let a_bar = g.mul(y_bar, share_a)?;
+            (a_bar, g.sub(y_bar, a_bar)?)
+        }
+    };
+    Ok(smallvec![Some(a_bar), Some(b_bar)])
+}
+
+impl<F: Element> Graph<F> {
+    /// Adds a broadcasting binary op.
+    ///
+    /// ```
+    /// use dendrite_graph::{BinaryOp, Graph};
+    /// let mut g = Graph::<f32>::new();
+    /// let a = g.input("a", [2, 3])?;
+    /// let b = g.input("b", [3])?;
+    /// let c = g.binary(BinaryOp::Add, a, b)?;
+    /// assert_eq!(g.shape(c)?.to_string(), "[2, 3]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn binary(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.push(Op::Binary(op), &[a, b])
+    }
+
+    /// `a + b` with broadcasting.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let (a, b) = (g.input("a", [2])?, g.input("b", [2])?);
+    /// let c = g.add(a, b)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn add(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Add, a, b)
+    }
+
+    /// `a - b` with broadcasting.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let (a, b) = (g.input("a", [2])?, g.input("b", [2])?);
+    /// let c = g.sub(a, b)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn sub(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Sub, a, b)
+    }
+
+    /// `a * b` (elementwise) with broadcasting.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let (a, b) = (g.input("a", [2])?, g.input("b", [2])?);
+    /// let c = g.mul(a, b)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn mul(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Mul, a, b)
+    }
+
+    /// `a / b` with broadcasting.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let (a, b) = (g.input("a", [2])?, g.input("b", [2])?);
+    /// let c = g.div(a, b)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn div(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Div, a, b)
+    }
+
+    /// `max(a, b)` elementwise with broadcasting; ties split the gradient evenly.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let (a, b) = (g.input("a", [2])?, g.input("b", [2])?);
+    /// let c = g.maximum(a, b)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn maximum(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Maximum, a, b)
+    }
+
+    /// `min(a, b)` elementwise with broadcasting; ties split the gradient evenly.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let (a, b) = (g.input("a", [2])?, g.input("b", [2])?);
+    /// let c = g.minimum(a, b)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn minimum(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Minimum, a, b)
+    }
+}

@@ -1,0 +1,189 @@
+//! Ops that move elements without changing them: `reshape`, `permute` (transpose) and
+//! `expand_dims`.
+//!
+//! - `reshape(x, shape)`: the same elements in row-major order under a new shape. At most one
+//!   target dimension may be dynamic; it is solved from the element count. Derivative: reshape
+//!   the cotangent back to `x`'s shape.
+//! - `permute(x, perm)`: output axis `i` is input axis `perm[i]`. Derivative: permute the
+//!   cotangent by the inverse permutation.
+//! - `expand_dims(x, axes)`: insert size-1 axes at the given output positions. Derivative: sum
+//!   the cotangent over those axes (dropping them), which is a reshape in disguise that works
+//!   with any number of dynamic dimensions.
+
+use crate::error::{GraphError, Result};
+use crate::ops::{check_arity, check_axes, normalize_axes, Axes, Op, OperandGrads};
+use crate::shape::{Dim, Shape};
+use crate::{Element, Graph, NodeId};
+use ndarray::{ArrayViewD, ArrayViewMutD};
+use smallvec::smallvec;
+
+pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
+    check_arity(op, node, operands, 1)?;
+    let x = operands[0];
+    let invalid = |reason: String, shape: &Shape| GraphError::InvalidShape {
+        op: op.name(),
+        node: node.to_owned(),
+        reason,
+        shape: shape.clone(),
+    };
+    match op {
+        Op::ExpandDims(axes) => {
+            let rank = x.rank() + axes.len();
+            check_axes(op, node, axes, rank)?;
+            let mut src = x.dims().iter();
+            Ok(Shape::new((0..rank).map(|i| {
+                if axes.contains(&i) {
+                    Dim::Fixed(1)
+                } else {
+                    src.next().copied().unwrap_or(Dim::Fixed(1))
+                }
+            })))
+        }
+        Op::Reshape(target) => {
+            let dynamic = target.dims().iter().filter(|d| **d == Dim::Dynamic).count();
+            if dynamic > 1 {
+                return Err(invalid("a reshape target may have at most one dynamic dimension".into(), target));
+            }
+            let Some(total) = x.size() else {
+                return Ok(target.clone());
+            };
+            let known: usize = target.dims().iter().filter_map(|d| d.fixed()).product();
+            let mismatch = || GraphError::IncompatibleShapes {
+                op: op.name(),
+                node: node.to_owned(),
+                reason: "element counts differ",
+                lhs: x.clone(),
+                rhs: target.clone(),
+            };
+            if dynamic == 0 {
+                return if known == total { Ok(target.clone()) } else { Err(mismatch()) };
+            }
+            if known == 0 || total % known != 0 {
+                return Err(mismatch());
+            }
+            Ok(Shape::new(target.dims().iter().map(|&d| match d {
+                Dim::Dynamic => Dim::Fixed(total / known),
+                fixed => fixed,
+            })))
+        }
+        Op::Permute(perm) => {
+            let mut seen = vec![false; x.rank()];
+            let valid = perm.len() == x.rank()
+                && perm.iter().all(|&p| p < x.rank() && !std::mem::replace(&mut seen[p], true));
+            if !valid {
+                return Err(invalid(format!("{perm:?} is not a permutation of the operand's axes"), x));
+            }
+            Ok(Shape::new(perm.iter().map(|&p| x.dims()[p])))
+        }
+        _ => Err(invalid("internal: not a layout op".into(), x)),
+    }
+}
+
+pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out: ArrayViewMutD<'_, F>) -> Result<()> {
+    let x = &inputs[0];
+    match op {
+        Op::Permute(perm) => out.assign(&x.view().permuted_axes(perm.as_slice())),
+        // Reshape and expand_dims keep the row-major element order.
+        _ => match (x.as_slice(), out.as_slice_mut()) {
+            (Some(xs), Some(os)) => os.copy_from_slice(xs),
+            (_, os) => {
+                if let Some(os) = os {
+                    os.iter_mut().zip(x.iter()).for_each(|(o, &v)| *o = v);
+                }
+            }
+        },
+    }
+    Ok(())
+}
+
+pub(crate) fn vjp<F: Element>(g: &mut Graph<F>, op: &Op, x: NodeId, y: NodeId, y_bar: NodeId) -> Result<OperandGrads> {
+    let x_bar = match op {
+        Op::ExpandDims(axes) => g.sum(y_bar, axes)?,
+        Op::Permute(perm) => {
+            let mut inverse: Axes = smallvec![0; perm.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                inverse[p] = i;
+            }
+            g.permute(y_bar, &inverse)?
+        }
+        _ => {
+            let shape = g.shape(x)?.clone();
+            if shape.dims().iter().filter(|d| **d == Dim::Dynamic).count() > 1 {
+                return Err(GraphError::NotDifferentiable {
+                    op: "reshape",
+                    node: g.name(y)?.to_owned(),
+                    reason: "the operand has more than one dynamic dimension, so its shape cannot be restored",
+                });
+            }
+            g.reshape(y_bar, shape)?
+        }
+    };
+    Ok(smallvec![Some(x_bar)])
+}
+
+impl<F: Element> Graph<F> {
+    /// The same elements (row-major) in a new shape; one target dimension may be `None`
+    /// (dynamic), solved from the element count.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [2, 3, 4])?;
+    /// let flat = g.reshape(x, [None, Some(4)])?;
+    /// assert_eq!(g.shape(flat)?.to_string(), "[6, 4]");
+    /// assert!(g.reshape(x, [5, 5]).is_err());
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn reshape(&mut self, x: NodeId, shape: impl Into<Shape>) -> Result<NodeId> {
+        self.push(Op::Reshape(shape.into()), &[x])
+    }
+
+    /// Reorders axes: output axis `i` is input axis `perm[i]`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [2, 3, 4])?;
+    /// let y = g.permute(x, &[2, 0, 1])?;
+    /// assert_eq!(g.shape(y)?.to_string(), "[4, 2, 3]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn permute(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
+        self.push(Op::Permute(perm.iter().copied().collect()), &[x])
+    }
+
+    /// Swaps the last two axes (a matrix transpose, batched).
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [2, 3])?;
+    /// let t = g.transpose(x)?;
+    /// assert_eq!(g.shape(t)?.to_string(), "[3, 2]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn transpose(&mut self, x: NodeId) -> Result<NodeId> {
+        let rank = self.shape(x)?.rank();
+        if rank < 2 {
+            return Err(GraphError::InvalidShape {
+                op: "permute",
+                node: self.name(x)?.to_owned(),
+                reason: "transpose needs at least two axes".into(),
+                shape: self.shape(x)?.clone(),
+            });
+        }
+        let mut perm: Axes = (0..rank).collect();
+        perm.swap(rank - 2, rank - 1);
+        self.permute(x, &perm)
+    }
+
+    /// Inserts size-1 axes at the given positions of the output.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [None, Some(3)])?;
+    /// let y = g.expand_dims(x, &[1])?;
+    /// assert_eq!(g.shape(y)?.to_string(), "[?, 1, 3]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn expand_dims(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId> {
+        self.push(Op::ExpandDims(normalize_axes(axes)), &[x])
+    }
+}

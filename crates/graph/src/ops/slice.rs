@@ -1,0 +1,189 @@
+//! Slicing, zero padding and concatenation along one axis.
+//!
+//! - `slice(x, axis, start..end)`: `y[.., i, ..] = x[.., start + i, ..]`.
+//! - `pad(x, axis, before, after)`: `x` surrounded by `before` and `after` zeros along `axis`.
+//! - `concat([x₁, …, xₙ], axis)`: the operands one after another along `axis`; every other
+//!   dimension must agree.
+//!
+//! Slice and pad are each other's adjoints: `x_bar = pad(y_bar)` for a slice and
+//! `x_bar = slice(y_bar)` for a pad. A concatenation hands each operand its slice of the
+//! cotangent. These rules need the sizes along the axis at build time; along a dynamic axis
+//! they return [`GraphError::NotDifferentiable`].
+
+use crate::error::{GraphError, Result};
+use crate::ops::{check_arity, check_axis, Op, OperandGrads};
+use crate::shape::{Dim, Shape};
+use crate::{Element, Graph, NodeId};
+use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Slice};
+use smallvec::smallvec;
+
+pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
+    let invalid = |reason: String, shape: &Shape| GraphError::InvalidShape {
+        op: op.name(),
+        node: node.to_owned(),
+        reason,
+        shape: shape.clone(),
+    };
+    match *op {
+        Op::Slice { axis, start, end } => {
+            check_arity(op, node, operands, 1)?;
+            let x = operands[0];
+            check_axis(op, node, axis, x.rank())?;
+            let fits = match x.dims()[axis] {
+                Dim::Fixed(n) => end <= n,
+                Dim::Dynamic => true,
+            };
+            if start > end || !fits {
+                return Err(invalid(format!("range {start}..{end} does not fit axis {axis}"), x));
+            }
+            let mut out = x.clone();
+            out.dims_mut()[axis] = Dim::Fixed(end - start);
+            Ok(out)
+        }
+        Op::Pad { axis, before, after } => {
+            check_arity(op, node, operands, 1)?;
+            let x = operands[0];
+            check_axis(op, node, axis, x.rank())?;
+            let mut out = x.clone();
+            if let Dim::Fixed(n) = x.dims()[axis] {
+                out.dims_mut()[axis] = Dim::Fixed(n + before + after);
+            }
+            Ok(out)
+        }
+        Op::Concat(axis) => {
+            let Some(first) = operands.first() else {
+                return Err(GraphError::Arity {
+                    op: "concat",
+                    node: node.to_owned(),
+                    expected: "at least 1",
+                    actual: 0,
+                });
+            };
+            check_axis(op, node, axis, first.rank())?;
+            let mut out = (*first).clone();
+            for other in &operands[1..] {
+                let agree = other.rank() == first.rank()
+                    && first.dims().iter().zip(other.dims()).enumerate().all(|(i, (a, b))| {
+                        i == axis || !matches!((a, b), (Dim::Fixed(x), Dim::Fixed(y)) if x != y)
+                    });
+                if !agree {
+                    return Err(GraphError::IncompatibleShapes {
+                        op: "concat",
+                        node: node.to_owned(),
+                        reason: "operands differ off the concatenation axis",
+                        lhs: (*first).clone(),
+                        rhs: (*other).clone(),
+                    });
+                }
+                let total = &mut out.dims_mut()[axis];
+                *total = match (*total, other.dims()[axis]) {
+                    (Dim::Fixed(a), Dim::Fixed(b)) => Dim::Fixed(a + b),
+                    _ => Dim::Dynamic,
+                };
+            }
+            Ok(out)
+        }
+        _ => Err(invalid("internal: not a slice op".into(), operands.first().copied().unwrap_or(&Shape::scalar()))),
+    }
+}
+
+pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out: ArrayViewMutD<'_, F>) -> Result<()> {
+    match *op {
+        Op::Slice { axis, start, end } => {
+            out.assign(&inputs[0].slice_axis(Axis(axis), Slice::from(start..end)));
+        }
+        Op::Pad { axis, before, .. } => {
+            out.fill(F::zero());
+            let n = inputs[0].shape()[axis];
+            out.slice_axis_mut(Axis(axis), Slice::from(before..before + n))
+                .assign(&inputs[0]);
+        }
+        Op::Concat(axis) => {
+            let mut offset = 0;
+            for x in inputs {
+                let n = x.shape()[axis];
+                out.slice_axis_mut(Axis(axis), Slice::from(offset..offset + n)).assign(x);
+                offset += n;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn fixed_along<F: Element>(g: &Graph<F>, x: NodeId, axis: usize, y: NodeId, op: &'static str) -> Result<usize> {
+    match g.shape(x)?.dims().get(axis) {
+        Some(Dim::Fixed(n)) => Ok(*n),
+        _ => Err(GraphError::NotDifferentiable {
+            op,
+            node: g.name(y)?.to_owned(),
+            reason: "the derivative needs a fixed size along the axis",
+        }),
+    }
+}
+
+pub(crate) fn vjp<F: Element>(g: &mut Graph<F>, op: &Op, xs: &[NodeId], y: NodeId, y_bar: NodeId) -> Result<OperandGrads> {
+    match *op {
+        Op::Slice { axis, start, end } => {
+            let n = fixed_along(g, xs[0], axis, y, "slice")?;
+            Ok(smallvec![Some(g.pad(y_bar, axis, start, n - end)?)])
+        }
+        Op::Pad { axis, before, .. } => {
+            let n = fixed_along(g, xs[0], axis, y, "pad")?;
+            Ok(smallvec![Some(g.slice(y_bar, axis, before, before + n)?)])
+        }
+        Op::Concat(axis) => {
+            let mut offset = 0;
+            let mut grads = smallvec![];
+            for &x in xs {
+                let n = fixed_along(g, x, axis, y, "concat")?;
+                grads.push(Some(g.slice(y_bar, axis, offset, offset + n)?));
+                offset += n;
+            }
+            Ok(grads)
+        }
+        _ => Ok(xs.iter().map(|_| None).collect()),
+    }
+}
+
+impl<F: Element> Graph<F> {
+    /// `x[start..end]` along `axis`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [4, 10])?;
+    /// let y = g.slice(x, 1, 2, 5)?;
+    /// assert_eq!(g.shape(y)?.to_string(), "[4, 3]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn slice(&mut self, x: NodeId, axis: usize, start: usize, end: usize) -> Result<NodeId> {
+        self.push(Op::Slice { axis, start, end }, &[x])
+    }
+
+    /// Pads `x` with `before` and `after` zeros along `axis`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [3])?;
+    /// let y = g.pad(x, 0, 1, 2)?;
+    /// assert_eq!(g.shape(y)?.to_string(), "[6]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn pad(&mut self, x: NodeId, axis: usize, before: usize, after: usize) -> Result<NodeId> {
+        self.push(Op::Pad { axis, before, after }, &[x])
+    }
+
+    /// Concatenates the operands along `axis`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let a = g.input("a", [2, 3])?;
+    /// let b = g.input("b", [2, 5])?;
+    /// let c = g.concat(&[a, b], 1)?;
+    /// assert_eq!(g.shape(c)?.to_string(), "[2, 8]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn concat(&mut self, xs: &[NodeId], axis: usize) -> Result<NodeId> {
+        self.push(Op::Concat(axis), xs)
+    }
+}
