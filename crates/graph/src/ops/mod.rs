@@ -278,6 +278,29 @@ impl Op {
         })
     }
 
+    /// Evaluates the op on concrete operand values, allocating the result: a plan-free way to
+    /// run one op (constant folding and tests use it).
+    ///
+    /// # Errors
+    /// Any shape or index error the op's rule or kernel reports; leaves cannot be evaluated.
+    ///
+    /// ```
+    /// use dendrite_graph::{BinaryOp, Op};
+    /// use ndarray::array;
+    /// let a = array![[1.0_f64, 2.0], [3.0, 4.0]].into_dyn();
+    /// let b = array![10.0_f64, 20.0].into_dyn();
+    /// let c = Op::Binary(BinaryOp::Add).evaluate("c", &[a.view(), b.view()])?;
+    /// assert_eq!(c, array![[11.0, 22.0], [13.0, 24.0]].into_dyn());
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn evaluate<F: Element>(&self, node: &str, inputs: &[ArrayViewD<'_, F>]) -> Result<ndarray::ArrayD<F>> {
+        let shapes: SmallVec<[&[usize]; 3]> = inputs.iter().map(|v| v.shape()).collect();
+        let shape = self.infer_concrete(node, &shapes)?;
+        let mut out = ndarray::ArrayD::<F>::zeros(ndarray::IxDyn(&shape));
+        self.forward(node, inputs, out.view_mut())?;
+        Ok(out)
+    }
+
     /// Runs the forward kernel, writing into `out` (already shaped by [`Op::infer_shape`]).
     pub(crate) fn forward<F: Element>(
         &self,

@@ -1,0 +1,216 @@
+//! Higher-order products built from the reverse sweep: JVPs, Hessian-vector products, and
+//! small dense Jacobians and Hessians.
+
+use crate::error::{AutodiffError, Result};
+use crate::reverse::{grad, vjp};
+use dendrite_graph::{Element, Graph, NodeId, Shape};
+use ndarray::{ArrayD, IxDyn};
+
+fn check_pairs<F: Element>(g: &Graph<F>, wrt: &[NodeId], others: &[NodeId], what: &'static str) -> Result<()> {
+    if wrt.len() != others.len() {
+        return Err(AutodiffError::CountMismatch {
+            wrt: wrt.len(),
+            given: others.len(),
+            what,
+        });
+    }
+    for (&w, &t) in wrt.iter().zip(others) {
+        let (ws, ts) = (g.shape(w)?, g.shape(t)?);
+        if ws != ts {
+            return Err(AutodiffError::PairShape {
+                what,
+                node: g.name(w)?.to_owned(),
+                expected: ws.clone(),
+                actual: ts.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `Σ_i sum(a_i ⊙ b_i)`: the inner product of two lists of same-shaped tensors.
+fn inner<F: Element>(g: &mut Graph<F>, a: &[NodeId], b: &[NodeId]) -> Result<NodeId> {
+    let mut total: Option<NodeId> = None;
+    for (&x, &y) in a.iter().zip(b) {
+        let p = g.mul(x, y)?;
+        let s = g.sum_all(p)?;
+        total = Some(match total {
+            Some(t) => g.add(t, s)?,
+            None => s,
+        });
+    }
+    Ok(match total {
+        Some(t) => t,
+        None => g.scalar(0.0),
+    })
+}
+
+/// Forward-mode product `J t = Σ_i ∂output/∂wrt_i · t_i`, by the transpose trick: the VJP
+/// `u(c) = cᵀ J` is linear in the cotangent `c`, so `J t = ∂⟨u(c), t⟩/∂c`, one more reverse
+/// sweep. The dummy cotangent is zeros (its value never matters, only its position).
+///
+/// # Errors
+/// [`AutodiffError::CountMismatch`] or [`AutodiffError::PairShape`] for tangents that do not
+/// match `wrt`.
+///
+/// ```
+/// use dendrite_autodiff::jvp;
+/// use dendrite_graph::{compile, Graph};
+/// use ndarray::arr1;
+/// let mut g = Graph::<f64>::new();
+/// let x = g.input("x", [2])?;
+/// let t = g.input("t", [2])?;
+/// let y = g.mul(x, x)?;                       // J = diag(2x)
+/// let jt = jvp(&mut g, y, &[x], &[t])?;
+/// let mut plan = compile(&g, &[jt])?;
+/// let (xv, tv) = (arr1(&[1.0, 2.0]).into_dyn(), arr1(&[1.0, 1.0]).into_dyn());
+/// let out = plan.run(&g, &[("x", xv.view()), ("t", tv.view())])?;
+/// assert_eq!(out.get(0)?, arr1(&[2.0, 4.0]).into_dyn().view());
+/// # Ok::<(), dendrite_autodiff::AutodiffError>(())
+/// ```
+pub fn jvp<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId], tangents: &[NodeId]) -> Result<NodeId> {
+    check_pairs(g, wrt, tangents, "tangents")?;
+    let dummy = g.zeros_like(output)?;
+    let u = vjp(g, output, wrt, dummy)?;
+    let s = inner(g, &u, tangents)?;
+    let ct = g.ones_like(s)?;
+    Ok(vjp(g, s, &[dummy], ct)?[0])
+}
+
+/// Hessian-vector product `H v` of a scalar output: the gradient of `⟨∇f, v⟩`.
+///
+/// # Errors
+/// [`AutodiffError::NonScalarOutput`], or mismatched `vectors`.
+///
+/// ```
+/// use dendrite_autodiff::hvp;
+/// use dendrite_graph::{compile, Graph};
+/// use ndarray::arr1;
+/// let mut g = Graph::<f64>::new();
+/// let x = g.input("x", [2])?;
+/// let v = g.input("v", [2])?;
+/// let x3 = g.pow(x, 3.0)?;
+/// let f = g.sum_all(x3)?;                    // H = diag(6x)
+/// let hv = hvp(&mut g, f, &[x], &[v])?;
+/// let mut plan = compile(&g, &hv)?;
+/// let (xv, vv) = (arr1(&[1.0, 2.0]).into_dyn(), arr1(&[1.0, -1.0]).into_dyn());
+/// let out = plan.run(&g, &[("x", xv.view()), ("v", vv.view())])?;
+/// assert_eq!(out.get(0)?, arr1(&[6.0, -12.0]).into_dyn().view());
+/// # Ok::<(), dendrite_autodiff::AutodiffError>(())
+/// ```
+pub fn hvp<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId], vectors: &[NodeId]) -> Result<Vec<NodeId>> {
+    check_pairs(g, wrt, vectors, "vectors")?;
+    let gradient = grad(g, output, wrt)?;
+    let s = inner(g, &gradient, vectors)?;
+    grad(g, s, wrt)
+}
+
+fn fixed<F: Element>(g: &Graph<F>, node: NodeId, what: &'static str) -> Result<Shape> {
+    let shape = g.shape(node)?.clone();
+    if shape.is_fixed() {
+        Ok(shape)
+    } else {
+        Err(AutodiffError::NeedsFixedShape {
+            what,
+            node: g.name(node)?.to_owned(),
+            shape,
+        })
+    }
+}
+
+fn basis<F: Element>(g: &mut Graph<F>, shape: &Shape, i: usize) -> NodeId {
+    let dims = shape.concrete().unwrap_or_default();
+    let mut e = ArrayD::<F>::zeros(IxDyn(&dims));
+    if let Some(slot) = e.iter_mut().nth(i) {
+        *slot = F::one();
+    }
+    g.constant(e)
+}
+
+/// Stacks same-shaped rows along a new leading axis, then shapes the result as `lead ++ row`.
+fn stack<F: Element>(g: &mut Graph<F>, rows: &[NodeId], lead: &Shape, row: &Shape) -> Result<NodeId> {
+    let mut expanded = Vec::with_capacity(rows.len());
+    for &r in rows {
+        expanded.push(g.expand_dims(r, &[0])?);
+    }
+    let stacked = g.concat(&expanded, 0)?;
+    let dims: Vec<usize> = lead.concrete().unwrap_or_default().into_iter().chain(row.concrete().unwrap_or_default()).collect();
+    Ok(g.reshape(stacked, dims)?)
+}
+
+/// The full Jacobian `∂output/∂wrt`, shaped `output.shape ++ wrt.shape`, one VJP per output
+/// element: for small outputs.
+///
+/// # Errors
+/// [`AutodiffError::NeedsFixedShape`] when either shape has a dynamic dimension.
+///
+/// ```
+/// use dendrite_autodiff::jacobian;
+/// use dendrite_graph::{compile, Graph};
+/// use ndarray::{arr1, arr2};
+/// let mut g = Graph::<f64>::new();
+/// let x = g.input("x", [2])?;
+/// let y = g.mul(x, x)?;
+/// let j = jacobian(&mut g, y, x)?;
+/// let mut plan = compile(&g, &[j])?;
+/// let xv = arr1(&[3.0, 5.0]).into_dyn();
+/// let out = plan.run(&g, &[("x", xv.view())])?;
+/// assert_eq!(out.get(0)?, arr2(&[[6.0, 0.0], [0.0, 10.0]]).into_dyn().view());
+/// # Ok::<(), dendrite_autodiff::AutodiffError>(())
+/// ```
+pub fn jacobian<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: NodeId) -> Result<NodeId> {
+    let out_shape = fixed(g, output, "jacobian")?;
+    let wrt_shape = fixed(g, wrt, "jacobian")?;
+    let m = out_shape.size().unwrap_or(0);
+    let mut rows = Vec::with_capacity(m);
+    for i in 0..m {
+        let e = basis(g, &out_shape, i);
+        rows.push(vjp(g, output, &[wrt], e)?[0]);
+    }
+    if rows.is_empty() {
+        let dims: Vec<usize> = out_shape.concrete().unwrap_or_default().into_iter().chain(wrt_shape.concrete().unwrap_or_default()).collect();
+        return Ok(g.constant(ArrayD::zeros(IxDyn(&dims))));
+    }
+    stack(g, &rows, &out_shape, &wrt_shape)
+}
+
+/// The full Hessian of a scalar output, shaped `wrt.shape ++ wrt.shape`, one HVP per element
+/// of `wrt`: for small inputs.
+///
+/// # Errors
+/// [`AutodiffError::NeedsFixedShape`], [`AutodiffError::NonScalarOutput`].
+///
+/// ```
+/// use dendrite_autodiff::hessian;
+/// use dendrite_graph::{compile, Graph};
+/// use ndarray::{arr1, arr2};
+/// let mut g = Graph::<f64>::new();
+/// let x = g.input("x", [2])?;
+/// let a = g.constant(arr2(&[[1.0, 2.0], [3.0, 4.0]]).into_dyn());
+/// let col = g.reshape(x, [2, 1])?;
+/// let ax = g.matmul(a, col)?;
+/// let xax = g.matmul_t(col, ax, true, false)?;   // xᵀ A x, whose Hessian is A + Aᵀ
+/// let f = g.sum_all(xax)?;
+/// let h = hessian(&mut g, f, x)?;
+/// let mut plan = compile(&g, &[h])?;
+/// let xv = arr1(&[0.3, -0.7]).into_dyn();
+/// let out = plan.run(&g, &[("x", xv.view())])?;
+/// assert_eq!(out.get(0)?, arr2(&[[2.0, 5.0], [5.0, 8.0]]).into_dyn().view());
+/// # Ok::<(), dendrite_autodiff::AutodiffError>(())
+/// ```
+pub fn hessian<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: NodeId) -> Result<NodeId> {
+    let wrt_shape = fixed(g, wrt, "hessian")?;
+    let gradient = grad(g, output, &[wrt])?[0];
+    let n = wrt_shape.size().unwrap_or(0);
+    let mut rows = Vec::with_capacity(n);
+    for j in 0..n {
+        let e = basis(g, &wrt_shape, j);
+        let s = inner(g, &[gradient], &[e])?;
+        rows.push(grad(g, s, &[wrt])?[0]);
+    }
+    if rows.is_empty() {
+        let dims: Vec<usize> = wrt_shape.concrete().unwrap_or_default().into_iter().chain(wrt_shape.concrete().unwrap_or_default()).collect();
+        return Ok(g.constant(ArrayD::zeros(IxDyn(&dims))));
+    }
+    stack(g, &rows, &wrt_shape, &wrt_shape)
+}
