@@ -123,10 +123,13 @@ impl Dataset {
             classes,
         };
         let features = rows.checked_mul(cols).ok_or_else(bad_shape)?;
-        if features == 0 || classes == 0 || classes > 256 || images.len() % features != 0 {
+        if features == 0 || classes == 0 || classes > 256 {
             return Err(bad_shape());
         }
         let count = images.len() / features;
+        if count * features != images.len() {
+            return Err(bad_shape());
+        }
         if count != labels.len() {
             return Err(DataError::CountMismatch {
                 images_path: images_path.to_path_buf(),
@@ -145,6 +148,27 @@ impl Dataset {
             cols,
             classes,
         })
+    }
+
+    /// A dataset from parts the caller has built consistent (the synthetic generator):
+    /// `images.len() == labels.len() * rows * cols`, labels `< classes`. Not re-checked.
+    pub(crate) fn from_generated(
+        images: Vec<u8>,
+        labels: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        classes: usize,
+    ) -> Self {
+        let len = labels.len();
+        Self {
+            images: Arc::new(images),
+            labels: Arc::new(labels),
+            start: 0,
+            len,
+            rows,
+            cols,
+            classes,
+        }
     }
 
     /// Number of samples.

@@ -103,7 +103,7 @@ pub enum DataError {
     },
 
     /// An image file declares zero rows or zero columns.
-    #[error("{}: image dimensions must be nonzero, found {rows}x{cols}", path.display())]
+    #[error("{}: image dimensions must be nonzero, found {rows} rows and {cols} columns", path.display())]
     BadDimensions {
         /// The file being parsed.
         path: PathBuf,
@@ -127,7 +127,7 @@ pub enum DataError {
     },
 
     /// The file holds more bytes than its header claims.
-    #[error("{}: {extra} trailing bytes after the {expected} bytes the IDX header describes", path.display())]
+    #[error("{}: trailing data: {extra} bytes past the {expected} bytes the IDX header describes", path.display())]
     TrailingBytes {
         /// The file being parsed.
         path: PathBuf,
@@ -165,7 +165,9 @@ pub enum DataError {
 
     /// A dataset was built with a zero dimension, zero classes, or pixels that do not fill
     /// whole images.
-    #[error("invalid dataset shape: {pixels} pixels for images of {rows}x{cols} and {classes} classes")]
+    #[error(
+        "invalid dataset shape: {pixels} pixels for images of {rows}x{cols} and {classes} classes"
+    )]
     BadShape {
         /// Length of the pixel buffer.
         pixels: usize,
