@@ -45,7 +45,9 @@ pub fn to_dot<F: Element>(graph: &Graph<F>, roots: Option<&[NodeId]>) -> Result<
             );
         }
     }
-    let mut out = String::from("digraph dendrite {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n");
+    let mut out = String::from(
+        "digraph dendrite {\n  rankdir=TB;\n  node [fontname=\"Helvetica\", fontsize=10];\n",
+    );
     for i in (0..n).filter(|&i| keep[i]) {
         let node = &graph.dag()[NodeIndex::new(i)];
         let style = match node.op() {
@@ -54,15 +56,27 @@ pub fn to_dot<F: Element>(graph: &Graph<F>, roots: Option<&[NodeId]>) -> Result<
             Op::Constant => "shape=plaintext",
             _ => "shape=box, style=rounded",
         };
-        let label = format!("{}\\n{} {}", escape(node.name()), node.op().name(), node.shape());
+        let label = format!(
+            "{}\\n{} {}",
+            escape(node.name()),
+            node.op().name(),
+            node.shape()
+        );
         let _ = writeln!(out, "  n{i} [label=\"{label}\", {style}];");
     }
     for edge in graph.dag().edge_references() {
         let (s, t) = (edge.source().index(), edge.target().index());
         if keep[s] && keep[t] {
-            let arity = graph.dag().edges_directed(edge.target(), petgraph::Direction::Incoming).count();
+            let arity = graph
+                .dag()
+                .edges_directed(edge.target(), petgraph::Direction::Incoming)
+                .count();
             if arity > 1 {
-                let _ = writeln!(out, "  n{s} -> n{t} [label=\"{}\", fontsize=8];", edge.weight());
+                let _ = writeln!(
+                    out,
+                    "  n{s} -> n{t} [label=\"{}\", fontsize=8];",
+                    edge.weight()
+                );
             } else {
                 let _ = writeln!(out, "  n{s} -> n{t};");
             }

@@ -143,7 +143,9 @@ pub enum GraphError {
         value: f64,
     },
     /// An index operand with a value that is not an integer in `0..bound`.
-    #[error("{op} `{node}`: index {value} at flat position {position} is not an integer in 0..{bound}")]
+    #[error(
+        "{op} `{node}`: index {value} at flat position {position} is not an integer in 0..{bound}"
+    )]
     IndexOutOfRange {
         /// The op being run.
         op: &'static str,

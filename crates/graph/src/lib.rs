@@ -43,5 +43,5 @@ pub use element::Element;
 pub use error::{GraphError, Result};
 pub use graph::{Graph, Node, NodeId};
 pub use ops::{Axes, BinaryOp, CompareOp, Op, OperandGrads, ReduceOp, UnaryOp};
-pub use plan::{compile, Outputs, Plan};
+pub use plan::{compile, Outputs, Plan, StepProfile};
 pub use shape::{broadcast_dim, broadcast_shapes, ConcreteShape, Dim, Dims, Shape};

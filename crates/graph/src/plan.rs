@@ -37,6 +37,9 @@ struct Step {
     /// Declared operand shapes, kept only for broadcasting ops (see [`Op::broadcasts_operands`]).
     declared: SmallVec<[Shape; 3]>,
     out: usize,
+    /// Operand shapes of the last run and the output shape they gave: with an unchanged batch
+    /// size the shape rule need not run again.
+    cached: Option<(SmallVec<[ConcreteShape; 3]>, ConcreteShape)>,
 }
 
 #[derive(Debug, Clone)]
@@ -55,11 +58,13 @@ struct Buffer<F> {
 impl<F: Element> Buffer<F> {
     fn view(&self) -> Result<ArrayViewD<'_, F>> {
         let n: usize = self.shape.iter().product();
-        ArrayViewD::from_shape(IxDyn(&self.shape), &self.data[..n]).map_err(|_| GraphError::InvalidShape {
-            op: "plan",
-            node: String::new(),
-            reason: "internal: a buffer disagrees with its shape".into(),
-            shape: Shape::fixed(&self.shape),
+        ArrayViewD::from_shape(IxDyn(&self.shape), &self.data[..n]).map_err(|_| {
+            GraphError::InvalidShape {
+                op: "plan",
+                node: String::new(),
+                reason: "internal: a buffer disagrees with its shape".into(),
+                shape: Shape::fixed(&self.shape),
+            }
         })
     }
 }
@@ -122,7 +127,10 @@ pub fn compile<F: Element>(graph: &Graph<F>, fetches: &[NodeId]) -> Result<Plan<
         if std::mem::replace(&mut needed[i], true) {
             continue;
         }
-        stack.extend(dag.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming).map(|p| p.index()));
+        stack.extend(
+            dag.neighbors_directed(NodeIndex::new(i), petgraph::Direction::Incoming)
+                .map(|p| p.index()),
+        );
     }
 
     let mut inputs = Vec::new();
@@ -150,7 +158,10 @@ pub fn compile<F: Element>(graph: &Graph<F>, fetches: &[NodeId]) -> Result<Plan<
             op => {
                 let operands = graph.operands(id)?;
                 let declared = if op.broadcasts_operands() {
-                    operands.iter().map(|&o| graph.shape(o).cloned()).collect::<Result<_>>()?
+                    operands
+                        .iter()
+                        .map(|&o| graph.shape(o).cloned())
+                        .collect::<Result<_>>()?
                 } else {
                     SmallVec::new()
                 };
@@ -161,6 +172,7 @@ pub fn compile<F: Element>(graph: &Graph<F>, fetches: &[NodeId]) -> Result<Plan<
                     operands: operands.iter().map(|o| source[o.index()]).collect(),
                     declared,
                     out: usize::MAX,
+                    cached: None,
                 });
                 Source::Buffer(i)
             }
@@ -178,6 +190,7 @@ pub fn compile<F: Element>(graph: &Graph<F>, fetches: &[NodeId]) -> Result<Plan<
                 operands: SmallVec::from_slice(&[source[i]]),
                 declared: SmallVec::new(),
                 out: usize::MAX,
+                cached: None,
             });
         }
         fetch_nodes.push(i);
@@ -230,7 +243,13 @@ pub fn compile<F: Element>(graph: &Graph<F>, fetches: &[NodeId]) -> Result<Plan<
         graph: graph.id(),
         inputs,
         steps,
-        buffers: vec![Buffer { data: Vec::new(), shape: ConcreteShape::new() }; slots],
+        buffers: vec![
+            Buffer {
+                data: Vec::new(),
+                shape: ConcreteShape::new()
+            };
+            slots
+        ],
         fetches: fetch_nodes.iter().map(|&i| slot_of[i]).collect(),
         check_finite: false,
     })
@@ -319,17 +338,24 @@ impl<F: Element> Plan<F> {
     /// assert_eq!(err.to_string(), "feed for input `x` has shape [4, 3], expected [?, 2]");
     /// # Ok::<(), GraphError>(())
     /// ```
-    pub fn run<'p>(&'p mut self, graph: &Graph<F>, feeds: &[(&str, ArrayViewD<'_, F>)]) -> Result<Outputs<'p, F>> {
+    pub fn run<'p>(
+        &'p mut self,
+        graph: &Graph<F>,
+        feeds: &[(&str, ArrayViewD<'_, F>)],
+    ) -> Result<Outputs<'p, F>> {
         if graph.id() != self.graph {
             return Err(GraphError::PlanGraphMismatch {
                 plan_graph: self.graph,
                 graph: graph.id(),
             });
         }
-        let mut fed: SmallVec<[Option<ArrayViewD<'_, F>>; 4]> = SmallVec::from_elem(None, self.inputs.len());
+        let mut fed: SmallVec<[Option<ArrayViewD<'_, F>>; 4]> =
+            SmallVec::from_elem(None, self.inputs.len());
         for (name, value) in feeds {
             let Some(k) = self.inputs.iter().position(|i| i.name == *name) else {
-                return Err(GraphError::UnknownFeed { name: (*name).to_owned() });
+                return Err(GraphError::UnknownFeed {
+                    name: (*name).to_owned(),
+                });
             };
             let slot = &self.inputs[k];
             if !slot.shape.accepts(value.shape()) {
@@ -358,7 +384,7 @@ impl<F: Element> Plan<F> {
                 });
             }
         }
-        for step in &self.steps {
+        for step in &mut self.steps {
             let mut data = std::mem::take(&mut self.buffers[step.out].data);
             let result = run_step(step, graph, &fed, &self.buffers, &mut data);
             let buffer = &mut self.buffers[step.out];
@@ -369,9 +395,86 @@ impl<F: Element> Plan<F> {
     }
 }
 
+/// Time spent in one step of a plan, from [`Plan::profile`].
+///
+/// ```
+/// # use dendrite_graph::{compile, Graph};
+/// # let mut g = Graph::<f32>::new();
+/// # let x = g.input("x", [2])?;
+/// # let y = g.exp(x)?;
+/// let mut plan = compile(&g, &[y])?;
+/// let v = ndarray::arr1(&[1.0_f32, 2.0]).into_dyn();
+/// let steps = plan.profile(&g, &[("x", v.view())], 3)?;
+/// assert_eq!(steps[0].op, "exp");
+/// # Ok::<(), dendrite_graph::GraphError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct StepProfile {
+    /// The node's name.
+    pub node: String,
+    /// The op's name.
+    pub op: &'static str,
+    /// The output's concrete shape in the last run.
+    pub shape: ConcreteShape,
+    /// Mean wall time per run.
+    pub mean: std::time::Duration,
+}
+
+impl<F: Element> Plan<F> {
+    /// Runs the plan `runs` times (after one warm-up run) and reports the mean time of each
+    /// step, in plan order: where a run's time goes.
+    ///
+    /// # Errors
+    /// As [`Plan::run`].
+    pub fn profile(
+        &mut self,
+        graph: &Graph<F>,
+        feeds: &[(&str, ArrayViewD<'_, F>)],
+        runs: usize,
+    ) -> Result<Vec<StepProfile>> {
+        self.run(graph, feeds)?;
+        let mut totals = vec![std::time::Duration::ZERO; self.steps.len()];
+        let mut shapes = vec![ConcreteShape::new(); self.steps.len()];
+        let inputs = self.inputs.clone();
+        let fed: Vec<Option<ArrayViewD<'_, F>>> = inputs
+            .iter()
+            .map(|slot| {
+                feeds
+                    .iter()
+                    .find(|(n, _)| *n == slot.name)
+                    .map(|(_, v)| v.view())
+            })
+            .collect();
+        for _ in 0..runs {
+            for (k, step) in self.steps.iter_mut().enumerate() {
+                let start = std::time::Instant::now();
+                let mut data = std::mem::take(&mut self.buffers[step.out].data);
+                let result = run_step(step, graph, &fed, &self.buffers, &mut data);
+                let buffer = &mut self.buffers[step.out];
+                buffer.data = data;
+                buffer.shape = result?;
+                totals[k] += start.elapsed();
+                shapes[k].clone_from(&buffer.shape);
+            }
+        }
+        let runs = runs.max(1) as u32;
+        Ok(self
+            .steps
+            .iter()
+            .zip(totals.into_iter().zip(shapes))
+            .map(|(step, (total, shape))| StepProfile {
+                node: step.name.clone(),
+                op: step.op.name(),
+                shape,
+                mean: total / runs,
+            })
+            .collect())
+    }
+}
+
 /// Runs one step into `data`, returning the output's concrete shape.
 fn run_step<F: Element>(
-    step: &Step,
+    step: &mut Step,
     graph: &Graph<F>,
     fed: &[Option<ArrayViewD<'_, F>>],
     buffers: &[Buffer<F>],
@@ -380,28 +483,57 @@ fn run_step<F: Element>(
     let mut views: SmallVec<[ArrayViewD<'_, F>; 3]> = SmallVec::new();
     for src in &step.operands {
         views.push(match *src {
-            Source::Feed(k) => fed[k].as_ref().map(|v| v.view()).ok_or_else(|| GraphError::MissingFeed {
-                input: step.name.clone(),
-                expected: Shape::scalar(),
-            })?,
+            Source::Feed(k) => {
+                fed[k]
+                    .as_ref()
+                    .map(|v| v.view())
+                    .ok_or_else(|| GraphError::MissingFeed {
+                        input: step.name.clone(),
+                        expected: Shape::scalar(),
+                    })?
+            }
             Source::Stored(i) => graph.value(graph.handle(NodeIndex::new(i)))?,
             Source::Buffer(b) => buffers[b].view()?,
         });
     }
     let shapes: SmallVec<[&[usize]; 3]> = views.iter().map(|v| v.shape()).collect();
-    let out_shape = step.op.infer_concrete(&step.name, &shapes)?;
-    if !step.declared.is_empty() {
-        check_no_dynamic_stretch(step, &shapes, &out_shape)?;
-    }
+    let out_shape = match &step.cached {
+        Some((inputs, out))
+            if inputs
+                .iter()
+                .map(|s| s.as_slice())
+                .eq(shapes.iter().copied()) =>
+        {
+            out.clone()
+        }
+        _ => {
+            let out_shape = step.op.infer_concrete(&step.name, &shapes)?;
+            if !step.declared.is_empty() {
+                check_no_dynamic_stretch(step, &shapes, &out_shape)?;
+            }
+            step.cached = Some((
+                shapes
+                    .iter()
+                    .map(|s| ConcreteShape::from_slice(s))
+                    .collect(),
+                out_shape.clone(),
+            ));
+            out_shape
+        }
+    };
     let n: usize = out_shape.iter().product();
     data.resize(n, F::zero());
-    let out = ArrayViewMutD::from_shape(IxDyn(&out_shape), &mut data[..n]).map_err(|_| GraphError::InvalidShape {
-        op: step.op.name(),
-        node: step.name.clone(),
-        reason: "internal: output buffer does not fit its shape".into(),
-        shape: Shape::fixed(&out_shape),
+    let out = ArrayViewMutD::from_shape(IxDyn(&out_shape), &mut data[..n]).map_err(|_| {
+        GraphError::InvalidShape {
+            op: step.op.name(),
+            node: step.name.clone(),
+            reason: "internal: output buffer does not fit its shape".into(),
+            shape: Shape::fixed(&out_shape),
+        }
     })?;
-    step.op.forward(&step.name, &views, out).map_err(|e| name_error(e, &step.name))?;
+    step.op
+        .forward(&step.name, &views, out)
+        .map_err(|e| name_error(e, &step.name))?;
     Ok(out_shape)
 }
 
@@ -428,7 +560,13 @@ fn check_no_dynamic_stretch(step: &Step, shapes: &[&[usize]], out: &[usize]) -> 
 /// Kernels report some errors without knowing the node; fill its name in.
 fn name_error(err: GraphError, name: &str) -> GraphError {
     match err {
-        GraphError::IncompatibleShapes { op, node, reason, lhs, rhs } if node.is_empty() => GraphError::IncompatibleShapes {
+        GraphError::IncompatibleShapes {
+            op,
+            node,
+            reason,
+            lhs,
+            rhs,
+        } if node.is_empty() => GraphError::IncompatibleShapes {
             op,
             node: name.to_owned(),
             reason,
@@ -492,12 +630,15 @@ impl<'p, F: Element> Outputs<'p, F> {
     /// the value is empty.
     pub fn scalar(&self, i: usize) -> Result<F> {
         let v = self.get(i)?;
-        v.iter().next().copied().ok_or_else(|| GraphError::InvalidShape {
-            op: "fetch",
-            node: format!("fetch #{i}"),
-            reason: "an empty value has no scalar".into(),
-            shape: Shape::fixed(v.shape()),
-        })
+        v.iter()
+            .next()
+            .copied()
+            .ok_or_else(|| GraphError::InvalidShape {
+                op: "fetch",
+                node: format!("fetch #{i}"),
+                reason: "an empty value has no scalar".into(),
+                shape: Shape::fixed(v.shape()),
+            })
     }
 
     /// Copies every fetched value out.
@@ -505,6 +646,8 @@ impl<'p, F: Element> Outputs<'p, F> {
     /// # Errors
     /// Only on internal inconsistency.
     pub fn to_vec(&self) -> Result<Vec<ArrayD<F>>> {
-        (0..self.len()).map(|i| self.get(i).map(|v| v.to_owned())).collect()
+        (0..self.len())
+            .map(|i| self.get(i).map(|v| v.to_owned()))
+            .collect()
     }
 }

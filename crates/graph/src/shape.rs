@@ -287,8 +287,16 @@ pub fn broadcast_shapes(a: &Shape, b: &Shape) -> Option<Shape> {
     let pad_b = rank - b.rank();
     let mut dims = Dims::with_capacity(rank);
     for i in 0..rank {
-        let da = if i < pad_a { Dim::Fixed(1) } else { a.dims[i - pad_a] };
-        let db = if i < pad_b { Dim::Fixed(1) } else { b.dims[i - pad_b] };
+        let da = if i < pad_a {
+            Dim::Fixed(1)
+        } else {
+            a.dims[i - pad_a]
+        };
+        let db = if i < pad_b {
+            Dim::Fixed(1)
+        } else {
+            b.dims[i - pad_b]
+        };
         dims.push(broadcast_dim(da, db)?);
     }
     Some(Shape { dims })

@@ -24,7 +24,7 @@ use crate::ops::{check_arity, CompareOp, Op, OperandGrads};
 use crate::shape::{broadcast_shapes, Shape};
 use crate::{Element, Graph, NodeId};
 use ndarray::{ArrayViewD, ArrayViewMutD, Zip};
-use smallvec::smallvec;
+use smallvec::{smallvec, SmallVec};
 
 /// An elementwise, broadcasting function of two operands.
 ///
@@ -117,32 +117,61 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
     })
 }
 
-/// Applies `f` elementwise with broadcasting, taking the fast path when no broadcasting is needed.
+/// Applies `f` elementwise with broadcasting, taking a slice fast path for the common layouts.
 pub(crate) fn zip_broadcast<F: Element, G: Element>(
     a: &ArrayViewD<'_, F>,
     b: &ArrayViewD<'_, F>,
     mut out: ArrayViewMutD<'_, G>,
     f: impl Fn(F, F) -> G,
 ) -> Result<()> {
-    if let (Some(xs), Some(ys)) = (a.as_slice(), b.as_slice()) {
-        if let Some(os) = out.as_slice_mut() {
-            if xs.len() == os.len() && ys.len() == os.len() {
-                os.iter_mut()
-                    .zip(xs.iter().zip(ys))
+    let out_shape: SmallVec<[usize; 4]> = out.shape().into();
+    if let (Some(xs), Some(ys), Some(os)) = (a.as_slice(), b.as_slice(), out.as_slice_mut()) {
+        let n = os.len();
+        if xs.len() == n && ys.len() == n {
+            os.iter_mut()
+                .zip(xs.iter().zip(ys))
+                .for_each(|(o, (&x, &y))| *o = f(x, y));
+            return Ok(());
+        }
+        if xs.len() == n && ys.len() == 1 {
+            let y = ys[0];
+            os.iter_mut().zip(xs).for_each(|(o, &x)| *o = f(x, y));
+            return Ok(());
+        }
+        if ys.len() == n && xs.len() == 1 {
+            let x = xs[0];
+            os.iter_mut().zip(ys).for_each(|(o, &y)| *o = f(x, y));
+            return Ok(());
+        }
+        // The two broadcasts of a dense layer and a softmax: a row vector repeated down the
+        // rows (`[n, k] + [k]`) and a column repeated across them (`[n, k] - [n, 1]`).
+        if xs.len() == n && !ys.is_empty() && is_row_of(b.shape(), &out_shape) {
+            for (orow, xrow) in os.chunks_exact_mut(ys.len()).zip(xs.chunks_exact(ys.len())) {
+                orow.iter_mut()
+                    .zip(xrow.iter().zip(ys))
                     .for_each(|(o, (&x, &y))| *o = f(x, y));
-                return Ok(());
             }
-            if xs.len() == os.len() && ys.len() == 1 {
-                let y = ys[0];
-                os.iter_mut().zip(xs).for_each(|(o, &x)| *o = f(x, y));
-                return Ok(());
+            return Ok(());
+        }
+        if xs.len() == n && !ys.is_empty() && is_column_of(b.shape(), &out_shape) {
+            let width = n / ys.len();
+            for ((orow, xrow), &y) in os
+                .chunks_exact_mut(width)
+                .zip(xs.chunks_exact(width))
+                .zip(ys)
+            {
+                orow.iter_mut().zip(xrow).for_each(|(o, &x)| *o = f(x, y));
             }
+            return Ok(());
         }
     }
     let shape = out.raw_dim();
     match (a.broadcast(shape.clone()), b.broadcast(shape)) {
         (Some(a), Some(b)) => {
-            Zip::from(&mut out).and(&a).and(&b).for_each(|o, &x, &y| *o = f(x, y));
+            Zip::from(&mut out)
+                .and(&a)
+                .and(&b)
+                .for_each(|o, &x, &y| *o = f(x, y));
             Ok(())
         }
         _ => Err(GraphError::IncompatibleShapes {
@@ -153,6 +182,30 @@ pub(crate) fn zip_broadcast<F: Element, G: Element>(
             rhs: Shape::fixed(b.shape()),
         }),
     }
+}
+
+/// Whether `operand` (contiguous) broadcasts to `out` by repeating it as the trailing block:
+/// its shape, without leading 1s, equals `out`'s trailing dimensions.
+fn is_row_of(operand: &[usize], out: &[usize]) -> bool {
+    let start = operand
+        .iter()
+        .position(|&d| d != 1)
+        .unwrap_or(operand.len());
+    let trimmed = &operand[start..];
+    trimmed.len() <= out.len() && out.ends_with(trimmed)
+}
+
+/// Whether `operand` broadcasts to `out` by repeating each element along the last axis only:
+/// its shape is `out`'s with the last dimension 1 (leading 1s allowed).
+fn is_column_of(operand: &[usize], out: &[usize]) -> bool {
+    let (Some((&1, lead)), Some((_, out_lead))) = (operand.split_last(), out.split_last()) else {
+        return false;
+    };
+    lead.len() <= out_lead.len()
+        && out_lead.ends_with(lead)
+        && out_lead[..out_lead.len() - lead.len()]
+            .iter()
+            .all(|&d| d == 1)
 }
 
 pub(crate) fn forward<F: Element>(
@@ -191,7 +244,11 @@ pub(crate) fn vjp<F: Element>(
             (a_bar, g.neg(scaled)?)
         }
         BinaryOp::Maximum | BinaryOp::Minimum => {
-            let wins = if op == BinaryOp::Maximum { CompareOp::Gt } else { CompareOp::Lt };
+            let wins = if op == BinaryOp::Maximum {
+                CompareOp::Gt
+            } else {
+                CompareOp::Lt
+            };
             // share_a = [a wins] + ½[a = b]; b gets the rest, so ties split evenly.
             let a_wins = g.compare(wins, a, b)?;
             let tie = g.compare(CompareOp::Eq, a, b)?;

@@ -27,10 +27,13 @@ fn broadcasts_to(from: &Shape, to: &Shape) -> bool {
         return false;
     }
     let pad = to.rank() - from.rank();
-    from.dims().iter().zip(&to.dims()[pad..]).all(|(&f, &t)| match (f, t) {
-        (Dim::Fixed(a), Dim::Fixed(b)) => a == b || a == 1,
-        _ => true,
-    })
+    from.dims()
+        .iter()
+        .zip(&to.dims()[pad..])
+        .all(|(&f, &t)| match (f, t) {
+            (Dim::Fixed(a), Dim::Fixed(b)) => a == b || a == 1,
+            _ => true,
+        })
 }
 
 pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
@@ -55,14 +58,22 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
                     *dim = if i >= pad {
                         x.dims()[i - pad]
                     } else {
-                        return Err(mismatch("a dynamic target axis needs an aligned operand axis", x, target));
+                        return Err(mismatch(
+                            "a dynamic target axis needs an aligned operand axis",
+                            x,
+                            target,
+                        ));
                     };
                 }
             }
             if broadcasts_to(x, &out) {
                 Ok(out)
             } else {
-                Err(mismatch("operand does not broadcast to the target", x, target))
+                Err(mismatch(
+                    "operand does not broadcast to the target",
+                    x,
+                    target,
+                ))
             }
         }
         Op::BroadcastLike => {
@@ -70,7 +81,11 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
             if broadcasts_to(operands[0], operands[1]) {
                 Ok(operands[1].clone())
             } else {
-                Err(mismatch("operand does not broadcast to the reference shape", operands[0], operands[1]))
+                Err(mismatch(
+                    "operand does not broadcast to the reference shape",
+                    operands[0],
+                    operands[1],
+                ))
             }
         }
         _ => {
@@ -78,7 +93,11 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
             if broadcasts_to(operands[1], operands[0]) {
                 Ok(operands[1].clone())
             } else {
-                Err(mismatch("reference shape does not broadcast to the operand", operands[0], operands[1]))
+                Err(mismatch(
+                    "reference shape does not broadcast to the operand",
+                    operands[0],
+                    operands[1],
+                ))
             }
         }
     }
@@ -123,7 +142,12 @@ fn internal(op: &Op, node: &str, lhs: &[usize], rhs: &[usize]) -> GraphError {
     }
 }
 
-pub(crate) fn vjp<F: Element>(g: &mut Graph<F>, op: &Op, xs: &[NodeId], y_bar: NodeId) -> Result<OperandGrads> {
+pub(crate) fn vjp<F: Element>(
+    g: &mut Graph<F>,
+    op: &Op,
+    xs: &[NodeId],
+    y_bar: NodeId,
+) -> Result<OperandGrads> {
     Ok(match op {
         // The adjoint of a broadcast is the sum back to the operand's shape.
         Op::BroadcastTo(_) => smallvec![Some(g.sum_like(y_bar, xs[0])?)],

@@ -102,7 +102,33 @@ pub(crate) fn infer_select(node: &str, operands: &[&Shape]) -> Result<Shape> {
     })
 }
 
-pub(crate) fn forward_select<F: Element>(inputs: &[ArrayViewD<'_, F>], mut out: ArrayViewMutD<'_, F>) -> Result<()> {
+pub(crate) fn forward_select<F: Element>(
+    inputs: &[ArrayViewD<'_, F>],
+    mut out: ArrayViewMutD<'_, F>,
+) -> Result<()> {
+    // Fast path (relu and its gradient): each operand contiguous and either full-size or a
+    // single element.
+    if let (Some(c), Some(a), Some(b)) = (
+        inputs[0].as_slice(),
+        inputs[1].as_slice(),
+        inputs[2].as_slice(),
+    ) {
+        if let Some(os) = out.as_slice_mut() {
+            let n = os.len();
+            let ok = |s: &[F]| s.len() == n || s.len() == 1;
+            if ok(c) && ok(a) && ok(b) {
+                let at = |s: &[F], i: usize| if s.len() == 1 { s[0] } else { s[i] };
+                for (i, o) in os.iter_mut().enumerate() {
+                    *o = if at(c, i) != F::zero() {
+                        at(a, i)
+                    } else {
+                        at(b, i)
+                    };
+                }
+                return Ok(());
+            }
+        }
+    }
     let shape = out.raw_dim();
     match (
         inputs[0].broadcast(shape.clone()),
@@ -127,7 +153,11 @@ pub(crate) fn forward_select<F: Element>(inputs: &[ArrayViewD<'_, F>], mut out: 
     }
 }
 
-pub(crate) fn vjp_select<F: Element>(g: &mut Graph<F>, xs: &[NodeId], y_bar: NodeId) -> Result<OperandGrads> {
+pub(crate) fn vjp_select<F: Element>(
+    g: &mut Graph<F>,
+    xs: &[NodeId],
+    y_bar: NodeId,
+) -> Result<OperandGrads> {
     let zero = g.scalar(0.0);
     let a_bar = g.select(xs[0], y_bar, zero)?;
     let b_bar = g.select(xs[0], zero, y_bar)?;

@@ -23,7 +23,13 @@ use smallvec::smallvec;
 /// `base[..axis] ++ idx ++ base[axis+1..]`
 fn gathered_shape(base: &Shape, idx: &Shape, axis: usize) -> Shape {
     let d = base.dims();
-    Shape::new(d[..axis].iter().chain(idx.dims()).chain(&d[axis + 1..]).copied())
+    Shape::new(
+        d[..axis]
+            .iter()
+            .chain(idx.dims())
+            .chain(&d[axis + 1..])
+            .copied(),
+    )
 }
 
 pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
@@ -79,7 +85,13 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
 }
 
 /// Converts an index value to `usize`, or says why it is not one.
-fn to_index<F: Element>(op: &Op, node: &str, value: F, position: usize, bound: usize) -> Result<usize> {
+fn to_index<F: Element>(
+    op: &Op,
+    node: &str,
+    value: F,
+    position: usize,
+    bound: usize,
+) -> Result<usize> {
     let v = value.as_f64();
     if v.is_finite() && v.fract() == 0.0 && v >= 0.0 && v < bound as f64 {
         Ok(v as usize)
@@ -94,7 +106,12 @@ fn to_index<F: Element>(op: &Op, node: &str, value: F, position: usize, bound: u
     }
 }
 
-pub(crate) fn forward<F: Element>(op: &Op, node: &str, inputs: &[ArrayViewD<'_, F>], mut out: ArrayViewMutD<'_, F>) -> Result<()> {
+pub(crate) fn forward<F: Element>(
+    op: &Op,
+    node: &str,
+    inputs: &[ArrayViewD<'_, F>],
+    mut out: ArrayViewMutD<'_, F>,
+) -> Result<()> {
     match *op {
         Op::OneHot(depth) => {
             out.fill(F::zero());
@@ -148,7 +165,12 @@ pub(crate) fn forward<F: Element>(op: &Op, node: &str, inputs: &[ArrayViewD<'_, 
     Ok(())
 }
 
-pub(crate) fn vjp<F: Element>(g: &mut Graph<F>, op: &Op, xs: &[NodeId], y_bar: NodeId) -> Result<OperandGrads> {
+pub(crate) fn vjp<F: Element>(
+    g: &mut Graph<F>,
+    op: &Op,
+    xs: &[NodeId],
+    y_bar: NodeId,
+) -> Result<OperandGrads> {
     Ok(match *op {
         Op::Gather(axis) => smallvec![Some(g.scatter_add(y_bar, xs[1], xs[0], axis)?), None],
         Op::ScatterAdd(axis) => smallvec![Some(g.gather(y_bar, xs[1], axis)?), None, None],
@@ -182,7 +204,13 @@ impl<F: Element> Graph<F> {
     /// assert_eq!(g.shape(dense)?.to_string(), "[100, 16]");
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
-    pub fn scatter_add(&mut self, src: NodeId, indices: NodeId, like: NodeId, axis: usize) -> Result<NodeId> {
+    pub fn scatter_add(
+        &mut self,
+        src: NodeId,
+        indices: NodeId,
+        like: NodeId,
+        axis: usize,
+    ) -> Result<NodeId> {
         self.push(Op::ScatterAdd(axis), &[src, indices, like])
     }
 

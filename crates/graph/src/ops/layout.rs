@@ -42,7 +42,10 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
         Op::Reshape(target) => {
             let dynamic = target.dims().iter().filter(|d| **d == Dim::Dynamic).count();
             if dynamic > 1 {
-                return Err(invalid("a reshape target may have at most one dynamic dimension".into(), target));
+                return Err(invalid(
+                    "a reshape target may have at most one dynamic dimension".into(),
+                    target,
+                ));
             }
             let Some(total) = x.size() else {
                 return Ok(target.clone());
@@ -56,7 +59,11 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
                 rhs: target.clone(),
             };
             if dynamic == 0 {
-                return if known == total { Ok(target.clone()) } else { Err(mismatch()) };
+                return if known == total {
+                    Ok(target.clone())
+                } else {
+                    Err(mismatch())
+                };
             }
             if known == 0 || total % known != 0 {
                 return Err(mismatch());
@@ -69,9 +76,14 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
         Op::Permute(perm) => {
             let mut seen = vec![false; x.rank()];
             let valid = perm.len() == x.rank()
-                && perm.iter().all(|&p| p < x.rank() && !std::mem::replace(&mut seen[p], true));
+                && perm
+                    .iter()
+                    .all(|&p| p < x.rank() && !std::mem::replace(&mut seen[p], true));
             if !valid {
-                return Err(invalid(format!("{perm:?} is not a permutation of the operand's axes"), x));
+                return Err(invalid(
+                    format!("{perm:?} is not a permutation of the operand's axes"),
+                    x,
+                ));
             }
             Ok(Shape::new(perm.iter().map(|&p| x.dims()[p])))
         }
@@ -79,7 +91,11 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
     }
 }
 
-pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out: ArrayViewMutD<'_, F>) -> Result<()> {
+pub(crate) fn forward<F: Element>(
+    op: &Op,
+    inputs: &[ArrayViewD<'_, F>],
+    mut out: ArrayViewMutD<'_, F>,
+) -> Result<()> {
     let x = &inputs[0];
     match op {
         Op::Permute(perm) => out.assign(&x.view().permuted_axes(perm.as_slice())),
@@ -96,7 +112,13 @@ pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out
     Ok(())
 }
 
-pub(crate) fn vjp<F: Element>(g: &mut Graph<F>, op: &Op, x: NodeId, y: NodeId, y_bar: NodeId) -> Result<OperandGrads> {
+pub(crate) fn vjp<F: Element>(
+    g: &mut Graph<F>,
+    op: &Op,
+    x: NodeId,
+    y: NodeId,
+    y_bar: NodeId,
+) -> Result<OperandGrads> {
     let x_bar = match op {
         Op::ExpandDims(axes) => g.sum(y_bar, axes)?,
         Op::Permute(perm) => {

@@ -21,7 +21,10 @@ use smallvec::{smallvec, SmallVec};
 
 fn flags(op: &Op) -> (bool, bool) {
     match op {
-        Op::MatMul { transpose_lhs, transpose_rhs } => (*transpose_lhs, *transpose_rhs),
+        Op::MatMul {
+            transpose_lhs,
+            transpose_rhs,
+        } => (*transpose_lhs, *transpose_rhs),
         _ => (false, false),
     }
 }
@@ -58,7 +61,8 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
     }
     let batch_l = Shape::new(lhs.dims()[..lhs.rank() - 2].iter().copied());
     let batch_r = Shape::new(rhs.dims()[..rhs.rank() - 2].iter().copied());
-    let mut out = broadcast_shapes(&batch_l, &batch_r).ok_or_else(|| err("batch dimensions do not broadcast"))?;
+    let mut out = broadcast_shapes(&batch_l, &batch_r)
+        .ok_or_else(|| err("batch dimensions do not broadcast"))?;
     out.push(m);
     out.push(n);
     Ok(out)
@@ -69,7 +73,11 @@ fn as_matrix<'a, F: Element>(x: ArrayViewD<'a, F>, transpose: bool) -> Option<Ar
     Some(if transpose { m.reversed_axes() } else { m })
 }
 
-pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out: ArrayViewMutD<'_, F>) -> Result<()> {
+pub(crate) fn forward<F: Element>(
+    op: &Op,
+    inputs: &[ArrayViewD<'_, F>],
+    mut out: ArrayViewMutD<'_, F>,
+) -> Result<()> {
     let (tl, tr) = flags(op);
     let (a, b) = (&inputs[0], &inputs[1]);
     let internal = || GraphError::IncompatibleShapes {
@@ -112,7 +120,10 @@ pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out
         for &i in &index {
             c = c.index_axis_move(Axis(0), i);
         }
-        let (Some(am), Some(bm)) = (as_matrix(pick(&ab, &index), tl), as_matrix(pick(&bb, &index), tr)) else {
+        let (Some(am), Some(bm)) = (
+            as_matrix(pick(&ab, &index), tl),
+            as_matrix(pick(&bb, &index), tr),
+        ) else {
             return Err(internal());
         };
         let mut c = c.into_dimensionality::<Ix2>().map_err(|_| internal())?;
@@ -136,12 +147,30 @@ pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out
 /// | `Aᵀ B` | `B C̄ᵀ` | `A C̄` |
 /// | `A Bᵀ` | `C̄ B` | `C̄ᵀ A` |
 /// | `Aᵀ Bᵀ` | `Bᵀ C̄ᵀ` | `C̄ᵀ Aᵀ` |
-pub(crate) fn vjp<F: Element>(g: &mut Graph<F>, op: &Op, a: NodeId, b: NodeId, c_bar: NodeId) -> Result<OperandGrads> {
+pub(crate) fn vjp<F: Element>(
+    g: &mut Graph<F>,
+    op: &Op,
+    a: NodeId,
+    b: NodeId,
+    c_bar: NodeId,
+) -> Result<OperandGrads> {
     let (a_bar, b_bar) = match flags(op) {
-        (false, false) => (g.matmul_t(c_bar, b, false, true)?, g.matmul_t(a, c_bar, true, false)?),
-        (true, false) => (g.matmul_t(b, c_bar, false, true)?, g.matmul_t(a, c_bar, false, false)?),
-        (false, true) => (g.matmul_t(c_bar, b, false, false)?, g.matmul_t(c_bar, a, true, false)?),
-        (true, true) => (g.matmul_t(b, c_bar, true, true)?, g.matmul_t(c_bar, a, true, true)?),
+        (false, false) => (
+            g.matmul_t(c_bar, b, false, true)?,
+            g.matmul_t(a, c_bar, true, false)?,
+        ),
+        (true, false) => (
+            g.matmul_t(b, c_bar, false, true)?,
+            g.matmul_t(a, c_bar, false, false)?,
+        ),
+        (false, true) => (
+            g.matmul_t(c_bar, b, false, false)?,
+            g.matmul_t(c_bar, a, true, false)?,
+        ),
+        (true, true) => (
+            g.matmul_t(b, c_bar, true, true)?,
+            g.matmul_t(c_bar, a, true, true)?,
+        ),
     };
     Ok(smallvec![Some(a_bar), Some(b_bar)])
 }
@@ -170,7 +199,19 @@ impl<F: Element> Graph<F> {
     /// assert_eq!(g.shape(gram)?.to_string(), "[3, 3]");
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
-    pub fn matmul_t(&mut self, a: NodeId, b: NodeId, transpose_lhs: bool, transpose_rhs: bool) -> Result<NodeId> {
-        self.push(Op::MatMul { transpose_lhs, transpose_rhs }, &[a, b])
+    pub fn matmul_t(
+        &mut self,
+        a: NodeId,
+        b: NodeId,
+        transpose_lhs: bool,
+        transpose_rhs: bool,
+    ) -> Result<NodeId> {
+        self.push(
+            Op::MatMul {
+                transpose_lhs,
+                transpose_rhs,
+            },
+            &[a, b],
+        )
     }
 }

@@ -198,11 +198,44 @@ impl Op {
     /// ```
     pub fn primitive_names() -> &'static [&'static str] {
         &[
-            "neg", "exp", "log", "sqrt", "tanh", "abs", "pow", "add", "sub", "mul", "div",
-            "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge", "select", "broadcast_to",
-            "broadcast_like", "sum_like", "expand_dims", "sum", "max", "dim_size", "argmax",
-            "reshape", "permute", "matmul", "slice", "pad", "concat", "gather", "scatter_add",
-            "one_hot", "stop_gradient",
+            "neg",
+            "exp",
+            "log",
+            "sqrt",
+            "tanh",
+            "abs",
+            "pow",
+            "add",
+            "sub",
+            "mul",
+            "div",
+            "maximum",
+            "minimum",
+            "eq",
+            "ne",
+            "lt",
+            "le",
+            "gt",
+            "ge",
+            "select",
+            "broadcast_to",
+            "broadcast_like",
+            "sum_like",
+            "expand_dims",
+            "sum",
+            "max",
+            "dim_size",
+            "argmax",
+            "reshape",
+            "permute",
+            "matmul",
+            "slice",
+            "pad",
+            "concat",
+            "gather",
+            "scatter_add",
+            "one_hot",
+            "stop_gradient",
         ]
     }
 
@@ -257,8 +290,12 @@ impl Op {
             Op::BroadcastTo(_) | Op::BroadcastLike | Op::SumLike => {
                 broadcast::infer(self, node, operands)
             }
-            Op::Reduce { .. } | Op::DimSize(_) | Op::ArgMax(_) => reduce::infer(self, node, operands),
-            Op::ExpandDims(_) | Op::Reshape(_) | Op::Permute(_) => layout::infer(self, node, operands),
+            Op::Reduce { .. } | Op::DimSize(_) | Op::ArgMax(_) => {
+                reduce::infer(self, node, operands)
+            }
+            Op::ExpandDims(_) | Op::Reshape(_) | Op::Permute(_) => {
+                layout::infer(self, node, operands)
+            }
             Op::MatMul { .. } => matmul::infer(self, node, operands),
             Op::Slice { .. } | Op::Pad { .. } | Op::Concat(_) => slice::infer(self, node, operands),
             Op::Gather(_) | Op::ScatterAdd(_) | Op::OneHot(_) => index::infer(self, node, operands),
@@ -266,7 +303,11 @@ impl Op {
     }
 
     /// Infers the concrete output shape at run time (every dimension known).
-    pub(crate) fn infer_concrete(&self, node: &str, operands: &[&[usize]]) -> Result<ConcreteShape> {
+    pub(crate) fn infer_concrete(
+        &self,
+        node: &str,
+        operands: &[&[usize]],
+    ) -> Result<ConcreteShape> {
         let shapes: SmallVec<[Shape; 3]> = operands.iter().map(|s| Shape::fixed(s)).collect();
         let refs: SmallVec<[&Shape; 3]> = shapes.iter().collect();
         let out = self.infer_shape(node, &refs)?;
@@ -293,7 +334,11 @@ impl Op {
     /// assert_eq!(c, array![[11.0, 22.0], [13.0, 24.0]].into_dyn());
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
-    pub fn evaluate<F: Element>(&self, node: &str, inputs: &[ArrayViewD<'_, F>]) -> Result<ndarray::ArrayD<F>> {
+    pub fn evaluate<F: Element>(
+        &self,
+        node: &str,
+        inputs: &[ArrayViewD<'_, F>],
+    ) -> Result<ndarray::ArrayD<F>> {
         let shapes: SmallVec<[&[usize]; 3]> = inputs.iter().map(|v| v.shape()).collect();
         let shape = self.infer_concrete(node, &shapes)?;
         let mut out = ndarray::ArrayD::<F>::zeros(ndarray::IxDyn(&shape));
@@ -329,11 +374,17 @@ impl Op {
             Op::BroadcastTo(_) | Op::BroadcastLike | Op::SumLike => {
                 broadcast::forward(self, node, inputs, out)
             }
-            Op::Reduce { .. } | Op::DimSize(_) | Op::ArgMax(_) => reduce::forward(self, inputs, out),
-            Op::ExpandDims(_) | Op::Reshape(_) | Op::Permute(_) => layout::forward(self, inputs, out),
+            Op::Reduce { .. } | Op::DimSize(_) | Op::ArgMax(_) => {
+                reduce::forward(self, inputs, out)
+            }
+            Op::ExpandDims(_) | Op::Reshape(_) | Op::Permute(_) => {
+                layout::forward(self, inputs, out)
+            }
             Op::MatMul { .. } => matmul::forward(self, inputs, out),
             Op::Slice { .. } | Op::Pad { .. } | Op::Concat(_) => slice::forward(self, inputs, out),
-            Op::Gather(_) | Op::ScatterAdd(_) | Op::OneHot(_) => index::forward(self, node, inputs, out),
+            Op::Gather(_) | Op::ScatterAdd(_) | Op::OneHot(_) => {
+                index::forward(self, node, inputs, out)
+            }
         }
     }
 }
@@ -430,13 +481,17 @@ impl<F: Element> Graph<F> {
             Op::Pow(p) => unary::vjp_pow(self, p.0, xs[0], y_bar),
             Op::Binary(b) => binary::vjp(self, *b, xs[0], xs[1], node, y_bar),
             Op::Select => compare::vjp_select(self, &xs, y_bar),
-            Op::BroadcastTo(_) | Op::BroadcastLike | Op::SumLike => broadcast::vjp(self, &op, &xs, y_bar),
+            Op::BroadcastTo(_) | Op::BroadcastLike | Op::SumLike => {
+                broadcast::vjp(self, &op, &xs, y_bar)
+            }
             Op::Reduce { .. } => reduce::vjp(self, &op, xs[0], node, y_bar),
             Op::ExpandDims(_) | Op::Reshape(_) | Op::Permute(_) => {
                 layout::vjp(self, &op, xs[0], node, y_bar)
             }
             Op::MatMul { .. } => matmul::vjp(self, &op, xs[0], xs[1], y_bar),
-            Op::Slice { .. } | Op::Pad { .. } | Op::Concat(_) => slice::vjp(self, &op, &xs, node, y_bar),
+            Op::Slice { .. } | Op::Pad { .. } | Op::Concat(_) => {
+                slice::vjp(self, &op, &xs, node, y_bar)
+            }
             Op::Gather(_) | Op::ScatterAdd(_) => index::vjp(self, &op, &xs, y_bar),
         }
     }

@@ -62,7 +62,9 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
     check_arity(op, node, operands, 1)?;
     let x = operands[0];
     match op {
-        Op::Reduce { axes, keep_dims, .. } => {
+        Op::Reduce {
+            axes, keep_dims, ..
+        } => {
             check_axes(op, node, axes, x.rank())?;
             if *keep_dims {
                 Ok(keep_dims_shape(x, axes))
@@ -112,7 +114,9 @@ pub(crate) fn reduce_into<F: Element>(
     f: impl Fn(F, F) -> F,
 ) {
     out.fill(init);
-    let reduced: SmallVec<[bool; 4]> = (0..x.ndim()).map(|i| out.shape()[i] != x.shape()[i]).collect();
+    let reduced: SmallVec<[bool; 4]> = (0..x.ndim())
+        .map(|i| out.shape()[i] != x.shape()[i])
+        .collect();
     let n_reduced = reduced.iter().filter(|&&r| r).count();
     let suffix = reduced.iter().rev().take_while(|&&r| r).count() == n_reduced;
     let prefix = reduced.iter().take_while(|&&r| r).count() == n_reduced;
@@ -185,7 +189,11 @@ fn max_keep_nan<F: Element>(acc: F, v: F) -> F {
     }
 }
 
-pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out: ArrayViewMutD<'_, F>) -> Result<()> {
+pub(crate) fn forward<F: Element>(
+    op: &Op,
+    inputs: &[ArrayViewD<'_, F>],
+    mut out: ArrayViewMutD<'_, F>,
+) -> Result<()> {
     let x = &inputs[0];
     match op {
         Op::Reduce { op: kind, axes, .. } => {
@@ -228,8 +236,19 @@ pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out
     Ok(())
 }
 
-pub(crate) fn vjp<F: Element>(g: &mut Graph<F>, op: &Op, x: NodeId, y: NodeId, y_bar: NodeId) -> Result<OperandGrads> {
-    let Op::Reduce { op: kind, axes, keep_dims } = op else {
+pub(crate) fn vjp<F: Element>(
+    g: &mut Graph<F>,
+    op: &Op,
+    x: NodeId,
+    y: NodeId,
+    y_bar: NodeId,
+) -> Result<OperandGrads> {
+    let Op::Reduce {
+        op: kind,
+        axes,
+        keep_dims,
+    } = op
+    else {
         return Ok(smallvec![None]);
     };
     let (y_keep, y_bar_keep) = if *keep_dims {
@@ -260,9 +279,22 @@ impl<F: Element> Graph<F> {
     /// assert_eq!(g.shape(s)?.to_string(), "[3]");
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
-    pub fn reduce(&mut self, op: ReduceOp, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
+    pub fn reduce(
+        &mut self,
+        op: ReduceOp,
+        x: NodeId,
+        axes: &[usize],
+        keep_dims: bool,
+    ) -> Result<NodeId> {
         let axes = normalize_axes(axes);
-        self.push(Op::Reduce { op, axes, keep_dims }, &[x])
+        self.push(
+            Op::Reduce {
+                op,
+                axes,
+                keep_dims,
+            },
+            &[x],
+        )
     }
 
     /// Sum over `axes`, dropping them.

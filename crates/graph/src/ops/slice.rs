@@ -34,13 +34,20 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
                 Dim::Dynamic => true,
             };
             if start > end || !fits {
-                return Err(invalid(format!("range {start}..{end} does not fit axis {axis}"), x));
+                return Err(invalid(
+                    format!("range {start}..{end} does not fit axis {axis}"),
+                    x,
+                ));
             }
             let mut out = x.clone();
             out.dims_mut()[axis] = Dim::Fixed(end - start);
             Ok(out)
         }
-        Op::Pad { axis, before, after } => {
+        Op::Pad {
+            axis,
+            before,
+            after,
+        } => {
             check_arity(op, node, operands, 1)?;
             let x = operands[0];
             check_axis(op, node, axis, x.rank())?;
@@ -63,9 +70,14 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
             let mut out = (*first).clone();
             for other in &operands[1..] {
                 let agree = other.rank() == first.rank()
-                    && first.dims().iter().zip(other.dims()).enumerate().all(|(i, (a, b))| {
-                        i == axis || !matches!((a, b), (Dim::Fixed(x), Dim::Fixed(y)) if x != y)
-                    });
+                    && first
+                        .dims()
+                        .iter()
+                        .zip(other.dims())
+                        .enumerate()
+                        .all(|(i, (a, b))| {
+                            i == axis || !matches!((a, b), (Dim::Fixed(x), Dim::Fixed(y)) if x != y)
+                        });
                 if !agree {
                     return Err(GraphError::IncompatibleShapes {
                         op: "concat",
@@ -83,11 +95,18 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
             }
             Ok(out)
         }
-        _ => Err(invalid("internal: not a slice op".into(), operands.first().copied().unwrap_or(&Shape::scalar()))),
+        _ => Err(invalid(
+            "internal: not a slice op".into(),
+            operands.first().copied().unwrap_or(&Shape::scalar()),
+        )),
     }
 }
 
-pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out: ArrayViewMutD<'_, F>) -> Result<()> {
+pub(crate) fn forward<F: Element>(
+    op: &Op,
+    inputs: &[ArrayViewD<'_, F>],
+    mut out: ArrayViewMutD<'_, F>,
+) -> Result<()> {
     match *op {
         Op::Slice { axis, start, end } => {
             out.assign(&inputs[0].slice_axis(Axis(axis), Slice::from(start..end)));
@@ -102,7 +121,8 @@ pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out
             let mut offset = 0;
             for x in inputs {
                 let n = x.shape()[axis];
-                out.slice_axis_mut(Axis(axis), Slice::from(offset..offset + n)).assign(x);
+                out.slice_axis_mut(Axis(axis), Slice::from(offset..offset + n))
+                    .assign(x);
                 offset += n;
             }
         }
@@ -111,7 +131,13 @@ pub(crate) fn forward<F: Element>(op: &Op, inputs: &[ArrayViewD<'_, F>], mut out
     Ok(())
 }
 
-fn fixed_along<F: Element>(g: &Graph<F>, x: NodeId, axis: usize, y: NodeId, op: &'static str) -> Result<usize> {
+fn fixed_along<F: Element>(
+    g: &Graph<F>,
+    x: NodeId,
+    axis: usize,
+    y: NodeId,
+    op: &'static str,
+) -> Result<usize> {
     match g.shape(x)?.dims().get(axis) {
         Some(Dim::Fixed(n)) => Ok(*n),
         _ => Err(GraphError::NotDifferentiable {
@@ -122,7 +148,13 @@ fn fixed_along<F: Element>(g: &Graph<F>, x: NodeId, axis: usize, y: NodeId, op: 
     }
 }
 
-pub(crate) fn vjp<F: Element>(g: &mut Graph<F>, op: &Op, xs: &[NodeId], y: NodeId, y_bar: NodeId) -> Result<OperandGrads> {
+pub(crate) fn vjp<F: Element>(
+    g: &mut Graph<F>,
+    op: &Op,
+    xs: &[NodeId],
+    y: NodeId,
+    y_bar: NodeId,
+) -> Result<OperandGrads> {
     match *op {
         Op::Slice { axis, start, end } => {
             let n = fixed_along(g, xs[0], axis, y, "slice")?;
@@ -170,7 +202,14 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn pad(&mut self, x: NodeId, axis: usize, before: usize, after: usize) -> Result<NodeId> {
-        self.push(Op::Pad { axis, before, after }, &[x])
+        self.push(
+            Op::Pad {
+                axis,
+                before,
+                after,
+            },
+            &[x],
+        )
     }
 
     /// Concatenates the operands along `axis`.

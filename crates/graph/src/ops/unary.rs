@@ -75,7 +75,11 @@ impl UnaryOp {
     }
 }
 
-pub(crate) fn forward_unary<F: Element>(op: UnaryOp, x: &ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_, F>) {
+pub(crate) fn forward_unary<F: Element>(
+    op: UnaryOp,
+    x: &ArrayViewD<'_, F>,
+    mut out: ArrayViewMutD<'_, F>,
+) {
     // Monomorphize the loop per function so the match is not inside it.
     fn map<F: Element>(x: &ArrayViewD<'_, F>, out: &mut ArrayViewMutD<'_, F>, f: impl Fn(F) -> F) {
         match (x.as_slice(), out.as_slice_mut()) {
@@ -93,7 +97,11 @@ pub(crate) fn forward_unary<F: Element>(op: UnaryOp, x: &ArrayViewD<'_, F>, mut 
     }
 }
 
-pub(crate) fn forward_pow<F: Element>(p: f64, x: &ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_, F>) {
+pub(crate) fn forward_pow<F: Element>(
+    p: f64,
+    x: &ArrayViewD<'_, F>,
+    mut out: ArrayViewMutD<'_, F>,
+) {
     // An integral exponent uses repeated multiplication: exact signs for negative bases and
     // faster than exp(p ln x).
     if p.fract() == 0.0 && p.abs() <= 64.0 {
@@ -141,7 +149,12 @@ pub(crate) fn vjp_unary<F: Element>(
     Ok(smallvec![Some(x_bar)])
 }
 
-pub(crate) fn vjp_pow<F: Element>(g: &mut Graph<F>, p: f64, x: NodeId, y_bar: NodeId) -> Result<OperandGrads> {
+pub(crate) fn vjp_pow<F: Element>(
+    g: &mut Graph<F>,
+    p: f64,
+    x: NodeId,
+    y_bar: NodeId,
+) -> Result<OperandGrads> {
     // d x^p = p x^(p-1). p = 0 is constant; p = 1 is the identity (and avoids x^0 at x = 0).
     if p == 0.0 {
         return Ok(smallvec![None]);
