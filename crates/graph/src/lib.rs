@@ -33,6 +33,7 @@ pub mod composite;
 mod dot;
 mod element;
 mod error;
+mod gemm;
 mod graph;
 pub mod ops;
 mod plan;

@@ -34,7 +34,8 @@ struct Step {
     name: String,
     op: Op,
     operands: SmallVec<[Source; 3]>,
-    /// Declared operand shapes, kept only for broadcasting ops (see [`Op::broadcasts_operands`]).
+    /// Declared operand shapes, kept only for broadcasting ops (see [`Op::broadcasts_operands`])
+    /// and matmul (whose batch axes broadcast).
     declared: SmallVec<[Shape; 3]>,
     out: usize,
     /// Operand shapes of the last run and the output shape they gave: with an unchanged batch
@@ -157,7 +158,8 @@ pub fn compile<F: Element>(graph: &Graph<F>, fetches: &[NodeId]) -> Result<Plan<
             Op::Parameter | Op::Constant => Source::Stored(i),
             op => {
                 let operands = graph.operands(id)?;
-                let declared = if op.broadcasts_operands() {
+                // Matmul broadcasts its batch axes, so it is checked like elementwise ops.
+                let declared = if op.broadcasts_operands() || matches!(op, Op::MatMul { .. }) {
                     operands
                         .iter()
                         .map(|&o| graph.shape(o).cloned())
@@ -540,10 +542,18 @@ fn run_step<F: Element>(
 /// A dimension declared dynamic must not be stretched from 1 by broadcasting: the reverse
 /// sweep decides at build time which axes to sum, and a silent stretch would make it wrong.
 fn check_no_dynamic_stretch(step: &Step, shapes: &[&[usize]], out: &[usize]) -> Result<()> {
+    // Matmul broadcasts only its batch axes: leave out the two matrix axes of every shape.
+    let matrix = if matches!(step.op, Op::MatMul { .. }) {
+        2
+    } else {
+        0
+    };
+    let out_batch = &out[..out.len() - matrix];
     for (declared, &concrete) in step.declared.iter().zip(shapes) {
-        let pad = out.len() - concrete.len();
-        for (i, (&d, &c)) in declared.dims().iter().zip(concrete).enumerate() {
-            if d == Dim::Dynamic && c != out[pad + i] {
+        let batch = &concrete[..concrete.len() - matrix];
+        let pad = out_batch.len() - batch.len();
+        for (i, (&d, &c)) in declared.dims().iter().zip(batch).enumerate() {
+            if d == Dim::Dynamic && c != out_batch[pad + i] {
                 return Err(GraphError::IncompatibleShapes {
                     op: step.op.name(),
                     node: step.name.clone(),

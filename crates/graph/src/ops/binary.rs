@@ -153,7 +153,8 @@ pub(crate) fn zip_broadcast<F: Element, G: Element>(
             }
             return Ok(());
         }
-        if xs.len() == n && !ys.is_empty() && is_column_of(b.shape(), &out_shape) {
+        // n > 0: an empty last axis would make the row width 0, which `chunks_exact` rejects.
+        if n > 0 && xs.len() == n && !ys.is_empty() && is_column_of(b.shape(), &out_shape) {
             let width = n / ys.len();
             for ((orow, xrow), &y) in os
                 .chunks_exact_mut(width)
@@ -224,6 +225,7 @@ pub(crate) fn forward<F: Element>(
     }
 }
 
+// ANCHOR: binary_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
     op: BinaryOp,
@@ -261,6 +263,7 @@ pub(crate) fn vjp<F: Element>(
     };
     Ok(smallvec![Some(a_bar), Some(b_bar)])
 }
+// ANCHOR_END: binary_vjp
 
 impl<F: Element> Graph<F> {
     /// Adds a broadcasting binary op.

@@ -142,6 +142,7 @@ fn internal(op: &Op, node: &str, lhs: &[usize], rhs: &[usize]) -> GraphError {
     }
 }
 
+// ANCHOR: broadcast_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
     op: &Op,
@@ -156,6 +157,7 @@ pub(crate) fn vjp<F: Element>(
         _ => smallvec![Some(g.broadcast_like(y_bar, xs[0])?), None],
     })
 }
+// ANCHOR_END: broadcast_vjp
 
 impl<F: Element> Graph<F> {
     /// Broadcasts `x` to `shape` (NumPy rules). A dynamic target dimension takes `x`'s aligned

@@ -153,6 +153,7 @@ pub(crate) fn forward_select<F: Element>(
     }
 }
 
+// ANCHOR: select_vjp
 pub(crate) fn vjp_select<F: Element>(
     g: &mut Graph<F>,
     xs: &[NodeId],
@@ -163,6 +164,7 @@ pub(crate) fn vjp_select<F: Element>(
     let b_bar = g.select(xs[0], zero, y_bar)?;
     Ok(smallvec![None, Some(a_bar), Some(b_bar)])
 }
+// ANCHOR_END: select_vjp
 
 impl<F: Element> Graph<F> {
     /// An elementwise comparison with broadcasting, giving 1 or 0. No gradient flows through it.

@@ -165,6 +165,7 @@ pub(crate) fn forward<F: Element>(
     Ok(())
 }
 
+// ANCHOR: index_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
     op: &Op,
@@ -177,6 +178,7 @@ pub(crate) fn vjp<F: Element>(
         _ => xs.iter().map(|_| None).collect(),
     })
 }
+// ANCHOR_END: index_vjp
 
 impl<F: Element> Graph<F> {
     /// `take(x, indices, axis)`: picks slices of `x` along `axis` (an embedding lookup, say).

@@ -112,6 +112,7 @@ pub(crate) fn forward<F: Element>(
     Ok(())
 }
 
+// ANCHOR: layout_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
     op: &Op,
@@ -142,6 +143,7 @@ pub(crate) fn vjp<F: Element>(
     };
     Ok(smallvec![Some(x_bar)])
 }
+// ANCHOR_END: layout_vjp
 
 impl<F: Element> Graph<F> {
     /// The same elements (row-major) in a new shape; one target dimension may be `None`

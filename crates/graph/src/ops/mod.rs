@@ -469,6 +469,7 @@ impl<F: Element> Graph<F> {
     /// assert_eq!(g.op(grads[0].unwrap())?.name(), "mul"); // y_bar * exp(x)
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
+    // ANCHOR: local_vjp
     pub fn local_vjp(&mut self, node: NodeId, y_bar: NodeId) -> Result<OperandGrads> {
         let op = self.op(node)?.clone();
         let xs = self.operands(node)?;
@@ -495,4 +496,5 @@ impl<F: Element> Graph<F> {
             Op::Gather(_) | Op::ScatterAdd(_) => index::vjp(self, &op, &xs, y_bar),
         }
     }
+    // ANCHOR_END: local_vjp
 }

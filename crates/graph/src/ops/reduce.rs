@@ -236,6 +236,7 @@ pub(crate) fn forward<F: Element>(
     Ok(())
 }
 
+// ANCHOR: reduce_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
     op: &Op,
@@ -267,6 +268,7 @@ pub(crate) fn vjp<F: Element>(
     };
     Ok(smallvec![Some(x_bar)])
 }
+// ANCHOR_END: reduce_vjp
 
 impl<F: Element> Graph<F> {
     /// Reduces `x` over `axes` (any order; repeats are an error).

@@ -148,6 +148,7 @@ fn fixed_along<F: Element>(
     }
 }
 
+// ANCHOR: slice_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
     op: &Op,
@@ -177,6 +178,7 @@ pub(crate) fn vjp<F: Element>(
         _ => Ok(xs.iter().map(|_| None).collect()),
     }
 }
+// ANCHOR_END: slice_vjp
 
 impl<F: Element> Graph<F> {
     /// `x[start..end]` along `axis`.

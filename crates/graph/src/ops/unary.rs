@@ -113,6 +113,7 @@ pub(crate) fn forward_pow<F: Element>(
     }
 }
 
+// ANCHOR: vjp_unary
 pub(crate) fn vjp_unary<F: Element>(
     g: &mut Graph<F>,
     op: UnaryOp,
@@ -148,7 +149,9 @@ pub(crate) fn vjp_unary<F: Element>(
     };
     Ok(smallvec![Some(x_bar)])
 }
+// ANCHOR_END: vjp_unary
 
+// ANCHOR: vjp_pow
 pub(crate) fn vjp_pow<F: Element>(
     g: &mut Graph<F>,
     p: f64,
@@ -174,6 +177,7 @@ pub(crate) fn vjp_pow<F: Element>(
     };
     Ok(smallvec![Some(g.mul(y_bar, slope)?)])
 }
+// ANCHOR_END: vjp_pow
 
 impl<F: Element> Graph<F> {
     fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {

@@ -1,0 +1,300 @@
+//! The matrix-product kernel behind `matmul`.
+//!
+//! GEMM crates (`gemm`, `matrixmultiply`) pack their operands into scratch buffers that they
+//! allocate on every call. For the products of a small network (a batch of 32 against a
+//! 784x32 kernel) packing costs about as much as the arithmetic, and the allocation breaks the
+//! promise that a training step allocates nothing. So the common layouts go through two
+//! packing-free kernels here, and only unusual or large layouts go to the `gemm` crate:
+//!
+//! - *row panel* (`b` has unit column stride): a block of `MR` rows of `c` is accumulated as
+//!   `c[i, j..j+NB] += a[i, p] * b[p, j..j+NB]` over `p`, an outer product per step whose `MR x
+//!   NB` accumulators stay in registers (4 x 16 floats = 8 AVX registers).
+//! - *dot* (`a` has unit column stride and `b` unit row stride, i.e. `a bᵀ` with both stored
+//!   row-major): each `c[i, j]` is a contiguous dot product.
+//!
+//! Each element of `c` is summed over `p` in increasing order whatever the blocking, so the
+//! result does not depend on how rows are split (across threads, say).
+//!
+//! On x86-64 the kernels are compiled a second time with AVX2 and FMA enabled and chosen at run
+//! time; the portable build (SSE2) uses separate multiply and add, the AVX2 build fused
+//! multiply-add, so the two differ in the last bit: a given machine always takes the same one.
+
+use crate::Element;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// Products with more multiply-adds than this go to the `gemm` crate, whose cache blocking pays
+/// at that size (and whose allocation is then negligible).
+const LARGE: usize = 1 << 24;
+
+/// Rows of `c` per register block.
+const MR: usize = 4;
+
+/// A matrix as a flat slice with non-negative strides: element `(i, j)` is `flat[i*rs + j*cs]`.
+#[derive(Clone, Copy)]
+struct Mat<'a, F> {
+    flat: &'a [F],
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, F: Element> Mat<'a, F> {
+    /// The view's memory as one slice, when it is contiguous in some order with
+    /// non-negative strides.
+    fn of(v: &'a ArrayView2<'_, F>) -> Option<Self> {
+        let (rs, cs) = (v.strides()[0], v.strides()[1]);
+        let flat = v.to_slice_memory_order()?;
+        Some(Mat {
+            flat,
+            rs: usize::try_from(rs).ok()?,
+            cs: usize::try_from(cs).ok()?,
+        })
+    }
+}
+
+/// `c = a b`. Shapes must agree (`a`: m x k, `b`: k x n, `c`: m x n).
+pub(crate) fn matmul_into<F: Element>(
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    c: &mut ArrayViewMut2<'_, F>,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let small = m.saturating_mul(n).saturating_mul(k) <= LARGE;
+    if let (true, Some(am), Some(bm), Some(cs)) = (small, Mat::of(a), Mat::of(b), c.as_slice_mut())
+    {
+        let row_panel = bm.cs == 1 && (am.cs == 1 || am.rs == 1);
+        let dot = am.cs == 1 && bm.rs == 1;
+        if row_panel || dot {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: the CPU supports AVX2 and FMA, the features `kernels_avx2` is
+                // compiled for; the function itself is safe code.
+                #[allow(unsafe_code)]
+                unsafe {
+                    kernels_avx2(am, bm, cs, (m, k, n), row_panel);
+                }
+                return;
+            }
+            kernels::<F, false>(am, bm, cs, (m, k, n), row_panel);
+            return;
+        }
+    }
+    library_gemm(a, b, c);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn kernels_avx2<F: Element>(
+    a: Mat<'_, F>,
+    b: Mat<'_, F>,
+    c: &mut [F],
+    mkn: (usize, usize, usize),
+    row_panel: bool,
+) {
+    kernels::<F, true>(a, b, c, mkn, row_panel);
+}
+
+#[inline(always)]
+fn kernels<F: Element, const FMA: bool>(
+    a: Mat<'_, F>,
+    b: Mat<'_, F>,
+    c: &mut [F],
+    mkn: (usize, usize, usize),
+    row_panel: bool,
+) {
+    if row_panel {
+        if std::mem::size_of::<F>() == 4 {
+            row_panel_kernel::<F, FMA, 16>(a, b, c, mkn);
+        } else {
+            row_panel_kernel::<F, FMA, 8>(a, b, c, mkn);
+        }
+    } else {
+        dot_kernel::<F, FMA>(a, b, c, mkn);
+    }
+}
+
+#[inline(always)]
+fn madd<F: Element, const FMA: bool>(x: F, y: F, acc: F) -> F {
+    if FMA {
+        x.mul_add(y, acc)
+    } else {
+        acc + x * y
+    }
+}
+
+/// `c[i, j] = Σ_p a[i, p] b[p, j]` with `b`'s rows contiguous, in `MR x NB` blocks whose
+/// accumulators stay in registers. A ragged block at the bottom or right edge computes with
+/// its last row repeated and its missing columns zero-padded, then stores only what exists.
+#[inline(always)]
+fn row_panel_kernel<F: Element, const FMA: bool, const NB: usize>(
+    a: Mat<'_, F>,
+    b: Mat<'_, F>,
+    c: &mut [F],
+    (m, k, n): (usize, usize, usize),
+) {
+    for i0 in (0..m).step_by(MR) {
+        let mr = MR.min(m - i0);
+        let rows: [usize; MR] = std::array::from_fn(|r| (i0 + r).min(m - 1));
+        for j0 in (0..n).step_by(NB) {
+            let nb = NB.min(n - j0);
+            let acc = if a.cs == 1 {
+                let a_rows: [&[F]; MR] = std::array::from_fn(|r| {
+                    a.flat
+                        .get(rows[r] * a.rs..rows[r] * a.rs + k)
+                        .unwrap_or(&[])
+                });
+                block::<F, FMA, NB>(b, k, j0, nb, |p| {
+                    std::array::from_fn(|r| a_rows[r].get(p).copied().unwrap_or(F::zero()))
+                })
+            } else if a.rs == 1 && mr == MR {
+                // Columns of `a` are contiguous (`a` is a transposed row-major matrix).
+                block::<F, FMA, NB>(b, k, j0, nb, |p| {
+                    match a
+                        .flat
+                        .get(i0 + p * a.cs..i0 + p * a.cs + MR)
+                        .map(<[F; MR]>::try_from)
+                    {
+                        Some(Ok(col)) => col,
+                        _ => [F::zero(); MR],
+                    }
+                })
+            } else {
+                block::<F, FMA, NB>(b, k, j0, nb, |p| {
+                    std::array::from_fn(|r| {
+                        a.flat
+                            .get(rows[r] * a.rs + p * a.cs)
+                            .copied()
+                            .unwrap_or(F::zero())
+                    })
+                })
+            };
+            for (r, acc_row) in acc.iter().enumerate().take(mr) {
+                let start = (i0 + r) * n + j0;
+                if let Some(row) = c.get_mut(start..start + nb) {
+                    row.copy_from_slice(&acc_row[..nb]);
+                }
+            }
+        }
+    }
+}
+
+/// One `MR x NB` block: `Σ_p a_col(p) ⊗ b[p, j0..j0+nb]`.
+#[inline(always)]
+fn block<F: Element, const FMA: bool, const NB: usize>(
+    b: Mat<'_, F>,
+    k: usize,
+    j0: usize,
+    nb: usize,
+    a_col: impl Fn(usize) -> [F; MR],
+) -> [[F; NB]; MR] {
+    let mut acc = [[F::zero(); NB]; MR];
+    let mut padded = [F::zero(); NB];
+    for p in 0..k {
+        let start = p * b.rs + j0;
+        let bv: &[F; NB] = match b.flat.get(start..start + NB).map(<&[F; NB]>::try_from) {
+            Some(Ok(full)) if nb == NB => full,
+            _ => {
+                for (t, &v) in padded
+                    .iter_mut()
+                    .zip(b.flat.get(start..start + nb).unwrap_or(&[]))
+                {
+                    *t = v;
+                }
+                &padded
+            }
+        };
+        let av = a_col(p);
+        for (acc_row, &x) in acc.iter_mut().zip(&av) {
+            for (t, &y) in acc_row.iter_mut().zip(bv) {
+                *t = madd::<F, FMA>(x, y, *t);
+            }
+        }
+    }
+    acc
+}
+
+/// `c[i, j] = a[i, ..] · b[.., j]` with `a`'s rows and `b`'s columns contiguous (`a bᵀ` with
+/// both stored row-major). Eight partial sums per dot product, combined at the end.
+#[inline(always)]
+fn dot_kernel<F: Element, const FMA: bool>(
+    a: Mat<'_, F>,
+    b: Mat<'_, F>,
+    c: &mut [F],
+    (m, k, n): (usize, usize, usize),
+) {
+    for i in 0..m {
+        let Some(a_row) = a.flat.get(i * a.rs..i * a.rs + k) else {
+            return;
+        };
+        for j in 0..n {
+            let Some(b_col) = b.flat.get(j * b.cs..j * b.cs + k) else {
+                return;
+            };
+            let mut lanes = [F::zero(); 8];
+            for (x, y) in a_row.chunks_exact(8).zip(b_col.chunks_exact(8)) {
+                for l in 0..8 {
+                    lanes[l] = madd::<F, FMA>(x[l], y[l], lanes[l]);
+                }
+            }
+            let tail = k - k % 8;
+            let mut sum = lanes.iter().fold(F::zero(), |s, &v| s + v);
+            for (&x, &y) in a_row[tail..].iter().zip(&b_col[tail..]) {
+                sum = madd::<F, FMA>(x, y, sum);
+            }
+            if let Some(slot) = c.get_mut(i * n + j) {
+                *slot = sum;
+            }
+        }
+    }
+}
+
+/// Large or oddly strided products: the `gemm` crate for f32/f64, ndarray otherwise.
+fn library_gemm<F: Element>(
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    c: &mut ArrayViewMut2<'_, F>,
+) {
+    use std::any::TypeId;
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    let is_float =
+        TypeId::of::<F>() == TypeId::of::<f32>() || TypeId::of::<F>() == TypeId::of::<f64>();
+    if !is_float || k == 0 || m == 0 || n == 0 {
+        ndarray::linalg::general_mat_mul(F::one(), a, b, F::zero(), c);
+        return;
+    }
+    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
+    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
+    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
+    let c_ptr = c.as_mut_ptr();
+    // SAFETY: the three pointers come from live ndarray views whose shapes (m x k, k x n,
+    // m x n) and strides are exactly what is passed, so every offset gemm forms is inside its
+    // view. `c` is a mutable view, so it aliases neither `a` nor `b`. `F` is f32 or f64 (checked
+    // above), the types gemm supports; `read_dst = false` means `c` is only written.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c_ptr,
+            c_cs,
+            c_rs,
+            false,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            F::zero(),
+            F::one(),
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
