@@ -1,0 +1,496 @@
+//! Every `GraphError` variant, produced through the public API, with its message checked
+//! exactly: the errors of building a graph (see `errors_run.rs` for running one).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{s, t};
+use dendrite_graph::{compile, Graph, GraphError, Op, ReduceOp, Shape, UnaryOp};
+
+#[test]
+fn incompatible_shapes_names_the_scoped_node_and_both_shapes() {
+    // The issue's example: a Dense layer built under a name scope.
+    let mut g = Graph::<f32>::new();
+    let x = g.input("x", [None, Some(784)]).unwrap();
+    let w = g
+        .with_scope("dense_1", |g| g.input("kernel", [32, 10]))
+        .unwrap();
+    assert_eq!(g.name(w).unwrap(), "dense_1/kernel");
+    let err = g.with_scope("dense_1", |g| g.matmul(x, w)).unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::IncompatibleShapes {
+            op: "matmul",
+            node: "dense_1/matmul".into(),
+            reason: "inner dimensions differ",
+            lhs: Shape::from([None, Some(784)]),
+            rhs: Shape::from([32, 10]),
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "matmul `dense_1/matmul`: inner dimensions differ: lhs [?, 784] vs rhs [32, 10]"
+    );
+    // Nested scopes join with '/'.
+    let err = g
+        .with_scope("model", |g| g.with_scope("dense_1", |g| g.matmul(x, w)))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("matmul `model/dense_1/matmul`: "),
+        "{err}"
+    );
+    // A failed build adds nothing.
+    assert_eq!(g.node_count(), 2);
+}
+
+#[test]
+fn incompatible_shapes_from_other_ops() {
+    let mut g = Graph::<f64>::new();
+    let a = g.input("a", [2, 3]).unwrap();
+    let b = g.input("b", [4]).unwrap();
+    let v = g.input("v", [3]).unwrap();
+    let cases = [
+        (g.add(a, b).unwrap_err(), "add `add`: shapes do not broadcast: lhs [2, 3] vs rhs [4]"),
+        (g.less(a, b).unwrap_err(), "lt `lt`: shapes do not broadcast: lhs [2, 3] vs rhs [4]"),
+        (
+            g.matmul(a, v).unwrap_err(),
+            "matmul `matmul`: both operands need at least two axes: lhs [2, 3] vs rhs [3]",
+        ),
+        (
+            g.reshape(a, [4]).unwrap_err(),
+            "reshape `reshape`: element counts differ: lhs [2, 3] vs rhs [4]",
+        ),
+        (
+            g.reshape(a, [None, Some(4)]).unwrap_err(),
+            "reshape `reshape`: element counts differ: lhs [2, 3] vs rhs [?, 4]",
+        ),
+        (
+            g.broadcast_to(a, [3, 3]).unwrap_err(),
+            "broadcast_to `broadcast_to`: operand does not broadcast to the target: lhs [2, 3] vs rhs [3, 3]",
+        ),
+        (
+            g.broadcast_to(a, [3]).unwrap_err(),
+            "broadcast_to `broadcast_to`: operand has more axes than the target: lhs [2, 3] vs rhs [3]",
+        ),
+        (
+            g.sum_like(v, a).unwrap_err(),
+            "sum_like `sum_like`: reference shape does not broadcast to the operand: lhs [3] vs rhs [2, 3]",
+        ),
+        (
+            g.concat(&[a, b], 0).unwrap_err(),
+            "concat `concat`: operands differ off the concatenation axis: lhs [2, 3] vs rhs [4]",
+        ),
+    ];
+    for (err, message) in cases {
+        assert!(
+            matches!(err, GraphError::IncompatibleShapes { .. }),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), message);
+    }
+    let c = g.input("c", [2, 1]).unwrap();
+    let err = g.select(b, a, c).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "select `select`: condition does not broadcast against the values: lhs [4] vs rhs [2, 3]"
+    );
+    let l = g.input("l", [5, 2]).unwrap();
+    let m = g.input("m", [3, 2, 2]).unwrap();
+    let err = g.matmul(m, g.node_by_name("l").unwrap()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "matmul `matmul`: inner dimensions differ: lhs [3, 2, 2] vs rhs [5, 2]"
+    );
+    let n = g.input("n", [4, 2, 2]).unwrap();
+    let err = g.matmul(m, n).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "matmul `matmul`: batch dimensions do not broadcast: lhs [3, 2, 2] vs rhs [4, 2, 2]"
+    );
+    let _ = l;
+}
+
+#[test]
+fn invalid_shape() {
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [4]).unwrap();
+    let cases = [
+        (
+            g.reshape(x, [None, None]).unwrap_err(),
+            "reshape `reshape`: a reshape target may have at most one dynamic dimension: got shape [?, ?]",
+        ),
+        (g.slice(x, 0, 2, 5).unwrap_err(), "slice `slice`: range 2..5 does not fit axis 0: got shape [4]"),
+        (g.slice(x, 0, 3, 2).unwrap_err(), "slice `slice`: range 3..2 does not fit axis 0: got shape [4]"),
+        (
+            g.permute(x, &[0, 0]).unwrap_err(),
+            "permute `permute`: [0, 0] is not a permutation of the operand's axes: got shape [4]",
+        ),
+        (g.one_hot(x, 0).unwrap_err(), "one_hot `one_hot`: depth must be at least 1: got shape [4]"),
+        (g.transpose(x).unwrap_err(), "permute `x`: transpose needs at least two axes: got shape [4]"),
+    ];
+    for (err, message) in cases {
+        assert!(matches!(err, GraphError::InvalidShape { .. }), "{err:?}");
+        assert_eq!(err.to_string(), message);
+    }
+    let e = g.input("e", [3, 0]).unwrap();
+    let err = g.argmax(e, 1).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "argmax `argmax`: argmax over axis 1, which is empty: got shape [3, 0]"
+    );
+    // Leaves have no shape rule, so they cannot be evaluated.
+    let err = Op::Input.evaluate::<f64>("x", &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "input `x`: leaves carry their own shape: got shape []"
+    );
+    // An empty value has no scalar.
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [None]).unwrap();
+    let y = g.neg(x).unwrap();
+    let mut plan = compile(&g, &[y]).unwrap();
+    let empty = t(&[0], &[]);
+    let out = plan.run(&g, &[("x", empty.view())]).unwrap();
+    assert_eq!(
+        out.scalar(0).unwrap_err().to_string(),
+        "fetch `fetch #0`: an empty value has no scalar: got shape [0]"
+    );
+}
+
+#[test]
+fn invalid_axis() {
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [2, 3]).unwrap();
+    let cases = [
+        (
+            g.sum(x, &[2]).unwrap_err(),
+            "sum `sum`: axis 2 is invalid for an operand of rank 2",
+        ),
+        (
+            g.sum(x, &[1, 1]).unwrap_err(),
+            "sum `sum`: axis 1 is invalid for an operand of rank 2",
+        ),
+        (
+            g.max(x, &[5], true).unwrap_err(),
+            "max `max`: axis 5 is invalid for an operand of rank 2",
+        ),
+        (
+            g.dim_size(x, &[2]).unwrap_err(),
+            "dim_size `dim_size`: axis 2 is invalid for an operand of rank 2",
+        ),
+        (
+            g.argmax(x, 2).unwrap_err(),
+            "argmax `argmax`: axis 2 is invalid for an operand of rank 2",
+        ),
+        (
+            g.slice(x, 3, 0, 1).unwrap_err(),
+            "slice `slice`: axis 3 is invalid for an operand of rank 2",
+        ),
+        (
+            g.pad(x, 2, 1, 1).unwrap_err(),
+            "pad `pad`: axis 2 is invalid for an operand of rank 2",
+        ),
+        (
+            g.concat(&[x, x], 2).unwrap_err(),
+            "concat `concat`: axis 2 is invalid for an operand of rank 2",
+        ),
+        (
+            g.gather(x, x, 2).unwrap_err(),
+            "gather `gather`: axis 2 is invalid for an operand of rank 2",
+        ),
+        // expand_dims reports the rank of its output (2 + number of new axes).
+        (
+            g.expand_dims(x, &[3]).unwrap_err(),
+            "expand_dims `expand_dims`: axis 3 is invalid for an operand of rank 3",
+        ),
+        (
+            g.expand_dims(x, &[0, 0]).unwrap_err(),
+            "expand_dims `expand_dims`: axis 0 is invalid for an operand of rank 4",
+        ),
+        (
+            g.mean(x, &[2], false).unwrap_err(),
+            "sum `sum`: axis 2 is invalid for an operand of rank 2",
+        ),
+        (
+            g.softmax(x, 2).unwrap_err(),
+            "max `max`: axis 2 is invalid for an operand of rank 2",
+        ),
+    ];
+    for (err, message) in cases {
+        assert!(matches!(err, GraphError::InvalidAxis { .. }), "{err:?}");
+        assert_eq!(err.to_string(), message);
+    }
+    let scalar = g.scalar(1.0);
+    let err = g.sum(scalar, &[0]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "sum `sum`: axis 0 is invalid for an operand of rank 0"
+    );
+    let err = g.scatter_add(x, x, scalar, 0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "scatter_add `scatter_add`: axis 0 is invalid for an operand of rank 0"
+    );
+}
+
+#[test]
+fn arity() {
+    // The typed builders fix the operand count; concat takes a slice, and Op::evaluate and
+    // Op::infer_shape take any number of operands.
+    let mut g = Graph::<f64>::new();
+    let err = g.concat(&[], 0).unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::Arity {
+            op: "concat",
+            node: "concat".into(),
+            expected: "at least 1",
+            actual: 0
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "concat `concat`: expects at least 1 operands, got 0"
+    );
+    let err = Op::Unary(UnaryOp::Exp)
+        .evaluate::<f64>("e", &[])
+        .unwrap_err();
+    assert_eq!(err.to_string(), "exp `e`: expects 1 operands, got 0");
+    let two = s(2.0);
+    let err = Op::MatMul {
+        transpose_lhs: false,
+        transpose_rhs: false,
+    }
+    .evaluate::<f64>("mm", &[two.view()])
+    .unwrap_err();
+    assert_eq!(err.to_string(), "matmul `mm`: expects 2 operands, got 1");
+    let err = Op::Select
+        .infer_shape("sel", &[&Shape::scalar(); 2])
+        .unwrap_err();
+    assert_eq!(err.to_string(), "select `sel`: expects 3 operands, got 2");
+    let reduce = Op::Reduce {
+        op: ReduceOp::Sum,
+        axes: Default::default(),
+        keep_dims: false,
+    };
+    let err = reduce.infer_shape("r", &[&Shape::scalar(); 2]).unwrap_err();
+    assert_eq!(err.to_string(), "sum `r`: expects 1 operands, got 2");
+    let err = Op::Constant
+        .infer_shape("c", &[&Shape::scalar()])
+        .unwrap_err();
+    assert_eq!(err.to_string(), "constant `c`: expects 0 operands, got 1");
+}
+
+#[test]
+fn foreign_node() {
+    let mut g = Graph::<f64>::new();
+    let mut h = Graph::<f64>::new();
+    let x = g.input("x", [2]).unwrap();
+    let y = h.input("y", [2]).unwrap();
+    let expected = format!(
+        "node #0 belongs to graph {}, not to graph {}",
+        g.id(),
+        h.id()
+    );
+    let err = h.neg(x).unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::ForeignNode {
+            index: 0,
+            node_graph: g.id(),
+            graph: h.id()
+        }
+    );
+    assert_eq!(err.to_string(), expected);
+    // Mixed handles, lookups, compile and DOT export all check.
+    assert_eq!(h.add(y, x).unwrap_err().to_string(), expected);
+    assert_eq!(h.shape(x).unwrap_err().to_string(), expected);
+    assert_eq!(compile(&h, &[x]).unwrap_err().to_string(), expected);
+    assert_eq!(
+        dendrite_graph::to_dot(&h, Some(&[x]))
+            .unwrap_err()
+            .to_string(),
+        expected
+    );
+    assert_eq!(h.local_vjp(x, y).unwrap_err().to_string(), expected);
+    // A failed build adds nothing to h.
+    assert_eq!(h.node_count(), 1);
+}
+
+#[test]
+fn unknown_node() {
+    // Fetch positions past the end.
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [1]).unwrap();
+    let y = g.neg(x).unwrap();
+    let mut plan = compile(&g, &[y]).unwrap();
+    let xv = t(&[1], &[1.0]);
+    let out = plan.run(&g, &[("x", xv.view())]).unwrap();
+    let err = out.get(1).unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::UnknownNode {
+            graph: g.id(),
+            index: 1
+        }
+    );
+    assert_eq!(err.to_string(), format!("graph {} has no node #1", g.id()));
+    assert_eq!(
+        out.scalar(7).unwrap_err().to_string(),
+        format!("graph {} has no node #7", g.id())
+    );
+    // A clone keeps the graph's id (so plans and handles carry over); a node added to the
+    // original after cloning is unknown to the clone.
+    let snapshot = g.clone();
+    let z = g.exp(y).unwrap();
+    let err = snapshot.node(z).unwrap_err();
+    assert_eq!(err.to_string(), format!("graph {} has no node #2", g.id()));
+}
+
+#[test]
+fn duplicate_name() {
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [2]).unwrap();
+    let err = g.input("x", [3]).unwrap_err();
+    assert_eq!(err, GraphError::DuplicateName { name: "x".into() });
+    assert_eq!(
+        err.to_string(),
+        "a node named `x` already exists in this graph"
+    );
+    let err = g.parameter("x", t(&[1], &[0.0])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a node named `x` already exists in this graph"
+    );
+    // Auto-generated names count too, and scoped names are full paths.
+    let e = g.exp(x).unwrap();
+    assert_eq!(g.name(e).unwrap(), "exp");
+    assert_eq!(
+        g.input("exp", [1]).unwrap_err().to_string(),
+        "a node named `exp` already exists in this graph"
+    );
+    g.with_scope("s", |g| g.input("x", [1])).unwrap();
+    let err = g.with_scope("s", |g| g.input("x", [1])).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a node named `s/x` already exists in this graph"
+    );
+    let err = g.rename(e, "x").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "a node named `x` already exists in this graph"
+    );
+    // Renaming a node to its own name is fine; the old name becomes free.
+    g.rename(e, "exp").unwrap();
+    g.rename(e, "activation").unwrap();
+    assert!(g.input("exp", [1]).is_ok());
+}
+
+#[test]
+fn wrong_node_kind() {
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [1]).unwrap();
+    let c = g.scalar(2.0);
+    let y = g.neg(x).unwrap();
+    let err = g.value(x).unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::WrongNodeKind {
+            node: "x".into(),
+            expected: "parameter or constant",
+            actual: "input"
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "`x` is a input node, but a parameter or constant node is required here"
+    );
+    assert_eq!(
+        g.value(y).unwrap_err().to_string(),
+        "`neg` is a neg node, but a parameter or constant node is required here"
+    );
+    let err = g.parameter_mut(c).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`constant` is a constant node, but a parameter node is required here"
+    );
+    let err = g.set_parameter(x, s(1.0).view()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`x` is a input node, but a parameter node is required here"
+    );
+}
+
+#[test]
+fn value_shape() {
+    let mut g = Graph::<f64>::new();
+    let w = g.parameter("w", t(&[1], &[0.0])).unwrap();
+    let err = g.set_parameter(w, t(&[2], &[1.0, 2.0]).view()).unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::ValueShape {
+            node: "w".into(),
+            expected: Shape::from([1]),
+            actual: Shape::from([2])
+        }
+    );
+    assert_eq!(err.to_string(), "value for `w` has shape [2], expected [1]");
+    let err = g.set_parameter(w, s(1.0).view()).unwrap_err();
+    assert_eq!(err.to_string(), "value for `w` has shape [], expected [1]");
+    // The failed update left the value alone.
+    assert_eq!(g.value(w).unwrap().to_owned(), t(&[1], &[0.0]));
+}
+
+#[test]
+fn not_differentiable() {
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [None, None]).unwrap();
+    let flat = g.reshape(x, [None]).unwrap();
+    let y_bar = g.input("y_bar", [None]).unwrap();
+    let err = g.local_vjp(flat, y_bar).unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::NotDifferentiable {
+            op: "reshape",
+            node: "reshape".into(),
+            reason:
+                "the operand has more than one dynamic dimension, so its shape cannot be restored",
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "reshape `reshape`: not differentiable: the operand has more than one dynamic dimension, so its shape cannot be restored"
+    );
+    let v = g.input("v", [None]).unwrap();
+    let sliced = g.slice(v, 0, 1, 2).unwrap();
+    let s_bar = g.input("s_bar", [1]).unwrap();
+    let err = g.local_vjp(sliced, s_bar).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "slice `slice`: not differentiable: the derivative needs a fixed size along the axis"
+    );
+    let padded = g.pad(v, 0, 1, 0).unwrap();
+    let err = g.local_vjp(padded, y_bar).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pad `pad`: not differentiable: the derivative needs a fixed size along the axis"
+    );
+    let fixed = g.input("fixed", [2]).unwrap();
+    let cat = g.concat(&[fixed, v], 0).unwrap();
+    let err = g.local_vjp(cat, y_bar).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "concat `concat`: not differentiable: the derivative needs a fixed size along the axis"
+    );
+}
+
+#[test]
+fn errors_are_std_errors_and_clone_and_compare() {
+    fn assert_error<E: std::error::Error + Send + Sync + 'static>(_: &E) {}
+    let err = GraphError::UnknownFeed { name: "a".into() };
+    assert_error(&err);
+    assert_eq!(err.clone(), err);
+    let boxed: Box<dyn std::error::Error> = Box::new(err);
+    assert_eq!(boxed.to_string(), "feed `a` matches no input of this graph");
+}
