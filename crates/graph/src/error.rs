@@ -63,7 +63,7 @@ pub enum GraphError {
         rank: usize,
     },
     /// The wrong number of operands for an op.
-    #[error("{op} `{node}`: expects {expected} operands, got {actual}")]
+    #[error("{op} `{node}`: expects {expected}, got {actual}")]
     Arity {
         /// The op being added.
         op: &'static str,
@@ -99,7 +99,7 @@ pub enum GraphError {
         name: String,
     },
     /// A node used where a node of another kind is required (a constant where a parameter is).
-    #[error("`{node}` is a {actual} node, but a {expected} node is required here")]
+    #[error("`{node}` is a node of kind {actual}, but this needs a {expected}")]
     WrongNodeKind {
         /// The node's name.
         node: String,

@@ -110,7 +110,11 @@ impl Node {
 /// assert_eq!(out.get(0)?, array![[3.0], [4.0]].into_dyn().view());
 /// # Ok::<(), dendrite_graph::GraphError>(())
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Cloning a graph gives it a new id: the two diverge from then on, so a handle or plan of one
+/// used with the other is an error ([`GraphError::ForeignNode`]), never a silently wrong answer.
+/// Use [`Graph::node_by_name`] to find a node's counterpart in the clone.
+#[derive(Debug)]
 pub struct Graph<F: Element> {
     id: u32,
     dag: DiGraph<Node, usize, u32>,
@@ -118,6 +122,32 @@ pub struct Graph<F: Element> {
     names: HashMap<String, NodeId>,
     next_suffix: HashMap<String, usize>,
     scopes: Vec<String>,
+}
+
+impl<F: Element> Clone for Graph<F> {
+    fn clone(&self) -> Self {
+        let id = NEXT_GRAPH_ID.fetch_add(1, Ordering::Relaxed);
+        Graph {
+            id,
+            dag: self.dag.clone(),
+            values: self.values.clone(),
+            names: self
+                .names
+                .iter()
+                .map(|(name, n)| {
+                    (
+                        name.clone(),
+                        NodeId {
+                            graph: id,
+                            index: n.index,
+                        },
+                    )
+                })
+                .collect(),
+            next_suffix: self.next_suffix.clone(),
+            scopes: self.scopes.clone(),
+        }
+    }
 }
 
 impl<F: Element> Default for Graph<F> {

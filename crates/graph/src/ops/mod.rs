@@ -397,11 +397,11 @@ fn expect_arity(op: &Op, node: &str, operands: &[&Shape], n: usize) -> Result<()
             op: op.name(),
             node: node.to_owned(),
             expected: match n {
-                0 => "0",
-                1 => "1",
-                2 => "2",
-                3 => "3",
-                _ => "several",
+                0 => "no operands",
+                1 => "1 operand",
+                2 => "2 operands",
+                3 => "3 operands",
+                _ => "several operands",
             },
             actual: operands.len(),
         })

@@ -62,7 +62,7 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
                 return Err(GraphError::Arity {
                     op: "concat",
                     node: node.to_owned(),
-                    expected: "at least 1",
+                    expected: "at least one operand",
                     actual: 0,
                 });
             };
