@@ -23,7 +23,9 @@ pub enum AutodiffError {
     #[error(transparent)]
     Graph(#[from] GraphError),
     /// `grad` or `hvp` asked of an output with more than one element.
-    #[error("`{node}` has shape {shape}; a gradient needs a scalar output (use vjp with a cotangent)")]
+    #[error(
+        "`{node}` has shape {shape}; a gradient needs a scalar output (use vjp with a cotangent)"
+    )]
     NonScalarOutput {
         /// The output's name.
         node: String,

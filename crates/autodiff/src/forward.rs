@@ -6,7 +6,12 @@ use crate::reverse::{grad, vjp};
 use dendrite_graph::{Element, Graph, NodeId, Shape};
 use ndarray::{ArrayD, IxDyn};
 
-fn check_pairs<F: Element>(g: &Graph<F>, wrt: &[NodeId], others: &[NodeId], what: &'static str) -> Result<()> {
+fn check_pairs<F: Element>(
+    g: &Graph<F>,
+    wrt: &[NodeId],
+    others: &[NodeId],
+    what: &'static str,
+) -> Result<()> {
     if wrt.len() != others.len() {
         return Err(AutodiffError::CountMismatch {
             wrt: wrt.len(),
@@ -68,7 +73,13 @@ fn inner<F: Element>(g: &mut Graph<F>, a: &[NodeId], b: &[NodeId]) -> Result<Nod
 /// assert_eq!(out.get(0)?, arr1(&[2.0, 4.0]).into_dyn().view());
 /// # Ok::<(), dendrite_autodiff::AutodiffError>(())
 /// ```
-pub fn jvp<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId], tangents: &[NodeId]) -> Result<NodeId> {
+// ANCHOR: jvp
+pub fn jvp<F: Element>(
+    g: &mut Graph<F>,
+    output: NodeId,
+    wrt: &[NodeId],
+    tangents: &[NodeId],
+) -> Result<NodeId> {
     check_pairs(g, wrt, tangents, "tangents")?;
     let dummy = g.zeros_like(output)?;
     let u = vjp(g, output, wrt, dummy)?;
@@ -76,6 +87,7 @@ pub fn jvp<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId], tangent
     let ct = g.ones_like(s)?;
     Ok(vjp(g, s, &[dummy], ct)?[0])
 }
+// ANCHOR_END: jvp
 
 /// Hessian-vector product `H v` of a scalar output: the gradient of `⟨∇f, v⟩`.
 ///
@@ -98,12 +110,19 @@ pub fn jvp<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId], tangent
 /// assert_eq!(out.get(0)?, arr1(&[6.0, -12.0]).into_dyn().view());
 /// # Ok::<(), dendrite_autodiff::AutodiffError>(())
 /// ```
-pub fn hvp<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId], vectors: &[NodeId]) -> Result<Vec<NodeId>> {
+// ANCHOR: hvp
+pub fn hvp<F: Element>(
+    g: &mut Graph<F>,
+    output: NodeId,
+    wrt: &[NodeId],
+    vectors: &[NodeId],
+) -> Result<Vec<NodeId>> {
     check_pairs(g, wrt, vectors, "vectors")?;
     let gradient = grad(g, output, wrt)?;
     let s = inner(g, &gradient, vectors)?;
     grad(g, s, wrt)
 }
+// ANCHOR_END: hvp
 
 fn fixed<F: Element>(g: &Graph<F>, node: NodeId, what: &'static str) -> Result<Shape> {
     let shape = g.shape(node)?.clone();
@@ -128,13 +147,23 @@ fn basis<F: Element>(g: &mut Graph<F>, shape: &Shape, i: usize) -> NodeId {
 }
 
 /// Stacks same-shaped rows along a new leading axis, then shapes the result as `lead ++ row`.
-fn stack<F: Element>(g: &mut Graph<F>, rows: &[NodeId], lead: &Shape, row: &Shape) -> Result<NodeId> {
+fn stack<F: Element>(
+    g: &mut Graph<F>,
+    rows: &[NodeId],
+    lead: &Shape,
+    row: &Shape,
+) -> Result<NodeId> {
     let mut expanded = Vec::with_capacity(rows.len());
     for &r in rows {
         expanded.push(g.expand_dims(r, &[0])?);
     }
     let stacked = g.concat(&expanded, 0)?;
-    let dims: Vec<usize> = lead.concrete().unwrap_or_default().into_iter().chain(row.concrete().unwrap_or_default()).collect();
+    let dims: Vec<usize> = lead
+        .concrete()
+        .unwrap_or_default()
+        .into_iter()
+        .chain(row.concrete().unwrap_or_default())
+        .collect();
     Ok(g.reshape(stacked, dims)?)
 }
 
@@ -168,7 +197,12 @@ pub fn jacobian<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: NodeId) -> Re
         rows.push(vjp(g, output, &[wrt], e)?[0]);
     }
     if rows.is_empty() {
-        let dims: Vec<usize> = out_shape.concrete().unwrap_or_default().into_iter().chain(wrt_shape.concrete().unwrap_or_default()).collect();
+        let dims: Vec<usize> = out_shape
+            .concrete()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(wrt_shape.concrete().unwrap_or_default())
+            .collect();
         return Ok(g.constant(ArrayD::zeros(IxDyn(&dims))));
     }
     stack(g, &rows, &out_shape, &wrt_shape)
@@ -209,7 +243,12 @@ pub fn hessian<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: NodeId) -> Res
         rows.push(grad(g, s, &[wrt])?[0]);
     }
     if rows.is_empty() {
-        let dims: Vec<usize> = wrt_shape.concrete().unwrap_or_default().into_iter().chain(wrt_shape.concrete().unwrap_or_default()).collect();
+        let dims: Vec<usize> = wrt_shape
+            .concrete()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(wrt_shape.concrete().unwrap_or_default())
+            .collect();
         return Ok(g.constant(ArrayD::zeros(IxDyn(&dims))));
     }
     stack(g, &rows, &wrt_shape, &wrt_shape)

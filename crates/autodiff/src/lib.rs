@@ -5,6 +5,14 @@
 //! [`dendrite_graph::to_dot`], and differentiated again: [`hvp`], [`jvp`], [`jacobian`] and
 //! [`hessian`] are all built from the one reverse sweep, [`vjp`].
 //!
+//! - [`check`]: the gradient checker, central finite differences in `f64` against the derived
+//!   gradients (elementwise or along random directions), for first and second order; usable on
+//!   any graph.
+//! - [`strategies`]: proptest strategies for shapes, broadcast pairs, tensors inside an op's
+//!   domain and away from its kinks, and random DAGs of primitives.
+//! - [`simplify`](mod@simplify): common-subexpression elimination, constant folding and algebraic
+//!   identities on derived graphs.
+//!
 //! ```
 //! use dendrite_autodiff::grad;
 //! use dendrite_graph::{compile, Graph};
@@ -26,7 +34,13 @@ pub mod check;
 mod error;
 mod forward;
 mod reverse;
+pub mod simplify;
+pub mod strategies;
 
+pub use check::{
+    assert_gradients, check_gradients, check_second_order, CheckConfig, CheckMode, GradCheckReport,
+};
 pub use error::{AutodiffError, Result};
 pub use forward::{hessian, hvp, jacobian, jvp};
 pub use reverse::{grad, vjp};
+pub use simplify::{simplify, Simplified, SimplifyStats};

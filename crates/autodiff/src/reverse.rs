@@ -38,7 +38,13 @@ use dendrite_graph::{Element, Graph, NodeId, Shape};
 /// assert_eq!(out.get(0)?, arr1(&[6.0, -20.0]).into_dyn().view());
 /// # Ok::<(), dendrite_autodiff::AutodiffError>(())
 /// ```
-pub fn vjp<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId], cotangent: NodeId) -> Result<Vec<NodeId>> {
+// ANCHOR: reverse_vjp
+pub fn vjp<F: Element>(
+    g: &mut Graph<F>,
+    output: NodeId,
+    wrt: &[NodeId],
+    cotangent: NodeId,
+) -> Result<Vec<NodeId>> {
     let out_shape = g.shape(output)?.clone();
     let ct_shape = g.shape(cotangent)?.clone();
     if !same_shape(&out_shape, &ct_shape) {
@@ -55,8 +61,17 @@ pub fn vjp<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId], cotange
     let active = active_nodes(g, output, wrt)?;
     let mut cotangents: Vec<Option<NodeId>> = vec![None; output.index() + 1];
     cotangents[output.index()] = Some(cotangent);
-    let lowest = wrt.iter().map(|w| w.index()).min().unwrap_or(output.index());
-    let nodes: Vec<NodeId> = g.nodes().skip(lowest).take(output.index() + 1 - lowest).collect();
+    // A wrt node added after the output cannot reach it: it only gets zeros below.
+    let lowest = wrt
+        .iter()
+        .map(|w| w.index())
+        .min()
+        .unwrap_or(output.index());
+    let nodes: Vec<NodeId> = g
+        .nodes()
+        .skip(lowest)
+        .take((output.index() + 1).saturating_sub(lowest))
+        .collect();
     for &node in nodes.iter().rev() {
         let Some(y_bar) = cotangents[node.index()] else {
             continue;
@@ -85,6 +100,7 @@ pub fn vjp<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId], cotange
         })
         .collect()
 }
+// ANCHOR_END: reverse_vjp
 
 /// Gradients of a scalar `output` (a single element, any rank) with respect to `wrt`.
 ///
@@ -104,6 +120,7 @@ pub fn vjp<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId], cotange
 /// assert!((out.scalar(0)? - (1.0 - 0.5_f64.tanh().powi(2))).abs() < 1e-15);
 /// # Ok::<(), dendrite_autodiff::AutodiffError>(())
 /// ```
+// ANCHOR: grad
 pub fn grad<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> {
     let shape = g.shape(output)?.clone();
     if shape.size() != Some(1) {
@@ -112,10 +129,15 @@ pub fn grad<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId]) -> Res
             shape,
         });
     }
-    let seed = g.constant(ndarray::ArrayD::from_elem(ndarray::IxDyn(&shape.concrete().unwrap_or_default()), F::one()));
+    let seed = g.constant(ndarray::ArrayD::from_elem(
+        ndarray::IxDyn(&shape.concrete().unwrap_or_default()),
+        F::one(),
+    ));
     vjp(g, output, wrt, seed)
 }
+// ANCHOR_END: grad
 
+// ANCHOR: active_nodes
 /// Marks the nodes that lie on some path from a `wrt` node to `output`.
 fn active_nodes<F: Element>(g: &Graph<F>, output: NodeId, wrt: &[NodeId]) -> Result<Vec<bool>> {
     let n = output.index() + 1;
@@ -145,7 +167,9 @@ fn active_nodes<F: Element>(g: &Graph<F>, output: NodeId, wrt: &[NodeId]) -> Res
     }
     Ok(active)
 }
+// ANCHOR_END: active_nodes
 
+// ANCHOR: unbroadcast
 /// Sums a cotangent down to its operand's shape when the op broadcast the operand.
 fn unbroadcast<F: Element>(g: &mut Graph<F>, x_bar: NodeId, x: NodeId) -> Result<NodeId> {
     if same_shape(g.shape(x_bar)?, g.shape(x)?) {
@@ -154,6 +178,7 @@ fn unbroadcast<F: Element>(g: &mut Graph<F>, x_bar: NodeId, x: NodeId) -> Result
         Ok(g.sum_like(x_bar, x)?)
     }
 }
+// ANCHOR_END: unbroadcast
 
 /// Declared shapes that are certainly the same at run time for this purpose: equal dimension
 /// lists (a dynamic dimension is never stretched, which the plan enforces).

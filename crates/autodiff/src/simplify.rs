@@ -1,0 +1,522 @@
+//! Simplification of derived graphs: common-subexpression elimination, constant folding and
+//! algebraic identities.
+//!
+//! The graph is append-only, so [`simplify`] does not edit nodes: it rebuilds what the outputs
+//! depend on as new nodes, in topological order, and returns the new outputs. Leaves (inputs,
+//! parameters, constants) are kept, so feeds by name and parameter updates keep working; the
+//! old nodes stay in the graph, unused by plans of the new outputs.
+//!
+//! Every rewrite preserves the node's declared shape (and so its run-time shape): `x · 1` is
+//! `x` only when the `1` does not broadcast `x` to a larger shape.
+//!
+//! | rewrite | condition |
+//! | --- | --- |
+//! | CSE: a node equal to an earlier one (same op, same operands) is that node | always |
+//! | equal small constants (≤ 64 elements) are one constant | always |
+//! | fold: an op whose operands are constants (or, for `broadcast_like`, `sum_like`, `scatter_add`'s target and `dim_size`, whose shape-only operand has a fixed shape) becomes a constant | result fixed, ≤ 2¹⁶ elements |
+//! | `x·1`, `1·x`, `x+0`, `0+x`, `x-0`, `x/1` → `x` | result shape = `x`'s shape |
+//! | `-(-x)` → `x` | always |
+//! | `permute(permute(x, p), q)` → `permute(x, p∘q)`, identity → `x` | always |
+//! | `reshape(reshape(x, s), t)` (or of an `expand_dims`) → `reshape(x, t)`; a reshape to `x`'s own shape → `x` | shape preserved |
+//! | a broadcast of a single value replicated by `expand_dims`/`reshape`/broadcasts → a broadcast of that value | shape preserved |
+//! | `broadcast_like`/`broadcast_to`/`sum_like` to `x`'s own shape → `x` | fixed shape |
+//! | `sum_like(broadcast(y), like)` back to `y`'s shape → `n · y` (`n` copies) | fixed shapes |
+//! | `stop_gradient(constant)` → the constant | always |
+//! | reductions over no axes (or size-1 axes kept), empty `expand_dims`, a one-operand `concat`, a full `slice`, a zero `pad` → `x` | shape preserved |
+
+use crate::error::Result;
+use dendrite_graph::{BinaryOp, Dim, Element, Graph, GraphError, NodeId, Op, Shape, UnaryOp};
+use ndarray::{ArrayD, IxDyn};
+use smallvec::SmallVec;
+use std::collections::HashMap;
+
+/// Constants with more elements than this are not folded.
+const FOLD_LIMIT: usize = 1 << 16;
+/// Constants with at most this many elements are deduplicated by value.
+const DEDUP_LIMIT: usize = 64;
+
+/// What [`simplify`] did: node counts of what the outputs depend on (leaves included), before
+/// and after, and how many rewrites of each kind fired.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimplifyStats {
+    /// Nodes the original outputs depend on (themselves included).
+    pub before: usize,
+    /// Nodes the simplified outputs depend on.
+    pub after: usize,
+    /// Nodes replaced by a computed constant.
+    pub folded: usize,
+    /// Nodes merged into an equal earlier node (common subexpressions, equal constants).
+    pub merged: usize,
+    /// Algebraic identities applied.
+    pub identities: usize,
+}
+
+/// The result of [`simplify`]: the new output nodes, in the order given, and statistics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Simplified {
+    /// The simplified outputs, one per original output.
+    pub outputs: Vec<NodeId>,
+    /// Node counts and rewrite counts.
+    pub stats: SimplifyStats,
+}
+
+/// Rebuilds what `outputs` depend on, simplified, and returns the new outputs. Their values
+/// equal the old outputs' values for every feed (up to floating-point rounding where a sum of
+/// `n` copies becomes a product by `n`).
+///
+/// # Errors
+/// Graph errors for foreign or unknown output handles.
+///
+/// ```
+/// use dendrite_autodiff::{grad, simplify::simplify};
+/// use dendrite_graph::{compile, Graph};
+/// let mut g = Graph::<f64>::new();
+/// let x = g.input("x", [3])?;
+/// let one = g.scalar(1.0);
+/// let y = g.mul(x, one)?;                // x · 1 → x
+/// let t = g.tanh(y)?;
+/// let u = g.tanh(y)?;                    // the same as t
+/// let s = g.add(t, u)?;
+/// let loss = g.sum_all(s)?;
+/// let dx = grad(&mut g, loss, &[x])?;
+/// let simple = simplify(&mut g, &[loss, dx[0]])?;
+/// assert!(simple.stats.after < simple.stats.before);
+/// let xv = ndarray::arr1(&[0.5, -1.0, 2.0]).into_dyn();
+/// let feeds = [("x", xv.view())];
+/// let before = compile(&g, &[loss, dx[0]])?.run(&g, &feeds)?.to_vec()?;
+/// let after = compile(&g, &simple.outputs)?.run(&g, &feeds)?.to_vec()?;
+/// assert_eq!(before, after);
+/// # Ok::<(), dendrite_autodiff::AutodiffError>(())
+/// ```
+pub fn simplify<F: Element>(g: &mut Graph<F>, outputs: &[NodeId]) -> Result<Simplified> {
+    for &o in outputs {
+        g.check(o)?;
+    }
+    let before = dependencies(g, outputs)?;
+    let mut s = Simplifier {
+        cons: HashMap::new(),
+        consts: HashMap::new(),
+        stats: SimplifyStats::default(),
+    };
+    let last = outputs.iter().map(|o| o.index() + 1).max().unwrap_or(0);
+    let nodes: Vec<NodeId> = g.nodes().take(last).collect();
+    let mut map: Vec<Option<NodeId>> = vec![None; last];
+    for id in nodes {
+        if !before[id.index()] {
+            continue;
+        }
+        let op = g.op(id)?.clone();
+        let new = match op {
+            Op::Input | Op::Parameter => id,
+            Op::Constant => s.known_constant(g, id)?,
+            _ => {
+                let xs: SmallVec<[NodeId; 3]> = g
+                    .operands(id)?
+                    .iter()
+                    .map(|x| map[x.index()].ok_or_else(|| internal(g, id)))
+                    .collect::<Result<_>>()?;
+                let declared = g.shape(id)?.clone();
+                s.rebuild(g, op, xs, &declared)?
+            }
+        };
+        map[id.index()] = Some(new);
+    }
+    let new_outputs: Vec<NodeId> = outputs
+        .iter()
+        .map(|o| map[o.index()].ok_or_else(|| internal(g, *o)))
+        .collect::<Result<_>>()?;
+    s.stats.before = before.iter().filter(|&&b| b).count();
+    s.stats.after = dependencies(g, &new_outputs)?
+        .iter()
+        .filter(|&&b| b)
+        .count();
+    Ok(Simplified {
+        outputs: new_outputs,
+        stats: s.stats,
+    })
+}
+
+fn internal<F: Element>(g: &Graph<F>, id: NodeId) -> crate::AutodiffError {
+    GraphError::UnknownNode {
+        graph: g.id(),
+        index: id.index(),
+    }
+    .into()
+}
+
+/// Marks every node the `outputs` depend on (themselves included).
+fn dependencies<F: Element>(g: &Graph<F>, outputs: &[NodeId]) -> Result<Vec<bool>> {
+    let n = outputs.iter().map(|o| o.index() + 1).max().unwrap_or(0);
+    let mut seen = vec![false; n];
+    let mut stack: Vec<NodeId> = outputs.to_vec();
+    while let Some(id) = stack.pop() {
+        if std::mem::replace(&mut seen[id.index()], true) {
+            continue;
+        }
+        stack.extend(g.operands(id)?);
+    }
+    Ok(seen)
+}
+
+type ConsKey = (Op, SmallVec<[NodeId; 3]>);
+
+struct Simplifier {
+    /// Hash-consing of rebuilt nodes: (op, new operands) → new node.
+    cons: HashMap<ConsKey, NodeId>,
+    /// Small constants by (shape, bits of the values).
+    consts: HashMap<(Vec<usize>, Vec<u64>), NodeId>,
+    stats: SimplifyStats,
+}
+
+impl Simplifier {
+    /// An existing constant, or an equal earlier one.
+    fn known_constant<F: Element>(&mut self, g: &Graph<F>, id: NodeId) -> Result<NodeId> {
+        let value = g.value(id)?;
+        if value.len() > DEDUP_LIMIT {
+            return Ok(id);
+        }
+        let key = (
+            value.shape().to_vec(),
+            value.iter().map(|v| v.as_f64().to_bits()).collect(),
+        );
+        match self.consts.get(&key) {
+            Some(&earlier) => {
+                self.stats.merged += 1;
+                Ok(earlier)
+            }
+            None => {
+                self.consts.insert(key, id);
+                Ok(id)
+            }
+        }
+    }
+
+    /// A constant holding `value`, reusing an equal one.
+    fn new_constant<F: Element>(&mut self, g: &mut Graph<F>, value: ArrayD<F>) -> NodeId {
+        if value.len() > DEDUP_LIMIT {
+            return g.constant(value);
+        }
+        let key = (
+            value.shape().to_vec(),
+            value.iter().map(|v| v.as_f64().to_bits()).collect(),
+        );
+        if let Some(&id) = self.consts.get(&key) {
+            return id;
+        }
+        let id = g.constant(value);
+        self.consts.insert(key, id);
+        id
+    }
+
+    /// The simplified node computing `op` on the (already simplified) operands `xs`, whose
+    /// declared shape is `declared`.
+    fn rebuild<F: Element>(
+        &mut self,
+        g: &mut Graph<F>,
+        op: Op,
+        xs: SmallVec<[NodeId; 3]>,
+        declared: &Shape,
+    ) -> Result<NodeId> {
+        if let Some(id) = self.identity(g, &op, &xs, declared)? {
+            self.stats.identities += 1;
+            return Ok(id);
+        }
+        if let Some(id) = self.fold(g, &op, &xs, declared)? {
+            self.stats.folded += 1;
+            return Ok(id);
+        }
+        let key = (op, xs);
+        if let Some(&id) = self.cons.get(&key) {
+            self.stats.merged += 1;
+            return Ok(id);
+        }
+        let id = emit(g, &key.0, &key.1)?;
+        self.cons.insert(key, id);
+        Ok(id)
+    }
+
+    /// Applies an algebraic identity, if one fits.
+    fn identity<F: Element>(
+        &mut self,
+        g: &mut Graph<F>,
+        op: &Op,
+        xs: &[NodeId],
+        declared: &Shape,
+    ) -> Result<Option<NodeId>> {
+        let same = |g: &Graph<F>, x: NodeId| -> Result<bool> { Ok(g.shape(x)? == declared) };
+        let fixed_same = |g: &Graph<F>, x: NodeId| -> Result<bool> {
+            Ok(declared.is_fixed() && g.shape(x)? == declared)
+        };
+        let x = xs.first().copied();
+        let Some(a) = x else { return Ok(None) };
+        Ok(match op {
+            Op::Binary(b) => {
+                let c = xs[1];
+                let (unit, commutes) = match b {
+                    BinaryOp::Mul => (1.0, true),
+                    BinaryOp::Add => (0.0, true),
+                    BinaryOp::Sub => (0.0, false),
+                    BinaryOp::Div => (1.0, false),
+                    BinaryOp::Maximum | BinaryOp::Minimum => return Ok(None),
+                };
+                if filled(g, c, unit)? && same(g, a)? {
+                    Some(a)
+                } else if commutes && filled(g, a, unit)? && same(g, c)? {
+                    Some(c)
+                } else {
+                    None
+                }
+            }
+            Op::Unary(UnaryOp::Neg) => match g.op(a)? {
+                Op::Unary(UnaryOp::Neg) => Some(g.operands(a)?[0]),
+                _ => None,
+            },
+            Op::Permute(q) => {
+                if is_identity(q) {
+                    return Ok(Some(a));
+                }
+                let Op::Permute(p) = g.op(a)?.clone() else {
+                    return Ok(None);
+                };
+                let inner = g.operands(a)?[0];
+                let composed: SmallVec<[usize; 4]> = q.iter().map(|&i| p[i]).collect();
+                if is_identity(&composed) {
+                    Some(inner)
+                } else {
+                    Some(self.rebuild(
+                        g,
+                        Op::Permute(composed),
+                        SmallVec::from_slice(&[inner]),
+                        declared,
+                    )?)
+                }
+            }
+            Op::Reshape(target) => {
+                let dynamic = g
+                    .shape(a)?
+                    .dims()
+                    .iter()
+                    .filter(|d| **d == Dim::Dynamic)
+                    .count();
+                if same(g, a)? && dynamic <= 1 {
+                    return Ok(Some(a));
+                }
+                // expand_dims is a reshape too.
+                if !matches!(g.op(a)?, Op::Reshape(_) | Op::ExpandDims(_)) {
+                    return Ok(None);
+                }
+                let inner = g.operands(a)?[0];
+                match op.infer_shape("simplify", &[g.shape(inner)?]) {
+                    Ok(s) if s == *declared => Some(self.rebuild(
+                        g,
+                        Op::Reshape(target.clone()),
+                        SmallVec::from_slice(&[inner]),
+                        declared,
+                    )?),
+                    _ => None,
+                }
+            }
+            Op::BroadcastTo(_) | Op::BroadcastLike => {
+                if fixed_same(g, a)? {
+                    return Ok(Some(a));
+                }
+                // Broadcasting a replicated single value: broadcast the value itself.
+                let Some(y) = single_value_source(g, a)? else {
+                    return Ok(None);
+                };
+                let mut operands: SmallVec<[NodeId; 3]> = SmallVec::from_slice(xs);
+                operands[0] = y;
+                let shapes: Vec<&Shape> = operands
+                    .iter()
+                    .map(|&o| g.shape(o))
+                    .collect::<Result<_, _>>()?;
+                match op.infer_shape("simplify", &shapes) {
+                    Ok(s) if s == *declared => {
+                        Some(self.rebuild(g, op.clone(), operands, declared)?)
+                    }
+                    _ => None,
+                }
+            }
+            Op::SumLike => {
+                if fixed_same(g, a)? {
+                    return Ok(Some(a));
+                }
+                // sum_like(broadcast(y), like) back to y's shape: n copies of y summed.
+                if !matches!(g.op(a)?, Op::BroadcastLike | Op::BroadcastTo(_))
+                    || !g.shape(a)?.is_fixed()
+                {
+                    return Ok(None);
+                }
+                let y = g.operands(a)?[0];
+                let (big, small) = (g.shape(a)?.size(), g.shape(y)?.size());
+                match (fixed_same(g, y)?, big, small) {
+                    (true, Some(big), Some(small)) if small > 0 => {
+                        let n = self
+                            .new_constant(g, ndarray::arr0(F::of((big / small) as f64)).into_dyn());
+                        Some(self.rebuild(
+                            g,
+                            Op::Binary(BinaryOp::Mul),
+                            SmallVec::from_slice(&[y, n]),
+                            declared,
+                        )?)
+                    }
+                    _ => None,
+                }
+            }
+            Op::StopGradient => matches!(g.op(a)?, Op::Constant).then_some(a),
+            Op::Reduce {
+                axes, keep_dims, ..
+            } => {
+                let dims = g.shape(a)?.dims().to_vec();
+                let trivial = axes.is_empty()
+                    || (*keep_dims && axes.iter().all(|&i| dims.get(i) == Some(&Dim::Fixed(1))));
+                (trivial && same(g, a)?).then_some(a)
+            }
+            Op::ExpandDims(axes) => (axes.is_empty() && same(g, a)?).then_some(a),
+            Op::Concat(_) => (xs.len() == 1 && same(g, a)?).then_some(a),
+            Op::Slice { .. } => fixed_same(g, a)?.then_some(a),
+            Op::Pad {
+                before: 0,
+                after: 0,
+                ..
+            } => same(g, a)?.then_some(a),
+            Op::Select if xs[1] == xs[2] => same(g, xs[1])?.then_some(xs[1]),
+            _ => None,
+        })
+    }
+
+    /// Evaluates `op` now if every operand it reads is known, giving a constant.
+    fn fold<F: Element>(
+        &mut self,
+        g: &mut Graph<F>,
+        op: &Op,
+        xs: &[NodeId],
+        declared: &Shape,
+    ) -> Result<Option<NodeId>> {
+        match declared.size() {
+            Some(n) if n <= FOLD_LIMIT => {}
+            _ => return Ok(None),
+        }
+        let mut values: Vec<ArrayD<F>> = Vec::with_capacity(xs.len());
+        for (slot, &x) in xs.iter().enumerate() {
+            if matches!(g.op(x)?, Op::Constant) {
+                values.push(g.value(x)?.to_owned());
+            } else if shape_only(op, slot) {
+                match g.shape(x)?.concrete() {
+                    Some(dims) => values.push(ArrayD::zeros(IxDyn(&dims))),
+                    None => return Ok(None),
+                }
+            } else {
+                return Ok(None);
+            }
+        }
+        let views: Vec<_> = values.iter().map(|v| v.view()).collect();
+        match op.evaluate("simplify", &views) {
+            Ok(v) if Shape::fixed(v.shape()) == *declared => Ok(Some(self.new_constant(g, v))),
+            // A kernel error (an index out of range, say) is left for the run to report.
+            _ => Ok(None),
+        }
+    }
+}
+
+/// When `x` is a single-element node replicated by `expand_dims`, `reshape` and broadcasts, the
+/// single-element node of lowest rank in that chain (every element of `x` equals its value).
+fn single_value_source<F: Element>(g: &Graph<F>, x: NodeId) -> Result<Option<NodeId>> {
+    let mut best: Option<(usize, NodeId)> = None;
+    let mut cur = x;
+    loop {
+        let shape = g.shape(cur)?;
+        if shape.size() == Some(1) && best.is_none_or(|(rank, _)| shape.rank() < rank) {
+            best = Some((shape.rank(), cur));
+        }
+        match g.op(cur)? {
+            Op::ExpandDims(_) | Op::Reshape(_) | Op::BroadcastLike | Op::BroadcastTo(_) => {
+                cur = g.operands(cur)?[0]
+            }
+            _ => break,
+        }
+    }
+    Ok(best.map(|(_, n)| n).filter(|&n| n != x))
+}
+
+/// Whether operand `slot` of `op` contributes only its shape.
+fn shape_only(op: &Op, slot: usize) -> bool {
+    matches!(
+        (op, slot),
+        (Op::BroadcastLike, 1) | (Op::SumLike, 1) | (Op::ScatterAdd(_), 2) | (Op::DimSize(_), 0)
+    )
+}
+
+fn is_identity(perm: &[usize]) -> bool {
+    perm.iter().enumerate().all(|(i, &p)| i == p)
+}
+
+/// Whether `x` is a constant whose every element equals `v`.
+fn filled<F: Element>(g: &Graph<F>, x: NodeId, v: f64) -> Result<bool> {
+    Ok(matches!(g.op(x)?, Op::Constant) && g.value(x)?.iter().all(|e| e.as_f64() == v))
+}
+
+/// Adds a node computing `op` on `xs` through the graph's public builders.
+fn emit<F: Element>(g: &mut Graph<F>, op: &Op, xs: &[NodeId]) -> Result<NodeId> {
+    let x = |i: usize| -> Result<NodeId> {
+        xs.get(i).copied().ok_or_else(|| {
+            GraphError::Arity {
+                op: op.name(),
+                node: "simplify".to_owned(),
+                expected: "more",
+                actual: xs.len(),
+            }
+            .into()
+        })
+    };
+    Ok(match op {
+        Op::Input | Op::Parameter | Op::Constant => {
+            return Err(GraphError::WrongNodeKind {
+                node: "simplify".to_owned(),
+                expected: "computed",
+                actual: op.name(),
+            }
+            .into())
+        }
+        Op::Unary(u) => match u {
+            UnaryOp::Neg => g.neg(x(0)?)?,
+            UnaryOp::Exp => g.exp(x(0)?)?,
+            UnaryOp::Log => g.log(x(0)?)?,
+            UnaryOp::Sqrt => g.sqrt(x(0)?)?,
+            UnaryOp::Tanh => g.tanh(x(0)?)?,
+            UnaryOp::Abs => g.abs(x(0)?)?,
+        },
+        Op::Pow(p) => g.pow(x(0)?, p.0)?,
+        Op::Binary(b) => g.binary(*b, x(0)?, x(1)?)?,
+        Op::Compare(c) => g.compare(*c, x(0)?, x(1)?)?,
+        Op::Select => g.select(x(0)?, x(1)?, x(2)?)?,
+        Op::BroadcastTo(s) => g.broadcast_to(x(0)?, s.clone())?,
+        Op::BroadcastLike => g.broadcast_like(x(0)?, x(1)?)?,
+        Op::SumLike => g.sum_like(x(0)?, x(1)?)?,
+        Op::ExpandDims(axes) => g.expand_dims(x(0)?, axes)?,
+        Op::Reduce {
+            op: kind,
+            axes,
+            keep_dims,
+        } => g.reduce(*kind, x(0)?, axes, *keep_dims)?,
+        Op::DimSize(axes) => g.dim_size(x(0)?, axes)?,
+        Op::ArgMax(axis) => g.argmax(x(0)?, *axis)?,
+        Op::Reshape(s) => g.reshape(x(0)?, s.clone())?,
+        Op::Permute(p) => g.permute(x(0)?, p)?,
+        Op::MatMul {
+            transpose_lhs,
+            transpose_rhs,
+        } => g.matmul_t(x(0)?, x(1)?, *transpose_lhs, *transpose_rhs)?,
+        Op::Slice { axis, start, end } => g.slice(x(0)?, *axis, *start, *end)?,
+        Op::Pad {
+            axis,
+            before,
+            after,
+        } => g.pad(x(0)?, *axis, *before, *after)?,
+        Op::Concat(axis) => g.concat(xs, *axis)?,
+        Op::Gather(axis) => g.gather(x(0)?, x(1)?, *axis)?,
+        Op::ScatterAdd(axis) => g.scatter_add(x(0)?, x(1)?, x(2)?, *axis)?,
+        Op::OneHot(depth) => g.one_hot(x(0)?, *depth)?,
+        Op::StopGradient => g.stop_gradient(x(0)?)?,
+    })
+}

@@ -1,0 +1,51 @@
+//! End-to-end gradient checks of random DAGs of 2-30 ops composed from the primitives.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use dendrite_autodiff::check::{check_gradients, check_second_order, CheckConfig};
+use dendrite_autodiff::strategies::{dag_with_values, RandomDag};
+use dendrite_graph::Graph;
+use ndarray::{ArrayD, ArrayViewD};
+use proptest::prelude::*;
+
+fn feeds<'a>(
+    names: &'a [String],
+    values: &'a [ArrayD<f64>],
+) -> Vec<(&'a str, ArrayViewD<'a, f64>)> {
+    names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (n.as_str(), v.view()))
+        .collect()
+}
+
+/// Values of random DAGs reach ~10³, so the finite-difference noise (~|f|·1e-16/ε) gets an
+/// absolute tolerance to match.
+fn config() -> CheckConfig {
+    CheckConfig::default().with_tolerances(1e-5, 1e-5)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_dags_have_correct_gradients((dag, values) in dag_with_values(2..=30)) {
+        let mut g = Graph::<f64>::new();
+        let (inputs, output) = dag.build(&mut g).unwrap();
+        let names: Vec<String> = (0..inputs.len()).map(RandomDag::input_name).collect();
+        let report = check_gradients(&mut g, output, &inputs, &feeds(&names, &values), &config()).unwrap();
+        prop_assert!(report.passed(), "{}\n{:?}", report, dag);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_dags_have_correct_hessian_vector_products((dag, values) in dag_with_values(2..=12)) {
+        let mut g = Graph::<f64>::new();
+        let (inputs, output) = dag.build(&mut g).unwrap();
+        let names: Vec<String> = (0..inputs.len()).map(RandomDag::input_name).collect();
+        let report = check_second_order(&mut g, output, &inputs, &feeds(&names, &values), &config().with_eps(1e-5)).unwrap();
+        prop_assert!(report.passed(), "{}\n{:?}", report, dag);
+    }
+}
