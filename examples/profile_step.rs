@@ -44,7 +44,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         steps.len(),
         total.as_secs_f64() * 1e6
     );
-    steps.sort_by(|a, b| b.mean.cmp(&a.mean));
+    steps.sort_by_key(|s| std::cmp::Reverse(s.mean));
     for s in &steps {
         println!(
             "{:>8.2} µs  {:<14} {:<28} {:?}",
