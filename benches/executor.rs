@@ -1,6 +1,8 @@
 //! Executor overhead: a chain of 1,000 tiny ops (per-node cost of `Plan::run`), and plan
 //! compilation of a 10,000-node chain.
 
+#![allow(clippy::expect_used, missing_docs)] // a bench aborts on a broken setup; criterion macros generate undocumented items
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use dendrite_graph::{compile, Graph, NodeId};
 use std::hint::black_box;

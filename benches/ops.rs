@@ -1,10 +1,12 @@
 //! Each op family forward and backward at the reference model's shapes (batch 32): one plan
 //! per op holding the op alone (forward) or the op and its vector-Jacobian product (backward).
 
+#![allow(clippy::expect_used, missing_docs)] // a bench aborts on a broken setup; criterion macros generate undocumented items
+
 use criterion::{criterion_group, criterion_main, Criterion};
 use dendrite_autodiff::vjp;
 use dendrite_graph::{compile, Graph, NodeId, Result};
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, Dimension, IxDyn};
 use std::hint::black_box;
 
 type Build = fn(&mut Graph<f32>, &[NodeId]) -> Result<NodeId>;

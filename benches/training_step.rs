@@ -3,6 +3,8 @@
 //! compiling that plan. Built from the graph and autodiff crates directly, so it measures the
 //! executor and kernels without the nn crate's bookkeeping.
 
+#![allow(clippy::expect_used, missing_docs)] // a bench aborts on a broken setup; criterion macros generate undocumented items
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dendrite_autodiff::grad;
 use dendrite_graph::{compile, Graph, NodeId};

@@ -12,8 +12,10 @@
 //! - *dot* (`a` has unit column stride and `b` unit row stride, i.e. `a bᵀ` with both stored
 //!   row-major): each `c[i, j]` is a contiguous dot product.
 //!
-//! Each element of `c` is summed over `p` in increasing order whatever the blocking, so the
-//! result does not depend on how rows are split (across threads, say).
+//! Each element of `c` is summed over `p` in increasing order whatever the blocking. The
+//! kernels run on the calling thread: splitting the reference model's products across the
+//! second core through rayon made an epoch 1.9x *slower* (waking a parked worker costs more
+//! than half of a 30 µs product), measured with `examples/mnist` and `RAYON_NUM_THREADS`.
 //!
 //! On x86-64 the kernels are compiled a second time with AVX2 and FMA enabled and chosen at run
 //! time; the portable build (SSE2) uses separate multiply and add, the AVX2 build fused
@@ -65,23 +67,32 @@ pub(crate) fn matmul_into<F: Element>(
         let row_panel = bm.cs == 1 && (am.cs == 1 || am.rs == 1);
         let dot = am.cs == 1 && bm.rs == 1;
         if row_panel || dot {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
-            {
-                // SAFETY: the CPU supports AVX2 and FMA, the features `kernels_avx2` is
-                // compiled for; the function itself is safe code.
-                #[allow(unsafe_code)]
-                unsafe {
-                    kernels_avx2(am, bm, cs, (m, k, n), row_panel);
-                }
-                return;
-            }
-            kernels::<F, false>(am, bm, cs, (m, k, n), row_panel);
+            dispatch(am, bm, cs, (m, k, n), row_panel);
             return;
         }
     }
     library_gemm(a, b, c);
+}
+
+/// Runs the kernels compiled for the best instruction set this CPU has.
+fn dispatch<F: Element>(
+    a: Mat<'_, F>,
+    b: Mat<'_, F>,
+    c: &mut [F],
+    mkn: (usize, usize, usize),
+    row_panel: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, the features `kernels_avx2` is compiled for;
+        // the function itself is safe code.
+        #[allow(unsafe_code)]
+        unsafe {
+            kernels_avx2(a, b, c, mkn, row_panel);
+        }
+        return;
+    }
+    kernels::<F, false>(a, b, c, mkn, row_panel);
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -1,4 +1,60 @@
-#![doc = "Keras-like neural networks on top of Dendrite graphs (temporary lib.rs: data module only)."]
+//! # dendrite-nn
+//!
+//! Keras-like neural networks on top of Dendrite graphs: layers, losses, optimizers, metrics,
+//! a [`Sequential`] model with `compile` / `fit` / `evaluate` / `predict` / `summary`,
+//! safetensors checkpoints, and the [`data`] module (MNIST reader, synthetic digits, batching).
+//!
+//! The Keras reference program reads almost line for line:
+//!
+//! ```
+//! use dendrite_nn::data::synthetic_mnist;
+//! use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
+//!
+//! let mnist = synthetic_mnist(0); // procedurally drawn digits, not MNIST
+//! let (train, test) = (mnist.train.take(512), mnist.test.take(128));
+//!
+//! let mut model = Sequential::new();
+//! model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+//! model.add(Dense::new(10).activation(Activation::Softmax));
+//! model.compile(Adam::default(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
+//! assert_eq!(model.summary()?.total_params(), 25_450);
+//!
+//! let history = model.fit(&train, FitConfig::default().epochs(2).batch_size(32).verbosity(0))?;
+//! let result = model.evaluate(&test, 32)?;
+//! assert!(history.loss[1] < history.loss[0]);
+//! assert!(result.accuracy.is_some());
+//! # Ok::<(), dendrite_nn::NnError>(())
+//! ```
+//!
+//! How it runs: `compile` builds the forward graph, the loss, the metrics and the gradients
+//! once, as nodes of one [`dendrite_graph::Graph`], and compiles them into plans; `fit` runs
+//! the training plan once per batch and updates the parameters in place. See [`Sequential`].
 #![deny(missing_docs)]
 
+mod activation;
+mod checkpoint;
 pub mod data;
+mod dense;
+mod error;
+mod float;
+mod input;
+mod layer;
+mod loss;
+mod metrics;
+mod model;
+mod optim;
+
+pub use activation::Activation;
+pub use checkpoint::write_atomic;
+pub use dense::Dense;
+pub use error::{NnError, Result};
+pub use float::Float;
+pub use input::{Data, Features, Targets};
+pub use layer::{Init, Layer, LayerNodes, PreActivation};
+pub use loss::{Loss, EPSILON};
+pub use metrics::{Mean, Metric};
+pub use model::{
+    Control, EarlyStopping, EpochLogs, Evaluation, FitConfig, History, Monitor, Sequential,
+    Summary, SummaryRow, INPUT_NAME, LABELS_NAME, TARGETS_NAME,
+};
+pub use optim::{Adam, AdamW, Optimizer, RmsProp, Schedule, Sgd};

@@ -1,0 +1,223 @@
+//! Checkpoints: a model's weights as a safetensors file, which PyTorch, JAX and candle tools
+//! open as they are.
+
+use crate::error::{NnError, Result};
+use crate::float::Float;
+use crate::model::Sequential;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Writes a file atomically: `write` fills a temporary file beside `path` (same directory, so
+/// the final rename cannot cross file systems), which is flushed, synced and renamed over
+/// `path`. If `write` or any step fails, the temporary file is removed and `path` is left as
+/// it was.
+///
+/// # Errors
+/// [`NnError::Io`] naming `path`.
+///
+/// ```
+/// use std::io::Write;
+/// let dir = std::env::temp_dir().join(format!("dendrite-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).map_err(|e| dendrite_nn::NnError::Io { path: dir.clone(), source: e })?;
+/// let path = dir.join("note.txt");
+/// dendrite_nn::write_atomic(&path, |f| f.write_all(b"first"))?;
+/// // A write that fails half-way leaves the old content in place.
+/// let failed = dendrite_nn::write_atomic(&path, |f| {
+///     f.write_all(b"sec")?;
+///     Err(std::io::Error::new(std::io::ErrorKind::Other, "disk full"))
+/// });
+/// assert!(failed.is_err());
+/// assert_eq!(std::fs::read(&path).ok(), Some(b"first".to_vec()));
+/// # std::fs::remove_dir_all(&dir).ok();
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>) -> Result<()> {
+    let io_err = |source| NnError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path.file_name().ok_or_else(|| {
+        io_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a checkpoint path must name a file",
+        ))
+    })?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(file_name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        write(&mut file)?;
+        file.flush()?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        // Make the rename itself durable where the platform allows syncing a directory.
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result.map_err(io_err)
+}
+
+fn dtype_of<F: Float>() -> Dtype {
+    if F::BYTES == 8 {
+        Dtype::F64
+    } else {
+        Dtype::F32
+    }
+}
+
+impl<F: Float> Sequential<F> {
+    /// Saves the weights to `path` as safetensors, atomically (see [`write_atomic`]).
+    ///
+    /// # Errors
+    /// [`NnError::NotCompiled`] before the model is built; [`NnError::Io`].
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Sequential};
+    /// let path = std::env::temp_dir().join(format!("dendrite-doc-save-{}.safetensors", std::process::id()));
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(2).input_dim(3));
+    /// model.build()?;
+    /// model.save_weights(&path)?;
+    /// let mut copy = Sequential::new().with_seed(99);
+    /// copy.add(Dense::new(2).input_dim(3));
+    /// copy.build()?;
+    /// copy.load_weights(&path)?;
+    /// assert_eq!(copy.weights()?, model.weights()?);
+    /// # std::fs::remove_file(&path).ok();
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    ///
+    /// Tensors are named after the parameter nodes (`dense_1/kernel`, `dense_1/bias`), stored
+    /// row-major and little-endian in the model's element type (`F32` or `F64`).
+    ///
+    /// Writing is atomic ([`write_atomic`]): the bytes go to a temporary file in the same
+    /// directory, which is flushed, synced to disk and then renamed over the target, so a crash or
+    /// an error mid-write leaves any previous checkpoint intact. Loading checks everything (names,
+    /// element types, shapes, no tensor missing and none extra) before it changes a single weight.
+    pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let (graph, params) = self.parameter_nodes().ok_or(NnError::NotCompiled {
+            method: "save_weights",
+        })?;
+        let mut named = Vec::with_capacity(params.len());
+        for &p in params {
+            let value = graph.value(p)?;
+            let mut bytes = Vec::with_capacity(value.len() * F::BYTES);
+            for &v in value.iter() {
+                v.write_le(&mut bytes);
+            }
+            named.push((graph.name(p)?.to_owned(), value.shape().to_vec(), bytes));
+        }
+        let mut views = Vec::with_capacity(named.len());
+        for (name, shape, bytes) in &named {
+            let view = TensorView::new(dtype_of::<F>(), shape.clone(), bytes).map_err(|e| {
+                NnError::CorruptCheckpoint {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                }
+            })?;
+            views.push((name.as_str(), view));
+        }
+        let bytes =
+            safetensors::serialize(views, &None).map_err(|e| NnError::CorruptCheckpoint {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        write_atomic(path, |f| f.write_all(&bytes))
+    }
+
+    /// Loads weights saved by [`Sequential::save_weights`] into this (built) model. The file
+    /// must hold exactly the model's parameters, by name, with the same shapes and element
+    /// type; nothing changes unless all of them fit.
+    ///
+    /// # Errors
+    /// [`NnError::NotCompiled`] before the model is built; [`NnError::Io`],
+    /// [`NnError::CorruptCheckpoint`], [`NnError::MissingTensor`],
+    /// [`NnError::UnexpectedTensor`], [`NnError::TensorShape`], [`NnError::TensorDtype`].
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, NnError, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(2).input_dim(3));
+    /// model.build()?;
+    /// let err = model.load_weights("/nonexistent/weights.safetensors").unwrap_err();
+    /// assert!(matches!(err, NnError::Io { .. }));
+    /// # Ok::<(), NnError>(())
+    /// ```
+    pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let bytes = fs::read(path).map_err(|source| NnError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file = SafeTensors::deserialize(&bytes).map_err(|e| NnError::CorruptCheckpoint {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let (graph, params) = self.parameter_nodes_mut().ok_or(NnError::NotCompiled {
+            method: "load_weights",
+        })?;
+        // Check everything first, so that a bad file changes nothing.
+        let mut tensors = Vec::with_capacity(params.len());
+        for &p in params {
+            let name = graph.name(p)?.to_owned();
+            let tensor = file.tensor(&name).map_err(|_| NnError::MissingTensor {
+                path: path.to_path_buf(),
+                name: name.clone(),
+            })?;
+            if tensor.dtype() != dtype_of::<F>() {
+                return Err(NnError::TensorDtype {
+                    path: path.to_path_buf(),
+                    name,
+                    expected: F::NAME,
+                    actual: format!("{:?}", tensor.dtype()).to_lowercase(),
+                });
+            }
+            let expected = graph.value(p)?.shape().to_vec();
+            if tensor.shape() != expected.as_slice() {
+                return Err(NnError::TensorShape {
+                    path: path.to_path_buf(),
+                    name,
+                    expected,
+                    actual: tensor.shape().to_vec(),
+                });
+            }
+            tensors.push(tensor);
+        }
+        for name in file.names() {
+            if !params
+                .iter()
+                .any(|&p| graph.name(p).ok() == Some(name.as_str()))
+            {
+                return Err(NnError::UnexpectedTensor {
+                    path: path.to_path_buf(),
+                    name: name.clone(),
+                });
+            }
+        }
+        for (&p, tensor) in params.iter().zip(&tensors) {
+            let mut param = graph.parameter_mut(p)?;
+            for (w, chunk) in param.iter_mut().zip(tensor.data().chunks_exact(F::BYTES)) {
+                if let Some(v) = F::read_le(chunk) {
+                    *w = v;
+                }
+            }
+        }
+        Ok(())
+    }
+}

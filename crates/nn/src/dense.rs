@@ -1,0 +1,175 @@
+//! [`Dense`]: the fully connected layer, `activation(x · kernel + bias)`.
+
+use crate::activation::Activation;
+use crate::error::{NnError, Result};
+use crate::float::Float;
+use crate::layer::{Init, Layer, LayerNodes};
+use dendrite_graph::{Graph, NodeId};
+
+/// A fully connected layer: `y = activation(x · kernel + bias)` with `kernel` of shape
+/// `[inputs, units]` and `bias` of shape `[units]`.
+///
+/// As in Keras the kernel starts Glorot-uniform and the bias at zero (from the model's seed);
+/// the parameters are named `<layer>/kernel` and `<layer>/bias`. When the activation is softmax
+/// or sigmoid, the logits `x · kernel + bias` are kept as the layer's pre-activation, so the
+/// matching cross-entropy is computed from them.
+///
+/// ```
+/// use dendrite_nn::{Activation, Dense, Sequential};
+/// let mut model = Sequential::new();
+/// model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+/// model.add(Dense::new(10).activation(Activation::Softmax));
+/// assert_eq!(model.summary()?.total_params(), 25_450);
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    units: usize,
+    input_dim: Option<usize>,
+    activation: Activation,
+    use_bias: bool,
+    name: Option<String>,
+}
+
+impl Dense {
+    /// A dense layer with `units` outputs, no activation and a bias.
+    ///
+    /// ```
+    /// let layer = dendrite_nn::Dense::new(32);
+    /// assert_eq!(layer.units(), 32);
+    /// ```
+    pub fn new(units: usize) -> Self {
+        Dense {
+            units,
+            input_dim: None,
+            activation: Activation::Linear,
+            use_bias: true,
+            name: None,
+        }
+    }
+
+    /// Declares the number of input features; needed on the first layer of a model.
+    ///
+    /// ```
+    /// let layer = dendrite_nn::Dense::new(32).input_dim(784);
+    /// # let _ = layer;
+    /// ```
+    pub fn input_dim(mut self, features: usize) -> Self {
+        self.input_dim = Some(features);
+        self
+    }
+
+    /// Sets the activation (default: linear).
+    ///
+    /// ```
+    /// use dendrite_nn::{Activation, Dense};
+    /// let layer = Dense::new(10).activation(Activation::Softmax);
+    /// assert_eq!(layer.activation_fn(), Activation::Softmax);
+    /// ```
+    pub fn activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// Whether to add a bias (default: yes).
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Layer};
+    /// assert_eq!(Layer::<f32>::param_count(&Dense::new(2).use_bias(false), &[3]), 6);
+    /// ```
+    pub fn use_bias(mut self, use_bias: bool) -> Self {
+        self.use_bias = use_bias;
+        self
+    }
+
+    /// Names the layer (and so its parameters: `name/kernel`).
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Layer};
+    /// assert_eq!(Layer::<f32>::name(&Dense::new(2).named("out")), Some("out"));
+    /// ```
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// Number of outputs.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Dense::new(7).units(), 7);
+    /// ```
+    pub fn units(&self) -> usize {
+        self.units
+    }
+
+    /// The activation.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Dense::new(7).activation_fn(), dendrite_nn::Activation::Linear);
+    /// ```
+    pub fn activation_fn(&self) -> Activation {
+        self.activation
+    }
+
+    fn inputs(&self, input: &[usize]) -> Result<usize> {
+        let label = || self.name.clone().unwrap_or_else(|| "dense".into());
+        if self.units == 0 {
+            return Err(NnError::LayerInput {
+                layer: label(),
+                shape: input.to_vec(),
+                reason: "a dense layer needs at least one unit",
+            });
+        }
+        match input {
+            [n] if *n > 0 => Ok(*n),
+            _ => Err(NnError::LayerInput {
+                layer: label(),
+                shape: input.to_vec(),
+                reason: "a dense layer takes a non-empty vector of features per sample",
+            }),
+        }
+    }
+}
+
+impl<F: Float> Layer<F> for Dense {
+    fn kind(&self) -> &'static str {
+        "Dense"
+    }
+
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    fn input_shape(&self) -> Option<Vec<usize>> {
+        self.input_dim.map(|n| vec![n])
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.inputs(input)?;
+        Ok(vec![self.units])
+    }
+
+    fn param_count(&self, input: &[usize]) -> usize {
+        let n: usize = input.iter().product();
+        n * self.units + if self.use_bias { self.units } else { 0 }
+    }
+
+    fn build(
+        &mut self,
+        g: &mut Graph<F>,
+        input: NodeId,
+        input_shape: &[usize],
+        init: &mut Init,
+    ) -> Result<LayerNodes> {
+        let n = self.inputs(input_shape)?;
+        let kernel = g.parameter("kernel", init.glorot_uniform::<F>(&[n, self.units]))?;
+        let mut parameters = vec![kernel];
+        let mut z = g.matmul(input, kernel)?;
+        if self.use_bias {
+            let bias = g.parameter("bias", init.zeros::<F>(&[self.units]))?;
+            parameters.push(bias);
+            z = g.add(z, bias)?;
+        }
+        Ok(self.activation.nodes(g, z)?.with_parameters(parameters))
+    }
+}

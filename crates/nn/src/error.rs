@@ -1,0 +1,265 @@
+//! The one error type of the nn crate.
+//!
+//! [`NnError`] wraps the errors of the layers below ([`GraphError`], [`AutodiffError`],
+//! [`DataError`]) and adds the model-level ones: bad training input (labels out of range, `x` and
+//! `y` of different lengths, a wrong feature count, an empty dataset), bad configuration (batch
+//! size 0, epochs 0), a loss that stops being finite, and checkpoints that do not match the model.
+//! Every variant carries the facts needed to find the problem as structured fields.
+
+use crate::data::DataError;
+use dendrite_autodiff::AutodiffError;
+use dendrite_graph::GraphError;
+use std::path::PathBuf;
+
+/// Result alias of the nn crate.
+pub type Result<T, E = NnError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while building, training, evaluating or checkpointing a model.
+///
+/// ```
+/// use dendrite_nn::{Activation, Dense, Loss, Metric, NnError, Sequential, Adam, FitConfig};
+/// use ndarray::array;
+///
+/// let mut model = Sequential::new();
+/// model.add(Dense::new(2).input_dim(2).activation(Activation::Softmax));
+/// model.compile(Adam::default(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
+/// let x = array![[0.0_f32, 1.0], [1.0, 0.0]];
+/// let y = array![0.0_f32, 2.0]; // class 2 does not exist: the model has 2 outputs
+/// let err = model.fit(&(x.view(), y.view()), FitConfig::default()).unwrap_err();
+/// assert!(matches!(err, NnError::LabelOutOfRange { index: 1, classes: 2, .. }));
+/// assert_eq!(err.to_string(), "label 2 at sample 1 is not a class index in 0..2");
+/// # Ok::<(), NnError>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NnError {
+    /// An error of the graph crate: a shape mismatch while building, a bad feed while running.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// An error of the autodiff crate while deriving the gradients.
+    #[error(transparent)]
+    Autodiff(#[from] AutodiffError),
+    /// An error of the data module: a bad file, a bad batch buffer.
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    /// A model with no layers was built or compiled.
+    #[error("the model has no layers: add at least one before building it")]
+    NoLayers,
+    /// The first layer does not say how many features its input has.
+    #[error("layer `{layer}` is the first layer but declares no input size (use `.input_dim(n)`)")]
+    UnknownInputShape {
+        /// The first layer's name.
+        layer: String,
+    },
+    /// A layer given an input shape it cannot take.
+    #[error("layer `{layer}` cannot take input of shape {shape:?}: {reason}")]
+    LayerInput {
+        /// The layer's name.
+        layer: String,
+        /// The input shape, without the batch dimension.
+        shape: Vec<usize>,
+        /// What the layer expected.
+        reason: &'static str,
+    },
+    /// Two layers with the same explicit name.
+    #[error("two layers are named `{name}`; layer names must be unique")]
+    DuplicateLayerName {
+        /// The repeated name.
+        name: String,
+    },
+    /// A method that needs a built or compiled model was called before `compile`.
+    #[error("`{method}` needs a compiled model: call `compile` first")]
+    NotCompiled {
+        /// The method called.
+        method: &'static str,
+    },
+
+    /// A class label that is not an integer in `0..classes`.
+    #[error("label {label} at sample {index} is not a class index in 0..{classes}")]
+    LabelOutOfRange {
+        /// The sample's position in the data given (within the batch if only the graph saw it).
+        index: usize,
+        /// The label found.
+        label: f64,
+        /// The number of classes of the model's output.
+        classes: usize,
+    },
+    /// Features and targets with different numbers of samples.
+    #[error("x has {x} samples but y has {y}: they must have one target per sample")]
+    LengthMismatch {
+        /// Samples (rows) in `x`.
+        x: usize,
+        /// Samples in `y`.
+        y: usize,
+    },
+    /// Data whose feature count differs from the model's input size.
+    #[error("the model takes {expected} features per sample, but the data has {actual}")]
+    FeatureMismatch {
+        /// The model's input size.
+        expected: usize,
+        /// The data's feature count.
+        actual: usize,
+    },
+    /// Targets whose width differs from what the loss needs.
+    #[error("the loss needs {expected} target values per sample, but the data has {actual}")]
+    TargetMismatch {
+        /// Values per sample the loss needs (1 for class indices, the output width otherwise).
+        expected: usize,
+        /// Values per sample the data provides.
+        actual: usize,
+    },
+    /// Data without targets given where targets are needed.
+    #[error(
+        "these data have no targets; fit and evaluate need (x, y) pairs or a labelled dataset"
+    )]
+    NoTargets,
+    /// A dataset with no samples.
+    #[error("the {what} data are empty: at least one sample is needed")]
+    EmptyDataset {
+        /// "training", "validation" or "evaluation".
+        what: &'static str,
+    },
+    /// A batch size of zero.
+    #[error("batch size must be at least 1, got 0")]
+    ZeroBatchSize,
+    /// Zero epochs asked of `fit`.
+    #[error("epochs must be at least 1, got 0")]
+    ZeroEpochs,
+    /// A validation split outside `[0, 1)`, or one that leaves a side empty.
+    #[error("validation split {split} is invalid for {samples} samples: {reason}")]
+    ValidationSplit {
+        /// The fraction given.
+        split: f64,
+        /// The number of samples it applies to.
+        samples: usize,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A hyperparameter out of its valid range.
+    #[error("{owner}: {name} = {value} is invalid: {reason}")]
+    Hyperparameter {
+        /// The optimizer, schedule or layer it belongs to.
+        owner: &'static str,
+        /// The hyperparameter.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+        /// The valid range.
+        reason: &'static str,
+    },
+    /// Early stopping asked to watch a quantity that this fit does not compute.
+    #[error("early stopping monitors `{monitor}`, which this fit does not compute{hint}")]
+    MonitorUnavailable {
+        /// The monitored quantity.
+        monitor: &'static str,
+        /// How to make it available.
+        hint: &'static str,
+    },
+
+    /// The training loss became NaN or infinite; the update of that step was not applied.
+    #[error("loss became {value} at epoch {epoch}, step {step}; training stopped and the weights are those after the last finite step")]
+    NonFiniteLoss {
+        /// The epoch (1-based).
+        epoch: usize,
+        /// The step within the epoch (1-based).
+        step: usize,
+        /// The loss value.
+        value: f64,
+    },
+    /// A parameter or gradient that is not laid out contiguously in row-major order.
+    #[error("parameter `{name}` is not a contiguous row-major array; create parameters with standard layout")]
+    NonContiguous {
+        /// The parameter's name.
+        name: String,
+    },
+    /// An optimizer asked to update a parameter it has no state for, or with the wrong length.
+    #[error(
+        "optimizer state for parameter #{index} holds {expected} values, but {actual} were given"
+    )]
+    OptimizerState {
+        /// The parameter's position.
+        index: usize,
+        /// The size of the prepared state.
+        expected: usize,
+        /// The size given.
+        actual: usize,
+    },
+
+    /// Reading or writing a checkpoint failed.
+    #[error("{}: I/O error: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint that is not a valid safetensors file.
+    #[error("{}: not a valid safetensors checkpoint: {reason}", path.display())]
+    CorruptCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        reason: String,
+    },
+    /// A checkpoint lacking a tensor the model has.
+    #[error("{}: checkpoint has no tensor `{name}`", path.display())]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The parameter's name.
+        name: String,
+    },
+    /// A checkpoint holding a tensor the model does not have.
+    #[error("{}: checkpoint holds tensor `{name}`, which the model does not have", path.display())]
+    UnexpectedTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+    },
+    /// A checkpoint tensor whose shape differs from the parameter's.
+    #[error("{}: tensor `{name}` has shape {actual:?}, but the model's parameter has shape {expected:?}", path.display())]
+    TensorShape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// The parameter's shape.
+        expected: Vec<usize>,
+        /// The tensor's shape.
+        actual: Vec<usize>,
+    },
+    /// A checkpoint tensor whose element type differs from the model's.
+    #[error("{}: tensor `{name}` has dtype {actual}, but the model uses {expected}", path.display())]
+    TensorDtype {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// The model's element type.
+        expected: &'static str,
+        /// The tensor's element type.
+        actual: String,
+    },
+}
+
+/// Turns the graph's out-of-range index from `one_hot` (a sparse label the data checks did
+/// not see) into the clear label error.
+pub(crate) fn label_error(err: GraphError) -> NnError {
+    match err {
+        GraphError::IndexOutOfRange {
+            op: "one_hot",
+            value,
+            position,
+            bound,
+            ..
+        } => NnError::LabelOutOfRange {
+            index: position,
+            label: value,
+            classes: bound,
+        },
+        other => NnError::Graph(other),
+    }
+}

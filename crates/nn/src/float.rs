@@ -1,0 +1,54 @@
+//! The element types a model can train in.
+
+use crate::data::BatchFloat;
+use dendrite_graph::Element;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
+
+/// A floating-point type for models: `f32` (the default, as in Keras) or `f64` (for checks).
+///
+/// It joins what the graph needs ([`Element`]), what the data module writes batches in
+/// ([`BatchFloat`]) and the little-endian byte form used by checkpoints. The trait is sealed.
+///
+/// ```
+/// use dendrite_nn::Float;
+/// let mut bytes = Vec::new();
+/// 1.5_f32.write_le(&mut bytes);
+/// assert_eq!(bytes.len(), <f32 as Float>::BYTES);
+/// assert_eq!(<f32 as Float>::read_le(&bytes), Some(1.5));
+/// ```
+pub trait Float: Element + BatchFloat + sealed::Sealed {
+    /// Size of one element in bytes.
+    const BYTES: usize;
+    /// Appends the little-endian bytes of `self` to `out`.
+    fn write_le(self, out: &mut Vec<u8>);
+    /// Reads one element from the first [`Float::BYTES`] bytes of `bytes`, little-endian;
+    /// `None` when there are fewer.
+    fn read_le(bytes: &[u8]) -> Option<Self>;
+}
+
+impl Float for f32 {
+    const BYTES: usize = 4;
+    fn write_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn read_le(bytes: &[u8]) -> Option<Self> {
+        let b: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
+        Some(f32::from_le_bytes(b))
+    }
+}
+
+impl Float for f64 {
+    const BYTES: usize = 8;
+    fn write_le(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+    fn read_le(bytes: &[u8]) -> Option<Self> {
+        let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+        Some(f64::from_le_bytes(b))
+    }
+}

@@ -1,0 +1,350 @@
+//! The [`Layer`] trait: how a layer adds itself to a graph, and what it reports.
+
+use crate::activation::Activation;
+use crate::error::Result;
+use crate::float::Float;
+use dendrite_graph::{Graph, NodeId};
+use ndarray::{ArrayD, IxDyn};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::fmt::Debug;
+
+/// A layer of a [`Sequential`](crate::Sequential) model.
+///
+/// Shapes passed to and returned by a layer leave out the batch dimension: a dense layer on
+/// 784 features takes `[784]` and returns `[32]`. Layers must be `Send` so that models are.
+///
+/// A layer is a recipe: [`Layer::build`] appends its nodes (parameters and ops) to a
+/// [`Graph`], inside a name scope the model chooses (`dense_1`), so its parameters are named
+/// `dense_1/kernel` and `dense_1/bias`. Before any graph exists the layer answers
+/// [`Layer::output_shape`] and [`Layer::param_count`], which is what
+/// [`Sequential::summary`](crate::Sequential::summary) prints.
+///
+/// # Writing a layer
+///
+/// Any composition of graph ops is a layer. This one scales its input by a learned vector:
+///
+/// ```
+/// use dendrite_graph::{Graph, NodeId};
+/// use dendrite_nn::{Float, Init, Layer, LayerNodes, NnError};
+///
+/// #[derive(Debug)]
+/// struct Scale;
+///
+/// impl<F: Float> Layer<F> for Scale {
+///     fn kind(&self) -> &'static str {
+///         "Scale"
+///     }
+///     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, NnError> {
+///         Ok(input.to_vec())
+///     }
+///     fn param_count(&self, input: &[usize]) -> usize {
+///         input.iter().product()
+///     }
+///     fn build(
+///         &mut self,
+///         g: &mut Graph<F>,
+///         input: NodeId,
+///         input_shape: &[usize],
+///         init: &mut Init,
+///     ) -> Result<LayerNodes, NnError> {
+///         let scale = g.parameter("scale", init.ones::<F>(input_shape))?;
+///         let output = g.mul(input, scale)?;
+///         Ok(LayerNodes::new(output).with_parameters(vec![scale]))
+///     }
+/// }
+///
+/// let mut model = dendrite_nn::Sequential::new();
+/// model.add(dendrite_nn::Dense::new(3).input_dim(4));
+/// model.add(Scale);
+/// assert_eq!(model.summary()?.total_params(), 4 * 3 + 3 + 3);
+/// # Ok::<(), NnError>(())
+/// ```
+pub trait Layer<F: Float>: Send + Debug {
+    /// The layer's type as shown by the summary (`"Dense"`); its lowercase form names the
+    /// layer (`dense_1`) unless [`Layer::name`] gives a name.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Layer};
+    /// assert_eq!(Layer::<f32>::kind(&Dense::new(3)), "Dense");
+    /// ```
+    fn kind(&self) -> &'static str;
+
+    /// A name chosen by the user, used instead of the automatic `kind_k`.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Layer};
+    /// assert_eq!(Layer::<f32>::name(&Dense::new(3).named("hidden")), Some("hidden"));
+    /// ```
+    fn name(&self) -> Option<&str> {
+        None
+    }
+
+    /// The input shape this layer declares (without the batch dimension), for a first layer.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Layer};
+    /// assert_eq!(Layer::<f32>::input_shape(&Dense::new(3).input_dim(8)), Some(vec![8]));
+    /// ```
+    fn input_shape(&self) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// The output shape for an input of shape `input` (both without the batch dimension).
+    ///
+    /// # Errors
+    /// [`NnError::LayerInput`](crate::NnError::LayerInput) when the layer cannot take `input`.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Layer};
+    /// assert_eq!(Layer::<f32>::output_shape(&Dense::new(32), &[784])?, vec![32]);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
+
+    /// Number of trainable values for an input of shape `input`.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Layer};
+    /// assert_eq!(Layer::<f32>::param_count(&Dense::new(32), &[784]), 784 * 32 + 32);
+    /// ```
+    fn param_count(&self, input: &[usize]) -> usize;
+
+    /// Appends the layer's nodes to `g`, reading `input` (of run-time shape
+    /// `[batch, input_shape...]`). The model calls this inside the layer's name scope, so a
+    /// parameter named `"kernel"` becomes `dense_1/kernel`. `init` is a generator seeded for
+    /// this layer alone.
+    ///
+    /// # Errors
+    /// Graph errors from the ops; [`NnError::LayerInput`](crate::NnError::LayerInput) for an
+    /// input the layer cannot take.
+    ///
+    /// ```
+    /// use dendrite_graph::Graph;
+    /// use dendrite_nn::{Dense, Init, Layer};
+    /// let mut g = Graph::<f32>::new();
+    /// let x = g.input("x", [None, Some(4)])?;
+    /// let nodes = g.with_scope("dense_1", |g| Dense::new(2).build(g, x, &[4], &mut Init::new(0)))?;
+    /// assert_eq!(g.name(nodes.parameters[0])?, "dense_1/kernel");
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    fn build(
+        &mut self,
+        g: &mut Graph<F>,
+        input: NodeId,
+        input_shape: &[usize],
+        init: &mut Init,
+    ) -> Result<LayerNodes>;
+}
+
+/// A node and the activation that turns it into a layer's output: `output = activation(node)`.
+///
+/// Losses use it to compute cross-entropies from logits (through `log_softmax` or
+/// `softplus`) instead of from saturated probabilities.
+///
+/// ```
+/// use dendrite_nn::{Activation, PreActivation};
+/// let mut g = dendrite_graph::Graph::<f32>::new();
+/// let z = g.input("z", [None, Some(3)])?;
+/// let pre = PreActivation { node: z, activation: Activation::Softmax };
+/// assert_eq!(pre.activation, Activation::Softmax);
+/// # Ok::<(), dendrite_graph::GraphError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PreActivation {
+    /// The pre-activation node (the logits for softmax and sigmoid).
+    pub node: NodeId,
+    /// The activation applied to it.
+    pub activation: Activation,
+}
+
+/// What [`Layer::build`] added: the output node, the pre-activation if the output is an
+/// activation of another node, and the layer's trainable parameters.
+///
+/// ```
+/// use dendrite_nn::LayerNodes;
+/// let mut g = dendrite_graph::Graph::<f32>::new();
+/// let x = g.input("x", [2])?;
+/// let nodes = LayerNodes::new(x);
+/// assert!(nodes.parameters.is_empty() && nodes.pre_activation.is_none());
+/// # Ok::<(), dendrite_graph::GraphError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerNodes {
+    /// The layer's output.
+    pub output: NodeId,
+    /// `Some` when `output = activation(node)`; lets losses work from logits.
+    pub pre_activation: Option<PreActivation>,
+    /// The layer's trainable parameters, in a fixed order.
+    pub parameters: Vec<NodeId>,
+}
+
+impl LayerNodes {
+    /// An output with no pre-activation and no parameters.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let nodes = dendrite_nn::LayerNodes::new(x);
+    /// assert_eq!(nodes.output, x);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn new(output: NodeId) -> Self {
+        LayerNodes {
+            output,
+            pre_activation: None,
+            parameters: Vec::new(),
+        }
+    }
+
+    /// Records the layer's parameters.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let w = g.parameter("w", ndarray::arr1(&[1.0_f32, 2.0]).into_dyn())?;
+    /// let y = g.mul(x, w)?;
+    /// let nodes = dendrite_nn::LayerNodes::new(y).with_parameters(vec![w]);
+    /// assert_eq!(nodes.parameters, vec![w]);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn with_parameters(mut self, parameters: Vec<NodeId>) -> Self {
+        self.parameters = parameters;
+        self
+    }
+
+    /// Records that the output is `activation(node)`.
+    ///
+    /// ```
+    /// use dendrite_nn::{Activation, LayerNodes};
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let z = g.input("z", [None, Some(3)])?;
+    /// let p = g.softmax(z, 1)?;
+    /// let nodes = LayerNodes::new(p).with_pre_activation(z, Activation::Softmax);
+    /// assert_eq!(nodes.pre_activation.map(|pre| pre.node), Some(z));
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn with_pre_activation(mut self, node: NodeId, activation: Activation) -> Self {
+        self.pre_activation = Some(PreActivation { node, activation });
+        self
+    }
+}
+
+/// Seeded weight initialization for one layer.
+///
+/// The model gives each layer its own generator, derived from the model's seed and the layer's
+/// position, so a layer's initial weights do not depend on the other layers. Values are drawn
+/// in `f64` and rounded, so `f32` and `f64` models start from the same numbers (up to
+/// rounding).
+///
+/// ```
+/// use dendrite_nn::Init;
+/// let a = Init::for_layer(7, 0).glorot_uniform::<f32>(&[4, 3]);
+/// let b = Init::for_layer(7, 0).glorot_uniform::<f32>(&[4, 3]);
+/// assert_eq!(a, b);
+/// let limit = (6.0_f32 / 7.0).sqrt();
+/// assert!(a.iter().all(|w| w.abs() <= limit));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Init {
+    rng: ChaCha8Rng,
+}
+
+impl Init {
+    /// A generator seeded with `seed`.
+    ///
+    /// ```
+    /// let w = dendrite_nn::Init::new(1).uniform::<f64>(&[3], -1.0, 1.0);
+    /// assert_eq!(w.len(), 3);
+    /// ```
+    pub fn new(seed: u64) -> Self {
+        Init {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// The generator of layer number `layer` of a model seeded with `seed`: the seed picks the
+    /// ChaCha key and the layer its stream.
+    ///
+    /// ```
+    /// use dendrite_nn::Init;
+    /// let a = Init::for_layer(0, 0).uniform::<f32>(&[2], 0.0, 1.0);
+    /// let b = Init::for_layer(0, 1).uniform::<f32>(&[2], 0.0, 1.0);
+    /// assert_ne!(a, b);
+    /// ```
+    pub fn for_layer(seed: u64, layer: usize) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(layer as u64);
+        Init { rng }
+    }
+
+    /// The underlying generator, for initializers of your own.
+    ///
+    /// ```
+    /// use rand::Rng;
+    /// let mut init = dendrite_nn::Init::new(3);
+    /// let coin: bool = init.rng().gen();
+    /// # let _ = coin;
+    /// ```
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// Values drawn uniformly from `[low, high)`.
+    ///
+    /// ```
+    /// let w = dendrite_nn::Init::new(0).uniform::<f32>(&[2, 2], -0.5, 0.5);
+    /// assert!(w.iter().all(|v| (-0.5..0.5).contains(v)));
+    /// ```
+    pub fn uniform<F: Float>(&mut self, shape: &[usize], low: f64, high: f64) -> ArrayD<F> {
+        let span = high - low;
+        ArrayD::from_shape_simple_fn(IxDyn(shape), || F::of(low + span * self.rng.gen::<f64>()))
+    }
+
+    /// Glorot (Xavier) uniform, as Keras' default kernel initializer: uniform in
+    /// `[-limit, limit]` with `limit = sqrt(6 / (fan_in + fan_out))`, where for a matrix
+    /// `fan_in` is the number of rows and `fan_out` the number of columns.
+    ///
+    /// ```
+    /// let w = dendrite_nn::Init::new(0).glorot_uniform::<f32>(&[784, 32]);
+    /// let limit = (6.0_f32 / (784.0 + 32.0)).sqrt();
+    /// assert!(w.iter().all(|v| v.abs() <= limit));
+    /// ```
+    pub fn glorot_uniform<F: Float>(&mut self, shape: &[usize]) -> ArrayD<F> {
+        let (fan_in, fan_out) = fans(shape);
+        let limit = (6.0 / (fan_in + fan_out).max(1) as f64).sqrt();
+        self.uniform(shape, -limit, limit)
+    }
+
+    /// Zeros (Keras' default bias initializer).
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Init::new(0).zeros::<f32>(&[3]).sum(), 0.0);
+    /// ```
+    pub fn zeros<F: Float>(&mut self, shape: &[usize]) -> ArrayD<F> {
+        ArrayD::zeros(IxDyn(shape))
+    }
+
+    /// Ones.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Init::new(0).ones::<f32>(&[3]).sum(), 3.0);
+    /// ```
+    pub fn ones<F: Float>(&mut self, shape: &[usize]) -> ArrayD<F> {
+        ArrayD::ones(IxDyn(shape))
+    }
+}
+
+/// Keras' fans: for a matrix `[in, out]` the rows and the columns; for higher ranks the
+/// leading axes multiply in as a receptive field; a vector counts as `[n, n]`.
+fn fans(shape: &[usize]) -> (usize, usize) {
+    match shape {
+        [] => (1, 1),
+        [n] => (*n, *n),
+        [rows, cols] => (*rows, *cols),
+        [field @ .., rows, cols] => {
+            let r: usize = field.iter().product();
+            (rows * r, cols * r)
+        }
+    }
+}

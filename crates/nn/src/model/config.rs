@@ -1,0 +1,444 @@
+//! Training configuration, callbacks, and what training reports.
+
+use crate::error::{NnError, Result};
+use crate::float::Float;
+use crate::input::Data;
+use std::fmt;
+
+/// What a per-epoch hook asks of the training loop.
+///
+/// ```
+/// use dendrite_nn::{Control, FitConfig};
+/// let config: FitConfig = FitConfig::default()
+///     .epochs(100)
+///     .on_epoch_end(|logs| if logs.loss < 0.01 { Control::Stop } else { Control::Continue });
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Go on to the next epoch.
+    Continue,
+    /// Stop after this epoch.
+    Stop,
+}
+
+/// The quantity early stopping watches. Losses should fall, accuracies rise.
+///
+/// ```
+/// let stop = dendrite_nn::EarlyStopping::new(dendrite_nn::Monitor::ValAccuracy).patience(2);
+/// # let _ = stop;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Monitor {
+    /// The training loss.
+    Loss,
+    /// The training accuracy (the first metric).
+    Accuracy,
+    /// The validation loss (Keras' default).
+    ValLoss,
+    /// The validation accuracy.
+    ValAccuracy,
+}
+
+impl Monitor {
+    /// The name Keras gives the quantity.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Monitor::ValLoss.name(), "val_loss");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            Monitor::Loss => "loss",
+            Monitor::Accuracy => "accuracy",
+            Monitor::ValLoss => "val_loss",
+            Monitor::ValAccuracy => "val_accuracy",
+        }
+    }
+
+    /// Whether larger is better.
+    pub(crate) fn maximize(self) -> bool {
+        matches!(self, Monitor::Accuracy | Monitor::ValAccuracy)
+    }
+
+    /// The monitored value in `logs`, if this epoch computed it.
+    pub(crate) fn value(self, logs: &EpochLogs) -> Option<f64> {
+        match self {
+            Monitor::Loss => Some(logs.loss),
+            Monitor::Accuracy => logs.accuracy,
+            Monitor::ValLoss => logs.val_loss,
+            Monitor::ValAccuracy => logs.val_accuracy,
+        }
+    }
+}
+
+/// Early stopping, as Keras' `EarlyStopping` callback: stop when the monitored quantity has
+/// not improved by more than `min_delta` for `patience` epochs (and at least one), and with
+/// `restore_best_weights`, end training with the weights of the best epoch.
+///
+/// ```
+/// use dendrite_nn::{EarlyStopping, FitConfig, Monitor};
+/// let stop = EarlyStopping::new(Monitor::ValLoss).patience(3).restore_best_weights(true);
+/// let config: FitConfig = FitConfig::default().epochs(100).validation_split(0.1).early_stopping(stop);
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EarlyStopping {
+    pub(crate) monitor: Monitor,
+    pub(crate) patience: usize,
+    pub(crate) min_delta: f64,
+    pub(crate) restore_best_weights: bool,
+}
+
+impl EarlyStopping {
+    /// Watches `monitor` with patience 0, no minimum improvement, no restoring.
+    ///
+    /// ```
+    /// let stop = dendrite_nn::EarlyStopping::new(dendrite_nn::Monitor::Loss);
+    /// # let _ = stop;
+    /// ```
+    pub fn new(monitor: Monitor) -> Self {
+        EarlyStopping {
+            monitor,
+            patience: 0,
+            min_delta: 0.0,
+            restore_best_weights: false,
+        }
+    }
+
+    /// Epochs without improvement to wait before stopping.
+    ///
+    /// ```
+    /// let stop = dendrite_nn::EarlyStopping::new(dendrite_nn::Monitor::Loss).patience(5);
+    /// # let _ = stop;
+    /// ```
+    pub fn patience(mut self, epochs: usize) -> Self {
+        self.patience = epochs;
+        self
+    }
+
+    /// The smallest change that counts as an improvement.
+    ///
+    /// ```
+    /// let stop = dendrite_nn::EarlyStopping::new(dendrite_nn::Monitor::Loss).min_delta(1e-4);
+    /// # let _ = stop;
+    /// ```
+    pub fn min_delta(mut self, delta: f64) -> Self {
+        self.min_delta = delta.abs();
+        self
+    }
+
+    /// Whether to end training with the weights of the best epoch.
+    ///
+    /// ```
+    /// let stop = dendrite_nn::EarlyStopping::new(dendrite_nn::Monitor::Loss).restore_best_weights(true);
+    /// # let _ = stop;
+    /// ```
+    pub fn restore_best_weights(mut self, restore: bool) -> Self {
+        self.restore_best_weights = restore;
+        self
+    }
+}
+
+pub(crate) type Hook<'a> = Box<dyn FnMut(&EpochLogs) -> Control + 'a>;
+
+/// Where validation data come from.
+pub(crate) enum Validation<'a, F: Float> {
+    None,
+    Split(f64),
+    Data(&'a dyn Data<F>),
+}
+
+/// How `fit` trains: epochs, batch size, shuffling, validation, output and callbacks.
+///
+/// Defaults are Keras': 1 epoch, batch size 32, shuffled (here with seed 0), no validation,
+/// verbosity 1.
+///
+/// ```
+/// use dendrite_nn::{Control, FitConfig};
+/// let mut seen = Vec::new();
+/// let config: FitConfig = FitConfig::default()
+///     .epochs(5)
+///     .batch_size(64)
+///     .seed(7)
+///     .validation_split(0.1)
+///     .verbosity(2)
+///     .on_epoch_end(|logs| {
+///         seen.push(logs.loss);
+///         Control::Continue
+///     });
+/// assert_eq!(config.batch_size_value(), 64);
+/// ```
+pub struct FitConfig<'a, F: Float = f32> {
+    pub(crate) epochs: usize,
+    pub(crate) batch_size: usize,
+    pub(crate) shuffle: bool,
+    pub(crate) seed: u64,
+    pub(crate) validation: Validation<'a, F>,
+    pub(crate) verbosity: u8,
+    pub(crate) early_stopping: Option<EarlyStopping>,
+    pub(crate) hooks: Vec<Hook<'a>>,
+}
+
+impl<F: Float> fmt::Debug for FitConfig<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let validation = match self.validation {
+            Validation::None => "none".to_owned(),
+            Validation::Split(s) => format!("split {s}"),
+            Validation::Data(d) => format!("{} samples", d.len()),
+        };
+        f.debug_struct("FitConfig")
+            .field("epochs", &self.epochs)
+            .field("batch_size", &self.batch_size)
+            .field("shuffle", &self.shuffle)
+            .field("seed", &self.seed)
+            .field("validation", &validation)
+            .field("verbosity", &self.verbosity)
+            .field("early_stopping", &self.early_stopping)
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
+}
+
+impl<F: Float> Default for FitConfig<'_, F> {
+    fn default() -> Self {
+        FitConfig {
+            epochs: 1,
+            batch_size: 32,
+            shuffle: true,
+            seed: 0,
+            validation: Validation::None,
+            verbosity: 1,
+            early_stopping: None,
+            hooks: Vec::new(),
+        }
+    }
+}
+
+impl<'a, F: Float> FitConfig<'a, F> {
+    /// Number of passes over the training data (at least 1).
+    ///
+    /// ```
+    /// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default().epochs(5);
+    /// # let _ = config;
+    /// ```
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Samples per gradient step (at least 1; the last batch of an epoch may be smaller).
+    ///
+    /// ```
+    /// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default().batch_size(128);
+    /// # let _ = config;
+    /// ```
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// The batch size set.
+    ///
+    /// ```
+    /// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default();
+    /// assert_eq!(config.batch_size_value(), 32);
+    /// ```
+    pub fn batch_size_value(&self) -> usize {
+        self.batch_size
+    }
+
+    /// Whether to visit the training samples in a new random order each epoch (default yes).
+    ///
+    /// ```
+    /// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default().shuffle(false);
+    /// # let _ = config;
+    /// ```
+    pub fn shuffle(mut self, shuffle: bool) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+
+    /// Seed of the shuffling: epoch `e`'s order depends only on `(seed, e)`.
+    ///
+    /// ```
+    /// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default().seed(42);
+    /// # let _ = config;
+    /// ```
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Holds out the last `fraction` of the training data (before shuffling, as Keras does)
+    /// for validation (replaces validation data set before).
+    ///
+    /// ```
+    /// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default().validation_split(0.1);
+    /// # let _ = config;
+    /// ```
+    pub fn validation_split(mut self, fraction: f64) -> Self {
+        self.validation = Validation::Split(fraction);
+        self
+    }
+
+    /// Validates on these data at the end of each epoch (replaces a validation split set
+    /// before).
+    ///
+    /// ```
+    /// let (x, y) = (ndarray::Array2::<f32>::zeros((4, 2)), ndarray::Array1::<f32>::zeros(4));
+    /// let valid = (x.view(), y.view());
+    /// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default().validation_data(&valid);
+    /// # let _ = config;
+    /// ```
+    pub fn validation_data(mut self, data: &'a dyn Data<F>) -> Self {
+        self.validation = Validation::Data(data);
+        self
+    }
+
+    /// 0: silent; 1: a progress bar per epoch when standard output is a terminal, otherwise
+    /// one line per epoch; 2: one line per epoch.
+    ///
+    /// ```
+    /// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default().verbosity(2);
+    /// # let _ = config;
+    /// ```
+    pub fn verbosity(mut self, verbosity: u8) -> Self {
+        self.verbosity = verbosity;
+        self
+    }
+
+    /// Stops early (see [`EarlyStopping`]).
+    ///
+    /// ```
+    /// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default().early_stopping(dendrite_nn::EarlyStopping::new(dendrite_nn::Monitor::Loss));
+    /// # let _ = config;
+    /// ```
+    pub fn early_stopping(mut self, early_stopping: EarlyStopping) -> Self {
+        self.early_stopping = Some(early_stopping);
+        self
+    }
+
+    /// Calls `hook` after every epoch with its logs; returning [`Control::Stop`] ends training.
+    ///
+    /// ```
+    /// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default().on_epoch_end(|logs| { println!("{}", logs.loss); dendrite_nn::Control::Continue });
+    /// # let _ = config;
+    /// ```
+    pub fn on_epoch_end(mut self, hook: impl FnMut(&EpochLogs) -> Control + 'a) -> Self {
+        self.hooks.push(Box::new(hook));
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(NnError::ZeroEpochs);
+        }
+        if self.batch_size == 0 {
+            return Err(NnError::ZeroBatchSize);
+        }
+        Ok(())
+    }
+}
+
+/// One epoch's results, handed to hooks and recorded in the [`History`].
+///
+/// ```
+/// let mut losses = Vec::new();
+/// let config: dendrite_nn::FitConfig = dendrite_nn::FitConfig::default().on_epoch_end(|logs| {
+///     losses.push((logs.epoch, logs.loss, logs.seconds));
+///     dendrite_nn::Control::Continue
+/// });
+/// # let _ = config;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochLogs {
+    /// The epoch number, from 1.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's samples.
+    pub loss: f64,
+    /// Training accuracy (the first metric), if the model has a metric.
+    pub accuracy: Option<f64>,
+    /// Validation loss, when validating.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy, when validating with a metric.
+    pub val_accuracy: Option<f64>,
+    /// Seconds the epoch took, validation included.
+    pub seconds: f64,
+}
+
+/// What `fit` reports: one entry per epoch run.
+///
+/// `accuracy` and the validation vectors are empty when not computed.
+///
+/// ```
+/// use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Sequential};
+/// let (x, y) = (ndarray::array![[0.0_f32], [1.0]], ndarray::array![0.0_f32, 1.0]);
+/// let mut model = Sequential::new();
+/// model.add(Dense::new(1).input_dim(1).activation(Activation::Sigmoid));
+/// model.compile(Adam::new(0.1), Loss::BinaryCrossentropy, &[])?;
+/// let history = model.fit(&(x.view(), y.view()), FitConfig::default().epochs(3).verbosity(0))?;
+/// assert_eq!((history.epochs(), history.accuracy.len(), history.val_loss.len()), (3, 0, 0));
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Mean training loss per epoch.
+    pub loss: Vec<f64>,
+    /// Training accuracy per epoch (the first metric).
+    pub accuracy: Vec<f64>,
+    /// Validation loss per epoch.
+    pub val_loss: Vec<f64>,
+    /// Validation accuracy per epoch.
+    pub val_accuracy: Vec<f64>,
+    /// Seconds per epoch.
+    pub seconds: Vec<f64>,
+    /// The epoch (from 1) after which early stopping or a hook ended training, if one did.
+    pub stopped_epoch: Option<usize>,
+}
+
+impl History {
+    /// Number of epochs run.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::History::default().epochs(), 0);
+    /// ```
+    pub fn epochs(&self) -> usize {
+        self.loss.len()
+    }
+
+    pub(crate) fn record(&mut self, logs: &EpochLogs) {
+        self.loss.push(logs.loss);
+        self.seconds.push(logs.seconds);
+        if let Some(a) = logs.accuracy {
+            self.accuracy.push(a);
+        }
+        if let Some(v) = logs.val_loss {
+            self.val_loss.push(v);
+        }
+        if let Some(v) = logs.val_accuracy {
+            self.val_accuracy.push(v);
+        }
+    }
+}
+
+/// What `evaluate` reports.
+///
+/// ```
+/// use dendrite_nn::{Dense, Loss, Metric, Sequential, Sgd};
+/// let (x, y) = (ndarray::array![[0.0_f32], [1.0]], ndarray::array![[0.0_f32], [1.0]]);
+/// let mut model = Sequential::new();
+/// model.add(Dense::new(1).input_dim(1));
+/// model.compile(Sgd::new(0.1), Loss::MeanSquaredError, &[Metric::BinaryAccuracy])?;
+/// let result = model.evaluate(&(x.view(), y.view()), 2)?;
+/// assert_eq!(result.samples, 2);
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean loss over the samples.
+    pub loss: f64,
+    /// Accuracy (the first metric), if the model has a metric.
+    pub accuracy: Option<f64>,
+    /// Number of samples evaluated.
+    pub samples: usize,
+}

@@ -1,0 +1,334 @@
+//! The training loop.
+
+use super::config::{EpochLogs, FitConfig, History, Validation};
+use super::progress::Progress;
+use super::run::{check_data, evaluate_range, Batch};
+use super::{Network, Sequential, Training};
+use crate::data::EpochOrder;
+use crate::error::{label_error, NnError, Result};
+use crate::float::Float;
+use crate::input::Data;
+use crate::metrics::Mean;
+use std::time::Instant;
+
+/// Where the validation samples are.
+enum ValSet<'v, F: Float> {
+    None,
+    /// Samples `start..end` of the training data.
+    Tail(usize, usize),
+    Other(&'v dyn Data<F>),
+}
+
+impl<F: Float> Sequential<F> {
+    /// Trains the model on `data` (a labelled [`Dataset`](crate::data::Dataset), or an
+    /// `(x, y)` pair of ndarray arrays) as `config` says, and returns the per-epoch
+    /// [`History`].
+    ///
+    /// Inputs and targets are checked once before the first step: the feature count against
+    /// the model, as many targets as samples, class labels in range.
+    ///
+    /// # Errors
+    /// [`NnError::NotCompiled`]; [`NnError::ZeroEpochs`], [`NnError::ZeroBatchSize`],
+    /// [`NnError::ValidationSplit`], [`NnError::MonitorUnavailable`] for a bad configuration;
+    /// [`NnError::EmptyDataset`], [`NnError::FeatureMismatch`], [`NnError::LengthMismatch`],
+    /// [`NnError::TargetMismatch`], [`NnError::LabelOutOfRange`] for bad data;
+    /// [`NnError::NonFiniteLoss`] when the loss stops being finite (the weights are then those
+    /// after the last finite step).
+    ///
+    /// ```
+    /// use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
+    /// use dendrite_nn::data::synthetic_digits;
+    ///
+    /// let data = synthetic_digits(256, 0);
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(16).input_dim(784).activation(Activation::Relu));
+    /// model.add(Dense::new(10).activation(Activation::Softmax));
+    /// model.compile(Adam::default(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
+    /// let history = model.fit(&data, FitConfig::default().epochs(2).validation_split(0.25).verbosity(0))?;
+    /// assert_eq!(history.val_accuracy.len(), 2);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    ///
+    /// One step: write the batch into the reused buffers, run the compiled training plan (loss,
+    /// correct counts, gradients), check that the loss is finite, then let the optimizer update
+    /// every parameter in place from the fetched gradients. The loss is checked *before* the
+    /// update, so a NaN stops training with the weights of the last finite step.
+    pub fn fit<D: Data<F> + ?Sized>(
+        &mut self,
+        data: &D,
+        mut config: FitConfig<'_, F>,
+    ) -> Result<History> {
+        config.check()?;
+        let (net, training) = self.parts_for_fit()?;
+        let (features, targets) = (net.features, training.targets);
+        check_data(data, features, targets, "training")?;
+        let len = data.len();
+        let (train_len, val) = match config.validation {
+            Validation::None => (len, ValSet::None),
+            Validation::Data(v) => {
+                check_data(v, features, targets, "validation")?;
+                (len, ValSet::Other(v))
+            }
+            Validation::Split(split) => {
+                let bad = |reason| NnError::ValidationSplit {
+                    split,
+                    samples: len,
+                    reason,
+                };
+                if !(0.0..1.0).contains(&split) {
+                    return Err(bad("it must lie in [0, 1)"));
+                }
+                // Keras: the first ⌊n (1 - split)⌋ samples train, the rest validate.
+                let at = (len as f64 * (1.0 - split)).floor() as usize;
+                match at {
+                    0 => return Err(bad("it leaves no training samples")),
+                    at if at == len && split > 0.0 => {
+                        return Err(bad("it leaves no validation samples"))
+                    }
+                    at if at == len => (len, ValSet::None),
+                    at => (at, ValSet::Tail(at, len)),
+                }
+            }
+        };
+        let validating = !matches!(val, ValSet::None);
+        let has_metric = !training.metrics.is_empty();
+        let mut stopper = match config.early_stopping {
+            Some(es) => {
+                let available = match es.monitor {
+                    super::Monitor::Loss => true,
+                    super::Monitor::Accuracy => has_metric,
+                    super::Monitor::ValLoss => validating,
+                    super::Monitor::ValAccuracy => validating && has_metric,
+                };
+                if !available {
+                    return Err(NnError::MonitorUnavailable {
+                        monitor: es.monitor.name(),
+                        hint: if validating {
+                            ": compile the model with a metric"
+                        } else {
+                            ": give validation data or a validation split"
+                        },
+                    });
+                }
+                Some(Stopper::new(es))
+            }
+            None => None,
+        };
+
+        let batch_size = config.batch_size.min(train_len);
+        let mut batch = Batch::new(batch_size, features, targets);
+        let mut order = EpochOrder::new(train_len, config.seed);
+        let mut progress = Progress::new(config.verbosity, config.epochs, "accuracy");
+        let mut history = History::default();
+        for epoch in 1..=config.epochs {
+            let started = Instant::now();
+            if config.shuffle {
+                order.shuffle(epoch as u64 - 1);
+            } else {
+                order.sequential();
+            }
+            let (net, training) = self.parts_for_fit()?;
+            progress.start_epoch(epoch, train_len.div_ceil(batch_size));
+            let trained = train_epoch(
+                net,
+                training,
+                data,
+                &order,
+                &mut batch,
+                batch_size,
+                epoch,
+                &mut progress,
+            );
+            let (loss, accuracy) = match trained {
+                Ok(means) => means,
+                Err(e) => {
+                    progress.abandon();
+                    return Err(e);
+                }
+            };
+            let validation = match val {
+                ValSet::None => None,
+                ValSet::Tail(start, end) => Some(validate(
+                    net, training, data, start, end, &mut batch, batch_size,
+                )?),
+                ValSet::Other(v) => Some(validate(
+                    net,
+                    training,
+                    v,
+                    0,
+                    v.len(),
+                    &mut batch,
+                    batch_size,
+                )?),
+            };
+            let logs = EpochLogs {
+                epoch,
+                loss,
+                accuracy,
+                val_loss: validation.map(|v| v.loss),
+                val_accuracy: validation.and_then(|v| v.accuracy),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            progress.end_epoch(&logs);
+            history.record(&logs);
+            let mut stop = false;
+            for hook in config.hooks.iter_mut() {
+                stop |= hook(&logs) == super::Control::Stop;
+            }
+            if let Some(s) = stopper.as_mut() {
+                stop |= s.observe(&logs, epoch, net)?;
+            }
+            if stop {
+                history.stopped_epoch = Some(epoch);
+                break;
+            }
+        }
+        if let (Some(s), Some(net)) = (stopper.as_ref(), self.net.as_mut()) {
+            s.restore(net)?;
+        }
+        Ok(history)
+    }
+}
+
+fn validate<F: Float, D: Data<F> + ?Sized>(
+    net: &mut Network<F>,
+    training: &mut Training<F>,
+    data: &D,
+    start: usize,
+    end: usize,
+    batch: &mut Batch<F>,
+    batch_size: usize,
+) -> Result<super::Evaluation> {
+    let m = &training.metrics;
+    evaluate_range(
+        &net.graph,
+        &mut training.eval,
+        m,
+        net.width,
+        data,
+        start,
+        end,
+        batch,
+        batch_size,
+    )
+}
+
+/// One epoch of training steps; returns the mean loss and the first metric's accuracy.
+#[allow(clippy::too_many_arguments)]
+fn train_epoch<F: Float, D: Data<F> + ?Sized>(
+    net: &mut Network<F>,
+    training: &mut Training<F>,
+    data: &D,
+    order: &EpochOrder,
+    batch: &mut Batch<F>,
+    batch_size: usize,
+    epoch: usize,
+    progress: &mut Progress,
+) -> Result<(f64, Option<f64>)> {
+    let mut loss_mean = Mean::default();
+    let mut accuracy = Mean::default();
+    let n_metrics = training.metrics.len();
+    let first_metric = training.metrics.first().copied();
+    for (s, indices) in order.batches(batch_size)?.enumerate() {
+        let n = indices.len();
+        batch.fill(data, indices)?;
+        let feeds = batch.feeds(n)?;
+        let out = training
+            .train
+            .run(&net.graph, &feeds)
+            .map_err(label_error)?;
+        let loss = out.scalar(0)?.as_f64();
+        if !loss.is_finite() {
+            return Err(NnError::NonFiniteLoss {
+                epoch,
+                step: s + 1,
+                value: loss,
+            });
+        }
+        loss_mean.update(loss, n as f64);
+        if let Some(m) = first_metric {
+            accuracy.add_sum(out.scalar(1)?.as_f64(), m.count(n, net.width) as f64);
+        }
+        training.optimizer.begin_step(training.step);
+        for (k, &p) in net.params.iter().enumerate() {
+            let grad = out.get(1 + n_metrics + k)?;
+            let grad = grad
+                .as_slice()
+                .ok_or_else(|| non_contiguous(&net.graph, p))?;
+            let mut param = net.graph.parameter_mut(p)?;
+            match param.as_slice_mut() {
+                Some(w) => training.optimizer.update(k, w, grad)?,
+                None => return Err(non_contiguous(&net.graph, p)),
+            }
+        }
+        training.step += 1;
+        progress.step(s + 1, loss_mean.result().unwrap_or(loss), accuracy.result());
+    }
+    Ok((loss_mean.result().unwrap_or(f64::NAN), accuracy.result()))
+}
+
+fn non_contiguous<F: Float>(g: &dendrite_graph::Graph<F>, p: dendrite_graph::NodeId) -> NnError {
+    NnError::NonContiguous {
+        name: g.name(p).map(str::to_owned).unwrap_or_default(),
+    }
+}
+
+/// Early-stopping state: the best value so far, epochs since, and the best weights.
+struct Stopper<F> {
+    config: super::EarlyStopping,
+    best: Option<f64>,
+    wait: usize,
+    best_weights: Vec<Vec<F>>,
+}
+
+impl<F: Float> Stopper<F> {
+    fn new(config: super::EarlyStopping) -> Self {
+        Stopper {
+            config,
+            best: None,
+            wait: 0,
+            best_weights: Vec::new(),
+        }
+    }
+
+    /// Records an epoch; returns whether to stop.
+    fn observe(&mut self, logs: &EpochLogs, epoch: usize, net: &Network<F>) -> Result<bool> {
+        let Some(current) = self.config.monitor.value(logs) else {
+            return Ok(false);
+        };
+        let delta = self.config.min_delta;
+        let improved = match self.best {
+            None => current.is_finite(),
+            Some(best) if self.config.monitor.maximize() => current - delta > best,
+            Some(best) => current + delta < best,
+        };
+        self.wait += 1;
+        if improved {
+            self.best = Some(current);
+            self.wait = 0;
+            if self.config.restore_best_weights {
+                self.best_weights.resize_with(net.params.len(), Vec::new);
+                for (saved, &p) in self.best_weights.iter_mut().zip(&net.params) {
+                    saved.clear();
+                    saved.extend(net.graph.value(p)?.iter().copied());
+                }
+            }
+            return Ok(false);
+        }
+        Ok(self.wait >= self.config.patience && epoch > 1)
+    }
+
+    /// Puts the best epoch's weights back, when asked to.
+    fn restore(&self, net: &mut Network<F>) -> Result<()> {
+        if !self.config.restore_best_weights || self.best_weights.len() != net.params.len() {
+            return Ok(());
+        }
+        for (saved, &p) in self.best_weights.iter().zip(&net.params) {
+            let mut param = net.graph.parameter_mut(p)?;
+            for (w, &s) in param.iter_mut().zip(saved) {
+                *w = s;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,502 @@
+//! [`Sequential`]: a stack of layers, compiled once into a training graph and run batch by
+//! batch.
+
+mod config;
+mod fit;
+mod progress;
+mod run;
+mod summary;
+
+pub use config::{Control, EarlyStopping, EpochLogs, Evaluation, FitConfig, History, Monitor};
+pub use summary::{Summary, SummaryRow};
+
+use crate::error::{NnError, Result};
+use crate::float::Float;
+use crate::input::Targets;
+use crate::layer::{Init, Layer, LayerNodes};
+use crate::loss::Loss;
+use crate::metrics::Metric;
+use crate::optim::Optimizer;
+use dendrite_graph::{compile, Graph, NodeId, Plan};
+use ndarray::ArrayD;
+
+/// Name of the model's input node.
+pub const INPUT_NAME: &str = "inputs";
+/// Name of the targets input for losses that take values (one-hot rows, regression targets).
+pub const TARGETS_NAME: &str = "targets";
+/// Name of the targets input for losses that take class indices.
+pub const LABELS_NAME: &str = "labels";
+
+#[derive(Debug)]
+struct Entry<F: Float> {
+    name: String,
+    /// Whether the name was chosen by the model (`dense_2`) rather than the layer.
+    auto: bool,
+    layer: Box<dyn Layer<F>>,
+}
+
+/// The forward graph and what it is made of.
+#[derive(Debug)]
+struct Network<F: Float> {
+    graph: Graph<F>,
+    features: usize,
+    width: usize,
+    output: LayerNodes,
+    params: Vec<NodeId>,
+    predict: Plan<F>,
+}
+
+/// What `compile` adds: loss, metrics, gradients, their plans and the optimizer.
+#[derive(Debug)]
+struct Training<F: Float> {
+    optimizer: Box<dyn Optimizer<F>>,
+    loss: Loss,
+    metrics: Vec<Metric>,
+    targets: Targets,
+    train: Plan<F>,
+    eval: Plan<F>,
+    /// Optimizer steps taken so far (across `fit` calls).
+    step: u64,
+}
+
+/// A linear stack of layers, trained like a Keras `Sequential` model.
+///
+/// `F` is the element type (`f32` by default). The model is `Send`.
+///
+/// ```
+/// use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
+/// use ndarray::array;
+///
+/// let x = array![[0.0_f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+/// let y = array![0.0_f32, 1.0, 1.0, 0.0];
+///
+/// let mut model = Sequential::new().with_seed(1);
+/// model.add(Dense::new(8).input_dim(2).activation(Activation::Tanh));
+/// model.add(Dense::new(1).activation(Activation::Sigmoid));
+/// model.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &[Metric::Accuracy])?;
+/// let history = model.fit(&(x.view(), y.view()), FitConfig::default().epochs(300).batch_size(4).verbosity(0))?;
+/// assert!(history.loss.last() < history.loss.first());
+/// let p = model.predict(&x.view(), 4)?;
+/// assert_eq!(p.dim(), (4, 1));
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+///
+/// # What is built, and when
+///
+/// [`Sequential::compile`] builds everything once:
+///
+/// 1. the forward graph: an input `inputs` of shape `[?, features]`, then each layer inside its
+///    name scope (`dense_1/kernel`, `dense_1/matmul`, ...), with weights drawn from the model's
+///    seed;
+/// 2. the loss (scope `loss`) against a targets input (`targets`, or `labels` for class
+///    indices), the metrics' correct counts (scope `metrics`), and the gradients of the loss
+///    with respect to every parameter (by `dendrite_autodiff::grad`);
+/// 3. three compiled plans: training (loss, counts, gradients), evaluation (loss, counts) and
+///    prediction (the output).
+///
+/// `fit` then runs the training plan once per batch and hands the fetched gradients to the
+/// optimizer, which updates the parameters in place. No node is added and nothing is
+/// allocated per step: batches are written into buffers allocated once per `fit`.
+///
+/// # Threads
+///
+/// A model owns its graph, plans and optimizer state and is `Send`: models can be trained on
+/// different threads at once.
+#[derive(Debug)]
+pub struct Sequential<F: Float = f32> {
+    name: String,
+    seed: u64,
+    layers: Vec<Entry<F>>,
+    net: Option<Network<F>>,
+    training: Option<Training<F>>,
+}
+
+impl Sequential<f32> {
+    /// An empty `f32` model named `sequential`, seeded with 0. Use
+    /// `Sequential::<f64>::default()` for `f64`.
+    ///
+    /// ```
+    /// let model = dendrite_nn::Sequential::new();
+    /// assert_eq!(model.len(), 0);
+    /// ```
+    pub fn new() -> Self {
+        Sequential::default()
+    }
+}
+
+impl<F: Float> Default for Sequential<F> {
+    fn default() -> Self {
+        Sequential {
+            name: "sequential".into(),
+            seed: 0,
+            layers: Vec::new(),
+            net: None,
+            training: None,
+        }
+    }
+}
+
+impl<F: Float> Sequential<F> {
+    /// Sets the seed of the initial weights (each layer draws from its own stream of it).
+    /// Must come before `compile`.
+    ///
+    /// ```
+    /// let model = dendrite_nn::Sequential::new().with_seed(42);
+    /// assert_eq!(model.seed(), 42);
+    /// ```
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self.net = None;
+        self.training = None;
+        self
+    }
+
+    /// Renames the model (shown by the summary).
+    ///
+    /// ```
+    /// let model = dendrite_nn::Sequential::new().named("mnist");
+    /// assert_eq!(model.name(), "mnist");
+    /// ```
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// The model's name.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Sequential::new().name(), "sequential");
+    /// ```
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The weight seed.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Sequential::new().seed(), 0);
+    /// ```
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// Number of layers.
+    ///
+    /// ```
+    /// let mut model = dendrite_nn::Sequential::new();
+    /// model.add(dendrite_nn::Dense::new(2).input_dim(2));
+    /// assert_eq!(model.len(), 1);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether the model has no layers.
+    ///
+    /// ```
+    /// assert!(dendrite_nn::Sequential::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// Appends a layer. It is named `<kind>_<k>` (`dense_1`, `dense_2`, ...; layers named by
+    /// the user do not count) unless it names itself. Adding a layer to a compiled model discards the built graph and its weights:
+    /// compile again.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(4).input_dim(3)).add(Dense::new(2));
+    /// assert_eq!(model.layer_names(), vec!["dense_1", "dense_2"]);
+    /// ```
+    pub fn add(&mut self, layer: impl Layer<F> + 'static) -> &mut Self {
+        let name = match layer.name() {
+            Some(name) => name.to_owned(),
+            None => {
+                let base = layer.kind().to_lowercase();
+                let mut k = self
+                    .layers
+                    .iter()
+                    .filter(|e| e.auto && e.layer.kind() == layer.kind())
+                    .count()
+                    + 1;
+                while self.layers.iter().any(|e| e.name == format!("{base}_{k}")) {
+                    k += 1;
+                }
+                format!("{base}_{k}")
+            }
+        };
+        self.layers.push(Entry {
+            name,
+            auto: layer.name().is_none(),
+            layer: Box::new(layer),
+        });
+        self.net = None;
+        self.training = None;
+        self
+    }
+
+    /// The layers' names, in order.
+    ///
+    /// ```
+    /// use dendrite_nn::{Activation, Dense, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(2).input_dim(2)).add(Activation::Softmax);
+    /// assert_eq!(model.layer_names(), vec!["dense_1", "activation_1"]);
+    /// ```
+    pub fn layer_names(&self) -> Vec<&str> {
+        self.layers.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    /// The model's graph, once built (by [`Sequential::build`] or `compile`): inspect it, or
+    /// render it with `dendrite_graph::to_dot`.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(2).input_dim(3));
+    /// model.build()?;
+    /// let g = model.graph().ok_or(dendrite_nn::NnError::NotCompiled { method: "graph" })?;
+    /// assert!(g.node_by_name("dense_1/kernel").is_some());
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn graph(&self) -> Option<&Graph<F>> {
+        self.net.as_ref().map(|n| &n.graph)
+    }
+
+    /// Builds the forward graph and initial weights, if not built yet. `compile` calls it.
+    ///
+    /// # Errors
+    /// [`NnError::NoLayers`], [`NnError::UnknownInputShape`], [`NnError::LayerInput`],
+    /// [`NnError::DuplicateLayerName`], graph errors from the layers.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, NnError, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(2));
+    /// assert!(matches!(model.build(), Err(NnError::UnknownInputShape { .. })));
+    /// ```
+    pub fn build(&mut self) -> Result<()> {
+        if self.net.is_none() {
+            self.net = Some(self.build_network()?);
+        }
+        Ok(())
+    }
+
+    fn build_network(&mut self) -> Result<Network<F>> {
+        let first = self.layers.first().ok_or(NnError::NoLayers)?;
+        let input_shape = first
+            .layer
+            .input_shape()
+            .ok_or_else(|| NnError::UnknownInputShape {
+                layer: first.name.clone(),
+            })?;
+        let features = match input_shape.as_slice() {
+            [n] if *n > 0 => *n,
+            _ => {
+                return Err(NnError::LayerInput {
+                    layer: first.name.clone(),
+                    shape: input_shape,
+                    reason: "a Sequential model takes a non-empty vector of features per sample",
+                })
+            }
+        };
+        for (i, e) in self.layers.iter().enumerate() {
+            if self.layers[..i].iter().any(|other| other.name == e.name) {
+                return Err(NnError::DuplicateLayerName {
+                    name: e.name.clone(),
+                });
+            }
+        }
+        let mut g = Graph::<F>::new();
+        let x = g.input(INPUT_NAME, [None, Some(features)])?;
+        let mut current = LayerNodes::new(x);
+        let mut shape = vec![features];
+        let mut params = Vec::new();
+        for (i, e) in self.layers.iter_mut().enumerate() {
+            let mut init = Init::for_layer(self.seed, i);
+            let next = e.layer.output_shape(&shape)?;
+            let nodes = g.with_scope(&e.name, |g| {
+                e.layer.build(g, current.output, &shape, &mut init)
+            })?;
+            params.extend_from_slice(&nodes.parameters);
+            current = nodes;
+            shape = next;
+        }
+        let width = match shape.as_slice() {
+            [w] => *w,
+            _ => {
+                return Err(NnError::LayerInput {
+                    layer: self
+                        .layers
+                        .last()
+                        .map(|e| e.name.clone())
+                        .unwrap_or_default(),
+                    shape,
+                    reason: "the last layer of a Sequential model must output a vector per sample",
+                })
+            }
+        };
+        for &p in &params {
+            if !g.value(p)?.is_standard_layout() {
+                return Err(NnError::NonContiguous {
+                    name: g.name(p)?.to_owned(),
+                });
+            }
+        }
+        let predict = compile(&g, &[current.output])?;
+        Ok(Network {
+            graph: g,
+            features,
+            width,
+            output: current,
+            params,
+            predict,
+        })
+    }
+
+    /// Builds the model (if needed) and prepares it for training: appends the loss, the
+    /// metrics and the gradients to the graph, compiles the training and evaluation plans, and
+    /// has the optimizer allocate its state. Compiling again keeps the weights and resets the
+    /// optimizer.
+    ///
+    /// # Errors
+    /// Those of [`Sequential::build`]; [`NnError::Hyperparameter`] for a bad optimizer setting;
+    /// graph and autodiff errors.
+    ///
+    /// ```
+    /// use dendrite_nn::{Activation, Adam, Dense, Loss, Metric, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+    /// model.add(Dense::new(10).activation(Activation::Softmax));
+    /// model.compile(Adam::default(), Loss::SparseCategoricalCrossentropy, &[Metric::Accuracy])?;
+    /// assert!(model.is_compiled());
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn compile(
+        &mut self,
+        optimizer: impl Optimizer<F> + 'static,
+        loss: Loss,
+        metrics: &[Metric],
+    ) -> Result<()> {
+        let mut optimizer: Box<dyn Optimizer<F>> = Box::new(optimizer);
+        optimizer.validate()?;
+        self.build()?;
+        let net = self
+            .net
+            .as_mut()
+            .ok_or(NnError::NotCompiled { method: "compile" })?;
+        let targets = loss.targets(net.width);
+        let g = &mut net.graph;
+        let target_node = match targets {
+            Targets::ClassIndices { .. } => match g.node_by_name(LABELS_NAME) {
+                Some(node) => node,
+                None => g.input(LABELS_NAME, [None])?,
+            },
+            Targets::Values { width } => match g.node_by_name(TARGETS_NAME) {
+                Some(node) => node,
+                None => g.input(TARGETS_NAME, [None, Some(width)])?,
+            },
+        };
+        let output = &net.output;
+        let loss_node = g.with_scope("loss", |g| loss.build(g, output, target_node))?;
+        let metrics: Vec<Metric> = metrics.iter().map(|m| m.resolve(loss, net.width)).collect();
+        let mut counts = Vec::with_capacity(metrics.len());
+        for m in &metrics {
+            counts.push(g.with_scope("metrics", |g| m.build(g, output, target_node))?);
+        }
+        let grads = dendrite_autodiff::grad(g, loss_node, &net.params)?;
+        let mut fetches = vec![loss_node];
+        fetches.extend_from_slice(&counts);
+        let eval = compile(g, &fetches)?;
+        fetches.extend_from_slice(&grads);
+        let train = compile(g, &fetches)?;
+        let sizes: Vec<usize> = net
+            .params
+            .iter()
+            .map(|&p| g.value(p).map(|v| v.len()))
+            .collect::<Result<_, _>>()?;
+        optimizer.prepare(&sizes);
+        self.training = Some(Training {
+            optimizer,
+            loss,
+            metrics,
+            targets,
+            train,
+            eval,
+            step: 0,
+        });
+        Ok(())
+    }
+
+    /// The loss the model was compiled with.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Sequential::new().loss(), None);
+    /// ```
+    pub fn loss(&self) -> Option<Loss> {
+        self.training.as_ref().map(|t| t.loss)
+    }
+
+    /// Whether `compile` has run (since the last `add`).
+    ///
+    /// ```
+    /// assert!(!dendrite_nn::Sequential::new().is_compiled());
+    /// ```
+    pub fn is_compiled(&self) -> bool {
+        self.training.is_some()
+    }
+
+    /// The number of optimizer steps taken so far.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Sequential::new().steps_taken(), 0);
+    /// ```
+    pub fn steps_taken(&self) -> u64 {
+        self.training.as_ref().map_or(0, |t| t.step)
+    }
+
+    /// The model's parameters, by name (`dense_1/kernel`, ...), as copies, in layer order.
+    ///
+    /// # Errors
+    /// [`NnError::NotCompiled`] before the model is built.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(2).input_dim(3));
+    /// model.build()?;
+    /// let weights = model.weights()?;
+    /// assert_eq!(weights[0].0, "dense_1/kernel");
+    /// assert_eq!(weights[1].1.shape(), &[2]);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn weights(&self) -> Result<Vec<(String, ArrayD<F>)>> {
+        let net = self
+            .net
+            .as_ref()
+            .ok_or(NnError::NotCompiled { method: "weights" })?;
+        net.params
+            .iter()
+            .map(|&p| {
+                Ok((
+                    net.graph.name(p)?.to_owned(),
+                    net.graph.value(p)?.to_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The parameter nodes, in layer order.
+    pub(crate) fn parameter_nodes(&self) -> Option<(&Graph<F>, &[NodeId])> {
+        self.net.as_ref().map(|n| (&n.graph, n.params.as_slice()))
+    }
+
+    /// Mutable access to the graph holding the parameters, and the parameter nodes.
+    pub(crate) fn parameter_nodes_mut(&mut self) -> Option<(&mut Graph<F>, &[NodeId])> {
+        self.net
+            .as_mut()
+            .map(|n| (&mut n.graph, n.params.as_slice()))
+    }
+}

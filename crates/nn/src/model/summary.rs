@@ -1,0 +1,173 @@
+//! The Keras-like summary table.
+
+use super::Sequential;
+use crate::error::{NnError, Result};
+use crate::float::Float;
+use std::fmt;
+
+/// One row of a [`Summary`]: a layer, its output shape and its parameter count.
+///
+/// ```
+/// let mut model = dendrite_nn::Sequential::new();
+/// model.add(dendrite_nn::Dense::new(3).input_dim(2));
+/// let summary = model.summary()?;
+/// let row = &summary.rows()[0];
+/// assert_eq!((row.name.as_str(), row.kind, row.params), ("dense_1", "Dense", 9));
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryRow {
+    /// The layer's name (`dense_1`).
+    pub name: String,
+    /// The layer's type (`Dense`).
+    pub kind: &'static str,
+    /// The output shape without the batch dimension.
+    pub output_shape: Vec<usize>,
+    /// Trainable values.
+    pub params: usize,
+}
+
+/// A model's layers, output shapes and parameter counts; `Display` prints it as Keras does.
+///
+/// ```
+/// use dendrite_nn::{Activation, Dense, Sequential};
+/// let mut model = Sequential::new();
+/// model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+/// model.add(Dense::new(10).activation(Activation::Softmax));
+/// let summary = model.summary()?;
+/// assert_eq!(summary.total_params(), 25_450);
+/// let table = summary.to_string();
+/// assert!(table.contains("dense_1 (Dense)"));
+/// assert!(table.contains("(None, 32)"));
+/// assert!(table.contains("Total params: 25,450"));
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    name: String,
+    rows: Vec<SummaryRow>,
+}
+
+impl Summary {
+    /// The rows, one per layer.
+    ///
+    /// ```
+    /// let mut model = dendrite_nn::Sequential::new();
+    /// model.add(dendrite_nn::Dense::new(3).input_dim(2));
+    /// assert_eq!(model.summary()?.rows().len(), 1);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn rows(&self) -> &[SummaryRow] {
+        &self.rows
+    }
+
+    /// Total trainable values.
+    ///
+    /// ```
+    /// let mut model = dendrite_nn::Sequential::new();
+    /// model.add(dendrite_nn::Dense::new(3).input_dim(2));
+    /// assert_eq!(model.summary()?.total_params(), 2 * 3 + 3);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn total_params(&self) -> usize {
+        self.rows.iter().map(|r| r.params).sum()
+    }
+}
+
+/// `25450` as `25,450`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    let mut left = digits.len();
+    for c in digits.chars() {
+        out.push(c);
+        left -= 1;
+        if left > 0 && left.rem_euclid(3) == 0 {
+            out.push(',');
+        }
+    }
+    out
+}
+
+fn shape(dims: &[usize]) -> String {
+    let mut s = String::from("(None");
+    for d in dims {
+        s.push_str(&format!(", {d}"));
+    }
+    s.push(')');
+    s
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rule = "_".repeat(65);
+        let double = "=".repeat(65);
+        writeln!(f, "Model: \"{}\"", self.name)?;
+        writeln!(f, "{rule}")?;
+        writeln!(
+            f,
+            " {:<28}{:<26}{:>9}",
+            "Layer (type)", "Output Shape", "Param #"
+        )?;
+        writeln!(f, "{double}")?;
+        for (i, r) in self.rows.iter().enumerate() {
+            let label = format!("{} ({})", r.name, r.kind);
+            writeln!(
+                f,
+                " {:<28}{:<26}{:>9}",
+                label,
+                shape(&r.output_shape),
+                thousands(r.params)
+            )?;
+            if i + 1 < self.rows.len() {
+                writeln!(f)?;
+            }
+        }
+        writeln!(f, "{double}")?;
+        let total = thousands(self.total_params());
+        writeln!(f, "Total params: {total}")?;
+        writeln!(f, "Trainable params: {total}")?;
+        writeln!(f, "Non-trainable params: 0")?;
+        write!(f, "{rule}")
+    }
+}
+
+impl<F: Float> Sequential<F> {
+    /// The model's summary: each layer's name, type, output shape and parameter count. Works
+    /// before the model is built, from the layers' shape rules.
+    ///
+    /// # Errors
+    /// [`NnError::NoLayers`], [`NnError::UnknownInputShape`], [`NnError::LayerInput`].
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(4).input_dim(3));
+    /// println!("{}", model.summary()?);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn summary(&self) -> Result<Summary> {
+        let first = self.layers.first().ok_or(NnError::NoLayers)?;
+        let mut shape = first
+            .layer
+            .input_shape()
+            .ok_or_else(|| NnError::UnknownInputShape {
+                layer: first.name.clone(),
+            })?;
+        let mut rows = Vec::with_capacity(self.layers.len());
+        for e in &self.layers {
+            let params = e.layer.param_count(&shape);
+            shape = e.layer.output_shape(&shape)?;
+            rows.push(SummaryRow {
+                name: e.name.clone(),
+                kind: e.layer.kind(),
+                output_shape: shape.clone(),
+                params,
+            });
+        }
+        Ok(Summary {
+            name: self.name.clone(),
+            rows,
+        })
+    }
+}

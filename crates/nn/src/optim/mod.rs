@@ -1,0 +1,139 @@
+//! Optimizers: in-place updates of the parameter buffers, from the gradients a training step
+//! fetched.
+
+mod adam;
+mod rmsprop;
+mod schedule;
+mod sgd;
+
+pub use adam::{Adam, AdamW};
+pub use rmsprop::RmsProp;
+pub use schedule::Schedule;
+pub use sgd::Sgd;
+
+use crate::error::{NnError, Result};
+use crate::float::Float;
+use std::fmt::Debug;
+
+/// An optimizer updating parameters in place.
+///
+/// The model calls `prepare` once at compile time with the size of every parameter, then, for
+/// each training step `t = 0, 1, ...`, `begin_step(t)` followed by `update(k, w_k, g_k)` for
+/// every parameter `k` in the same order.
+///
+/// ```
+/// use dendrite_nn::{Optimizer, Sgd};
+/// let mut sgd = Sgd::<f32>::new(0.5);
+/// sgd.prepare(&[2]);
+/// sgd.begin_step(0);
+/// let mut w = [1.0_f32, 2.0];
+/// sgd.update(0, &mut w, &[1.0, -2.0])?;
+/// assert_eq!(w, [0.5, 3.0]);
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+///
+/// An optimizer allocates its state (momenta, second moments) once, in
+/// [`Optimizer::prepare`], when the model is compiled. Each training step then calls
+/// [`Optimizer::begin_step`] once (the learning rate and bias corrections of that step are
+/// computed there, in `f64`) and [`Optimizer::update`] once per parameter: a plain loop over
+/// slices that allocates nothing.
+///
+/// The update rules are Keras' (3.x), so hyperparameters carry over:
+///
+/// | optimizer | update of `w` with gradient `g` |
+/// | --- | --- |
+/// | [`Sgd`] | `w -= lr g`; with momentum `v = μ v - lr g`, `w += v` (Nesterov: `w += μ v - lr g`) |
+/// | [`Adam`] | `m += (1-β₁)(g - m)`, `v += (1-β₂)(g² - v)`, `w -= lr √(1-β₂ᵗ)/(1-β₁ᵗ) · m / (√v + ε)` |
+/// | [`AdamW`] | `w -= lr λ w`, then Adam |
+/// | [`RmsProp`] | `v = ρ v + (1-ρ) g²`, `Δ = lr g / √(v + ε)`; `w -= Δ` (with momentum `m = μ m + Δ`, `w -= m`) |
+///
+/// Adam's bias correction is folded into the step size, with `ε` added to `√v` ("epsilon hat"
+/// in the paper), exactly as Keras and TensorFlow do.
+pub trait Optimizer<F: Float>: Send + Debug {
+    /// The optimizer's name (`"adam"`).
+    fn name(&self) -> &'static str;
+
+    /// Checks the hyperparameters; called by `compile`.
+    ///
+    /// # Errors
+    /// [`NnError::Hyperparameter`] naming the bad one.
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Allocates the state for parameters of the given sizes (element counts), resetting any
+    /// previous state.
+    fn prepare(&mut self, sizes: &[usize]);
+
+    /// Computes the per-step scalars of step `step` (0-based).
+    fn begin_step(&mut self, step: u64);
+
+    /// Updates parameter number `index` in place from its gradient.
+    ///
+    /// # Errors
+    /// [`NnError::OptimizerState`] when `index` was not prepared or the lengths differ.
+    fn update(&mut self, index: usize, param: &mut [F], grad: &[F]) -> Result<()>;
+
+    /// The learning rate of the current step.
+    fn learning_rate(&self) -> f64;
+}
+
+/// The state slice of parameter `index`, checked against the parameter's and gradient's length.
+pub(crate) fn state<F>(
+    slots: &mut [Vec<F>],
+    index: usize,
+    param: usize,
+    grad: usize,
+) -> Result<&mut [F]> {
+    let slot = slots.get_mut(index).ok_or(NnError::OptimizerState {
+        index,
+        expected: 0,
+        actual: param,
+    })?;
+    if slot.len() != param || grad != param {
+        return Err(NnError::OptimizerState {
+            index,
+            expected: slot.len(),
+            actual: if grad != param { grad } else { param },
+        });
+    }
+    Ok(slot)
+}
+
+/// Checks that the gradient and the parameter have the same length (for state-free updates).
+pub(crate) fn same_len(index: usize, param: usize, grad: usize) -> Result<()> {
+    if param == grad {
+        Ok(())
+    } else {
+        Err(NnError::OptimizerState {
+            index,
+            expected: param,
+            actual: grad,
+        })
+    }
+}
+
+/// `Err(Hyperparameter)` unless `ok`.
+pub(crate) fn require(
+    ok: bool,
+    owner: &'static str,
+    name: &'static str,
+    value: f64,
+    reason: &'static str,
+) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(NnError::Hyperparameter {
+            owner,
+            name,
+            value,
+            reason,
+        })
+    }
+}
+
+/// Zeroed state vectors of the given sizes.
+pub(crate) fn zeroed<F: Float>(sizes: &[usize]) -> Vec<Vec<F>> {
+    sizes.iter().map(|&n| vec![F::zero(); n]).collect()
+}

@@ -1,0 +1,170 @@
+//! RMSprop.
+
+use super::{require, state, zeroed, Optimizer, Schedule};
+use crate::error::{NnError, Result};
+use crate::float::Float;
+
+/// RMSprop, with Keras' defaults: learning rate `1e-3`, `ρ = 0.9`, no momentum, `ε = 1e-7`.
+///
+/// `v = ρ v + (1-ρ) g²` and `Δ = lr · g / √(v + ε)`; then `w -= Δ`, or with momentum `μ`,
+/// `m = μ m + Δ` and `w -= m`.
+///
+/// ```
+/// use dendrite_nn::{Optimizer, RmsProp};
+/// let mut opt = RmsProp::<f64>::new(0.01);
+/// opt.prepare(&[1]);
+/// opt.begin_step(0);
+/// let mut w = [1.0];
+/// opt.update(0, &mut w, &[2.0])?; // v = 0.1 · 4 = 0.4
+/// assert!((w[0] - (1.0 - 0.01 * 2.0 / (0.4_f64 + 1e-7).sqrt())).abs() < 1e-15);
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RmsProp<F = f32> {
+    schedule: Schedule,
+    rho: f64,
+    momentum: f64,
+    epsilon: f64,
+    v: Vec<Vec<F>>,
+    m: Vec<Vec<F>>,
+    lr: f64,
+}
+
+impl<F: Float> Default for RmsProp<F> {
+    fn default() -> Self {
+        RmsProp::new(1e-3)
+    }
+}
+
+impl<F: Float> RmsProp<F> {
+    /// RMSprop with a learning rate (a number or a [`Schedule`]) and Keras' other defaults.
+    ///
+    /// ```
+    /// let opt = dendrite_nn::RmsProp::<f32>::new(1e-3);
+    /// # let _ = opt;
+    /// ```
+    pub fn new(learning_rate: impl Into<Schedule>) -> Self {
+        RmsProp {
+            schedule: learning_rate.into(),
+            rho: 0.9,
+            momentum: 0.0,
+            epsilon: 1e-7,
+            v: Vec::new(),
+            m: Vec::new(),
+            lr: 0.0,
+        }
+    }
+
+    /// Sets the decay `ρ` in `[0, 1)`.
+    ///
+    /// ```
+    /// let opt = dendrite_nn::RmsProp::<f32>::default().rho(0.95);
+    /// # let _ = opt;
+    /// ```
+    pub fn rho(mut self, rho: f64) -> Self {
+        self.rho = rho;
+        self
+    }
+
+    /// Sets the momentum `μ` in `[0, 1)`.
+    ///
+    /// ```
+    /// let opt = dendrite_nn::RmsProp::<f32>::default().momentum(0.9);
+    /// # let _ = opt;
+    /// ```
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+
+    /// Sets `ε` (> 0).
+    ///
+    /// ```
+    /// let opt = dendrite_nn::RmsProp::<f32>::default().epsilon(1e-6);
+    /// # let _ = opt;
+    /// ```
+    pub fn epsilon(mut self, epsilon: f64) -> Self {
+        self.epsilon = epsilon;
+        self
+    }
+}
+
+impl<F: Float> Optimizer<F> for RmsProp<F> {
+    fn name(&self) -> &'static str {
+        "rmsprop"
+    }
+
+    fn validate(&self) -> Result<()> {
+        self.schedule.validate()?;
+        require(
+            (0.0..1.0).contains(&self.rho),
+            "rmsprop",
+            "rho",
+            self.rho,
+            "must lie in [0, 1)",
+        )?;
+        require(
+            (0.0..1.0).contains(&self.momentum),
+            "rmsprop",
+            "momentum",
+            self.momentum,
+            "must lie in [0, 1)",
+        )?;
+        require(
+            self.epsilon > 0.0 && self.epsilon.is_finite(),
+            "rmsprop",
+            "epsilon",
+            self.epsilon,
+            "must be finite and > 0",
+        )
+    }
+
+    fn prepare(&mut self, sizes: &[usize]) {
+        self.v = zeroed(sizes);
+        self.m = if self.momentum > 0.0 {
+            zeroed(sizes)
+        } else {
+            Vec::new()
+        };
+    }
+
+    fn begin_step(&mut self, step: u64) {
+        self.lr = self.schedule.at(step);
+    }
+
+    fn update(&mut self, index: usize, param: &mut [F], grad: &[F]) -> Result<()> {
+        let (rho, one_minus_rho) = (F::of(self.rho), F::of(1.0 - self.rho));
+        let (lr, eps) = (F::of(self.lr), F::of(self.epsilon));
+        let v = state(&mut self.v, index, param.len(), grad.len())?;
+        if self.momentum == 0.0 {
+            for ((w, v), &g) in param.iter_mut().zip(v.iter_mut()).zip(grad) {
+                *v = rho * *v + one_minus_rho * g * g;
+                *w = *w - lr * g / (*v + eps).sqrt();
+            }
+            return Ok(());
+        }
+        let mu = F::of(self.momentum);
+        let m = self.m.get_mut(index).filter(|m| m.len() == v.len()).ok_or(
+            NnError::OptimizerState {
+                index,
+                expected: v.len(),
+                actual: param.len(),
+            },
+        )?;
+        for (((w, v), m), &g) in param
+            .iter_mut()
+            .zip(v.iter_mut())
+            .zip(m.iter_mut())
+            .zip(grad)
+        {
+            *v = rho * *v + one_minus_rho * g * g;
+            *m = mu * *m + lr * g / (*v + eps).sqrt();
+            *w = *w - *m;
+        }
+        Ok(())
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.lr
+    }
+}

@@ -1,0 +1,83 @@
+//! The training loop allocates nothing per step: a counting allocator compares a fit of `n`
+//! steps with a fit of `2n` steps (issue 5's rule, checked by counting, not timing).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+// The counting allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
+#![allow(unsafe_code)]
+
+use dendrite_nn::data::synthetic_digits;
+use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+// const-initialised thread-local `Cell`, which does not allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Allocations made by one fit of one epoch over `samples` samples (batch 32).
+fn fit_allocations(
+    model: &mut Sequential,
+    data: &dendrite_nn::data::Dataset,
+    samples: usize,
+) -> u64 {
+    let slice = data.take(samples);
+    let before = allocations();
+    model
+        .fit(
+            &slice,
+            FitConfig::default().epochs(1).batch_size(32).verbosity(0),
+        )
+        .unwrap();
+    allocations() - before
+}
+
+#[test]
+fn training_steps_do_not_allocate() {
+    let data = synthetic_digits(32 * 40, 0);
+    let mut model = Sequential::new();
+    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    model
+        .compile(
+            Adam::default(),
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+    // Warm up: the plan's buffers reach their size on the first full batch.
+    fit_allocations(&mut model, &data, 64);
+    let short = fit_allocations(&mut model, &data, 32 * 10);
+    let long = fit_allocations(&mut model, &data, 32 * 40);
+    println!("allocations: 10 steps {short}, 40 steps {long}");
+    assert_eq!(
+        long,
+        short,
+        "{} allocations per step",
+        (long - short) as f64 / 30.0
+    );
+}
