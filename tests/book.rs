@@ -682,7 +682,8 @@ fn relu(
 // ANCHOR_END: composite_relu
 
 // ANCHOR: composite_log_softmax
-/// log_softmax as `composite.rs` writes it: `z - log Σ e^z` with `z = x - max(x)`.
+/// log_softmax written as a composite: `z - log Σ e^z` with `z = x - max(x)`. (The library
+/// makes it one primitive, `ops/softmax.rs`, with the same arithmetic.)
 fn log_softmax(
     g: &mut dendrite_graph::Graph<f64>,
     x: dendrite_graph::NodeId,
@@ -706,9 +707,7 @@ fn composites_match_the_library() -> TestResult {
     let x = g.input("x", [None, Some(3)])?;
     let mine = [relu(&mut g, x)?, log_softmax(&mut g, x, 1)?];
     let theirs = [g.relu(x)?, g.log_softmax(x, 1)?];
-    for (&a, &b) in mine.iter().zip(&theirs) {
-        assert_eq!(g.op(a)?, g.op(b)?);
-    }
+    assert_eq!(g.op(mine[0])?, g.op(theirs[0])?);
     let mut fetches = mine.to_vec();
     fetches.extend(theirs);
     let mut plan = compile(&g, &fetches)?;

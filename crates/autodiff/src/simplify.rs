@@ -456,67 +456,7 @@ fn filled<F: Element>(g: &Graph<F>, x: NodeId, v: f64) -> Result<bool> {
     Ok(matches!(g.op(x)?, Op::Constant) && g.value(x)?.iter().all(|e| e.as_f64() == v))
 }
 
-/// Adds a node computing `op` on `xs` through the graph's public builders.
+/// Adds a node computing `op` on `xs`.
 fn emit<F: Element>(g: &mut Graph<F>, op: &Op, xs: &[NodeId]) -> Result<NodeId> {
-    let x = |i: usize| -> Result<NodeId> {
-        xs.get(i).copied().ok_or_else(|| {
-            GraphError::Arity {
-                op: op.name(),
-                node: "simplify".to_owned(),
-                expected: "more",
-                actual: xs.len(),
-            }
-            .into()
-        })
-    };
-    Ok(match op {
-        Op::Input | Op::Parameter | Op::Constant => {
-            return Err(GraphError::WrongNodeKind {
-                node: "simplify".to_owned(),
-                expected: "computed",
-                actual: op.name(),
-            }
-            .into())
-        }
-        Op::Unary(u) => match u {
-            UnaryOp::Neg => g.neg(x(0)?)?,
-            UnaryOp::Exp => g.exp(x(0)?)?,
-            UnaryOp::Log => g.log(x(0)?)?,
-            UnaryOp::Sqrt => g.sqrt(x(0)?)?,
-            UnaryOp::Tanh => g.tanh(x(0)?)?,
-            UnaryOp::Abs => g.abs(x(0)?)?,
-        },
-        Op::Pow(p) => g.pow(x(0)?, p.0)?,
-        Op::Binary(b) => g.binary(*b, x(0)?, x(1)?)?,
-        Op::Compare(c) => g.compare(*c, x(0)?, x(1)?)?,
-        Op::Select => g.select(x(0)?, x(1)?, x(2)?)?,
-        Op::BroadcastTo(s) => g.broadcast_to(x(0)?, s.clone())?,
-        Op::BroadcastLike => g.broadcast_like(x(0)?, x(1)?)?,
-        Op::SumLike => g.sum_like(x(0)?, x(1)?)?,
-        Op::ExpandDims(axes) => g.expand_dims(x(0)?, axes)?,
-        Op::Reduce {
-            op: kind,
-            axes,
-            keep_dims,
-        } => g.reduce(*kind, x(0)?, axes, *keep_dims)?,
-        Op::DimSize(axes) => g.dim_size(x(0)?, axes)?,
-        Op::ArgMax(axis) => g.argmax(x(0)?, *axis)?,
-        Op::Reshape(s) => g.reshape(x(0)?, s.clone())?,
-        Op::Permute(p) => g.permute(x(0)?, p)?,
-        Op::MatMul {
-            transpose_lhs,
-            transpose_rhs,
-        } => g.matmul_t(x(0)?, x(1)?, *transpose_lhs, *transpose_rhs)?,
-        Op::Slice { axis, start, end } => g.slice(x(0)?, *axis, *start, *end)?,
-        Op::Pad {
-            axis,
-            before,
-            after,
-        } => g.pad(x(0)?, *axis, *before, *after)?,
-        Op::Concat(axis) => g.concat(xs, *axis)?,
-        Op::Gather(axis) => g.gather(x(0)?, x(1)?, *axis)?,
-        Op::ScatterAdd(axis) => g.scatter_add(x(0)?, x(1)?, x(2)?, *axis)?,
-        Op::OneHot(depth) => g.one_hot(x(0)?, *depth)?,
-        Op::StopGradient => g.stop_gradient(x(0)?)?,
-    })
+    Ok(g.add_op(op.clone(), xs)?)
 }

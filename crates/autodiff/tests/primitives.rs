@@ -109,6 +109,7 @@ primitive_tests!(
     gather,
     scatter_add,
     one_hot,
+    log_softmax,
     stop_gradient,
 );
 

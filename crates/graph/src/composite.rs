@@ -192,25 +192,9 @@ impl<F: Element> Graph<F> {
         self.stop_gradient(m)
     }
 
-    /// `log_softmax(x)_i = x_i - log Σ_j e^{x_j}` along `axis`, computed as
-    /// `z - log Σ e^z` with `z = x - max(x)`, so large logits never overflow.
-    ///
-    /// ```
-    /// # let mut g = dendrite_graph::Graph::<f32>::new();
-    /// # let x = g.input("logits", [None, Some(10)])?;
-    /// let log_p = g.log_softmax(x, 1)?;
-    /// # Ok::<(), dendrite_graph::GraphError>(())
-    /// ```
-    pub fn log_softmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
-        let m = self.stopped_max(x, &[axis])?;
-        let z = self.sub(x, m)?;
-        let e = self.exp(z)?;
-        let s = self.sum_keep_dims(e, &[axis])?;
-        let lse = self.log(s)?;
-        self.sub(z, lse)
-    }
-
-    /// `softmax(x)_i = e^{x_i} / Σ_j e^{x_j}` along `axis`, with the max subtracted first.
+    /// `softmax(x)_i = e^{x_i} / Σ_j e^{x_j}` along `axis`, as `exp(log_softmax(x))`: the
+    /// stable kernel subtracts the maximum first, and the exponential of a log-probability never
+    /// overflows.
     ///
     /// ```
     /// # let mut g = dendrite_graph::Graph::<f32>::new();
@@ -219,11 +203,8 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn softmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
-        let m = self.stopped_max(x, &[axis])?;
-        let z = self.sub(x, m)?;
-        let e = self.exp(z)?;
-        let s = self.sum_keep_dims(e, &[axis])?;
-        self.div(e, s)
+        let log_p = self.log_softmax(x, axis)?;
+        self.exp(log_p)
     }
 
     /// `logsumexp(x) = log Σ e^x` over `axes`, as `m + log Σ e^{x - m}` with `m` the stopped max.

@@ -574,6 +574,26 @@ impl<F: Element> Graph<F> {
         }
     }
 
+    /// Adds a node computing `op` on `operands`: the general form of every builder method
+    /// (`g.exp(x)` is `g.add_op(Op::Unary(UnaryOp::Exp), &[x])`), for code that rewrites graphs.
+    ///
+    /// # Errors
+    /// As the builders: bad handles, operand shapes the op rejects; leaves are added with
+    /// [`Graph::input`], [`Graph::parameter`] and [`Graph::constant`] instead.
+    ///
+    /// ```
+    /// use dendrite_graph::{Graph, Op, UnaryOp};
+    /// let mut g = Graph::<f32>::new();
+    /// let x = g.input("x", [2])?;
+    /// let y = g.add_op(Op::Unary(UnaryOp::Exp), &[x])?;
+    /// assert_eq!(g.op(y)?.name(), "exp");
+    /// assert!(g.add_op(Op::Input, &[]).is_err());
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn add_op(&mut self, op: Op, operands: &[NodeId]) -> Result<NodeId> {
+        self.push(op, operands)
+    }
+
     /// Adds an op node: validates the operands, infers the shape, names the node.
     pub(crate) fn push(&mut self, op: Op, operands: &[NodeId]) -> Result<NodeId> {
         for &id in operands {

@@ -214,7 +214,7 @@ fn invalid_axis() {
         ),
         (
             g.softmax(x, 2).unwrap_err(),
-            "max `max`: axis 2 is invalid for an operand of rank 2",
+            "log_softmax `log_softmax`: axis 2 is invalid for an operand of rank 2",
         ),
     ];
     for (err, message) in cases {

@@ -33,6 +33,7 @@ pub fn entries() -> Vec<(&'static str, Entry)> {
         ("gather", D(gather_cases, gather)),
         ("scatter_add", D(gather_cases, scatter_add)),
         ("one_hot", N(gather_cases, one_hot)),
+        ("log_softmax", D(log_softmax_cases, log_softmax)),
         ("stop_gradient", N(any_values, stop_gradient)),
     ]
 }
@@ -400,4 +401,22 @@ fn stop_gradient(c: &Case) -> R {
     ensure(z.iter().all(|&v| v == 0.0), || {
         format!("stop_gradient: gradient {z} is not zero")
     })
+}
+
+/// A tensor of rank 1-4 and one of its axes (params: `[axis]`).
+fn log_softmax_cases() -> Cases {
+    (shape(), any::<prop::sample::Index>())
+        .prop_filter("log_softmax needs an axis", |(s, _)| !s.is_empty())
+        .prop_flat_map(|(s, pick)| {
+            let axis = pick.index(s.len());
+            tensor(s).prop_map(move |v| Case::with(vec![v], vec![axis]))
+        })
+        .boxed()
+}
+
+/// `y = x - logsumexp(x)`; `x̄ = ȳ - softmax(x) Σȳ`, and the rule is twice differentiable.
+fn log_softmax(c: &Case) -> R {
+    let axis = c.params[0];
+    first(&c.vals, &[0], |g, x| g.log_softmax(x[0], axis))?;
+    second(&c.vals, &[0], |g, x| g.log_softmax(x[0], axis))
 }

@@ -18,6 +18,7 @@ pub mod layout;
 pub mod matmul;
 pub mod reduce;
 pub mod slice;
+pub mod softmax;
 pub mod unary;
 
 use crate::error::{GraphError, Result};
@@ -148,6 +149,8 @@ pub enum Op {
     ScatterAdd(usize),
     /// One-hot encoding of integer-valued indices with `depth` classes ([`index`]).
     OneHot(usize),
+    /// `x - logsumexp(x)` along an axis, one stable kernel ([`softmax`]).
+    LogSoftmax(usize),
     /// Identity forward, no gradient backward.
     StopGradient,
 }
@@ -185,6 +188,7 @@ impl Op {
             Op::Gather(_) => "gather",
             Op::ScatterAdd(_) => "scatter_add",
             Op::OneHot(_) => "one_hot",
+            Op::LogSoftmax(_) => "log_softmax",
             Op::StopGradient => "stop_gradient",
         }
     }
@@ -235,6 +239,7 @@ impl Op {
             "gather",
             "scatter_add",
             "one_hot",
+            "log_softmax",
             "stop_gradient",
         ]
     }
@@ -299,6 +304,7 @@ impl Op {
             Op::MatMul { .. } => matmul::infer(self, node, operands),
             Op::Slice { .. } | Op::Pad { .. } | Op::Concat(_) => slice::infer(self, node, operands),
             Op::Gather(_) | Op::ScatterAdd(_) | Op::OneHot(_) => index::infer(self, node, operands),
+            Op::LogSoftmax(_) => softmax::infer(self, node, operands),
         }
     }
 
@@ -385,6 +391,7 @@ impl Op {
             Op::Gather(_) | Op::ScatterAdd(_) | Op::OneHot(_) => {
                 index::forward(self, node, inputs, out)
             }
+            Op::LogSoftmax(_) => softmax::forward(self, inputs, out),
         }
     }
 }
@@ -494,6 +501,7 @@ impl<F: Element> Graph<F> {
                 slice::vjp(self, &op, &xs, node, y_bar)
             }
             Op::Gather(_) | Op::ScatterAdd(_) => index::vjp(self, &op, &xs, y_bar),
+            Op::LogSoftmax(_) => softmax::vjp(self, &op, node, y_bar),
         }
     }
     // ANCHOR_END: local_vjp
