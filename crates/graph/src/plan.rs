@@ -524,7 +524,11 @@ fn run_step<F: Element>(
         }
     };
     let n: usize = out_shape.iter().product();
-    data.resize(n, F::zero());
+    // Grow only: a slot shared by values of different sizes keeps its largest length, so
+    // switching between them costs no fill. Every kernel overwrites all of its output.
+    if data.len() < n {
+        data.resize(n, F::zero());
+    }
     let out = ArrayViewMutD::from_shape(IxDyn(&out_shape), &mut data[..n]).map_err(|_| {
         GraphError::InvalidShape {
             op: step.op.name(),
