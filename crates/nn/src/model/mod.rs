@@ -411,7 +411,10 @@ impl<F: Float> Sequential<F> {
         fetches.extend_from_slice(&counts);
         let eval = compile(g, &fetches)?;
         fetches.extend_from_slice(&grads);
-        let train = compile(g, &fetches)?;
+        // Folding, common subexpressions and identities trim the derived gradient graph (the
+        // reference model's step loses a few nodes, each a kernel launch per step).
+        let train_fetches = dendrite_autodiff::simplify(g, &fetches)?.outputs;
+        let train = compile(g, &train_fetches)?;
         let sizes: Vec<usize> = net
             .params
             .iter()
