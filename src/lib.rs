@@ -56,3 +56,8 @@ pub mod prelude {
         Monitor, NnError, RmsProp, Schedule, Sequential, Sgd,
     };
 }
+
+/// The README's example, compiled and run as a doctest so it cannot drift from the code.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
