@@ -9,6 +9,51 @@ use safetensors::{Dtype, SafeTensors};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Numbers the temporary files of [`write_atomic`] within this process.
+static TMP_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+/// The largest header safetensors accepts (its `MAX_HEADER_SIZE`).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Says in words what is wrong with a file safetensors refused. The length prefix is checked
+/// here first, because a truncated file is the common case and deserves the numbers.
+fn corrupt_reason(bytes: &[u8], err: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    let len = bytes.len() as u64;
+    let Some(prefix) = bytes.first_chunk::<8>() else {
+        return format!("the file has {len} bytes, fewer than the 8 of the header length");
+    };
+    let header = u64::from_le_bytes(*prefix);
+    if header > MAX_HEADER_BYTES {
+        return format!("the header length {header} exceeds the limit of {MAX_HEADER_BYTES} bytes");
+    }
+    if header > len - 8 {
+        return format!(
+            "the header claims {header} bytes but only {} follow (the file is truncated)",
+            len - 8
+        );
+    }
+    match err {
+        E::InvalidHeader => "the header is not UTF-8 text".to_owned(),
+        E::InvalidHeaderStart | E::InvalidHeaderDeserialization | E::JsonError(_) => {
+            "the header is not the JSON table of tensors safetensors expects".to_owned()
+        }
+        E::MetadataIncompleteBuffer => format!(
+            "the tensors' data offsets do not end where the file does ({} bytes of data after the header): the file is truncated or has trailing bytes",
+            len - 8 - header
+        ),
+        E::InvalidOffset(name) => {
+            format!("tensor `{name}` has data offsets that do not follow the previous tensor")
+        }
+        E::TensorInvalidInfo => {
+            "a tensor's byte range does not match its shape and dtype".to_owned()
+        }
+        E::ValidationOverflow => "a tensor's shape overflows when multiplied out".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
 
 /// Writes a file atomically: `write` fills a temporary file beside `path` (same directory, so
 /// the final rename cannot cross file systems), which is flushed, synced and renamed over
@@ -49,9 +94,12 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>
             "a checkpoint path must name a file",
         ))
     })?;
+    // Unique per process *and* per call, so two threads saving to the same path at once each
+    // write their own temporary file and the last rename wins with a complete file.
+    let serial = TMP_SERIAL.fetch_add(1, Ordering::Relaxed);
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    tmp_name.push(format!(".tmp-{}-{serial}", std::process::id()));
     let tmp = dir.join(tmp_name);
     let result = (|| {
         let mut file = File::create(&tmp)?;
@@ -165,9 +213,12 @@ impl<F: Float> Sequential<F> {
             path: path.to_path_buf(),
             source,
         })?;
+        // safetensors checks the header length against the file, and every tensor's offsets
+        // against its shape, its dtype and the data present, before anything is read; tensors
+        // are then views into `bytes`: nothing is allocated from sizes the file claims.
         let file = SafeTensors::deserialize(&bytes).map_err(|e| NnError::CorruptCheckpoint {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: corrupt_reason(&bytes, &e),
         })?;
         let (graph, params) = self.parameter_nodes_mut().ok_or(NnError::NotCompiled {
             method: "load_weights",

@@ -1,0 +1,393 @@
+//! Bad files: checkpoints that do not fit the model or are damaged, IDX files that are
+//! truncated, corrupt or lie about their size, a data directory that is not there, and what the
+//! `mnist` example makes of them.
+
+use crate::common::{
+    classifier, digit_images, digit_labels, gzip, idx_images, justified, largest_allocation,
+    weight_bits, write_mnist, Scratch,
+};
+use dendrite_nn::data::{
+    load_mnist, read_idx_images, read_idx_labels, DataError, IdxPart, TRAIN_IMAGES,
+};
+use dendrite_nn::{Activation, Dense, NnError, Sequential};
+use std::error::Error;
+
+type TestResult = Result<(), Box<dyn Error>>;
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints. A refused load changes no weight.
+
+/// Loads `path` into `model`, expects an error, and checks that the weights did not change.
+fn refused_load(model: &mut Sequential, path: &std::path::Path) -> NnError {
+    let before = weight_bits(model);
+    let err = model.load_weights(path).unwrap_err();
+    assert_eq!(weight_bits(model), before, "a failed load changed weights");
+    err
+}
+
+fn three_layers(seed: u64) -> Sequential {
+    let mut model = Sequential::new().with_seed(seed);
+    model.add(Dense::new(4).input_dim(3).activation(Activation::Relu));
+    model.add(Dense::new(2).activation(Activation::Softmax));
+    model.add(Dense::new(2));
+    model.build().unwrap();
+    model
+}
+
+#[test]
+fn checkpoint_missing_tensor() -> TestResult {
+    let dir = Scratch::new("ckpt-missing");
+    let path = dir.path().join("two.safetensors");
+    classifier(0, 3, 4, 2).save_weights(&path)?;
+    let err = refused_load(&mut three_layers(1), &path);
+    assert!(matches!(&err, NnError::MissingTensor { name, .. } if name == "dense_3/kernel"));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: checkpoint has no tensor `dense_3/kernel`",
+            path.display()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn checkpoint_extra_tensor() -> TestResult {
+    let dir = Scratch::new("ckpt-extra");
+    let path = dir.path().join("three.safetensors");
+    three_layers(0).save_weights(&path)?;
+    let err = refused_load(&mut classifier(1, 3, 4, 2), &path);
+    let NnError::UnexpectedTensor { name, .. } = &err else {
+        panic!("expected UnexpectedTensor, got {err}");
+    };
+    assert!(name == "dense_3/kernel" || name == "dense_3/bias", "{name}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: checkpoint holds tensor `{name}`, which the model does not have",
+            path.display()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn checkpoint_misshaped_tensor() -> TestResult {
+    let dir = Scratch::new("ckpt-shape");
+    let path = dir.path().join("wide.safetensors");
+    classifier(0, 3, 8, 2).save_weights(&path)?;
+    let err = refused_load(&mut classifier(1, 3, 4, 2), &path);
+    assert!(matches!(
+        &err,
+        NnError::TensorShape { name, expected, actual, .. }
+            if name == "dense_1/kernel" && expected == &[3, 4] && actual == &[3, 8]
+    ));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: tensor `dense_1/kernel` has shape [3, 8], but the model's parameter has shape [3, 4]",
+            path.display()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn checkpoint_wrong_dtype() -> TestResult {
+    let dir = Scratch::new("ckpt-dtype");
+    let path = dir.path().join("f64.safetensors");
+    let mut wide = Sequential::<f64>::default();
+    wide.add(Dense::new(4).input_dim(3).activation(Activation::Relu));
+    wide.add(Dense::new(2).activation(Activation::Softmax));
+    wide.build()?;
+    wide.save_weights(&path)?;
+    let err = refused_load(&mut classifier(1, 3, 4, 2), &path);
+    assert!(
+        matches!(&err, NnError::TensorDtype { expected: "f32", actual, .. } if actual == "f64")
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: tensor `dense_1/kernel` has dtype f64, but the model uses f32",
+            path.display()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn checkpoint_truncated_or_corrupt() -> TestResult {
+    let dir = Scratch::new("ckpt-corrupt");
+    let good = dir.path().join("good.safetensors");
+    classifier(0, 3, 4, 2).save_weights(&good)?;
+    let bytes = std::fs::read(&good)?;
+    let header = u64::from_le_bytes(bytes[..8].try_into()?) as usize;
+    let mut model = classifier(1, 3, 4, 2);
+    let cases: [(&str, Vec<u8>, String); 4] = [
+        (
+            "short.safetensors",
+            bytes[..5].to_vec(),
+            "the file has 5 bytes, fewer than the 8 of the header length".into(),
+        ),
+        (
+            "cut-header.safetensors",
+            bytes[..8 + header / 2].to_vec(),
+            format!(
+                "the header claims {header} bytes but only {} follow (the file is truncated)",
+                header / 2
+            ),
+        ),
+        (
+            "cut-data.safetensors",
+            bytes[..bytes.len() - 4].to_vec(),
+            format!("the tensors' data offsets do not end where the file does ({} bytes of data after the header): the file is truncated or has trailing bytes", bytes.len() - 12 - header),
+        ),
+        (
+            "garbage.safetensors",
+            [&b"\x10\0\0\0\0\0\0\0"[..], &[b'!'; 16]].concat(),
+            "the header is not the JSON table of tensors safetensors expects".into(),
+        ),
+    ];
+    for (name, content, reason) in cases {
+        let path = dir.write(name, &content);
+        let err = refused_load(&mut model, &path);
+        assert!(matches!(err, NnError::CorruptCheckpoint { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: not a valid safetensors checkpoint: {reason}",
+                path.display()
+            )
+        );
+    }
+    let absent = dir.path().join("absent.safetensors");
+    let err = refused_load(&mut model, &absent);
+    assert!(matches!(err, NnError::Io { .. }));
+    assert!(err
+        .to_string()
+        .starts_with(&format!("{}: I/O error: ", absent.display())));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data files.
+
+#[test]
+fn truncated_gz_file() -> TestResult {
+    let dir = Scratch::new("gz-truncated");
+    let gz = gzip(&digit_images());
+    let path = dir.write("images.gz", &gz[..gz.len() / 2]);
+    let err = read_idx_images(&path).unwrap_err();
+    assert!(matches!(&err, DataError::GzipTruncated { path: p, .. } if p == &path));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: truncated gzip stream: incomplete deflate stream",
+            path.display()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn corrupted_gz_file() -> TestResult {
+    let dir = Scratch::new("gz-corrupt");
+    let mut gz = gzip(&digit_labels());
+    let n = gz.len();
+    gz[n - 6] ^= 0x01; // the CRC-32 of the uncompressed data
+    let path = dir.write("labels.gz", &gz);
+    let err = read_idx_labels(&path).unwrap_err();
+    assert!(matches!(&err, DataError::GzipCorrupt { path: p, .. } if p == &path));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: corrupt gzip stream: corrupt gzip stream does not have a matching checksum",
+            path.display()
+        )
+    );
+    // Flipped bits in the compressed data.
+    let mut gz = gzip(&digit_images());
+    for b in gz.iter_mut().skip(10).take(8) {
+        *b ^= 0x5a;
+    }
+    let path = dir.write("images.gz", &gz);
+    let err = read_idx_images(&path).unwrap_err();
+    assert!(matches!(err, DataError::GzipCorrupt { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: corrupt gzip stream: corrupt deflate stream",
+            path.display()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn idx_header_claims_more_than_the_file_holds() -> TestResult {
+    let dir = Scratch::new("idx-claim");
+    // 10^9 images of 28x28 claimed, three pixels present; raw and compressed.
+    let raw = idx_images(1_000_000_000, 28, 28, &[1, 2, 3]);
+    for (name, bytes) in [("raw", raw.clone()), ("raw.gz", gzip(&raw))] {
+        let path = dir.write(name, &bytes);
+        let (result, largest) = largest_allocation(|| read_idx_images(&path));
+        let err = result.unwrap_err();
+        assert!(matches!(
+            err,
+            DataError::Truncated {
+                part: IdxPart::Payload,
+                expected: 784_000_000_016,
+                actual: 19,
+                ..
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: truncated IDX payload: expected 784000000016 bytes, found 19",
+                path.display()
+            )
+        );
+        // Nothing near the 784 GB claimed was reserved: at most what the file justifies.
+        assert!(largest <= justified(name, bytes.len()), "{largest} bytes");
+    }
+    Ok(())
+}
+
+#[test]
+fn wrong_magic_number() -> TestResult {
+    let dir = Scratch::new("magic");
+    let path = dir.write("labels-as-images", &digit_labels());
+    let err = read_idx_images(&path).unwrap_err();
+    assert!(matches!(
+        err,
+        DataError::BadMagic {
+            expected: 0x803,
+            found: 0x801,
+            ..
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: wrong IDX magic number: expected 0x00000803, found 0x00000801",
+            path.display()
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn data_directory_does_not_exist() -> TestResult {
+    let dir = Scratch::new("no-dir");
+    let absent = dir.path().join("absent");
+    let err = load_mnist(&absent).unwrap_err();
+    assert!(matches!(&err, DataError::MissingDir { path } if path == &absent));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "data directory {} does not exist or is not a directory (set DENDRITE_MNIST_DIR to the folder holding the MNIST files)",
+            absent.display()
+        )
+    );
+    // A file is not a directory either.
+    let file = dir.write("file", b"");
+    assert!(matches!(
+        load_mnist(&file),
+        Err(DataError::MissingDir { .. })
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The example program.
+
+/// `target/<profile>/examples/mnist`, built by `cargo test` beside this test's executable
+/// (`target/<profile>/deps/reliability-<hash>`), if it is there.
+fn mnist_example() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let path = profile_dir
+        .join("examples")
+        .join(format!("mnist{}", std::env::consts::EXE_SUFFIX));
+    path.is_file().then_some(path)
+}
+
+#[test]
+fn mnist_example_reports_bad_data_in_one_line() -> TestResult {
+    let Some(example) = mnist_example() else {
+        println!("skipped: examples/mnist is not built (plain `cargo test` builds it)");
+        return Ok(());
+    };
+    let truncated = Scratch::new("example-truncated");
+    write_mnist(&truncated);
+    let gz = gzip(&digit_images());
+    let images = truncated.write(&format!("{TRAIN_IMAGES}.gz"), &gz[..gz.len() - 10]);
+    let wrong = Scratch::new("example-magic");
+    write_mnist(&wrong);
+    let labels_as_images = wrong.write(&format!("{TRAIN_IMAGES}.gz"), &gzip(&digit_labels()));
+    let absent = wrong.path().join("absent");
+    let cases = [
+        (
+            truncated.path().to_path_buf(),
+            images,
+            "truncated gzip stream",
+        ),
+        (
+            wrong.path().to_path_buf(),
+            labels_as_images,
+            "wrong IDX magic number",
+        ),
+        (absent.clone(), absent, "does not exist"),
+    ];
+    for (dir, file, problem) in cases {
+        let out = std::process::Command::new(&example)
+            .arg("--data")
+            .arg(&dir)
+            .args(["--epochs", "1"])
+            .env("RUST_BACKTRACE", "1")
+            .output()?;
+        let stderr = String::from_utf8(out.stderr)?;
+        assert!(!out.status.success(), "{}: exit status 0", dir.display());
+        assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
+        let line = stderr.trim_end();
+        assert!(line.starts_with("error: "), "{line}");
+        assert!(line.contains(&*file.to_string_lossy()), "{line}");
+        assert!(line.contains(problem), "{line}");
+        for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
+            assert!(!stderr.contains(bad), "{stderr}");
+        }
+    }
+    Ok(())
+}
+
+/// The same example on good files trains and prints its result line: the errors above come
+/// from the data, not from the way the test runs the program.
+#[test]
+fn mnist_example_runs_on_good_data() -> TestResult {
+    let Some(example) = mnist_example() else {
+        println!("skipped: examples/mnist is not built (plain `cargo test` builds it)");
+        return Ok(());
+    };
+    let dir = Scratch::new("example-good");
+    write_mnist(&dir);
+    let out = std::process::Command::new(&example)
+        .arg("--data")
+        .arg(dir.path())
+        .args(["--epochs", "1", "--batch-size", "2"])
+        .output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("test_loss=")),
+        "{stdout}"
+    );
+    Ok(())
+}
