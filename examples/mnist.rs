@@ -153,6 +153,9 @@ fn run() -> Result<(), String> {
     if let Some(median) = seconds.get(seconds.len() / 2) {
         println!("seconds per epoch: median {median:.3}");
     }
+    if let Some(kib) = peak_rss_kib() {
+        println!("peak resident memory: {:.1} MiB", kib as f64 / 1024.0);
+    }
     if let Some(path) = &args.save {
         model.save_weights(path).map_err(|e| e.to_string())?;
         println!("weights saved to {}", path.display());
@@ -169,6 +172,13 @@ fn run() -> Result<(), String> {
         train_seconds
     );
     Ok(())
+}
+
+/// Peak resident set size of this process so far (`VmHWM` in `/proc/self/status`), on Linux.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn main() -> ExitCode {
