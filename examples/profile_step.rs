@@ -37,7 +37,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let xv = Array2::from_shape_fn((batch, 784), |(i, j)| ((i * 784 + j) % 255) as f32 / 255.0)
         .into_dyn();
     let yv = Array1::from_shape_fn(batch, |i| (i % 10) as f32).into_dyn();
-    let runs: usize = std::env::args().nth(2).map(|s| s.parse()).transpose()?.unwrap_or(2000);
+    let runs: usize = std::env::args()
+        .nth(2)
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(2000);
     let mut steps = plan.profile(&g, &[("x", xv.view()), ("y", yv.view())], runs)?;
     let total: std::time::Duration = steps.iter().map(|s| s.mean).sum();
     println!(
