@@ -116,11 +116,18 @@ fn kernels<F: Element, const FMA: bool>(
     row_panel: bool,
 ) {
     if row_panel {
-        if std::mem::size_of::<F>() == 4 {
-            row_panel_kernel::<F, FMA, 16>(a, b, c, mkn);
+        // Full 16-wide (f32) blocks first; the columns left over go through 8-wide blocks, so
+        // a 10-column product (the output layer) pads 8 + 2 rather than 16.
+        let n = mkn.2;
+        let wide = if std::mem::size_of::<F>() == 4 {
+            n - n % 16
         } else {
-            row_panel_kernel::<F, FMA, 8>(a, b, c, mkn);
+            0
+        };
+        if wide > 0 {
+            row_panel_kernel::<F, FMA, 16>(a, b, c, mkn, 0..wide);
         }
+        row_panel_kernel::<F, FMA, 8>(a, b, c, mkn, wide..n);
     } else {
         dot_kernel::<F, FMA>(a, b, c, mkn);
     }
@@ -136,20 +143,22 @@ fn madd<F: Element, const FMA: bool>(x: F, y: F, acc: F) -> F {
 }
 
 /// `c[i, j] = Σ_p a[i, p] b[p, j]` with `b`'s rows contiguous, in `MR x NB` blocks whose
-/// accumulators stay in registers. A ragged block at the bottom or right edge computes with
-/// its last row repeated and its missing columns zero-padded, then stores only what exists.
+/// accumulators stay in registers, over the columns `cols` of `c`. A ragged block at the bottom
+/// or right edge computes with its last row repeated and its missing columns zero-padded, then
+/// stores only what exists.
 #[inline(always)]
 fn row_panel_kernel<F: Element, const FMA: bool, const NB: usize>(
     a: Mat<'_, F>,
     b: Mat<'_, F>,
     c: &mut [F],
     (m, k, n): (usize, usize, usize),
+    cols: std::ops::Range<usize>,
 ) {
     for i0 in (0..m).step_by(MR) {
         let mr = MR.min(m - i0);
         let rows: [usize; MR] = std::array::from_fn(|r| (i0 + r).min(m - 1));
-        for j0 in (0..n).step_by(NB) {
-            let nb = NB.min(n - j0);
+        for j0 in cols.clone().step_by(NB) {
+            let nb = NB.min(cols.end - j0);
             let acc = if a.cs == 1 {
                 let a_rows: [&[F]; MR] = std::array::from_fn(|r| {
                     a.flat
