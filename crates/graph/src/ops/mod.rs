@@ -123,7 +123,7 @@ pub enum Op {
         /// Use the rhs transposed.
         transpose_rhs: bool,
     },
-    /// `x[start..end]` along one axis ([`slice`]).
+    /// `x[start..end]` along one axis ([`slice`](mod@slice)).
     Slice {
         /// The sliced axis.
         axis: usize,
@@ -132,7 +132,7 @@ pub enum Op {
         /// One past the last index kept.
         end: usize,
     },
-    /// Zero padding along one axis ([`slice`]).
+    /// Zero padding along one axis ([`slice`](mod@slice)).
     Pad {
         /// The padded axis.
         axis: usize,
@@ -141,7 +141,7 @@ pub enum Op {
         /// Zeros after.
         after: usize,
     },
-    /// Concatenation along an axis ([`slice`]).
+    /// Concatenation along an axis ([`slice`](mod@slice)).
     Concat(usize),
     /// `take(x, indices, axis)` ([`index`]).
     Gather(usize),
