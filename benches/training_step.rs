@@ -74,5 +74,42 @@ fn training_step(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, training_step);
+/// The whole step as users run it: `Sequential::fit` over ten batches of synthetic digits
+/// (batch writing, forward, backward, Adam, metrics), reported per ten steps.
+fn sequential_fit(c: &mut Criterion) {
+    use dendrite_nn::data::synthetic_digits;
+    use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
+    let mut group = c.benchmark_group("Sequential::fit, ten steps");
+    for batch in [32usize, 128] {
+        let data = synthetic_digits(batch * 10, 0);
+        let mut model = Sequential::new();
+        model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+        model.add(Dense::new(10).activation(Activation::Softmax));
+        model
+            .compile(
+                Adam::default(),
+                Loss::SparseCategoricalCrossentropy,
+                &[Metric::Accuracy],
+            )
+            .expect("the reference model compiles");
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
+            b.iter(|| {
+                let config = FitConfig::default()
+                    .epochs(1)
+                    .batch_size(batch)
+                    .verbosity(0);
+                black_box(
+                    model
+                        .fit(&data, config)
+                        .expect("finite training")
+                        .loss
+                        .len(),
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, training_step, sequential_fit);
 criterion_main!(benches);
