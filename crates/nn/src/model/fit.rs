@@ -11,6 +11,11 @@ use crate::input::Data;
 use crate::metrics::Mean;
 use std::time::Instant;
 
+/// Training steps between two updates of the progress bar (besides the first and last step).
+/// The bar redraws at most 15 times a second whatever it is told; updating it on every step
+/// cost two clock reads and some atomics, about 0.6 µs a step with a terminal attached.
+const PROGRESS_EVERY: usize = 16;
+
 /// Where the validation samples are.
 enum ValSet<'v, F: Float> {
     None,
@@ -229,6 +234,7 @@ fn train_epoch<F: Float, D: Data<F> + ?Sized>(
     let mut accuracy = Mean::default();
     let n_metrics = training.metrics.len();
     let first_metric = training.metrics.first().copied();
+    let steps = order.len().div_ceil(batch_size);
     for (s, indices) in order.batches(batch_size)?.enumerate() {
         let n = indices.len();
         batch.fill(data, indices)?;
@@ -262,7 +268,10 @@ fn train_epoch<F: Float, D: Data<F> + ?Sized>(
             }
         }
         training.step += 1;
-        progress.step(s + 1, loss_mean.result().unwrap_or(loss), accuracy.result());
+        let step = s + 1;
+        if step % PROGRESS_EVERY == 0 || step == 1 || step == steps {
+            progress.step(step, loss_mean.result().unwrap_or(loss), accuracy.result());
+        }
     }
     Ok((loss_mean.result().unwrap_or(f64::NAN), accuracy.result()))
 }

@@ -1,5 +1,6 @@
 //! Adam and AdamW.
 
+use super::kernels::{self, Rule};
 use super::{require, state, zeroed, Optimizer, Schedule};
 use crate::error::{NnError, Result};
 use crate::float::Float;
@@ -117,9 +118,21 @@ impl<F: Float> Adam<F> {
         self.alpha = self.lr * c2.sqrt() / c1;
     }
 
-    fn adam_update(&mut self, index: usize, param: &mut [F], grad: &[F]) -> Result<()> {
-        let (b1, b2) = (F::of(1.0 - self.beta1), F::of(1.0 - self.beta2));
-        let (alpha, eps) = (F::of(self.alpha), F::of(self.epsilon));
+    /// The fused update of parameter `index`, after `w -= decay w` when `decay` is given.
+    fn adam_update(
+        &mut self,
+        index: usize,
+        param: &mut [F],
+        grad: &[F],
+        decay: Option<F>,
+    ) -> Result<()> {
+        let rule = Rule::Adam {
+            b1: F::of(1.0 - self.beta1),
+            b2: F::of(1.0 - self.beta2),
+            alpha: F::of(self.alpha),
+            eps: F::of(self.epsilon),
+            decay,
+        };
         let m = state(&mut self.m, index, param.len(), grad.len())?;
         let v = self.v.get_mut(index).ok_or(NnError::OptimizerState {
             index,
@@ -133,16 +146,7 @@ impl<F: Float> Adam<F> {
                 actual: m.len(),
             });
         }
-        for (((w, m), v), &g) in param
-            .iter_mut()
-            .zip(m.iter_mut())
-            .zip(v.iter_mut())
-            .zip(grad)
-        {
-            *m = *m + (g - *m) * b1;
-            *v = *v + (g * g - *v) * b2;
-            *w = *w - alpha * *m / (v.sqrt() + eps);
-        }
+        kernels::apply(rule, param, grad, m, v);
         Ok(())
     }
 }
@@ -166,7 +170,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
     }
 
     fn update(&mut self, index: usize, param: &mut [F], grad: &[F]) -> Result<()> {
-        self.adam_update(index, param, grad)
+        self.adam_update(index, param, grad, None)
     }
 
     fn learning_rate(&self) -> f64 {
@@ -275,14 +279,9 @@ impl<F: Float> Optimizer<F> for AdamW<F> {
     }
 
     fn update(&mut self, index: usize, param: &mut [F], grad: &[F]) -> Result<()> {
-        let prepared = self.adam.m.get(index).map(Vec::len);
-        if self.weight_decay > 0.0 && prepared == Some(param.len()) && grad.len() == param.len() {
-            let decay = F::of(self.adam.lr * self.weight_decay);
-            for w in param.iter_mut() {
-                *w = *w - decay * *w;
-            }
-        }
-        self.adam.adam_update(index, param, grad)
+        // Decay and Adam step in one pass; without decay the pass is exactly Adam's.
+        let decay = (self.weight_decay > 0.0).then(|| F::of(self.adam.lr * self.weight_decay));
+        self.adam.adam_update(index, param, grad, decay)
     }
 
     fn learning_rate(&self) -> f64 {

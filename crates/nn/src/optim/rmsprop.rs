@@ -1,5 +1,6 @@
 //! RMSprop.
 
+use super::kernels::{self, Rule};
 use super::{require, state, zeroed, Optimizer, Schedule};
 use crate::error::{NnError, Result};
 use crate::float::Float;
@@ -133,17 +134,19 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
     }
 
     fn update(&mut self, index: usize, param: &mut [F], grad: &[F]) -> Result<()> {
-        let (rho, one_minus_rho) = (F::of(self.rho), F::of(1.0 - self.rho));
-        let (lr, eps) = (F::of(self.lr), F::of(self.epsilon));
+        let momentum = self.momentum != 0.0;
+        let rule = Rule::RmsProp {
+            rho: F::of(self.rho),
+            one_minus_rho: F::of(1.0 - self.rho),
+            lr: F::of(self.lr),
+            eps: F::of(self.epsilon),
+            mu: momentum.then(|| F::of(self.momentum)),
+        };
         let v = state(&mut self.v, index, param.len(), grad.len())?;
-        if self.momentum == 0.0 {
-            for ((w, v), &g) in param.iter_mut().zip(v.iter_mut()).zip(grad) {
-                *v = rho * *v + one_minus_rho * g * g;
-                *w = *w - lr * g / (*v + eps).sqrt();
-            }
+        if !momentum {
+            kernels::apply(rule, param, grad, v, &mut []);
             return Ok(());
         }
-        let mu = F::of(self.momentum);
         let m = self.m.get_mut(index).filter(|m| m.len() == v.len()).ok_or(
             NnError::OptimizerState {
                 index,
@@ -151,16 +154,7 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
                 actual: param.len(),
             },
         )?;
-        for (((w, v), m), &g) in param
-            .iter_mut()
-            .zip(v.iter_mut())
-            .zip(m.iter_mut())
-            .zip(grad)
-        {
-            *v = rho * *v + one_minus_rho * g * g;
-            *m = mu * *m + lr * g / (*v + eps).sqrt();
-            *w = *w - *m;
-        }
+        kernels::apply(rule, param, grad, v, m);
         Ok(())
     }
 

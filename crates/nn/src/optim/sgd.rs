@@ -1,5 +1,6 @@
 //! Stochastic gradient descent, with optional (Nesterov) momentum.
 
+use super::kernels::{self, Rule};
 use super::{require, same_len, state, zeroed, Optimizer, Schedule};
 use crate::error::Result;
 use crate::float::Float;
@@ -108,24 +109,17 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
         let lr = F::of(self.lr);
         if self.momentum == 0.0 {
             same_len(index, param.len(), grad.len())?;
-            for (w, &g) in param.iter_mut().zip(grad) {
-                *w = *w - lr * g;
-            }
+            kernels::apply(Rule::Sgd { lr }, param, grad, &mut [], &mut []);
             return Ok(());
         }
         let mu = F::of(self.momentum);
-        let v = state(&mut self.velocity, index, param.len(), grad.len())?;
-        if self.nesterov {
-            for ((w, v), &g) in param.iter_mut().zip(v.iter_mut()).zip(grad) {
-                *v = mu * *v - lr * g;
-                *w = *w + mu * *v - lr * g;
-            }
+        let rule = if self.nesterov {
+            Rule::Nesterov { lr, mu }
         } else {
-            for ((w, v), &g) in param.iter_mut().zip(v.iter_mut()).zip(grad) {
-                *v = mu * *v - lr * g;
-                *w = *w + *v;
-            }
-        }
+            Rule::Momentum { lr, mu }
+        };
+        let v = state(&mut self.velocity, index, param.len(), grad.len())?;
+        kernels::apply(rule, param, grad, v, &mut []);
         Ok(())
     }
 
