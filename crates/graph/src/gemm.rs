@@ -193,7 +193,12 @@ fn row_panel_kernel<F: Element, const FMA: bool, const NB: usize>(
             for (r, acc_row) in acc.iter().enumerate().take(mr) {
                 let start = (i0 + r) * n + j0;
                 if let Some(row) = c.get_mut(start..start + nb) {
-                    row.copy_from_slice(&acc_row[..nb]);
+                    // A full row is a fixed-size copy (register stores); a ragged one would
+                    // otherwise cost a call to memmove for eight floats.
+                    match <&mut [F; NB]>::try_from(&mut *row) {
+                        Ok(full) => *full = *acc_row,
+                        Err(_) => row.iter_mut().zip(acc_row).for_each(|(t, &v)| *t = v),
+                    }
                 }
             }
         }
