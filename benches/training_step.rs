@@ -5,54 +5,17 @@
 
 #![allow(clippy::expect_used, missing_docs)] // a bench aborts on a broken setup; criterion macros generate undocumented items
 
+#[path = "../tests/shared/reference_graph.rs"]
+mod reference_graph;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use dendrite_autodiff::grad;
-use dendrite_graph::{compile, Graph, NodeId};
+use dendrite_graph::compile;
 use ndarray::{Array1, Array2};
+use reference_graph::reference_training_graph;
 use std::hint::black_box;
 
-fn reference_graph() -> (Graph<f32>, Vec<NodeId>) {
-    let mut g = Graph::<f32>::new();
-    let build = |g: &mut Graph<f32>| -> Result<Vec<NodeId>, Box<dyn std::error::Error>> {
-        let x = g.input("x", [None, Some(784)])?;
-        let y = g.input("y", [None])?;
-        let w1 = g.parameter(
-            "w1",
-            Array2::from_shape_fn((784, 32), |(i, j)| {
-                ((i * 31 + j * 17) % 13) as f32 * 0.01 - 0.06
-            })
-            .into_dyn(),
-        )?;
-        let b1 = g.parameter("b1", Array1::zeros(32).into_dyn())?;
-        let w2 = g.parameter(
-            "w2",
-            Array2::from_shape_fn((32, 10), |(i, j)| {
-                ((i * 7 + j * 5) % 11) as f32 * 0.05 - 0.25
-            })
-            .into_dyn(),
-        )?;
-        let b2 = g.parameter("b2", Array1::zeros(10).into_dyn())?;
-        let z1 = g.matmul(x, w1)?;
-        let z1 = g.add(z1, b1)?;
-        let h = g.relu(z1)?;
-        let z2 = g.matmul(h, w2)?;
-        let logits = g.add(z2, b2)?;
-        let log_p = g.log_softmax(logits, 1)?;
-        let target = g.one_hot(y, 10)?;
-        let picked = g.mul(target, log_p)?;
-        let per_example = g.sum(picked, &[1])?;
-        let mean = g.mean_all(per_example)?;
-        let loss = g.neg(mean)?;
-        let mut fetches = vec![loss];
-        fetches.extend(grad(g, loss, &[w1, b1, w2, b2])?);
-        Ok(fetches)
-    };
-    let fetches = build(&mut g).expect("the reference graph is well-formed");
-    (g, fetches)
-}
-
 fn training_step(c: &mut Criterion) {
-    let (g, fetches) = reference_graph();
+    let (g, fetches) = reference_training_graph().expect("the reference graph is well-formed");
     let mut group = c.benchmark_group("reference step (forward + backward)");
     for batch in [32usize, 128] {
         let mut plan = compile(&g, &fetches).expect("valid fetches");

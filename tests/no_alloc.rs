@@ -3,9 +3,12 @@
 //! test counts; it does not time.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use dendrite_autodiff::grad;
-use dendrite_graph::{compile, Graph, NodeId};
+use dendrite_graph::compile;
+
+#[path = "shared/reference_graph.rs"]
+mod reference_graph;
 use ndarray::{Array1, Array2};
+use reference_graph::reference_training_graph;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -52,37 +55,9 @@ fn allocations_during(f: impl FnOnce()) -> usize {
     COUNT.with(Cell::get)
 }
 
-fn reference_training_graph() -> (Graph<f32>, Vec<NodeId>) {
-    let mut g = Graph::<f32>::new();
-    let x = g.input("x", [None, Some(784)]).unwrap();
-    let y = g.input("y", [None]).unwrap();
-    let w1 = g
-        .parameter("w1", Array2::from_elem((784, 32), 0.01_f32).into_dyn())
-        .unwrap();
-    let b1 = g.parameter("b1", Array1::zeros(32).into_dyn()).unwrap();
-    let w2 = g
-        .parameter("w2", Array2::from_elem((32, 10), 0.02_f32).into_dyn())
-        .unwrap();
-    let b2 = g.parameter("b2", Array1::zeros(10).into_dyn()).unwrap();
-    let z1 = g.matmul(x, w1).unwrap();
-    let z1 = g.add(z1, b1).unwrap();
-    let h = g.relu(z1).unwrap();
-    let z2 = g.matmul(h, w2).unwrap();
-    let logits = g.add(z2, b2).unwrap();
-    let log_p = g.log_softmax(logits, 1).unwrap();
-    let target = g.one_hot(y, 10).unwrap();
-    let picked = g.mul(target, log_p).unwrap();
-    let per_example = g.sum(picked, &[1]).unwrap();
-    let mean = g.mean_all(per_example).unwrap();
-    let loss = g.neg(mean).unwrap();
-    let mut fetches = vec![loss];
-    fetches.extend(grad(&mut g, loss, &[w1, b1, w2, b2]).unwrap());
-    (g, fetches)
-}
-
 #[test]
 fn a_training_step_allocates_nothing_after_the_first() {
-    let (g, fetches) = reference_training_graph();
+    let (g, fetches) = reference_training_graph().unwrap();
     let mut plan = compile(&g, &fetches).unwrap();
     let big_x =
         Array2::from_shape_fn((128, 784), |(i, j)| ((i + j) % 255) as f32 / 255.0).into_dyn();

@@ -1,0 +1,40 @@
+//! The reference model's training graph built with the graph and autodiff crates alone
+//! (Dense 784->32 relu, Dense 32->10, log-softmax cross-entropy, gradients of the four
+//! parameters), shared by `benches/training_step.rs`, `examples/profile_step.rs` and
+//! `tests/no_alloc.rs` through `#[path]`, so the three measure the same graph.
+
+use dendrite_autodiff::{grad, AutodiffError};
+use dendrite_graph::{Graph, NodeId};
+use ndarray::{Array1, Array2};
+
+/// The graph and its fetches: the loss, then the gradients of `w1`, `b1`, `w2`, `b2`.
+/// Feeds: `x` of shape `[batch, 784]` and `y` of shape `[batch]` (class indices).
+pub fn reference_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffError> {
+    let mut g = Graph::<f32>::new();
+    let x = g.input("x", [None, Some(784)])?;
+    let y = g.input("y", [None])?;
+    let w1 = Array2::from_shape_fn((784, 32), |(i, j)| {
+        ((i * 31 + j * 17) % 13) as f32 * 0.01 - 0.06
+    });
+    let w1 = g.parameter("w1", w1.into_dyn())?;
+    let b1 = g.parameter("b1", Array1::zeros(32).into_dyn())?;
+    let w2 = Array2::from_shape_fn((32, 10), |(i, j)| {
+        ((i * 7 + j * 5) % 11) as f32 * 0.05 - 0.25
+    });
+    let w2 = g.parameter("w2", w2.into_dyn())?;
+    let b2 = g.parameter("b2", Array1::zeros(10).into_dyn())?;
+    let z1 = g.matmul(x, w1)?;
+    let z1 = g.add(z1, b1)?;
+    let h = g.relu(z1)?;
+    let z2 = g.matmul(h, w2)?;
+    let logits = g.add(z2, b2)?;
+    let log_p = g.log_softmax(logits, 1)?;
+    let target = g.one_hot(y, 10)?;
+    let picked = g.mul(target, log_p)?;
+    let per_example = g.sum(picked, &[1])?;
+    let mean = g.mean_all(per_example)?;
+    let loss = g.neg(mean)?;
+    let mut fetches = vec![loss];
+    fetches.extend(grad(&mut g, loss, &[w1, b1, w2, b2])?);
+    Ok((g, fetches))
+}
