@@ -32,10 +32,39 @@ pub trait Element:
     fn of(value: f64) -> Self;
     /// Converts to `f64` (exact for both `f32` and `f64`).
     fn as_f64(self) -> f64;
+    /// The slice as `f32`s when `Self` is `f32`, else `None`: lets a kernel written for `f32`
+    /// (the matrix product's AVX2 path) take generic data without a cast.
+    ///
+    /// ```
+    /// use dendrite_graph::Element;
+    /// assert!(<f32 as Element>::as_f32_slice(&[1.0_f32]).is_some());
+    /// assert!(<f64 as Element>::as_f32_slice(&[1.0_f64]).is_none());
+    /// ```
+    fn as_f32_slice(values: &[Self]) -> Option<&[f32]> {
+        let _ = values;
+        None
+    }
+    /// The mutable counterpart of [`Element::as_f32_slice`].
+    ///
+    /// ```
+    /// use dendrite_graph::Element;
+    /// let mut v = [1.0_f32];
+    /// assert!(<f32 as Element>::as_f32_slice_mut(&mut v).is_some());
+    /// ```
+    fn as_f32_slice_mut(values: &mut [Self]) -> Option<&mut [f32]> {
+        let _ = values;
+        None
+    }
 }
 
 impl Element for f32 {
     const NAME: &'static str = "f32";
+    fn as_f32_slice(values: &[Self]) -> Option<&[f32]> {
+        Some(values)
+    }
+    fn as_f32_slice_mut(values: &mut [Self]) -> Option<&mut [f32]> {
+        Some(values)
+    }
     #[inline]
     fn of(value: f64) -> Self {
         value as f32

@@ -3,26 +3,39 @@
 //! GEMM crates (`gemm`, `matrixmultiply`) pack their operands into scratch buffers that they
 //! allocate on every call. For the products of a small network (a batch of 32 against a
 //! 784x32 kernel) packing costs about as much as the arithmetic, and the allocation breaks the
-//! promise that a training step allocates nothing. So the common layouts go through two
+//! promise that a training step allocates nothing. So the common layouts go through
 //! packing-free kernels here, and only unusual or large layouts go to the `gemm` crate:
 //!
-//! - *row panel* (`b` has unit column stride): a block of `MR` rows of `c` is accumulated as
-//!   `c[i, j..j+NB] += a[i, p] * b[p, j..j+NB]` over `p`, an outer product per step whose `MR x
-//!   NB` accumulators stay in registers (4 x 16 floats = 8 AVX registers).
-//! - *dot* (`a` has unit column stride and `b` unit row stride, i.e. `a bᵀ` with both stored
-//!   row-major): each `c[i, j]` is a contiguous dot product.
+//! - `f32` on x86-64 with AVX2 and FMA (the training case): [`avx2`], 6x16 register tiles over
+//!   raw pointers whose bounds are proven once per call, about 100 GFLOP/s on one Zen 2 core
+//!   for the reference model's 784-wide products (the portable kernels below: 55). A `b` read
+//!   across its rows is copied row-major onto the stack first when it is small.
+//! - everything else (`f64`, other CPUs), in safe code compiled twice (see below):
+//!   - *row panel* (`b` has unit column stride): a block of `MR` rows of `c` is accumulated as
+//!     `c[i, j..j+NB] += a[i, p] * b[p, j..j+NB]` over `p`, an outer product per step whose
+//!     `MR x NB` accumulators stay in registers (4 x 16 floats = 8 AVX registers).
+//!   - *dot* (`a` has unit column stride and `b` unit row stride, i.e. `a bᵀ` with both stored
+//!     row-major): each `c[i, j]` is a contiguous dot product.
 //!
-//! Each element of `c` is summed over `p` in increasing order whatever the blocking. The
-//! kernels run on the calling thread: splitting the reference model's products across the
-//! second core through rayon made an epoch 1.9x *slower* (waking a parked worker costs more
-//! than half of a 30 µs product), measured with `examples/mnist` and `RAYON_NUM_THREADS`.
+//! Each element of `c` is summed over `p` in increasing order whatever the blocking (the dot
+//! kernel: in eight interleaved partial sums). The kernels run on the calling thread. Two ways
+//! of using the second core were measured with `examples/mnist` and rejected: rayon (an epoch
+//! 1.9x *slower*: waking a parked worker costs more than half of a 30 µs product), and a helper
+//! thread spinning on an atomic, which hands over half the rows in well under a microsecond and
+//! makes the products alone 1.4x faster at batch 128, but makes training 2x slower: the weight
+//! update and the batch writing then store to lines the other core has just read, and on the
+//! 2-core VM it was measured on every such line costs a cross-core invalidation (Adam and the
+//! batch conversion each became 5x slower).
 //!
-//! On x86-64 the kernels are compiled a second time with AVX2 and FMA enabled and chosen at run
+//! The safe kernels are compiled a second time with AVX2 and FMA enabled and chosen at run
 //! time; the portable build (SSE2) uses separate multiply and add, the AVX2 build fused
 //! multiply-add, so the two differ in the last bit: a given machine always takes the same one.
 
 use crate::Element;
 use ndarray::{ArrayView2, ArrayViewMut2};
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 /// Products with more multiply-adds than this go to the `gemm` crate, whose cache blocking pays
 /// at that size (and whose allocation is then negligible).
@@ -62,6 +75,10 @@ pub(crate) fn matmul_into<F: Element>(
     let (m, k) = a.dim();
     let n = b.ncols();
     let small = m.saturating_mul(n).saturating_mul(k) <= LARGE;
+    #[cfg(target_arch = "x86_64")]
+    if small && avx2_fma() && fast_f32(a, b, c, (m, k, n)) {
+        return;
+    }
     if let (true, Some(am), Some(bm), Some(cs)) = (small, Mat::of(a), Mat::of(b), c.as_slice_mut())
     {
         let row_panel = bm.cs == 1 && (am.cs == 1 || am.rs == 1);
@@ -73,6 +90,75 @@ pub(crate) fn matmul_into<F: Element>(
     }
     library_gemm(a, b, c);
 }
+
+/// Whether this CPU has AVX2 and FMA (cached by the standard library after the first call).
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// The `f32` product through the AVX2 kernel of [`avx2`]. Returns `false` (nothing written) when the
+/// kernel does not apply: not `f32`, `c` not row-major, or `b` neither row-contiguous nor small
+/// enough to copy into a row-contiguous stack buffer.
+#[cfg(target_arch = "x86_64")]
+fn fast_f32<F: Element>(
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    c: &mut ArrayViewMut2<'_, F>,
+    (m, k, n): (usize, usize, usize),
+) -> bool {
+    use avx2::Strided;
+    let (Some(am), Some(bm), Some(cs)) = (Mat::of(a), Mat::of(b), c.as_slice_mut()) else {
+        return false;
+    };
+    let (Some(af), Some(bf), Some(cf)) = (
+        F::as_f32_slice(am.flat),
+        F::as_f32_slice(bm.flat),
+        F::as_f32_slice_mut(cs),
+    ) else {
+        return false;
+    };
+    let a = Strided {
+        flat: af,
+        rs: am.rs,
+        cs: am.cs,
+    };
+    // A `b` read across its rows (the `d · wᵀ` of a backward pass) is copied row-major first
+    // when it is small; copying 320 floats costs less than the strided reads it saves.
+    let mut packed = [0.0_f32; PACK];
+    let b = if bm.cs == 1 {
+        Strided {
+            flat: bf,
+            rs: bm.rs,
+            cs: 1,
+        }
+    } else if k * n <= PACK {
+        for (p, row) in packed.chunks_exact_mut(n.max(1)).take(k).enumerate() {
+            for (j, slot) in row.iter_mut().enumerate() {
+                match bf.get(p * bm.rs + j * bm.cs) {
+                    Some(&v) => *slot = v,
+                    None => return false,
+                }
+            }
+        }
+        Strided {
+            flat: &packed[..k * n],
+            rs: n,
+            cs: 1,
+        }
+    } else {
+        return false;
+    };
+    // SAFETY: `fast_f32` is only called after `avx2_fma()` returned true.
+    #[allow(unsafe_code)]
+    unsafe {
+        avx2::product(a, b, cf, (m, k, n))
+    }
+}
+
+/// The largest `k x n` of a strided `b` copied row-major on the stack (16 KiB).
+#[cfg(target_arch = "x86_64")]
+const PACK: usize = 4096;
 
 /// Runs the kernels compiled for the best instruction set this CPU has.
 fn dispatch<F: Element>(

@@ -1,0 +1,174 @@
+//! The `f32` matrix-product kernel for x86-64 with AVX2 and FMA, written with `std::arch`
+//! intrinsics over raw pointers.
+//!
+//! `c[i, j] = Σ_p a[i, p] b[p, j]` for a block of rows of `c`, with `b`'s rows contiguous and
+//! `a` read through any strides. `c` is cut into tiles of `MR` rows by `8·NV` columns whose
+//! `MR x NV` vector accumulators stay in registers; one step over `p` loads `NV` vectors of
+//! `b`, broadcasts `MR` elements of `a` and issues `MR·NV` fused multiply-adds. Zen 2 retires
+//! two FMAs per cycle with a latency of five, so at least ten independent accumulators are
+//! needed to keep both units busy. The tile is 6x16 (12 accumulators, 2 vectors of `b` and one
+//! broadcast: 15 of the 16 AVX registers; a 3x32 tile needs 17 and spills), and 8x8 for a last
+//! strip of at most 8 columns. Six rows per tile also means each vector of `b` fetched from L2
+//! feeds six multiply-adds, which is what the 784x32 kernel of the reference model, streamed
+//! from L2 once per tile, needs. The safe generic kernels in `mod.rs` use 4x16 blocks (8
+//! accumulators) and pay a bounds check per load; this one proves its bounds once, up front.
+//!
+//! Each element of `c` is one accumulator lane summed over `p` in increasing order, whatever
+//! the tile it falls in, so a ragged edge never changes a result.
+
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::{
+    __m256, __m256i, _mm256_broadcast_ss, _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps,
+    _mm256_maskload_ps, _mm256_maskstore_ps, _mm256_set1_epi32, _mm256_setr_epi32,
+    _mm256_setzero_ps, _mm256_storeu_ps,
+};
+
+/// One operand of the product: element `(i, j)` is `flat[i*rs + j*cs]`.
+#[derive(Clone, Copy)]
+pub(super) struct Strided<'a> {
+    pub flat: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+/// Whether `rows x cols` elements at strides `(rs, cs)` all lie inside a slice of length `len`.
+fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
+    if rows == 0 || cols == 0 {
+        return true;
+    }
+    let last = (rows - 1)
+        .checked_mul(rs)
+        .and_then(|r| (cols - 1).checked_mul(cs).and_then(|c| r.checked_add(c)));
+    matches!(last, Some(l) if l < len)
+}
+
+/// `c = a b` (`a`: m x k, `b`: k x n with unit column stride, `c` row-major). Returns `false`,
+/// doing nothing, when the slices do not cover the shapes (the caller then takes another
+/// path).
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn product(
+    a: Strided<'_>,
+    b: Strided<'_>,
+    c: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+) -> bool {
+    let bounds_hold = b.cs == 1
+        && m.checked_mul(n) == Some(c.len())
+        && fits(a.flat.len(), m, k, a.rs, a.cs)
+        && fits(b.flat.len(), k, n, b.rs, 1);
+    if !bounds_hold {
+        return false;
+    }
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return true;
+    }
+    let mut j0 = 0;
+    while j0 < n {
+        let left = n - j0;
+        // Widest tile first; the last one of a row masks the columns past `n`.
+        j0 += if left > 8 {
+            tiles::<6, 2>(a, b, c, m, j0, left, k, n)
+        } else {
+            tiles::<8, 1>(a, b, c, m, j0, left, k, n)
+        };
+    }
+    true
+}
+
+/// All row tiles of one column strip `j0 .. j0 + min(8·NV, left)`; returns the strip's width.
+///
+/// # Safety
+///
+/// AVX2 and FMA are available, and `product` has checked the bounds: every `a[i, p]` for
+/// `i < m`, `p < k` and every `b[p, j]` for `j < n` is inside its slice, and `c` holds `m` rows
+/// of `n`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tiles<const MR: usize, const NV: usize>(
+    a: Strided<'_>,
+    b: Strided<'_>,
+    c: &mut [f32],
+    m: usize,
+    j0: usize,
+    left: usize,
+    k: usize,
+    n: usize,
+) -> usize {
+    let width = left.min(8 * NV);
+    // Lanes of the last vector that exist: lane l is on when l < width - 8 (NV - 1).
+    let live = (width - 8 * (NV - 1)) as i32;
+    let mask: __m256i = _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(live),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    );
+    let full = live == 8;
+    let b_strip = b.flat.as_ptr().add(j0);
+    let mut r0 = 0;
+    while r0 < m {
+        let valid = MR.min(m - r0);
+        // A ragged bottom tile repeats its last row instead of reading past `a`.
+        let a_rows: [*const f32; MR] =
+            std::array::from_fn(|r| a.flat.as_ptr().add((r0 + r.min(valid - 1)) * a.rs));
+        let acc = tile::<MR, NV>(a_rows, a.cs, b_strip, b.rs, k, mask, full);
+        let c_tile = c.as_mut_ptr().add(r0 * n + j0);
+        for (r, acc_row) in acc.iter().enumerate().take(valid) {
+            let c_row = c_tile.add(r * n);
+            for (v, &x) in acc_row.iter().enumerate() {
+                if v + 1 < NV || full {
+                    _mm256_storeu_ps(c_row.add(8 * v), x);
+                } else {
+                    _mm256_maskstore_ps(c_row.add(8 * v), mask, x);
+                }
+            }
+        }
+        r0 += MR;
+    }
+    width
+}
+
+/// One `MR x 8·NV` tile summed over `p in 0..k`.
+///
+/// # Safety
+///
+/// AVX2 and FMA are available; `a_rows[r] + p*a_cs` is readable for `p < k`, and so is
+/// `b + p*b_rs + l` for `p < k` and every lane `l` of the strip that the mask (on the last
+/// vector) lets through.
+#[inline(always)]
+unsafe fn tile<const MR: usize, const NV: usize>(
+    a_rows: [*const f32; MR],
+    a_cs: usize,
+    b: *const f32,
+    b_rs: usize,
+    k: usize,
+    mask: __m256i,
+    full: bool,
+) -> [[__m256; NV]; MR] {
+    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    for p in 0..k {
+        let b_row = b.add(p * b_rs);
+        let mut bv = [_mm256_setzero_ps(); NV];
+        for (v, slot) in bv.iter_mut().enumerate() {
+            *slot = if v + 1 < NV || full {
+                _mm256_loadu_ps(b_row.add(8 * v))
+            } else {
+                _mm256_maskload_ps(b_row.add(8 * v), mask)
+            };
+        }
+        for (acc_row, &a_row) in acc.iter_mut().zip(&a_rows) {
+            let x = _mm256_broadcast_ss(&*a_row.add(p * a_cs));
+            for (t, &y) in acc_row.iter_mut().zip(&bv) {
+                *t = _mm256_fmadd_ps(x, y, *t);
+            }
+        }
+    }
+    acc
+}
