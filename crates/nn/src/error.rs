@@ -157,6 +157,14 @@ pub enum NnError {
         hint: &'static str,
     },
 
+    /// The thread writing batches ahead of the training steps stopped without a result (it
+    /// reports its errors as values, so this is only the answer to its panicking).
+    #[error("the batch-writing thread stopped during epoch {epoch}; training stopped with the weights of the last completed step")]
+    BatchWriterStopped {
+        /// 1-based epoch.
+        epoch: usize,
+    },
+
     /// The training loss became NaN or infinite; the update of that step was not applied.
     #[error("loss became {value} at epoch {epoch}, step {step}; training stopped and the weights are those after the last finite step")]
     NonFiniteLoss {

@@ -107,25 +107,37 @@ pub(crate) fn forward_select<F: Element>(
     mut out: ArrayViewMutD<'_, F>,
 ) -> Result<()> {
     // Fast path (relu and its gradient): each operand contiguous and either full-size or a
-    // single element.
-    if let (Some(c), Some(a), Some(b)) = (
+    // single element, the condition full-size. One loop per combination, so each is a plain
+    // zip that compiles to vector blends (a per-element "which kind is it" test would not).
+    if let (Some(c), Some(a), Some(b), Some(os)) = (
         inputs[0].as_slice(),
         inputs[1].as_slice(),
         inputs[2].as_slice(),
+        out.as_slice_mut(),
     ) {
-        if let Some(os) = out.as_slice_mut() {
-            let n = os.len();
-            let ok = |s: &[F]| s.len() == n || s.len() == 1;
-            if ok(c) && ok(a) && ok(b) {
-                let at = |s: &[F], i: usize| if s.len() == 1 { s[0] } else { s[i] };
-                for (i, o) in os.iter_mut().enumerate() {
-                    *o = if at(c, i) != F::zero() {
-                        at(a, i)
-                    } else {
-                        at(b, i)
-                    };
+        let n = os.len();
+        let pick = |c: F, a: F, b: F| if c != F::zero() { a } else { b };
+        if c.len() == n {
+            match (a.len(), b.len(), a.first(), b.first()) {
+                (la, lb, _, _) if la == n && lb == n => {
+                    for (((o, &c), &a), &b) in os.iter_mut().zip(c).zip(a).zip(b) {
+                        *o = pick(c, a, b);
+                    }
+                    return Ok(());
                 }
-                return Ok(());
+                (la, 1, _, Some(&b)) if la == n => {
+                    for ((o, &c), &a) in os.iter_mut().zip(c).zip(a) {
+                        *o = pick(c, a, b);
+                    }
+                    return Ok(());
+                }
+                (1, lb, Some(&a), _) if lb == n => {
+                    for ((o, &c), &b) in os.iter_mut().zip(c).zip(b) {
+                        *o = pick(c, a, b);
+                    }
+                    return Ok(());
+                }
+                _ => {}
             }
         }
     }

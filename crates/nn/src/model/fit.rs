@@ -1,6 +1,7 @@
 //! The training loop.
 
 use super::config::{EpochLogs, FitConfig, History, Validation};
+use super::prefetch;
 use super::progress::Progress;
 use super::run::{check_data, evaluate_range, Batch};
 use super::{Network, Sequential, Training};
@@ -57,7 +58,10 @@ impl<F: Float> Sequential<F> {
     /// One step: write the batch into the reused buffers, run the compiled training plan (loss,
     /// correct counts, gradients), check that the loss is finite, then let the optimizer update
     /// every parameter in place from the fetched gradients. The loss is checked *before* the
-    /// update, so a NaN stops training with the weights of the last finite step.
+    /// update, so a NaN stops training with the weights of the last finite step. With two or
+    /// more [threads](FitConfig::threads) and data stored as bytes ([`Features::pixels`](crate::Features::pixels)), the
+    /// next batch's bytes are gathered on a second thread while the current one trains; results
+    /// are the same either way.
     pub fn fit<D: Data<F> + ?Sized>(
         &mut self,
         data: &D,
@@ -122,6 +126,9 @@ impl<F: Float> Sequential<F> {
 
         let batch_size = config.batch_size.min(train_len);
         let mut batch = Batch::new(batch_size, features, targets);
+        // The two buffers a second thread gathers batches' bytes into, one step ahead.
+        let mut staging = (config.threads_value() >= 2 && data.pixels().is_some())
+            .then(|| [0, 1].map(|_| Vec::with_capacity(batch_size * features)));
         let mut order = EpochOrder::new(train_len, config.seed);
         let mut progress = Progress::new(config.verbosity, config.epochs, "accuracy");
         let mut history = History::default();
@@ -140,6 +147,7 @@ impl<F: Float> Sequential<F> {
                 data,
                 &order,
                 &mut batch,
+                staging.as_mut(),
                 batch_size,
                 epoch,
                 &mut progress,
@@ -218,7 +226,9 @@ fn validate<F: Float, D: Data<F> + ?Sized>(
     )
 }
 
-/// One epoch of training steps; returns the mean loss and the first metric's accuracy.
+/// One epoch of training steps; returns the mean loss and the first metric's accuracy. With
+/// staging buffers and data stored as bytes, each batch's bytes are gathered one step ahead on a
+/// second thread (see [`prefetch`]).
 #[allow(clippy::too_many_arguments)]
 fn train_epoch<F: Float, D: Data<F> + ?Sized>(
     net: &mut Network<F>,
@@ -226,54 +236,92 @@ fn train_epoch<F: Float, D: Data<F> + ?Sized>(
     data: &D,
     order: &EpochOrder,
     batch: &mut Batch<F>,
+    staging: Option<&mut [Vec<u8>; 2]>,
     batch_size: usize,
     epoch: usize,
     progress: &mut Progress,
 ) -> Result<(f64, Option<f64>)> {
     let mut loss_mean = Mean::default();
     let mut accuracy = Mean::default();
-    let n_metrics = training.metrics.len();
-    let first_metric = training.metrics.first().copied();
     let steps = order.len().div_ceil(batch_size);
-    for (s, indices) in order.batches(batch_size)?.enumerate() {
-        let n = indices.len();
-        batch.fill(data, indices)?;
-        let feeds = batch.feeds(n)?;
-        let out = training
-            .train
-            .run(&net.graph, &feeds)
-            .map_err(label_error)?;
-        let loss = out.scalar(0)?.as_f64();
-        if !loss.is_finite() {
-            return Err(NnError::NonFiniteLoss {
-                epoch,
-                step: s + 1,
-                value: loss,
-            });
-        }
+    let mut run_step = |s: usize, batch: &Batch<F>, n: usize| -> Result<()> {
+        let loss = train_step(net, training, batch, n, epoch, s, &mut accuracy)?;
         loss_mean.update(loss, n as f64);
-        if let Some(m) = first_metric {
-            accuracy.add_sum(out.scalar(1)?.as_f64(), m.count(n, net.width) as f64);
-        }
-        training.optimizer.begin_step(training.step);
-        for (k, &p) in net.params.iter().enumerate() {
-            let grad = out.get(1 + n_metrics + k)?;
-            let grad = grad
-                .as_slice()
-                .ok_or_else(|| non_contiguous(&net.graph, p))?;
-            let mut param = net.graph.parameter_mut(p)?;
-            match param.as_slice_mut() {
-                Some(w) => training.optimizer.update(k, w, grad)?,
-                None => return Err(non_contiguous(&net.graph, p)),
-            }
-        }
-        training.step += 1;
         let step = s + 1;
         if step % PROGRESS_EVERY == 0 || step == 1 || step == steps {
             progress.step(step, loss_mean.result().unwrap_or(loss), accuracy.result());
         }
+        Ok(())
+    };
+    match (staging, data.pixels()) {
+        (Some([front, back]), Some(pixels)) if steps > 1 => {
+            let features = batch.features;
+            prefetch::pipelined(
+                pixels,
+                features,
+                order.batches(batch_size)?,
+                front,
+                back,
+                epoch,
+                |s, staged, indices| {
+                    batch.fill_staged(data, staged, indices)?;
+                    run_step(s, batch, indices.len())
+                },
+            )?;
+        }
+        _ => {
+            for (s, indices) in order.batches(batch_size)?.enumerate() {
+                batch.fill(data, indices)?;
+                run_step(s, batch, indices.len())?;
+            }
+        }
     }
     Ok((loss_mean.result().unwrap_or(f64::NAN), accuracy.result()))
+}
+
+/// One training step on the `n` samples in `batch`: run the training plan, check the loss,
+/// update every parameter. Returns the loss; adds the first metric's correct count to
+/// `accuracy`.
+fn train_step<F: Float>(
+    net: &mut Network<F>,
+    training: &mut Training<F>,
+    batch: &Batch<F>,
+    n: usize,
+    epoch: usize,
+    s: usize,
+    accuracy: &mut Mean,
+) -> Result<f64> {
+    let n_metrics = training.metrics.len();
+    let feeds = batch.feeds(n)?;
+    let out = training
+        .train
+        .run(&net.graph, &feeds)
+        .map_err(label_error)?;
+    let loss = out.scalar(0)?.as_f64();
+    if !loss.is_finite() {
+        return Err(NnError::NonFiniteLoss {
+            epoch,
+            step: s + 1,
+            value: loss,
+        });
+    }
+    if let Some(m) = training.metrics.first() {
+        accuracy.add_sum(out.scalar(1)?.as_f64(), m.count(n, net.width) as f64);
+    }
+    training.optimizer.begin_step(training.step);
+    for (k, &p) in net.params.iter().enumerate() {
+        let grad = out.get(1 + n_metrics + k)?;
+        let grad = grad
+            .as_slice()
+            .ok_or_else(|| non_contiguous(&net.graph, p))?;
+        let mut param = net.graph.parameter_mut(p)?;
+        match param.as_slice_mut() {
+            Some(w) => training.optimizer.update(k, w, grad)?,
+            None => return Err(non_contiguous(&net.graph, p)),
+        }
+    }
+    training.step += 1;
+    Ok(loss)
 }
 
 fn non_contiguous<F: Float>(g: &dendrite_graph::Graph<F>, p: dendrite_graph::NodeId) -> NnError {

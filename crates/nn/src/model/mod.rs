@@ -3,6 +3,7 @@
 
 mod config;
 mod fit;
+mod prefetch;
 mod progress;
 mod run;
 mod summary;
