@@ -38,6 +38,7 @@ mod graph;
 pub mod ops;
 mod plan;
 mod shape;
+mod vexp;
 
 pub use dot::to_dot;
 pub use element::Element;

@@ -87,9 +87,19 @@ pub(crate) fn forward_unary<F: Element>(
             _ => Zip::from(out).and(x).for_each(|o, &v| *o = f(v)),
         }
     }
+    if let (UnaryOp::Exp, Some(xs), Some(os)) = (op, x.as_slice(), out.as_slice_mut()) {
+        // Contiguous exp: copy, then the vectorized `f32` exp in place (see `vexp`).
+        os.copy_from_slice(xs);
+        crate::vexp::exp_in_place(os);
+        return;
+    }
     match op {
         UnaryOp::Neg => map(x, &mut out, |v| -v),
-        UnaryOp::Exp => map(x, &mut out, F::exp),
+        UnaryOp::Exp => map(x, &mut out, |v| {
+            let mut one = [v];
+            crate::vexp::exp_in_place(&mut one);
+            one[0]
+        }),
         UnaryOp::Log => map(x, &mut out, F::ln),
         UnaryOp::Sqrt => map(x, &mut out, F::sqrt),
         UnaryOp::Tanh => map(x, &mut out, F::tanh),
