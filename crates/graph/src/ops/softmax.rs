@@ -68,7 +68,9 @@ fn lanes_contiguous<F: Element>(xs: &[F], ys: &mut [F], width: usize) {
         let m = lane_max(xl);
         let sum = yl.iter().fold(F::zero(), |s, &e| s + e);
         let log_sum = sum.ln();
-        yl.iter_mut().zip(xl).for_each(|(t, &v)| *t = (v - m) - log_sum);
+        yl.iter_mut()
+            .zip(xl)
+            .for_each(|(t, &v)| *t = (v - m) - log_sum);
     }
 }
 

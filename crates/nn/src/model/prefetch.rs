@@ -77,14 +77,24 @@ where
     std::thread::scope(|scope| {
         let (job_tx, job_rx) = sync_channel::<Job<'b, 'd>>(1);
         let (done_tx, done_rx) = sync_channel::<(Job<'b, 'd>, Result<()>)>(1);
-        let writer = scope.spawn(move || {
-            while let Ok((staged, indices)) = recv(&job_rx) {
-                let gathered = gather(pixels, features, indices, staged);
-                if done_tx.send(((staged, indices), gathered)).is_err() {
-                    break;
+        let spawned = std::thread::Builder::new()
+            .name("dendrite-batch-writer".into())
+            .spawn_scoped(scope, move || {
+                while let Ok((staged, indices)) = recv(&job_rx) {
+                    let gathered = gather(pixels, features, indices, staged);
+                    if done_tx.send(((staged, indices), gathered)).is_err() {
+                        break;
+                    }
                 }
+            });
+        let Ok(writer) = spawned else {
+            // No thread to be had (a resource limit): gather on this thread instead.
+            for (s, indices) in batches.enumerate() {
+                gather(pixels, features, indices, front)?;
+                step(s, front, indices)?;
             }
-        });
+            return Ok(());
+        };
         let run = || -> Result<()> {
             let stopped = || NnError::BatchWriterStopped { epoch };
             let mut batches = batches;
