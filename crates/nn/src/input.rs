@@ -67,23 +67,6 @@ pub trait Features<F: Float> {
     /// # Errors
     /// A buffer of the wrong length or an index out of range.
     fn write_features(&self, indices: &[usize], out: &mut [F]) -> Result<()>;
-    /// The samples as stored bytes, when [`write_features`](Features::write_features) writes
-    /// each byte `p` as [`BatchFloat::from_pixels`](crate::data::BatchFloat::from_pixels) of it
-    /// (`p / 255`) and sample `i` is bytes `i * features() .. (i + 1) * features()`: true of
-    /// [`Dataset`]. `fit` then gathers the next batch's bytes on a second thread while a step
-    /// trains, and only converts them on the training thread. `None` (the default) otherwise.
-    ///
-    /// ```
-    /// use dendrite_nn::Features;
-    /// let data = dendrite_nn::data::synthetic_digits(2, 0);
-    /// let bytes = Features::<f32>::pixels(&data).map(<[u8]>::len);
-    /// assert_eq!(bytes, Some(2 * 784));
-    /// let x = ndarray::array![[0.5_f32]];
-    /// assert!(Features::<f32>::pixels(&x.view()).is_none());
-    /// ```
-    fn pixels(&self) -> Option<&[u8]> {
-        None
-    }
 }
 
 /// Inputs with targets: what `fit` and `evaluate` take.
@@ -166,10 +149,6 @@ impl<F: Float> Features<F> for Dataset {
     /// [`Dataset::write_images`]: `pixel / 255`, into `[0, 1]`.
     fn write_features(&self, indices: &[usize], out: &mut [F]) -> Result<()> {
         Ok(self.write_images(indices, out)?)
-    }
-    /// [`Dataset::images`].
-    fn pixels(&self) -> Option<&[u8]> {
-        Some(self.images())
     }
 }
 

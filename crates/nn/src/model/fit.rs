@@ -59,10 +59,9 @@ impl<F: Float> Sequential<F> {
     /// correct counts, gradients), check that the loss is finite, then let the optimizer update
     /// every parameter in place from the fetched gradients. The loss is checked *before* the
     /// update, so a NaN stops training with the weights of the last finite step. With two or
-    /// more [threads](FitConfig::threads) and data stored as bytes ([`Features::pixels`](crate::Features::pixels)), the
-    /// next batch's bytes are gathered on a second thread while the current one trains; results
-    /// are the same either way.
-    pub fn fit<D: Data<F> + ?Sized>(
+    /// more [threads](FitConfig::threads), a second thread writes the next batches while the
+    /// current one trains (hence `Sync` data); results are the same bits either way.
+    pub fn fit<D: Data<F> + Sync + ?Sized>(
         &mut self,
         data: &D,
         mut config: FitConfig<'_, F>,
@@ -126,9 +125,12 @@ impl<F: Float> Sequential<F> {
 
         let batch_size = config.batch_size.min(train_len);
         let mut batch = Batch::new(batch_size, features, targets);
-        // The two buffers a second thread gathers batches' bytes into, one step ahead.
-        let mut staging = (config.threads_value() >= 2 && data.pixels().is_some())
-            .then(|| [0, 1].map(|_| Vec::with_capacity(batch_size * features)));
+        // The ring of buffers a second thread writes batches into, ahead of the steps.
+        let mut ring = (config.threads_value() >= 2).then(|| {
+            (0..prefetch::DEPTH)
+                .map(|_| Batch::new(batch_size, features, targets))
+                .collect::<Vec<_>>()
+        });
         let mut order = EpochOrder::new(train_len, config.seed);
         let mut progress = Progress::new(config.verbosity, config.epochs, "accuracy");
         let mut history = History::default();
@@ -147,7 +149,7 @@ impl<F: Float> Sequential<F> {
                 data,
                 &order,
                 &mut batch,
-                staging.as_mut(),
+                ring.as_mut(),
                 batch_size,
                 epoch,
                 &mut progress,
@@ -226,17 +228,17 @@ fn validate<F: Float, D: Data<F> + ?Sized>(
     )
 }
 
-/// One epoch of training steps; returns the mean loss and the first metric's accuracy. With
-/// staging buffers and data stored as bytes, each batch's bytes are gathered one step ahead on a
-/// second thread (see [`prefetch`]).
+/// One epoch of training steps; returns the mean loss and the first metric's accuracy. With a
+/// ring of batch buffers, the batches are written ahead on a second thread (see [`prefetch`]);
+/// without, one after another into `batch`.
 #[allow(clippy::too_many_arguments)]
-fn train_epoch<F: Float, D: Data<F> + ?Sized>(
+fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
     net: &mut Network<F>,
     training: &mut Training<F>,
     data: &D,
     order: &EpochOrder,
     batch: &mut Batch<F>,
-    staging: Option<&mut [Vec<u8>; 2]>,
+    ring: Option<&mut Vec<Batch<F>>>,
     batch_size: usize,
     epoch: usize,
     progress: &mut Progress,
@@ -253,20 +255,14 @@ fn train_epoch<F: Float, D: Data<F> + ?Sized>(
         }
         Ok(())
     };
-    match (staging, data.pixels()) {
-        (Some([front, back]), Some(pixels)) if steps > 1 => {
-            let features = batch.features;
+    match ring {
+        Some(ring) if steps > 1 => {
             prefetch::pipelined(
-                pixels,
-                features,
                 order.batches(batch_size)?,
-                front,
-                back,
+                ring.iter_mut().collect(),
+                |buffer: &mut Batch<F>, indices: &[usize]| buffer.fill(data, indices),
                 epoch,
-                |s, staged, indices| {
-                    batch.fill_staged(data, staged, indices)?;
-                    run_step(s, batch, indices.len())
-                },
+                |s, filled: &Batch<F>, indices| run_step(s, filled, indices.len()),
             )?;
         }
         _ => {

@@ -1,28 +1,30 @@
-//! Gathering the next batch's bytes on a second thread while the current one trains.
+//! Writing the next batches on a second thread while the current one trains.
 //!
 //! Writing a shuffled MNIST batch means fetching its images from all over 47 MB of pixels,
-//! mostly from main memory with a TLB miss per image, then converting them to floats. The
-//! fetching is most of it: about 25 µs of a 200 µs step at batch 128 (reference model, 2-core
-//! Zen 2). Nothing in a step depends on the *next* batch, so a writer thread copies the next
-//! batch's image bytes into one of two staging buffers while the training thread runs the step,
-//! and the training thread converts the staged bytes itself (one sequential pass, a few µs).
+//! mostly from main memory with a TLB miss per image, then converting them to floats: about
+//! 9 µs of a step at batch 32 and 35 µs at batch 128 (reference model, 2-core Zen 2). Nothing in
+//! a step depends on the batches after it, so a writer thread fills batch buffers ahead of the
+//! training thread, which only reads them. The buffers rotate through a ring of [`DEPTH`].
 //!
-//! Why this split, measured on that machine: reading lines another core wrote is about as fast
-//! as reading one's own L2 when it streams (784 KB: 14 µs either way), but *storing* to lines
-//! the other core holds is not (100 KB: 12 µs instead of 3.5). A writer that produced the float
-//! batch itself stored 400 KB per step into lines the step had just read and ran 18x slower, and
-//! the step's products, reading the floats across cores tile by tile, 1.3x slower: no gain at
-//! all. Staging bytes moves 4x less data across, read once in order, and the training thread
-//! stores only to its own lines. (Splitting the matrix products between cores failed for the
-//! same reason, see the graph crate's `gemm` module.)
+//! Measured with `examples/mnist` at batch 128 (seconds per epoch, three runs each): all on one
+//! thread 0.094; the writer one step ahead (two buffers) 0.079; two steps ahead (three)
+//! 0.078, kept; three ahead 0.078-0.079. Also tried: the writer only gathering the image
+//! *bytes* and the training thread converting them (4x less data crossing between cores)
+//! 0.082: the conversion costs the training thread more than reading floats another core
+//! wrote. Splitting the matrix products between the cores, the other way to use the second
+//! core, made training slower (see the graph crate's `gemm` module): there both cores store,
+//! every step, to lines the other has just read.
 //!
-//! Hand-offs go through two one-slot channels, polled (see [`recv`]) so that neither side
-//! pays a futex wake-up while steps keep coming, and nothing is allocated per step.
+//! Hand-offs go through two channels of `DEPTH - 1` slots, polled (see [`recv`]) so that
+//! neither side pays a futex wake-up while steps keep coming, and nothing is allocated per
+//! step.
 
-use crate::data::DataError;
 use crate::error::{NnError, Result};
 use std::sync::mpsc::{sync_channel, Receiver, RecvError, TryRecvError};
 use std::time::{Duration, Instant};
+
+/// Batch buffers in the ring: the one training plus those being written ahead.
+pub(crate) const DEPTH: usize = 3;
 
 /// How long a side polls an empty channel before it starts sleeping between polls. Longer than
 /// any training step of a small model, so neither thread sleeps during an epoch; short enough
@@ -56,65 +58,74 @@ fn recv<T>(rx: &Receiver<T>) -> std::result::Result<T, RecvError> {
     }
 }
 
-/// Runs `step` on every batch of `batches` in order, each batch's samples gathered from
-/// `pixels` (`features` bytes per sample) into one of `front` and `back` by a writer thread one
-/// step ahead. `step` gets the step number (from 0), the staged bytes and the batch's indices.
-/// Stops at the first error, from gathering or from `step`; `epoch` only names the epoch in an
-/// error.
-pub(crate) fn pipelined<'d, 'b, S>(
-    pixels: &'d [u8],
-    features: usize,
+/// Runs `step` on every batch of `batches` in order, each written by `fill` into one of
+/// `buffers` on a writer thread, `buffers.len() - 1` steps ahead. `step` gets the step number
+/// (from 0), the filled buffer and the batch's indices. Stops at the first error, from `fill` or
+/// from `step`; `epoch` only names the epoch in an error.
+pub(crate) fn pipelined<'d, 'b, B, W, S>(
     batches: impl Iterator<Item = &'d [usize]>,
-    front: &'b mut Vec<u8>,
-    back: &'b mut Vec<u8>,
+    buffers: Vec<&'b mut B>,
+    fill: W,
     epoch: usize,
     mut step: S,
 ) -> Result<()>
 where
-    S: FnMut(usize, &[u8], &[usize]) -> Result<()>,
+    B: Send,
+    W: Fn(&mut B, &[usize]) -> Result<()> + Sync,
+    S: FnMut(usize, &B, &[usize]) -> Result<()>,
 {
-    type Job<'b, 'd> = (&'b mut Vec<u8>, &'d [usize]);
     std::thread::scope(|scope| {
-        let (job_tx, job_rx) = sync_channel::<Job<'b, 'd>>(1);
-        let (done_tx, done_rx) = sync_channel::<(Job<'b, 'd>, Result<()>)>(1);
+        let ahead = buffers.len().max(2) - 1;
+        let (job_tx, job_rx) = sync_channel::<(&'b mut B, &'d [usize])>(ahead);
+        let (done_tx, done_rx) = sync_channel::<((&'b mut B, &'d [usize]), Result<()>)>(ahead);
         let spawned = std::thread::Builder::new()
             .name("dendrite-batch-writer".into())
-            .spawn_scoped(scope, move || {
-                while let Ok((staged, indices)) = recv(&job_rx) {
-                    let gathered = gather(pixels, features, indices, staged);
-                    if done_tx.send(((staged, indices), gathered)).is_err() {
-                        break;
+            .spawn_scoped(scope, {
+                let fill = &fill;
+                move || {
+                    while let Ok((buffer, indices)) = recv(&job_rx) {
+                        let filled = fill(buffer, indices);
+                        if done_tx.send(((buffer, indices), filled)).is_err() {
+                            break;
+                        }
                     }
                 }
             });
+        let mut buffers = buffers;
         let Ok(writer) = spawned else {
-            // No thread to be had (a resource limit): gather on this thread instead.
+            // No thread to be had (a resource limit): write each batch on this thread.
+            let Some(buffer) = buffers.pop() else {
+                return Err(NnError::BatchWriterStopped { epoch });
+            };
             for (s, indices) in batches.enumerate() {
-                gather(pixels, features, indices, front)?;
-                step(s, front, indices)?;
+                fill(buffer, indices)?;
+                step(s, buffer, indices)?;
             }
             return Ok(());
         };
         let run = || -> Result<()> {
             let stopped = || NnError::BatchWriterStopped { epoch };
             let mut batches = batches;
-            let Some(first) = batches.next() else {
-                return Ok(());
-            };
-            job_tx.send((front, first)).map_err(|_| stopped())?;
-            let mut spare = Some(back);
-            for s in 0.. {
-                let ((current, indices), gathered) = recv(&done_rx).map_err(|_| stopped())?;
-                gathered?;
-                let next = batches.next();
-                if let (Some(next), Some(buffer)) = (next, spare.take()) {
+            let mut in_flight = 0;
+            while in_flight < ahead {
+                let (Some(indices), Some(buffer)) = (batches.next(), buffers.pop()) else {
+                    break;
+                };
+                job_tx.send((buffer, indices)).map_err(|_| stopped())?;
+                in_flight += 1;
+            }
+            let mut s = 0;
+            while in_flight > 0 {
+                let ((current, indices), filled) = recv(&done_rx).map_err(|_| stopped())?;
+                in_flight -= 1;
+                filled?;
+                if let (Some(next), Some(buffer)) = (batches.next(), buffers.pop()) {
                     job_tx.send((buffer, next)).map_err(|_| stopped())?;
+                    in_flight += 1;
                 }
                 step(s, current, indices)?;
-                if next.is_none() {
-                    break;
-                }
-                spare = Some(current);
+                buffers.push(current);
+                s += 1;
             }
             Ok(())
         };
@@ -129,22 +140,4 @@ where
             (Ok(()), Ok(())) => Ok(()),
         }
     })
-}
-
-/// Copies the bytes of samples `indices` into `staged`, one after another. `staged` keeps its
-/// capacity (reserved for a full batch), so nothing is allocated.
-fn gather(pixels: &[u8], features: usize, indices: &[usize], staged: &mut Vec<u8>) -> Result<()> {
-    staged.clear();
-    let samples = pixels.len() / features.max(1);
-    for &i in indices {
-        let row = i
-            .checked_mul(features)
-            .and_then(|start| pixels.get(start..start + features))
-            .ok_or(DataError::IndexOutOfRange {
-                index: i,
-                len: samples,
-            })?;
-        staged.extend_from_slice(row);
-    }
-    Ok(())
 }

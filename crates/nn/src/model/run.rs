@@ -47,30 +47,6 @@ impl<F: Float> Batch<F> {
         data.write_targets(indices, self.targets, y)
     }
 
-    /// Writes a batch whose image bytes were already gathered into `staged` (one sample after
-    /// another, as [`Features::pixels`] stores them): the features are the same floats
-    /// [`Features::write_features`] writes, the targets come from `data`.
-    pub(crate) fn fill_staged<D: Data<F> + ?Sized>(
-        &mut self,
-        data: &D,
-        staged: &[u8],
-        indices: &[usize],
-    ) -> Result<()> {
-        let n = indices.len();
-        let (f, w) = (self.features, self.targets.width());
-        let x = self
-            .x
-            .get_mut(..n * f)
-            .filter(|x| x.len() == staged.len())
-            .ok_or_else(|| too_small("features", n * f))?;
-        F::from_pixels(staged, x);
-        let y = self
-            .y
-            .get_mut(..n * w)
-            .ok_or_else(|| too_small("targets", n * w))?;
-        data.write_targets(indices, self.targets, y)
-    }
-
     /// The fed views of a batch of `n` samples: inputs `[n, features]` and targets `[n]` (class
     /// indices) or `[n, width]`.
     pub(crate) fn feeds(&self, n: usize) -> Result<[(&'static str, ArrayViewD<'_, F>); 2]> {
