@@ -19,7 +19,7 @@
 //! type, where accuracy is the point and speed is not.
 
 /// `ln 2` in two parts: `C1` has 9 significant bits, so `n * C1` is exact for `|n| <= 2^15`.
-const C1: f32 = 0.693_359_375;
+const C1: f32 = 355.0 / 512.0;
 const C2: f32 = -2.121_944_4e-4;
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 
@@ -41,7 +41,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let er = p * r2 + r + 1.0;
     // 2^n in two factors, each a normal float for n in [-150, 129]: the product then rounds
     // into the subnormals or overflows to infinity exactly as e^x does. Each factor is built
