@@ -26,35 +26,46 @@ use std::time::{Duration, Instant};
 /// Batch buffers in the ring: the one training plus those being written ahead.
 pub(crate) const DEPTH: usize = 3;
 
-/// How long a side polls an empty channel before it starts sleeping between polls. Longer than
-/// any training step of a small model, so neither thread sleeps during an epoch; short enough
-/// that an idle writer stops burning its core almost at once.
-const SPIN_FOR: Duration = Duration::from_millis(2);
+/// How long a side polls an empty channel with the CPU's spin hint alone: long enough for a
+/// batch that is almost ready, short enough not to matter if the other thread is not running.
+const SPIN_FOR: Duration = Duration::from_micros(20);
 
-/// The sleep between polls after [`SPIN_FOR`]: by then steps take milliseconds, so waking up to
-/// this much late costs a few percent at most.
+/// How long it then keeps polling, yielding its core between polls: when the two threads share
+/// one core (a busy machine, or a process limited to one CPU) the other thread runs at once
+/// instead of after a scheduler time slice. Measured with both threads held on one core: 1.02
+/// s per epoch at batch 128 with spinning alone, about the one-thread time with yielding.
+/// Longer than any training step of a small model, so an epoch never sleeps.
+const YIELD_FOR: Duration = Duration::from_millis(2);
+
+/// The sleep between polls after that: by then steps take milliseconds, so waking up to this
+/// much late costs a few percent at most, and an idle writer stops using its core.
 const NAP: Duration = Duration::from_micros(100);
 
-/// Receives from `rx`, polling for up to [`SPIN_FOR`], then polling with naps. Never blocks on
-/// the channel itself: a blocking receive registers a waker, which allocates, and training
-/// steps do not allocate.
+/// Receives from `rx`: polls, spinning for [`SPIN_FOR`], then yielding until [`YIELD_FOR`],
+/// then napping. Never blocks on the channel itself: a blocking receive registers a waker,
+/// which allocates, and training steps do not allocate.
 fn recv<T>(rx: &Receiver<T>) -> std::result::Result<T, RecvError> {
     let start = Instant::now();
     let mut polls = 0_u32;
-    let mut napping = false;
     loop {
         match rx.try_recv() {
             Ok(value) => return Ok(value),
             Err(TryRecvError::Disconnected) => return Err(RecvError),
             Err(TryRecvError::Empty) => {}
         }
-        if napping {
-            std::thread::sleep(NAP);
+        polls = polls.wrapping_add(1);
+        if polls < 64 {
+            std::hint::spin_loop();
             continue;
         }
-        polls = polls.wrapping_add(1);
-        napping = polls % 64 == 0 && start.elapsed() > SPIN_FOR;
-        std::hint::spin_loop();
+        let waited = start.elapsed();
+        if waited < SPIN_FOR {
+            std::hint::spin_loop();
+        } else if waited < YIELD_FOR {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(NAP);
+        }
     }
 }
 
