@@ -169,7 +169,7 @@ fn dispatch<F: Element>(
     row_panel: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA, the features `kernels_avx2` is compiled for;
         // the function itself is safe code.
         #[allow(unsafe_code)]

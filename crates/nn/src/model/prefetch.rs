@@ -9,9 +9,9 @@
 //! Measured with `examples/mnist` at batch 128 (seconds per epoch, three runs each): all on one
 //! thread 0.094; the writer one step ahead (two buffers) 0.079; two steps ahead (three)
 //! 0.078, kept; three ahead 0.078-0.079. Also tried: the writer only gathering the image
-//! *bytes* and the training thread converting them (4x less data crossing between cores)
-//! 0.082: the conversion costs the training thread more than reading floats another core
-//! wrote. Splitting the matrix products between the cores, the other way to use the second
+//! *bytes* and the training thread converting them (4x less data crossing between cores):
+//! 0.081-0.085 against 0.076-0.081, ten alternating runs each; the conversion costs the
+//! training thread more than reading floats another core wrote. Splitting the matrix products between the cores, the other way to use the second
 //! core, made training slower (see the graph crate's `gemm` module): there both cores store,
 //! every step, to lines the other has just read.
 //!
