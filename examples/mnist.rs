@@ -95,10 +95,15 @@ fn plot_format(path: &std::path::Path) -> Option<PlotFormat> {
 }
 
 fn load(args: &Args) -> Result<Mnist, String> {
-    let dir = args.data.clone().or_else(mnist_dir_from_env);
+    // Where the directory came from goes into any error, so the user knows what to fix.
+    let (dir, given_by) = match &args.data {
+        Some(dir) => (Some(dir.clone()), "--data"),
+        None => (mnist_dir_from_env(), MNIST_DIR_ENV),
+    };
     match dir {
         Some(dir) => {
-            let data = load_mnist(&dir).map_err(|e| e.to_string())?;
+            let data =
+                load_mnist(&dir).map_err(|e| format!("{e} (directory given by {given_by})"))?;
             println!(
                 "data: MNIST from {} ({} training, {} test images)",
                 dir.display(),

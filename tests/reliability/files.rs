@@ -286,7 +286,7 @@ fn data_directory_does_not_exist() -> TestResult {
     assert_eq!(
         err.to_string(),
         format!(
-            "data directory {} does not exist or is not a directory (set DENDRITE_MNIST_DIR to the folder holding the MNIST files)",
+            "data directory {} does not exist or is not a directory (it must hold the four MNIST IDX files, e.g. train-images-idx3-ubyte.gz)",
             absent.display()
         )
     );
@@ -357,7 +357,24 @@ fn mnist_example_reports_bad_data_in_one_line() -> TestResult {
         for bad in ["panicked", "RUST_BACKTRACE", "stack backtrace"] {
             assert!(!stderr.contains(bad), "{stderr}");
         }
+        // The line says where the directory came from, and only that.
+        assert!(line.ends_with("(directory given by --data)"), "{line}");
+        assert!(!line.contains("DENDRITE_MNIST_DIR"), "{line}");
     }
+    // Given by the environment instead, the line names the variable.
+    let absent = wrong.path().join("absent");
+    let out = std::process::Command::new(&example)
+        .env("DENDRITE_MNIST_DIR", &absent)
+        .args(["--epochs", "1"])
+        .output()?;
+    let stderr = String::from_utf8(out.stderr)?;
+    assert!(!out.status.success());
+    assert!(
+        stderr
+            .trim_end()
+            .ends_with("(directory given by DENDRITE_MNIST_DIR)"),
+        "{stderr}"
+    );
     Ok(())
 }
 

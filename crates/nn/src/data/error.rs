@@ -46,7 +46,7 @@ impl std::fmt::Display for IdxPart {
 #[non_exhaustive]
 pub enum DataError {
     /// The data directory does not exist (or is not a directory).
-    #[error("data directory {} does not exist or is not a directory (set {} to the folder holding the MNIST files)", path.display(), super::MNIST_DIR_ENV)]
+    #[error("data directory {} does not exist or is not a directory (it must hold the four MNIST IDX files, e.g. train-images-idx3-ubyte.gz)", path.display())]
     MissingDir {
         /// The directory that was looked for.
         path: PathBuf,
