@@ -152,3 +152,126 @@ where
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DataError;
+
+    /// A fill that writes each batch's indices, doubled, into its buffer.
+    fn double(buffer: &mut Vec<usize>, indices: &[usize]) -> Result<()> {
+        buffer.clear();
+        buffer.extend(indices.iter().map(|i| 2 * i));
+        Ok(())
+    }
+
+    /// Every batch reaches `step` once, in order, with its own contents, whatever the ring
+    /// size and however the batches divide (a short last batch, a single batch, none).
+    #[test]
+    fn steps_see_every_batch_in_order() -> Result<()> {
+        for depth in 2..=5 {
+            for (len, batch) in [(0, 4), (1, 4), (4, 4), (10, 3), (37, 8)] {
+                let order: Vec<usize> = (0..len).rev().collect();
+                let mut ring: Vec<Vec<usize>> = vec![Vec::with_capacity(batch); depth];
+                let mut seen = Vec::new();
+                pipelined(
+                    order.chunks(batch),
+                    ring.iter_mut().collect(),
+                    double,
+                    1,
+                    |s, filled: &Vec<usize>, indices| {
+                        assert_eq!(filled.len(), indices.len());
+                        assert!(filled.iter().zip(indices).all(|(f, i)| *f == 2 * i));
+                        seen.push((s, indices.to_vec()));
+                        Ok(())
+                    },
+                )?;
+                let expected: Vec<(usize, Vec<usize>)> = order
+                    .chunks(batch)
+                    .map(<[usize]>::to_vec)
+                    .enumerate()
+                    .collect();
+                assert_eq!(seen, expected, "depth {depth}, {len} samples by {batch}");
+            }
+        }
+        Ok(())
+    }
+
+    /// An error while writing batch k stops the epoch with that error after steps 0..k, and
+    /// the writer thread ends (the call returns rather than hanging).
+    #[test]
+    fn a_writing_error_stops_at_its_batch() {
+        let order: Vec<usize> = (0..20).collect();
+        let mut ring: Vec<Vec<usize>> = vec![Vec::new(); 3];
+        let mut steps = Vec::new();
+        let result = pipelined(
+            order.chunks(2),
+            ring.iter_mut().collect(),
+            |buffer: &mut Vec<usize>, indices: &[usize]| {
+                if indices.contains(&10) {
+                    return Err(DataError::IndexOutOfRange { index: 10, len: 10 }.into());
+                }
+                double(buffer, indices)
+            },
+            7,
+            |s, _: &Vec<usize>, _| {
+                steps.push(s);
+                Ok(())
+            },
+        );
+        assert!(matches!(
+            result,
+            Err(NnError::Data(DataError::IndexOutOfRange { index: 10, .. }))
+        ));
+        assert_eq!(steps, vec![0, 1, 2, 3, 4]);
+    }
+
+    /// An error from a step stops the epoch at once, with the writer still ahead.
+    #[test]
+    fn a_step_error_stops_the_epoch() {
+        let order: Vec<usize> = (0..50).collect();
+        let mut ring: Vec<Vec<usize>> = vec![Vec::new(); 3];
+        let mut steps = 0;
+        let result = pipelined(
+            order.chunks(5),
+            ring.iter_mut().collect(),
+            double,
+            2,
+            |s, _: &Vec<usize>, _| {
+                steps += 1;
+                if s == 3 {
+                    return Err(NnError::ZeroEpochs);
+                }
+                Ok(())
+            },
+        );
+        assert!(matches!(result, Err(NnError::ZeroEpochs)));
+        assert_eq!(steps, 4);
+    }
+
+    /// A panic on the writer thread becomes an error naming the epoch, not a panic in `fit`.
+    #[test]
+    fn a_panicking_writer_is_an_error() {
+        let order: Vec<usize> = (0..8).collect();
+        let mut ring: Vec<Vec<usize>> = vec![Vec::new(); 3];
+        let result = pipelined(
+            order.chunks(2),
+            ring.iter_mut().collect(),
+            |buffer: &mut Vec<usize>, indices: &[usize]| {
+                if indices.contains(&4) {
+                    #[allow(clippy::panic)]
+                    {
+                        panic!("a bug in a Data implementation");
+                    }
+                }
+                double(buffer, indices)
+            },
+            3,
+            |_, _: &Vec<usize>, _| Ok(()),
+        );
+        assert!(matches!(
+            result,
+            Err(NnError::BatchWriterStopped { epoch: 3 })
+        ));
+    }
+}
