@@ -43,6 +43,29 @@ fn tanh_derivative_is_one_minus_tanh_squared() {
 }
 
 #[test]
+fn erf_derivative_is_a_gaussian_bump() {
+    // d erf x / dx = (2/√π) e^(-x²);  d² erf x / dx² = -2x (2/√π) e^(-x²)
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [5]).unwrap();
+    let e = g.erf(x).unwrap();
+    let y = g.sum_all(e).unwrap();
+    let dx = grad(&mut g, y, &[x]).unwrap();
+    let d1 = g.sum_all(dx[0]).unwrap();
+    let ddx = grad(&mut g, d1, &[x]).unwrap();
+    let xv = arr1(&[-2.0, -0.5, 0.0, 0.7, 3.0]).into_dyn();
+    let out = eval(&g, &[dx[0], ddx[0]], &[("x", xv.view())]);
+    let bump = xv.mapv(|v| std::f64::consts::FRAC_2_SQRT_PI * (-v * v).exp());
+    assert!(close(&out[0], &bump, 1e-15), "{} vs {bump}", out[0]);
+    assert_eq!(out[0][2], std::f64::consts::FRAC_2_SQRT_PI);
+    let curvature = &bump * &xv.mapv(|v| -2.0 * v);
+    assert!(
+        close(&out[1], &curvature, 1e-15),
+        "{} vs {curvature}",
+        out[1]
+    );
+}
+
+#[test]
 fn hessian_of_quadratic_form_is_a_plus_a_transpose() {
     // f(x) = xᵀ A x  ⇒  ∇f = (A + Aᵀ) x,  H = A + Aᵀ
     let a_val = arr2(&[[1.0, 2.0, -1.0], [0.5, 3.0, 4.0], [-2.0, 0.0, 1.5]]);

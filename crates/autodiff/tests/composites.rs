@@ -73,6 +73,11 @@ proptest! {
     }
 
     #[test]
+    fn gelu_tanh(x in shape().prop_flat_map(|s| values_in(s, -4.0..4.0))) {
+        prop(both(&x, Box::new(|g, x| g.gelu_tanh(x[0]))))?;
+    }
+
+    #[test]
     fn softmax((x, axis) in with_axis()) {
         prop(both(&x, Box::new(move |g, x| g.softmax(x[0], axis))))?;
     }

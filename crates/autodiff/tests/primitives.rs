@@ -78,6 +78,7 @@ primitive_tests!(
     sqrt,
     tanh,
     abs,
+    erf,
     pow,
     add,
     sub,

@@ -164,7 +164,8 @@ impl<F: Element> Graph<F> {
         self.add(pos, l)
     }
 
-    /// GELU, tanh approximation: `½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+    /// GELU, `x Φ(x) = ½ x (1 + erf(x / √2))`: the input weighted by the probability that a
+    /// standard normal variable is below it. Keras' `gelu` (its default `approximate=False`).
     ///
     /// ```
     /// # let mut g = dendrite_graph::Graph::<f32>::new();
@@ -173,6 +174,24 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn gelu(&mut self, x: NodeId) -> Result<NodeId> {
+        let z = self.scale(x, std::f64::consts::FRAC_1_SQRT_2)?;
+        let e = self.erf(z)?;
+        let one = self.scalar(1.0);
+        let one_plus = self.add(one, e)?;
+        let half_x = self.scale(x, 0.5)?;
+        self.mul(half_x, one_plus)
+    }
+
+    /// GELU's tanh approximation, `½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))` (Keras'
+    /// `gelu(approximate=True)`, the form GPT-2 used); within 0.0005 of [`Graph::gelu`].
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let y = g.gelu_tanh(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn gelu_tanh(&mut self, x: NodeId) -> Result<NodeId> {
         let x3 = self.pow(x, 3.0)?;
         let c = self.scale(x3, 0.044715)?;
         let inner = self.add(x, c)?;

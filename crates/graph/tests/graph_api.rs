@@ -96,6 +96,7 @@ fn every_primitive_name_is_an_op_name() {
         UnaryOp::Sqrt,
         UnaryOp::Tanh,
         UnaryOp::Abs,
+        UnaryOp::Erf,
     ] {
         assert!(names.contains(&op.name()));
     }

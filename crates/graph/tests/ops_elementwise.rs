@@ -56,6 +56,27 @@ fn abs() {
 }
 
 #[test]
+fn erf() {
+    // Reference values from the series erf x = (2/√π) Σ (-1)^n x^(2n+1) / (n! (2n+1)), summed
+    // in f64 for |x| <= 2 (it converges fast there); erf is odd, tends to ±1, keeps NaN.
+    fn series(x: f64) -> f64 {
+        let (mut term, mut sum) = (x, x);
+        for n in 1..60 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        sum * std::f64::consts::FRAC_2_SQRT_PI
+    }
+    let xs = [0.0, 0.1, 0.5, 1.0, -1.0, 1.5, -2.0];
+    let want: Vec<f64> = xs.iter().map(|&x| series(x)).collect();
+    let y = unary(&t(&[7], &xs), |g, x| g.erf(x));
+    assert_close(&y, &t(&[7], &want), 1e-15);
+    assert!((want[3] - 0.842_700_792_949_715).abs() < 1e-15);
+    let tails = unary(&t(&[5], &[6.0, -6.0, INF, -INF, NAN]), |g, x| g.erf(x));
+    assert_same(&tails, &t(&[5], &[1.0, -1.0, 1.0, -1.0, NAN]));
+}
+
+#[test]
 fn pow_and_powi() {
     let x = t(&[4], &[-2.0, 3.0, 0.5, 0.0]);
     assert_same(
@@ -91,6 +112,7 @@ fn unary_ops_on_rank_0_and_empty_tensors() {
         UnaryOp::Sqrt,
         UnaryOp::Tanh,
         UnaryOp::Abs,
+        UnaryOp::Erf,
     ] {
         let y = Op::Unary(build)
             .evaluate::<f64>("y", &[t(&[0, 3], &[]).view()])

@@ -21,7 +21,8 @@ use dendrite_graph::{Graph, GraphError, NodeId};
 /// | `Sigmoid` | `1 / (1 + e^-x)` |
 /// | `Tanh` | `tanh x` |
 /// | `Softmax` | `e^x_i / Σ_j e^x_j` over the last axis |
-/// | `Gelu` | `½ x (1 + tanh(√(2/π)(x + 0.044715 x³)))`, the tanh approximation (Keras' `approximate=True`) |
+/// | `Gelu` | `x Φ(x) = ½ x (1 + erf(x/√2))` (Keras' `gelu`, whose default is the exact form) |
+/// | `GeluTanh` | `½ x (1 + tanh(√(2/π)(x + 0.044715 x³)))` (Keras' `gelu(approximate=True)`) |
 ///
 /// As a layer it has no parameters and keeps the shape:
 ///
@@ -48,8 +49,10 @@ pub enum Activation {
     Tanh,
     /// Softmax over the last axis.
     Softmax,
-    /// Gaussian error linear unit (tanh approximation).
+    /// Gaussian error linear unit, exact (through `erf`).
     Gelu,
+    /// Gaussian error linear unit, tanh approximation (within 0.0005 of `Gelu`).
+    GeluTanh,
 }
 
 impl Activation {
@@ -67,6 +70,7 @@ impl Activation {
             Activation::Tanh => "tanh",
             Activation::Softmax => "softmax",
             Activation::Gelu => "gelu",
+            Activation::GeluTanh => "gelu_tanh",
         }
     }
 
@@ -98,6 +102,7 @@ impl Activation {
                 g.softmax(x, rank.saturating_sub(1))
             }
             Activation::Gelu => g.gelu(x),
+            Activation::GeluTanh => g.gelu_tanh(x),
         }
     }
 

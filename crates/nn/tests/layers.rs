@@ -49,10 +49,21 @@ fn activations_compute_their_formulas() {
     let soft: Vec<f64> = xs.iter().map(|x| x.exp() / total).collect();
     close(&apply(Activation::Softmax, &xs), &soft);
     let c = (2.0 / std::f64::consts::PI).sqrt();
-    let gelu: Vec<f64> = xs
+    let gelu_tanh: Vec<f64> = xs
         .iter()
         .map(|x| 0.5 * x * (1.0 + (c * (x + 0.044715 * x.powi(3))).tanh()))
         .collect();
+    close(&apply(Activation::GeluTanh, &xs), &gelu_tanh);
+    // x Φ(x), with Φ(0.5) = 0.6914624612740131 and Φ(2) = 0.9772498680518208 from normal
+    // tables (Φ(3) = 0.9986501019683699), Φ(-x) = 1 - Φ(x).
+    let phi = [
+        1.0 - 0.9772498680518208,
+        1.0 - 0.6914624612740131,
+        0.5,
+        0.6914624612740131,
+        0.9986501019683699,
+    ];
+    let gelu: Vec<f64> = xs.iter().zip(phi).map(|(x, p)| x * p).collect();
     close(&apply(Activation::Gelu, &xs), &gelu);
 }
 

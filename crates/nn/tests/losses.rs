@@ -252,4 +252,5 @@ fn names_match_keras() {
     assert_eq!(Loss::MeanAbsoluteError.name(), "mean_absolute_error");
     assert_eq!(Metric::Accuracy.name(), "accuracy");
     assert_eq!(Activation::Gelu.name(), "gelu");
+    assert_eq!(Activation::GeluTanh.name(), "gelu_tanh");
 }

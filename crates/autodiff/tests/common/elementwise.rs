@@ -20,6 +20,7 @@ pub fn entries() -> Vec<(&'static str, Entry)> {
         ("sqrt", D(positive_values, sqrt)),
         ("tanh", D(any_values, tanh)),
         ("abs", D(nonzero_values, abs)),
+        ("erf", D(any_values, erf)),
         ("pow", D(pow_cases, pow)),
         ("add", D(pairs, add)),
         ("sub", D(pairs, sub)),
@@ -106,6 +107,10 @@ fn sqrt(c: &Case) -> R {
 
 fn tanh(c: &Case) -> R {
     unary(c, |g, x| g.tanh(x[0]))
+}
+
+fn erf(c: &Case) -> R {
+    unary(c, |g, x| g.erf(x[0]))
 }
 
 fn abs(c: &Case) -> R {

@@ -208,6 +208,7 @@ impl Op {
             "sqrt",
             "tanh",
             "abs",
+            "erf",
             "pow",
             "add",
             "sub",

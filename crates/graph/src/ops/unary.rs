@@ -1,5 +1,5 @@
-//! Elementwise functions of one operand: `neg`, `exp`, `log`, `sqrt`, `tanh`, `abs`, and `pow`
-//! by a scalar exponent.
+//! Elementwise functions of one operand: `neg`, `exp`, `log`, `sqrt`, `tanh`, `abs`, `erf`,
+//! and `pow` by a scalar exponent.
 //!
 //! Shape rule: the output has the operand's shape.
 //!
@@ -11,6 +11,7 @@
 //! | sqrt | `√x` | `1 / (2√x) = 1 / (2y)` |
 //! | tanh | `tanh x` | `1 - tanh² x = 1 - y²` |
 //! | abs | `|x|` | `sign x` (0 at the kink x = 0: the subgradient of least norm) |
+//! | erf | `(2/√π) ∫₀ˣ e^(-t²) dt` | `(2/√π) e^(-x²)` |
 //! | pow | `x^p` | `p x^(p-1)` |
 
 use crate::error::Result;
@@ -38,6 +39,8 @@ pub enum UnaryOp {
     Tanh,
     /// Absolute value.
     Abs,
+    /// The error function `(2/√π) ∫₀ˣ e^(-t²) dt` (the exact GELU is built on it).
+    Erf,
 }
 
 impl UnaryOp {
@@ -54,6 +57,7 @@ impl UnaryOp {
             UnaryOp::Sqrt => "sqrt",
             UnaryOp::Tanh => "tanh",
             UnaryOp::Abs => "abs",
+            UnaryOp::Erf => "erf",
         }
     }
 
@@ -71,8 +75,16 @@ impl UnaryOp {
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Tanh => x.tanh(),
             UnaryOp::Abs => x.abs(),
+            UnaryOp::Erf => erf(x),
         }
     }
+}
+
+/// `erf x` through the `libm` crate (musl's, accurate to about 1 ulp), computed in `f64` and
+/// rounded once, so the `f32` result is within half an ulp of the true value or one more.
+#[inline]
+fn erf<F: Element>(x: F) -> F {
+    F::of(libm::erf(x.as_f64()))
 }
 
 pub(crate) fn forward_unary<F: Element>(
@@ -104,6 +116,7 @@ pub(crate) fn forward_unary<F: Element>(
         UnaryOp::Sqrt => map(x, &mut out, F::sqrt),
         UnaryOp::Tanh => map(x, &mut out, F::tanh),
         UnaryOp::Abs => map(x, &mut out, F::abs),
+        UnaryOp::Erf => map(x, &mut out, erf),
     }
 }
 
@@ -155,6 +168,15 @@ pub(crate) fn vjp_unary<F: Element>(
         UnaryOp::Abs => {
             let sign = g.sign(x)?;
             g.mul(y_bar, sign)?
+        }
+        // d erf x = (2/√π) e^(-x²): a Gaussian bump, so erf is smooth everywhere
+        UnaryOp::Erf => {
+            let x2 = g.mul(x, x)?;
+            let minus_x2 = g.neg(x2)?;
+            let bump = g.exp(minus_x2)?;
+            let two_over_sqrt_pi = g.scalar(std::f64::consts::FRAC_2_SQRT_PI);
+            let slope = g.mul(bump, two_over_sqrt_pi)?;
+            g.mul(y_bar, slope)?
         }
     };
     Ok(smallvec![Some(x_bar)])
@@ -264,6 +286,26 @@ impl<F: Element> Graph<F> {
     /// ```
     pub fn abs(&mut self, x: NodeId) -> Result<NodeId> {
         self.unary(UnaryOp::Abs, x)
+    }
+
+    /// The error function `erf x = (2/√π) ∫₀ˣ e^(-t²) dt`, elementwise. Derivative:
+    /// `(2/√π) e^(-x²)`.
+    ///
+    /// ```
+    /// # use dendrite_graph::{compile, Graph};
+    /// let mut g = Graph::<f64>::new();
+    /// let x = g.input("x", [3])?;
+    /// let y = g.erf(x)?;
+    /// let mut plan = compile(&g, &[y])?;
+    /// let v = ndarray::arr1(&[0.0, 1.0, f64::INFINITY]).into_dyn();
+    /// let out = plan.run(&g, &[("x", v.view())])?;
+    /// let e = out.get(0)?;
+    /// assert_eq!((e[0], e[2]), (0.0, 1.0));
+    /// assert!((e[1] - 0.842_700_792_949_715).abs() < 1e-15);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn erf(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Erf, x)
     }
 
     /// `x^p` for a scalar exponent (powf). Derivative: `p x^(p-1)`. Integral exponents are
