@@ -8,9 +8,9 @@
 //! two FMAs per cycle with a latency of five, so at least ten independent accumulators are
 //! needed to keep both units busy. The tile is 6x16 (12 accumulators, 2 vectors of `b` and one
 //! broadcast: 15 of the 16 AVX registers; a 3x32 tile needs 17 and spills), 4x16 for a
-//! remainder of 2 or 4 rows, and 8x8 for a last strip of at most 8 columns. Six rows per tile also means each vector of `b` fetched from L2
-//! feeds six multiply-adds, which is what the 784x32 kernel of the reference model, streamed
-//! from L2 once per tile, needs. The safe generic kernels in `mod.rs` use 4x16 blocks (8
+//! remainder of 2 or 4 rows, and 8x8 for a last strip of at most 8 columns. Six rows per tile
+//! also means each vector of `b` fetched from L2 feeds six multiply-adds, which is what the
+//! 784x32 kernel of the reference model, streamed from L2 once per tile, needs. The safe generic kernels in `mod.rs` use 4x16 blocks (8
 //! accumulators) and pay a bounds check per load; this one proves its bounds once, up front.
 //!
 //! Each element of `c` is one accumulator lane summed over `p` in increasing order, whatever

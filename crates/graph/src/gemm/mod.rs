@@ -97,9 +97,9 @@ fn avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
-/// The `f32` product through the AVX2 kernel of [`avx2`]. Returns `false` (nothing written) when the
-/// kernel does not apply: not `f32`, `c` not row-major, or `b` neither row-contiguous nor small
-/// enough to copy into a row-contiguous stack buffer.
+/// The `f32` product through the AVX2 kernel of [`avx2`]. Returns `false` (nothing written)
+/// when the kernel does not apply: not `f32`, `c` not row-major, or `b` neither
+/// row-contiguous nor small enough to copy into a row-contiguous stack buffer.
 #[cfg(target_arch = "x86_64")]
 fn fast_f32<F: Element>(
     a: &ArrayView2<'_, F>,
@@ -124,8 +124,10 @@ fn fast_f32<F: Element>(
         cs: am.cs,
     };
     // A `b` read across its rows (the `d · wᵀ` of a backward pass) is copied row-major first
-    // when it is small; copying 320 floats costs less than the strided reads it saves.
-    let mut packed = [0.0_f32; PACK];
+    // when it is small; copying 320 floats costs less than the strided reads it saves. The
+    // stack buffer is only initialized on that path: zeroing 16 KiB for every product would
+    // cost more than the small products themselves.
+    let mut packed: [f32; PACK];
     let b = if bm.cs == 1 {
         Strided {
             flat: bf,
@@ -133,13 +135,9 @@ fn fast_f32<F: Element>(
             cs: 1,
         }
     } else if k * n <= PACK {
-        for (p, row) in packed.chunks_exact_mut(n.max(1)).take(k).enumerate() {
-            for (j, slot) in row.iter_mut().enumerate() {
-                match bf.get(p * bm.rs + j * bm.cs) {
-                    Some(&v) => *slot = v,
-                    None => return false,
-                }
-            }
+        packed = [0.0; PACK];
+        if !pack_rows(bf, bm.rs, bm.cs, (k, n), &mut packed) {
+            return false;
         }
         Strided {
             flat: &packed[..k * n],
@@ -159,6 +157,24 @@ fn fast_f32<F: Element>(
 /// The largest `k x n` of a strided `b` copied row-major on the stack (16 KiB).
 #[cfg(target_arch = "x86_64")]
 const PACK: usize = 4096;
+
+/// Copies `b` (`k x n`, element `(p, j)` at `flat[p*rs + j*cs]`) row-major into the front of
+/// `out`; `false` if `flat` or `out` does not hold it.
+#[cfg(target_arch = "x86_64")]
+fn pack_rows(flat: &[f32], rs: usize, cs: usize, (k, n): (usize, usize), out: &mut [f32]) -> bool {
+    let Some(rows) = out.get_mut(..k * n) else {
+        return false;
+    };
+    for (p, row) in rows.chunks_exact_mut(n.max(1)).enumerate() {
+        for (j, slot) in row.iter_mut().enumerate() {
+            match flat.get(p * rs + j * cs) {
+                Some(&v) => *slot = v,
+                None => return false,
+            }
+        }
+    }
+    true
+}
 
 /// Runs the kernels compiled for the best instruction set this CPU has.
 fn dispatch<F: Element>(
