@@ -59,6 +59,19 @@ fn pow2(k: f32) -> f32 {
     f32::from_bits((k + SHIFTER).to_bits() << 23)
 }
 
+/// `e^x` for one element: [`exp_f32`] for `f32`, the standard `exp` otherwise. The same
+/// floats as [`exp_in_place`] gives (`exp_f32` uses no fused multiply-add, so no build of it
+/// differs), so the op has one definition however it is evaluated.
+#[inline]
+pub(crate) fn exp<F: crate::Element>(x: F) -> F {
+    let mut one = [x];
+    match F::as_f32_slice_mut(&mut one) {
+        Some([v]) => *v = exp_f32(*v),
+        _ => one[0] = x.exp(),
+    }
+    one[0]
+}
+
 /// `values[i] = e^values[i]` for `f32` ([`exp_f32`], AVX2 when the CPU has it), the standard
 /// `exp` for other types.
 pub(crate) fn exp_in_place<F: crate::Element>(values: &mut [F]) {

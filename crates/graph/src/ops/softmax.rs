@@ -38,9 +38,7 @@ fn lane<F: Element>(x: &[F], y: &mut [F]) {
     let mut sum = F::zero();
     for (t, &v) in y.iter_mut().zip(x) {
         *t = v - m;
-        let mut e = [*t];
-        crate::vexp::exp_in_place(&mut e);
-        sum = sum + e[0];
+        sum = sum + crate::vexp::exp(*t);
     }
     let log_sum = sum.ln();
     y.iter_mut().for_each(|t| *t = *t - log_sum);

@@ -70,7 +70,7 @@ impl UnaryOp {
     pub fn apply<F: Element>(self, x: F) -> F {
         match self {
             UnaryOp::Neg => -x,
-            UnaryOp::Exp => x.exp(),
+            UnaryOp::Exp => crate::vexp::exp(x),
             UnaryOp::Log => x.ln(),
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Tanh => x.tanh(),
@@ -107,11 +107,7 @@ pub(crate) fn forward_unary<F: Element>(
     }
     match op {
         UnaryOp::Neg => map(x, &mut out, |v| -v),
-        UnaryOp::Exp => map(x, &mut out, |v| {
-            let mut one = [v];
-            crate::vexp::exp_in_place(&mut one);
-            one[0]
-        }),
+        UnaryOp::Exp => map(x, &mut out, crate::vexp::exp),
         UnaryOp::Log => map(x, &mut out, F::ln),
         UnaryOp::Sqrt => map(x, &mut out, F::sqrt),
         UnaryOp::Tanh => map(x, &mut out, F::tanh),
