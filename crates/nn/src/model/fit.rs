@@ -230,7 +230,7 @@ fn validate<F: Float, D: Data<F> + ?Sized>(
 
 /// One epoch of training steps; returns the mean loss and the first metric's accuracy. With a
 /// ring of batch buffers, the batches are written ahead on a second thread (see [`prefetch`]);
-/// without, one after another into `batch`.
+/// without, each into `batch` just before its step.
 #[allow(clippy::too_many_arguments)]
 fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
     net: &mut Network<F>,
@@ -255,23 +255,17 @@ fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
         }
         Ok(())
     };
-    match ring {
-        Some(ring) if steps > 1 => {
-            prefetch::pipelined(
-                order.batches(batch_size)?,
-                ring.iter_mut().collect(),
-                |buffer: &mut Batch<F>, indices: &[usize]| buffer.fill(data, indices),
-                epoch,
-                |s, filled: &Batch<F>, indices| run_step(s, filled, indices.len()),
-            )?;
-        }
-        _ => {
-            for (s, indices) in order.batches(batch_size)?.enumerate() {
-                batch.fill(data, indices)?;
-                run_step(s, batch, indices.len())?;
-            }
-        }
-    }
+    let buffers = match ring {
+        Some(ring) => ring.iter_mut().collect(),
+        None => vec![batch],
+    };
+    prefetch::pipelined(
+        order.batches(batch_size)?,
+        buffers,
+        |buffer: &mut Batch<F>, indices: &[usize]| buffer.fill(data, indices),
+        epoch,
+        |s, filled: &Batch<F>, indices| run_step(s, filled, indices.len()),
+    )?;
     Ok((loss_mean.result().unwrap_or(f64::NAN), accuracy.result()))
 }
 

@@ -69,13 +69,15 @@ fn recv<T>(rx: &Receiver<T>) -> std::result::Result<T, RecvError> {
     }
 }
 
-/// Runs `step` on every batch of `batches` in order, each written by `fill` into one of
-/// `buffers` on a writer thread, `buffers.len() - 1` steps ahead. `step` gets the step number
-/// (from 0), the filled buffer and the batch's indices. Stops at the first error, from `fill` or
-/// from `step`; `epoch` only names the epoch in an error.
+/// Runs `step` on every batch of `batches` in order. `step` gets the step number (from 0), the
+/// buffer `fill` wrote the batch into, and the batch's indices. With two or more `buffers` and
+/// two or more batches, a writer thread fills them `buffers.len() - 1` steps ahead; otherwise,
+/// or when no thread can be started, each batch is written into one buffer on this thread just
+/// before its step. Stops at the first error, from `fill` or from `step`; `epoch` only names
+/// the epoch in an error.
 pub(crate) fn pipelined<'d, 'b, B, W, S>(
-    batches: impl Iterator<Item = &'d [usize]>,
-    buffers: Vec<&'b mut B>,
+    batches: impl ExactSizeIterator<Item = &'d [usize]>,
+    mut buffers: Vec<&'b mut B>,
     fill: W,
     epoch: usize,
     mut step: S,
@@ -85,8 +87,11 @@ where
     W: Fn(&mut B, &[usize]) -> Result<()> + Sync,
     S: FnMut(usize, &B, &[usize]) -> Result<()>,
 {
+    if buffers.len() < 2 || batches.len() < 2 {
+        return one_by_one(batches, buffers.pop(), &fill, &mut step, epoch);
+    }
     std::thread::scope(|scope| {
-        let ahead = buffers.len().max(2) - 1;
+        let ahead = buffers.len() - 1;
         let (job_tx, job_rx) = sync_channel::<(&'b mut B, &'d [usize])>(ahead);
         let (done_tx, done_rx) = sync_channel::<((&'b mut B, &'d [usize]), Result<()>)>(ahead);
         let spawned = std::thread::Builder::new()
@@ -102,17 +107,9 @@ where
                     }
                 }
             });
-        let mut buffers = buffers;
         let Ok(writer) = spawned else {
-            // No thread to be had (a resource limit): write each batch on this thread.
-            let Some(buffer) = buffers.pop() else {
-                return Err(NnError::BatchWriterStopped { epoch });
-            };
-            for (s, indices) in batches.enumerate() {
-                fill(buffer, indices)?;
-                step(s, buffer, indices)?;
-            }
-            return Ok(());
+            // No thread to be had (a resource limit).
+            return one_by_one(batches, buffers.pop(), &fill, &mut step, epoch);
         };
         let run = || -> Result<()> {
             let stopped = || NnError::BatchWriterStopped { epoch };
@@ -151,6 +148,31 @@ where
             (Ok(()), Ok(())) => Ok(()),
         }
     })
+}
+
+/// The single-thread epoch: each batch written into `buffer`, then its step.
+fn one_by_one<'d, B, W, S>(
+    batches: impl Iterator<Item = &'d [usize]>,
+    buffer: Option<&mut B>,
+    fill: &W,
+    step: &mut S,
+    epoch: usize,
+) -> Result<()>
+where
+    W: Fn(&mut B, &[usize]) -> Result<()>,
+    S: FnMut(usize, &B, &[usize]) -> Result<()>,
+{
+    let mut batches = batches.enumerate().peekable();
+    if batches.peek().is_none() {
+        return Ok(());
+    }
+    // Callers always pass a buffer; without one no batch could be written.
+    let buffer = buffer.ok_or(NnError::BatchWriterStopped { epoch })?;
+    for (s, indices) in batches {
+        fill(buffer, indices)?;
+        step(s, buffer, indices)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
