@@ -21,7 +21,8 @@
     clippy::panic,
     clippy::result_large_err
 )]
-// The allocation tracker in `reliability/common.rs` implements `GlobalAlloc`, which is unsafe.
+// The allocation tracker (`crates/nn/tests/support/largest_allocation.rs`) implements
+// `GlobalAlloc`, which is unsafe.
 #![allow(unsafe_code)]
 
 // A crate root finds its modules beside it, so the helpers under `reliability/` are named by
@@ -36,6 +37,8 @@ mod disk;
 mod files;
 #[path = "reliability/fuzz.rs"]
 mod fuzz;
+#[path = "../crates/nn/tests/support/largest_allocation.rs"]
+mod largest_allocation;
 
 use common::{classifier, idx_labels, quiet, weight_bits};
 use dendrite_graph::{compile, Graph, GraphError};

@@ -1,10 +1,9 @@
 //! Helpers shared by the reliability tests: scratch directories, hand-built IDX files, small
-//! models, bit patterns, and an allocator that records the largest single allocation.
+//! models, bit patterns, and the largest single allocation (the tracker itself lives in
+//! `crates/nn/tests/support/largest_allocation.rs`, shared with the nn crate's data tests).
 
 use dendrite_nn::data::{TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
 use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -142,41 +141,10 @@ pub fn f64_bits(values: &[f64]) -> Vec<u64> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The largest single allocation made by the current thread, to show that a file whose header
-// lies about its size does not make a reader reserve what it claims.
+// The largest single allocation made by the current thread (the tracker shared with the nn
+// crate's data tests), and what a file of a given length justifies.
 
-struct Tracking;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; `note` only touches a
-// const-initialised thread-local `Cell`, which neither allocates nor has a destructor.
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Tracking = Tracking;
+pub use crate::largest_allocation::largest_allocation;
 
 /// The largest single allocation a reader may make for a file of `len` bytes: the file itself,
 /// or for gzip (a name ending in `.gz`) what deflate can expand it to (at most 1032:1) plus the
@@ -189,11 +157,4 @@ pub fn justified(name: &str, len: usize) -> usize {
     } else {
         len + BOOKKEEPING
     }
-}
-
-/// Runs `f` and returns its result with the largest single allocation it made on this thread.
-pub fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    LARGEST.with(|c| c.set(0));
-    let r = f();
-    (r, LARGEST.with(Cell::get))
 }

@@ -2,11 +2,10 @@
 //! digits, datasets and batching.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-// The counting allocator below needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
+// The allocation tracker (`support/largest_allocation.rs`) needs `unsafe impl GlobalAlloc`; it
+// only forwards to `System`.
 #![allow(unsafe_code)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,49 +16,9 @@ use dendrite_nn::data::{
 };
 use proptest::prelude::*;
 
-// ---------------------------------------------------------------------------------------------
-// Largest single allocation made by the current thread, to show that a lying header does not
-// make the reader reserve what it claims.
-
-struct Tracking;
-
-thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn note(size: usize) {
-    let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; `note` only touches a
-// const-initialised thread-local `Cell`, which does not allocate.
-unsafe impl GlobalAlloc for Tracking {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Tracking = Tracking;
-
-/// Runs `f` and returns its result with the largest single allocation it made.
-fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    LARGEST.with(|c| c.set(0));
-    let r = f();
-    (r, LARGEST.with(Cell::get))
-}
+#[path = "support/largest_allocation.rs"]
+mod largest_allocation;
+use largest_allocation::largest_allocation;
 
 // ---------------------------------------------------------------------------------------------
 // Hand-built IDX files.
