@@ -37,6 +37,8 @@ mod disk;
 mod files;
 #[path = "reliability/fuzz.rs"]
 mod fuzz;
+#[path = "../crates/nn/tests/support/idx_files.rs"]
+mod idx_files;
 #[path = "../crates/nn/tests/support/largest_allocation.rs"]
 mod largest_allocation;
 

@@ -4,7 +4,6 @@
 
 use dendrite_nn::data::{TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
 use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 // ---------------------------------------------------------------------------------------------
@@ -55,27 +54,7 @@ impl Drop for Scratch {
 // ---------------------------------------------------------------------------------------------
 // Hand-built IDX files (the format is described in `dendrite_nn::data`).
 
-pub fn idx_images(count: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
-    let mut v = vec![0, 0, 8, 3];
-    for d in [count, rows, cols] {
-        v.extend_from_slice(&d.to_be_bytes());
-    }
-    v.extend_from_slice(pixels);
-    v
-}
-
-pub fn idx_labels(count: u32, labels: &[u8]) -> Vec<u8> {
-    let mut v = vec![0, 0, 8, 1];
-    v.extend_from_slice(&count.to_be_bytes());
-    v.extend_from_slice(labels);
-    v
-}
-
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
+pub use crate::idx_files::{gzip, idx_images, idx_labels};
 
 /// Four 28x28 images with labels 0..4, as the MNIST example needs them.
 pub fn digit_images() -> Vec<u8> {

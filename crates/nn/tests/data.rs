@@ -6,7 +6,6 @@
 // only forwards to `System`.
 #![allow(unsafe_code)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use dendrite_nn::data::{
@@ -16,34 +15,15 @@ use dendrite_nn::data::{
 };
 use proptest::prelude::*;
 
+#[path = "support/idx_files.rs"]
+mod idx_files;
 #[path = "support/largest_allocation.rs"]
 mod largest_allocation;
+use idx_files::{gzip, idx_images, idx_labels};
 use largest_allocation::largest_allocation;
 
 // ---------------------------------------------------------------------------------------------
 // Hand-built IDX files.
-
-fn idx_images(count: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
-    let mut v = vec![0, 0, 8, 3];
-    for d in [count, rows, cols] {
-        v.extend_from_slice(&d.to_be_bytes());
-    }
-    v.extend_from_slice(pixels);
-    v
-}
-
-fn idx_labels(count: u32, labels: &[u8]) -> Vec<u8> {
-    let mut v = vec![0, 0, 8, 1];
-    v.extend_from_slice(&count.to_be_bytes());
-    v.extend_from_slice(labels);
-    v
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
 
 /// Two 2x3 images and their labels.
 fn tiny_images() -> Vec<u8> {
