@@ -438,7 +438,8 @@ fn cumsum_gradient_is_the_reversed_cumsum() {
 #[test]
 fn logsumexp_of_infinite_rows() {
     // logsumexp(x)' = softmax(x). A row of all -inf gives -inf with gradient 0 (the composite
-    // with a stopped max gave NaN for both); a row holding +inf gives +inf.
+    // with a stopped max gave NaN for both); a row holding +inf gives +inf, with the limit of
+    // the softmax as its gradient.
     let mut g = Graph::<f64>::new();
     let x = g.input("x", [3, 2]).unwrap();
     let l = g.logsumexp(x, &[1], false).unwrap();
@@ -451,6 +452,8 @@ fn logsumexp_of_infinite_rows() {
     assert_eq!(out[0][[1]], f64::INFINITY);
     assert!((out[0][[2]] - 4.0_f64.ln()).abs() < 1e-15);
     assert_eq!((out[1][[0, 0]], out[1][[0, 1]]), (0.0, 0.0));
+    // The +inf row's gradient is the softmax's limit, one-hot on the infinite element.
+    assert_eq!((out[1][[1, 0]], out[1][[1, 1]]), (1.0, 0.0));
     assert!((out[1][[2, 0]] - 0.25).abs() < 1e-15 && (out[1][[2, 1]] - 0.75).abs() < 1e-15);
 }
 

@@ -21,8 +21,8 @@ use proptest::prelude::*;
 /// conditioned whatever the values.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DagOp {
-    /// A unary function of `guard(x)`, the operand mapped into the function's domain (see
-    /// [`guard`]): `log(x² + 1)`, `sqrt(x² + 1)`, `log1p(x²)`, `|tanh x - 2|`, else `f(x)`.
+    /// A unary function of `guard(x)`, the operand mapped into the function's domain
+    /// (`log(x² + 1)`, `sqrt(x² + 1)`, `log1p(x²)`, `|tanh x - 2|`, else `f(x)`.
     Unary(UnaryOp, usize),
     /// `x^n` for an integer `n`.
     Pow(usize, i32),

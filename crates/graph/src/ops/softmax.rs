@@ -28,7 +28,8 @@
 //!
 //! Derivative: `∂y/∂x_k = e^{x_k - y} = softmax(x)_k`, so `x_bar = ȳ e^{x - y}`. For a lane of
 //! all `-inf`, `x - y` is NaN again; the rule shifts by `y` only where `y` is finite (by 0
-//! elsewhere), which makes the gradient of such a lane `e^{-inf} = 0`, as the limit says.
+//! elsewhere), which makes the gradient of such a lane `e^{-inf} = 0`, as the limit says; a
+//! lane holding `+inf` gets the limit of the softmax, `[x = +inf] / #[x = +inf]`.
 //! Over several axes, `logsumexp` is one primitive per axis: `lse_{a,b}(x) = lse_a(lse_b(x))`.
 
 use crate::error::Result;
@@ -180,14 +181,20 @@ pub(crate) fn vjp<F: Element>(
             let spread = g.mul(p, total)?;
             g.sub(y_bar, spread)?
         }
-        // x̄ = ȳ e^(x - y), shifting by y only where it is finite (a lane of all -inf gets 0)
-        SoftmaxOp::LogSumExp(_) => {
+        // x̄ = ȳ e^(x - y), shifting by y only where it is finite (a lane of all -inf gets
+        // e^-inf = 0); a lane holding +inf gets the limit, shared by its +inf elements.
+        SoftmaxOp::LogSumExp(axis) => {
             let (zero, infinity) = (g.scalar(0.0), g.scalar(f64::INFINITY));
             let magnitude = g.abs(y)?;
             let finite = g.compare(CompareOp::Lt, magnitude, infinity)?;
             let shift = g.select(finite, y, zero)?;
             let centred = g.sub(x, shift)?;
-            let p = g.exp(centred)?;
+            let p_finite = g.exp(centred)?;
+            let is_top = g.compare(CompareOp::Eq, x, y)?;
+            let count = g.sum_keep_dims(is_top, &[axis])?;
+            let p_top = g.div(is_top, count)?;
+            let unbounded = g.compare(CompareOp::Eq, y, infinity)?;
+            let p = g.select(unbounded, p_top, p_finite)?;
             g.mul(y_bar, p)?
         }
     };
