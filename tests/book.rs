@@ -23,20 +23,24 @@ type TestResult = Result<(), Box<dyn Error>>;
 /// so that the numbers on the page are the numbers the code prints. With `DENDRITE_BLESS=1`
 /// the file is written instead.
 fn shows(name: &str, printed: &str) -> TestResult {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("docs/src/output")
-        .join(format!("{name}.txt"));
+    matches_file(&format!("docs/src/output/{name}.txt"), printed)
+}
+
+/// Compares `made` with the file at `path` (relative to the repository), or writes it there
+/// when `DENDRITE_BLESS` is set: for outputs and figures that the book shows.
+fn matches_file(path: &str, made: &str) -> TestResult {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
     if std::env::var_os("DENDRITE_BLESS").is_some() {
         std::fs::create_dir_all(path.parent().ok_or("no parent")?)?;
-        std::fs::write(&path, printed)?;
+        std::fs::write(&path, made)?;
         return Ok(());
     }
     let shown = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e} (DENDRITE_BLESS=1 writes it)", path.display()))?;
     assert_eq!(
         shown,
-        printed,
-        "{} is not what the listing prints now (DENDRITE_BLESS=1 rewrites it)",
+        made,
+        "{} is not what the listing makes now (DENDRITE_BLESS=1 rewrites it)",
         path.display()
     );
     Ok(())
@@ -1692,6 +1696,124 @@ fn gradient_descent_with_momentum() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 // ANCHOR_END: descent_loop
+
+// ANCHOR: optimizer_paths
+/// An optimizer's name and the points it visits.
+type Path2 = (&'static str, Vec<[f64; 2]>);
+
+/// The path of each optimizer on f(w) = ½ (w₁² + 50 w₂²) from w = (-1, 0.2), 60 steps, at the
+/// settings of the loop above (the gradient is A w, written out).
+fn optimizer_paths() -> Result<Vec<Path2>, dendrite_nn::NnError> {
+    use dendrite_nn::{Adam, Optimizer, Sgd};
+
+    let mut sgd = Sgd::new(2.0 / 51.0);
+    let mut momentum = Sgd::new(4.0 / (50f64.sqrt() + 1.0).powi(2)).momentum(0.566);
+    let mut adam = Adam::new(0.05);
+    let optimizers: [(&'static str, &mut dyn Optimizer<f64>); 3] = [
+        ("SGD", &mut sgd),
+        ("momentum", &mut momentum),
+        ("Adam", &mut adam),
+    ];
+    let mut paths = Vec::new();
+    for (name, opt) in optimizers {
+        opt.prepare(&[2]);
+        let mut w = [-1.0, 0.2];
+        let mut path = vec![w];
+        for t in 0..60 {
+            let gradient = [w[0], 50.0 * w[1]];
+            opt.begin_step(t);
+            opt.update(0, &mut w, &gradient)?;
+            path.push(w);
+        }
+        paths.push((name, path));
+    }
+    Ok(paths)
+}
+
+/// The paths drawn over the level sets of f, as a small SVG (no plotting library: a few
+/// ellipses, polylines and labels).
+fn paths_svg(paths: &[Path2]) -> String {
+    use std::fmt::Write;
+
+    let (width, height) = (560.0, 360.0);
+    // w₁ in [-1.1, 0.3] and w₂ in [-0.6, 0.6] onto the picture, a caption line below.
+    let px = |w: [f64; 2]| {
+        (
+            (w[0] + 1.1) / 1.4 * width,
+            (0.6 - w[1]) / 1.2 * (height - 24.0),
+        )
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    let (cx, cy) = px([0.0, 0.0]);
+    for level in [0.005_f64, 0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0] {
+        // f = level: w₁ = ±√(2 level), w₂ = ±√(2 level / 50).
+        let (rx, ry) = ((2.0 * level).sqrt(), (2.0 * level / 50.0).sqrt());
+        let _ = writeln!(
+            svg,
+            "<ellipse cx=\"{cx:.1}\" cy=\"{cy:.1}\" rx=\"{:.1}\" ry=\"{:.1}\" fill=\"none\" stroke=\"#ccc\"/>",
+            rx / 1.4 * width,
+            ry / 1.2 * (height - 24.0)
+        );
+    }
+    for ((name, path), (colour, y)) in
+        paths
+            .iter()
+            .zip([("#d62728", 20), ("#1f77b4", 38), ("#2ca02c", 56)])
+    {
+        let points: Vec<String> = path
+            .iter()
+            .map(|&w| {
+                let (x, y) = px(w);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"/>",
+            points.join(" ")
+        );
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{colour}\" stroke-width=\"3\"/>\
+             <text x=\"{}\" y=\"{}\">{name}</text>",
+            width - 120.0,
+            y - 4,
+            width - 100.0,
+            y - 4,
+            width - 94.0,
+            y
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<rect y=\"{}\" width=\"100%\" height=\"24\" fill=\"white\"/><text x=\"8\" y=\"{}\">f(w) = (w1\u{b2} + 50 w2\u{b2}) / 2, from (-1, 0.2), 60 steps; minimum at the centre</text>",
+        height - 24.0,
+        height - 8.0
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[test]
+fn optimizer_paths_figure() -> TestResult {
+    let paths = optimizer_paths()?;
+    for (name, path) in &paths {
+        let last = path[path.len() - 1];
+        println!("{name:>8}: ends at ({:+.4}, {:+.4})", last[0], last[1]);
+    }
+    let distance = |k: usize| {
+        let w = paths[k].1[60];
+        (w[0] * w[0] + w[1] * w[1]).sqrt()
+    };
+    assert!(distance(1) < distance(0) / 10.0); // momentum: far closer than SGD
+    assert!(distance(2) < distance(0)); // Adam too, at this learning rate
+    matches_file("docs/src/figures/optimizers.svg", &paths_svg(&paths))
+}
+// ANCHOR_END: optimizer_paths
 
 // ---------------------------------------------------------------------------------------------
 // Initialization, vanishing and exploding gradients
