@@ -1541,6 +1541,68 @@ fn xor_needs_a_nonlinearity() -> Result<(), Box<dyn std::error::Error>> {
 }
 // ANCHOR_END: xor
 
+// ANCHOR: xor_boundary
+/// XOR's model (8 tanh units, a sigmoid output) trained as above; its prediction on a grid
+/// over [-0.25, 1.25]², drawn as an SVG: each cell coloured by p in five steps (blue for p near
+/// 0, red for p near 1), the four examples as dots (white where XOR is true, black where false).
+fn xor_boundary_svg() -> Result<String, Box<dyn Error>> {
+    use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Sequential};
+    use ndarray::{array, Array2};
+    use std::fmt::Write;
+
+    let x = array![[0.0_f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    let y = array![0.0_f32, 1.0, 1.0, 0.0];
+    let mut model = Sequential::new().with_seed(1);
+    model.add(Dense::new(8).input_dim(2).activation(Activation::Tanh));
+    model.add(Dense::new(1).activation(Activation::Sigmoid));
+    model.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &[])?;
+    model.fit(
+        &(x.view(), y.view()),
+        FitConfig::default().epochs(500).batch_size(4).verbosity(0),
+    )?;
+
+    let (n, cell) = (30, 10.0);
+    let at = |i: usize| -0.25 + 1.5 * (i as f32 + 0.5) / n as f32;
+    let grid = Array2::from_shape_fn((n * n, 2), |(k, j)| at(if j == 0 { k % n } else { k / n }));
+    let p = model.predict(&grid.view(), 256)?;
+    let colours = ["#4575b4", "#91bfdb", "#f7f7f7", "#fc8d59", "#d73027"];
+    let size = n as f64 * cell;
+    let mut svg =
+        format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{size}\" height=\"{size}\">\n");
+    for k in 0..n * n {
+        let level = ((p[[k, 0]] * 5.0) as usize).min(4);
+        let (col, row) = ((k % n) as f64, (n - 1 - k / n) as f64); // w₂ grows upwards
+        writeln!(
+            svg,
+            "<rect x=\"{}\" y=\"{}\" width=\"{cell}\" height=\"{cell}\" fill=\"{}\"/>",
+            col * cell,
+            row * cell,
+            colours[level]
+        )?;
+    }
+    for (point, label) in x.rows().into_iter().zip(&y) {
+        let to_px = |v: f32| f64::from((v + 0.25) / 1.5) * size;
+        let fill = if *label > 0.5 { "white" } else { "black" }; // XOR true: white
+        writeln!(
+            svg,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"7\" fill=\"{fill}\" stroke=\"black\"/>",
+            to_px(point[0]),
+            size - to_px(point[1])
+        )?;
+    }
+    svg.push_str("</svg>\n");
+    Ok(svg)
+}
+
+#[test]
+fn xor_decision_boundary_figure() -> TestResult {
+    let svg = xor_boundary_svg()?;
+    // Both classes appear on the grid: the boundary is not one line, as no linear model's is.
+    assert!(svg.contains("#4575b4\"/>") && svg.contains("#d73027\"/>"));
+    matches_file("docs/src/figures/xor_boundary.svg", &svg)
+}
+// ANCHOR_END: xor_boundary
+
 // ANCHOR: softmax_ce
 #[test]
 fn softmax_cross_entropy_gradient() -> Result<(), Box<dyn std::error::Error>> {
