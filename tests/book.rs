@@ -2307,6 +2307,39 @@ fn exercise_cross_entropy_gradient(z: &[f64], label: usize) -> Vec<f64> {
 }
 // ANCHOR_END: exercise_delta
 
+// ANCHOR: exercise_forward_difference
+/// The forward difference (f(x + h) - f(x)) / h, the one-sided estimate of f'(x).
+fn exercise_forward_difference(f: fn(f64) -> f64, x: f64, h: f64) -> f64 {
+    let _ = (f, x, h);
+    todo!("exercise: one evaluation to the right")
+}
+// ANCHOR_END: exercise_forward_difference
+
+// ANCHOR: exercise_matvec_vjp
+/// The VJP of y = A x with respect to x: given the cotangent ȳ, the cotangent x̄.
+fn exercise_matvec_vjp(
+    a: &ndarray::Array2<f64>,
+    y_bar: &ndarray::Array1<f64>,
+) -> ndarray::Array1<f64> {
+    let _ = (a, y_bar);
+    todo!("exercise: cᵀ J, with J = A")
+}
+// ANCHOR_END: exercise_matvec_vjp
+
+// ANCHOR: exercise_momentum
+/// One heavy-ball momentum step, in place: the velocity v, then the parameter w.
+fn exercise_momentum_step(
+    w: &mut f64,
+    v: &mut f64,
+    gradient: f64,
+    learning_rate: f64,
+    momentum: f64,
+) {
+    let _ = (w, v, gradient, learning_rate, momentum);
+    todo!("exercise: v ← μ v - η g, w ← w + v")
+}
+// ANCHOR_END: exercise_momentum
+
 // ANCHOR: solutions
 mod solutions {
     use super::scratch::{Tape, Var};
@@ -2330,6 +2363,28 @@ mod solutions {
     pub fn relu_std(fan_in: usize) -> f64 {
         // Var(z) = fan_in · Var(w) · E[h²], and a ReLU of a symmetric z keeps half of E[z²].
         (2.0 / fan_in as f64).sqrt()
+    }
+
+    pub fn forward_difference(f: fn(f64) -> f64, x: f64, h: f64) -> f64 {
+        (f(x + h) - f(x)) / h
+    }
+
+    pub fn matvec_vjp(
+        a: &ndarray::Array2<f64>,
+        y_bar: &ndarray::Array1<f64>,
+    ) -> ndarray::Array1<f64> {
+        a.t().dot(y_bar) // the Jacobian of A x is A, and ȳᵀ A = (Aᵀ ȳ)ᵀ
+    }
+
+    pub fn momentum_step(
+        w: &mut f64,
+        v: &mut f64,
+        gradient: f64,
+        learning_rate: f64,
+        momentum: f64,
+    ) {
+        *v = momentum * *v - learning_rate * gradient;
+        *w += *v;
     }
 
     pub fn cross_entropy_gradient(z: &[f64], label: usize) -> Vec<f64> {
@@ -2390,6 +2445,88 @@ fn check_cross_entropy_gradient(gradient: fn(&[f64], usize) -> Vec<f64>) {
     }
 }
 
+/// A difference formula: (f, x, h) to an estimate of f'(x).
+type Difference = fn(fn(f64) -> f64, f64, f64) -> f64;
+
+fn check_forward_difference(forward: Difference) {
+    // For exp at 1 the error is about h e / 2: first order in h, where the central one is second.
+    let error = |h: f64| (forward(f64::exp, 1.0, h) - 1f64.exp()).abs();
+    let (e1, e2) = (error(1e-4), error(5e-5));
+    assert!(
+        (e1 / (1e-4 * 1f64.exp() / 2.0) - 1.0).abs() < 0.01,
+        "error {e1}"
+    );
+    assert!(
+        (e1 / e2 - 2.0).abs() < 0.01,
+        "halving h should halve the error: {e1} {e2}"
+    );
+}
+
+fn check_matvec_vjp(
+    vjp: fn(&ndarray::Array2<f64>, &ndarray::Array1<f64>) -> ndarray::Array1<f64>,
+) -> TestResult {
+    use dendrite_graph::{compile, Graph};
+    use ndarray::{arr1, arr2};
+
+    // Against Dendrite's own VJP of the same product.
+    let a = arr2(&[[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]]);
+    let y_bar = arr1(&[0.5, -2.0]);
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [3, 1])?;
+    let am = g.constant(a.clone().into_dyn());
+    let y = g.matmul(am, x)?;
+    let c = g.constant(y_bar.clone().into_shape_with_order((2, 1))?.into_dyn());
+    let x_bar = dendrite_autodiff::vjp(&mut g, y, &[x], c)?[0];
+    let mut plan = compile(&g, &[x_bar])?;
+    let xv = arr2(&[[0.1], [0.2], [0.3]]).into_dyn();
+    let out = plan.run(&g, &[("x", xv.view())])?;
+    let mine = vjp(&a, &y_bar);
+    for (u, v) in mine.iter().zip(out.get(0)?.iter()) {
+        assert!((u - v).abs() < 1e-15);
+    }
+    Ok(())
+}
+
+fn check_momentum_step(step: fn(&mut f64, &mut f64, f64, f64, f64)) -> TestResult {
+    use dendrite_nn::{Optimizer, Sgd};
+
+    // Three steps on f(w) = w² (gradient 2w), against dendrite_nn's Sgd with momentum.
+    let mut sgd = Sgd::new(0.1).momentum(0.9);
+    sgd.prepare(&[1]);
+    let (mut reference, mut w, mut v) = ([1.0_f64], 1.0, 0.0);
+    for t in 0..3 {
+        sgd.begin_step(t);
+        let g = [2.0 * reference[0]];
+        sgd.update(0, &mut reference, &g)?;
+        let gradient = 2.0 * w;
+        step(&mut w, &mut v, gradient, 0.1, 0.9);
+        assert!(
+            (w - reference[0]).abs() < 1e-15,
+            "step {t}: {w} vs {}",
+            reference[0]
+        );
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "exercise: write exercise_forward_difference"]
+fn exercise_5_forward_difference() {
+    check_forward_difference(exercise_forward_difference);
+}
+
+#[test]
+#[ignore = "exercise: write exercise_matvec_vjp"]
+fn exercise_6_matvec_vjp() -> TestResult {
+    check_matvec_vjp(exercise_matvec_vjp)
+}
+
+#[test]
+#[ignore = "exercise: write exercise_momentum_step"]
+fn exercise_7_momentum() -> TestResult {
+    check_momentum_step(exercise_momentum_step)
+}
+
 #[test]
 #[ignore = "exercise: write exercise_sub and exercise_div"]
 fn exercise_1_sub_div() {
@@ -2420,6 +2557,9 @@ fn solutions_pass() -> TestResult {
     check_exp(solutions::exp);
     check_relu_std(solutions::relu_std)?;
     check_cross_entropy_gradient(solutions::cross_entropy_gradient);
+    check_forward_difference(solutions::forward_difference);
+    check_matvec_vjp(solutions::matvec_vjp)?;
+    check_momentum_step(solutions::momentum_step)?;
     Ok(())
 }
 // ANCHOR_END: exercise_checks
