@@ -249,6 +249,107 @@ fn the_same_gradient_from_dendrite() -> TestResult {
 }
 // ANCHOR_END: scratch_vs_dendrite
 
+// ANCHOR: scratch_figure
+/// The neuron's graph for one example, x = (1, 0) with target 1, drawn with the value (v) and
+/// the cotangent (v̄ = ∂L/∂v) of every node, both computed by the scratch engine.
+fn neuron_graph_svg() -> String {
+    use scratch::Tape;
+    use std::fmt::Write;
+
+    let mut t = Tape::default();
+    let (w1, w2, b) = (t.var(0.1), t.var(-0.2), t.var(0.0));
+    let (x1, x2, minus_target) = (t.var(1.0), t.var(0.0), t.var(-1.0));
+    let a = t.mul(w1, x1);
+    let c = t.mul(w2, x2);
+    let s = t.add(a, c);
+    let z = t.add(s, b);
+    let y = t.tanh(z);
+    let e = t.add(y, minus_target);
+    let loss = t.powi(e, 2);
+    let bar = t.grad(loss);
+
+    // (label, node, column, row) and the edges operand -> user.
+    let nodes = [
+        ("w1", w1, 0, 0),
+        ("x1", x1, 0, 1),
+        ("w2", w2, 0, 2),
+        ("x2", x2, 0, 3),
+        ("w1 * x1", a, 1, 0),
+        ("w2 * x2", c, 1, 2),
+        ("b", b, 1, 3),
+        ("+", s, 2, 1),
+        ("+ b", z, 3, 2),
+        ("tanh", y, 4, 1),
+        ("-target", minus_target, 4, 3),
+        ("y - target", e, 5, 2),
+        ("L = e^2", loss, 6, 2),
+    ];
+    let edges = [
+        (0, 4),
+        (1, 4),
+        (2, 5),
+        (3, 5),
+        (4, 7),
+        (5, 7),
+        (7, 8),
+        (6, 8),
+        (8, 9),
+        (9, 11),
+        (10, 11),
+        (11, 12),
+    ];
+    let (bw, bh, gx, gy) = (100.0, 46.0, 24.0, 22.0);
+    let centre = |col: i32, row: i32| {
+        (
+            16.0 + f64::from(col) * (bw + gx) + bw / 2.0,
+            16.0 + f64::from(row) * (bh + gy) + bh / 2.0,
+        )
+    };
+    let (w, h) = (32.0 + 7.0 * bw + 6.0 * gx, 32.0 + 4.0 * bh + 3.0 * gy);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         font-family=\"sans-serif\" font-size=\"12\" text-anchor=\"middle\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    for (from, to) in edges {
+        let ((x0, y0), (x1, y1)) = (
+            centre(nodes[from].2, nodes[from].3),
+            centre(nodes[to].2, nodes[to].3),
+        );
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{:.0}\" y1=\"{y0:.0}\" x2=\"{:.0}\" y2=\"{y1:.0}\" stroke=\"#888\"/>",
+            x0 + bw / 2.0,
+            x1 - bw / 2.0
+        );
+    }
+    for (label, node, col, row) in nodes {
+        let (cx, cy) = centre(col, row);
+        let v = t.value(node);
+        let v_bar = bar[node.index()];
+        let _ = writeln!(
+            svg,
+            "<rect x=\"{:.0}\" y=\"{:.0}\" width=\"{bw}\" height=\"{bh}\" rx=\"6\" fill=\"#f4f1e8\" \
+             stroke=\"#555\"/><text x=\"{cx:.0}\" y=\"{:.0}\" font-weight=\"bold\">{label}</text>\
+             <text x=\"{cx:.0}\" y=\"{:.0}\">v = {v:.4}</text>\
+             <text x=\"{cx:.0}\" y=\"{:.0}\" fill=\"#b22\">v\u{304} = {v_bar:.4}</text>",
+            cx - bw / 2.0,
+            cy - bh / 2.0,
+            cy - 8.0,
+            cy + 6.0,
+            cy + 19.0
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[test]
+fn the_neuron_graph_figure() -> TestResult {
+    matches_file("docs/src/figures/scratch_neuron.svg", &neuron_graph_svg())
+}
+// ANCHOR_END: scratch_figure
+
 // ---------------------------------------------------------------------------------------------
 // Chapter 1: computational graphs
 // ---------------------------------------------------------------------------------------------
