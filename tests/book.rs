@@ -2363,6 +2363,125 @@ fn overfitting_and_regularization() -> TestResult {
 }
 // ANCHOR_END: overfitting
 
+// ANCHOR: learning_curves
+/// The reference model trained on only 100 synthetic digits for 100 epochs, validated on 1000
+/// others after each epoch: the training and validation losses per epoch.
+fn learning_curves() -> Result<dendrite_nn::History, Box<dyn Error>> {
+    use dendrite_nn::data::synthetic_digits;
+    use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
+
+    let (train, valid) = (synthetic_digits(100, 1), synthetic_digits(1000, 2));
+    let mut model = Sequential::new().with_seed(3);
+    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    model.compile(
+        Adam::new(0.01),
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    let config = FitConfig::default()
+        .epochs(100)
+        .batch_size(32)
+        .validation_data(&valid)
+        .verbosity(0);
+    Ok(model.fit(&train, config)?)
+}
+
+/// Both curves as a small SVG line chart, the loss on a logarithmic axis.
+fn curves_svg(history: &dendrite_nn::History) -> String {
+    use std::fmt::Write;
+
+    let (w, h, left, bottom) = (560.0, 300.0, 50.0, 30.0);
+    let epochs = history.loss.len() as f64;
+    let (lo, hi) = (1e-4_f64.log10(), 10f64.log10());
+    let px = |epoch: usize, loss: f64| {
+        let x = left + (epoch as f64 + 1.0) / epochs * (w - left - 10.0);
+        let y = 10.0 + (hi - loss.max(1e-4).log10()) / (hi - lo) * (h - bottom - 10.0);
+        format!("{x:.1},{y:.1}")
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    for (decade, label) in [
+        (10.0, "10"),
+        (1.0, "1"),
+        (0.1, "0.1"),
+        (0.01, "0.01"),
+        (0.001, "0.001"),
+        (1e-4, "0.0001"),
+    ] {
+        let y = 10.0 + (hi - f64::log10(decade)) / (hi - lo) * (h - bottom - 10.0);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>",
+            w - 10.0,
+            left - 4.0,
+            y + 4.0
+        );
+    }
+    for (curve, colour, name, y) in [
+        (&history.loss, "#1f77b4", "training loss", 24),
+        (&history.val_loss, "#d62728", "validation loss", 42),
+    ] {
+        let points: Vec<String> = curve.iter().enumerate().map(|(e, &l)| px(e, l)).collect();
+        let _ = writeln!(
+            svg,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>\
+             <text x=\"{}\" y=\"{y}\" fill=\"{colour}\">{name}</text>",
+            points.join(" "),
+            w - 130.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">epoch (1 to {epochs})</text>",
+        (w + left) / 2.0,
+        h - 8.0
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[test]
+fn learning_curves_figure() -> TestResult {
+    use std::fmt::Write;
+
+    let history = learning_curves()?;
+    let mut s = String::from("epoch  train loss  validation loss  validation accuracy\n");
+    for e in (0..100).step_by(10).chain([99]) {
+        writeln!(
+            s,
+            "{:5}  {:10.4}  {:15.4}  {:19.3}",
+            e + 1,
+            history.loss[e],
+            history.val_loss[e],
+            history.val_accuracy[e]
+        )?;
+    }
+    let best = (0..100)
+        .min_by(|&a, &b| history.val_loss[a].total_cmp(&history.val_loss[b]))
+        .unwrap_or(0);
+    // The training loss keeps falling; the validation loss reaches its best well before the end.
+    assert!(history.loss[99] < history.loss[best]);
+    assert!(history.val_loss[99] > history.val_loss[best]);
+    writeln!(
+        s,
+        "lowest validation loss {:.4} after epoch {}",
+        history.val_loss[best],
+        best + 1
+    )?;
+    print!("{s}");
+    shows("learning_curves", &s)?;
+    matches_file(
+        "docs/src/figures/learning_curves.svg",
+        &curves_svg(&history),
+    )
+}
+// ANCHOR_END: learning_curves
+
 // ---------------------------------------------------------------------------------------------
 // Exercises (`#[ignore]`d: the reader makes them pass) and their solutions (run by every test run)
 // ---------------------------------------------------------------------------------------------
