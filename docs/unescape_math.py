@@ -12,6 +12,12 @@ It finds math exactly as the KaTeX preprocessor does (its scanner, `scan.rs` in 
 0.9): code spans and fences (runs of backticks) are skipped, a backslash outside math skips
 the next character, a right delimiter preceded by an odd number of backslashes does not close.
 
+It also refuses math that Markdown would have broken: a single backslash before one of
+`, ; : ! { } | # % &` inside math is a TeX command (`\,` a thin space, `\{` a brace) that
+Markdown turns into the bare character, so `x\,y` would show "x,y" (that was the bug of
+`x\,\Phi(x)`). Such math must double the backslash, as the chapters do (`x\\,y`). The build
+then fails with the chapter and the formula.
+
 mdBook calls it as `unescape_math.py supports <renderer>` (every renderer is fine) and then
 with `[context, book]` as JSON on stdin; it writes the book back on stdout.
 """
@@ -24,6 +30,8 @@ BLOCK = ("\\\\[", "\\\\]")
 INLINE = ("\\\\(", "\\\\)")
 # CommonMark: any ASCII punctuation character may be backslash-escaped.
 ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+# A TeX command that Markdown would eat: one backslash (not two) before these characters.
+LOST = re.compile(r"(?<!\\)\\[,;:!{}|#%&]")
 
 
 def unescape(tex):
@@ -48,8 +56,9 @@ def closing(text, start, right):
         i += len(right)
 
 
-def process(text):
-    """`text` with every math body unescaped, delimiters and everything else untouched."""
+def process(text, lost=None):
+    """`text` with every math body unescaped, delimiters and everything else untouched; each
+    math body with a lost escape is appended to `lost`."""
     out = []
     i = 0
     n = len(text)
@@ -63,7 +72,10 @@ def process(text):
             if end < 0:
                 break
             out.append(text[done:body])
-            out.append(unescape(text[body:end]))
+            tex = text[body:end]
+            if lost is not None and LOST.search(tex):
+                lost.append(tex.strip())
+            out.append(unescape(tex))
             done = end
             i = end + len(delim[1])
         elif c == "\\":
@@ -92,19 +104,29 @@ def process(text):
     return "".join(out)
 
 
-def walk(items):
+def walk(items, problems):
     for item in items:
         if isinstance(item, dict) and "Chapter" in item:
             chapter = item["Chapter"]
-            chapter["content"] = process(chapter["content"])
-            walk(chapter.get("sub_items", []))
+            lost = []
+            chapter["content"] = process(chapter["content"], lost)
+            for tex in lost:
+                problems.append(f"{chapter.get('source_path') or chapter['name']}: {tex}")
+            walk(chapter.get("sub_items", []), problems)
 
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "supports":
         sys.exit(0)
     _context, book = json.load(sys.stdin)
-    walk(book.get("sections", book.get("items", [])))
+    problems = []
+    walk(book.get("sections", book.get("items", [])), problems)
+    if problems:
+        print("unescape_math: a single backslash before , ; : ! { } | # % & in math is eaten by "
+              "Markdown; write two (\\\\, for a thin space):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        sys.exit(1)
     json.dump(book, sys.stdout)
 
 
