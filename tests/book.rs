@@ -1010,9 +1010,12 @@ fn relu(
     g: &mut dendrite_graph::Graph<f64>,
     x: dendrite_graph::NodeId,
 ) -> dendrite_graph::Result<dendrite_graph::NodeId> {
+    use dendrite_graph::CompareOp;
     let zero = g.scalar(0.0);
-    let positive = g.greater(x, zero)?; // 1 where x > 0, else 0; no gradient flows through it
-    g.select(positive, x, zero) // the gradient flows to x where x > 0
+    // 1 where x <= 0, else 0; no gradient flows through it. (Not `x > 0`: every comparison
+    // with NaN is false, and this way round a NaN input comes out NaN instead of 0.)
+    let not_positive = g.compare(CompareOp::Le, x, zero)?;
+    g.select(not_positive, zero, x) // the gradient flows to x where x > 0
 }
 // ANCHOR_END: composite_relu
 
@@ -1052,25 +1055,31 @@ fn composites_match_the_library() -> TestResult {
         assert_eq!(out.get(k)?, out.get(k + 2)?);
     }
     assert!(out.get(1)?.iter().all(|v| v.is_finite()));
+    // relu(NaN) is NaN: a poisoned activation stays visible.
+    let nan = arr2(&[[f64::NAN, 1.0, -1.0]]).into_dyn();
+    let out = plan.run(&g, &[("x", nan.view())])?;
+    assert!(out.get(0)?[[0, 0]].is_nan() && out.get(2)?[[0, 0]].is_nan());
     Ok(())
 }
 
 // ANCHOR: composite_gradient
 #[test]
 fn composites_get_gradients_from_primitives() -> Result<(), Box<dyn std::error::Error>> {
-    use ndarray::arr1;
+    use ndarray::{arr0, arr1};
 
-    // d/dx sigmoid(x) = σ(x)(1 - σ(x)), though sigmoid has no rule: it is ½ tanh(x/2) + ½.
-    let xs = arr1(&[-3.0, 0.0, 0.5, 40.0]).into_dyn();
-    let (s, ds) = value_and_vjp(xs.clone(), arr1(&[1.0; 4]).into_dyn(), |g, x| g.sigmoid(x))?;
+    // d/dx_i variance(x) = 2 (x_i - mean x) / n, though variance has no rule: it is
+    // mean((x - mean x)²), and the chain rule through mean, sub and mul gives the formula.
+    let xs = arr1(&[-3.0, 0.0, 0.5, 4.0]).into_dyn();
+    let (_, dv) = value_and_vjp(xs.clone(), arr0(1.0).into_dyn(), |g, x| {
+        g.variance(x, &[0], false)
+    })?;
+    let mean = xs.sum() / 4.0;
     for i in 0..4 {
-        assert!((ds[[i]] - s[[i]] * (1.0 - s[[i]])).abs() < 1e-15);
+        assert!((dv[[i]] - 2.0 * (xs[[i]] - mean) / 4.0).abs() < 1e-15);
     }
-    // softplus' = sigmoid, including at the kinks of its stable form (x = 0 gives ½).
-    let (_, dsp) = value_and_vjp(xs, arr1(&[1.0; 4]).into_dyn(), |g, x| g.softplus(x))?;
-    for i in 0..4 {
-        assert!((dsp[[i]] - s[[i]]).abs() < 1e-15);
-    }
+    // leaky_relu' = 1 above 0 and alpha at and below it: the kink is placed by `select`.
+    let (_, dl) = value_and_vjp(xs, arr1(&[1.0; 4]).into_dyn(), |g, x| g.leaky_relu(x, 0.1))?;
+    assert_eq!(dl.as_slice(), Some(&[0.1, 0.1, 1.0, 1.0][..]));
     Ok(())
 }
 // ANCHOR_END: composite_gradient

@@ -25,7 +25,10 @@
 //! | reductions over no axes (or size-1 axes kept), empty `expand_dims`, a one-operand `concat`, a full `slice`, a zero `pad` → `x` | shape preserved |
 
 use crate::error::Result;
-use dendrite_graph::{BinaryOp, Dim, Element, Graph, GraphError, NodeId, Op, Shape, UnaryOp};
+use dendrite_graph::{
+    AxisOp, BinaryOp, BroadcastOp, Dim, Element, Graph, GraphError, IndexOp, LayoutOp, NodeId, Op,
+    Shape, SliceOp, UnaryOp,
+};
 use ndarray::{ArrayD, IxDyn};
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -256,7 +259,7 @@ impl Simplifier {
                     BinaryOp::Mul => (1.0, true),
                     BinaryOp::Add => (0.0, true),
                     BinaryOp::Sub => (0.0, false),
-                    BinaryOp::Div => (1.0, false),
+                    BinaryOp::Div | BinaryOp::Power => (1.0, false),
                     BinaryOp::Maximum | BinaryOp::Minimum => return Ok(None),
                 };
                 if filled(g, c, unit)? && same(g, a)? {
@@ -271,11 +274,11 @@ impl Simplifier {
                 Op::Unary(UnaryOp::Neg) => Some(g.operands(a)?[0]),
                 _ => None,
             },
-            Op::Permute(q) => {
+            Op::Layout(LayoutOp::Permute(q)) => {
                 if is_identity(q) {
                     return Ok(Some(a));
                 }
-                let Op::Permute(p) = g.op(a)?.clone() else {
+                let Op::Layout(LayoutOp::Permute(p)) = g.op(a)?.clone() else {
                     return Ok(None);
                 };
                 let inner = g.operands(a)?[0];
@@ -285,13 +288,13 @@ impl Simplifier {
                 } else {
                     Some(self.rebuild(
                         g,
-                        Op::Permute(composed),
+                        Op::Layout(LayoutOp::Permute(composed)),
                         SmallVec::from_slice(&[inner]),
                         declared,
                     )?)
                 }
             }
-            Op::Reshape(target) => {
+            Op::Layout(LayoutOp::Reshape(target)) => {
                 let dynamic = g
                     .shape(a)?
                     .dims()
@@ -302,21 +305,24 @@ impl Simplifier {
                     return Ok(Some(a));
                 }
                 // expand_dims is a reshape too.
-                if !matches!(g.op(a)?, Op::Reshape(_) | Op::ExpandDims(_)) {
+                if !matches!(
+                    g.op(a)?,
+                    Op::Layout(LayoutOp::Reshape(_) | LayoutOp::ExpandDims(_))
+                ) {
                     return Ok(None);
                 }
                 let inner = g.operands(a)?[0];
                 match op.infer_shape("simplify", &[g.shape(inner)?]) {
                     Ok(s) if s == *declared => Some(self.rebuild(
                         g,
-                        Op::Reshape(target.clone()),
+                        Op::Layout(LayoutOp::Reshape(target.clone())),
                         SmallVec::from_slice(&[inner]),
                         declared,
                     )?),
                     _ => None,
                 }
             }
-            Op::BroadcastTo(_) | Op::BroadcastLike => {
+            Op::Broadcast(BroadcastOp::To(_) | BroadcastOp::Like) => {
                 if fixed_same(g, a)? {
                     return Ok(Some(a));
                 }
@@ -337,13 +343,15 @@ impl Simplifier {
                     _ => None,
                 }
             }
-            Op::SumLike => {
+            Op::Broadcast(BroadcastOp::SumLike) => {
                 if fixed_same(g, a)? {
                     return Ok(Some(a));
                 }
                 // sum_like(broadcast(y), like) back to y's shape: n copies of y summed.
-                if !matches!(g.op(a)?, Op::BroadcastLike | Op::BroadcastTo(_))
-                    || !g.shape(a)?.is_fixed()
+                if !matches!(
+                    g.op(a)?,
+                    Op::Broadcast(BroadcastOp::Like | BroadcastOp::To(_))
+                ) || !g.shape(a)?.is_fixed()
                 {
                     return Ok(None);
                 }
@@ -372,14 +380,14 @@ impl Simplifier {
                     || (*keep_dims && axes.iter().all(|&i| dims.get(i) == Some(&Dim::Fixed(1))));
                 (trivial && same(g, a)?).then_some(a)
             }
-            Op::ExpandDims(axes) => (axes.is_empty() && same(g, a)?).then_some(a),
-            Op::Concat(_) => (xs.len() == 1 && same(g, a)?).then_some(a),
-            Op::Slice { .. } => fixed_same(g, a)?.then_some(a),
-            Op::Pad {
+            Op::Layout(LayoutOp::ExpandDims(axes)) => (axes.is_empty() && same(g, a)?).then_some(a),
+            Op::Slice(SliceOp::Concat(_)) => (xs.len() == 1 && same(g, a)?).then_some(a),
+            Op::Slice(SliceOp::Slice { .. }) => fixed_same(g, a)?.then_some(a),
+            Op::Slice(SliceOp::Pad {
                 before: 0,
                 after: 0,
                 ..
-            } => same(g, a)?.then_some(a),
+            }) => same(g, a)?.then_some(a),
             Op::Select if xs[1] == xs[2] => same(g, xs[1])?.then_some(xs[1]),
             _ => None,
         })
@@ -430,9 +438,8 @@ fn single_value_source<F: Element>(g: &Graph<F>, x: NodeId) -> Result<Option<Nod
             best = Some((shape.rank(), cur));
         }
         match g.op(cur)? {
-            Op::ExpandDims(_) | Op::Reshape(_) | Op::BroadcastLike | Op::BroadcastTo(_) => {
-                cur = g.operands(cur)?[0]
-            }
+            Op::Layout(LayoutOp::ExpandDims(_) | LayoutOp::Reshape(_))
+            | Op::Broadcast(BroadcastOp::Like | BroadcastOp::To(_)) => cur = g.operands(cur)?[0],
             _ => break,
         }
     }
@@ -443,7 +450,9 @@ fn single_value_source<F: Element>(g: &Graph<F>, x: NodeId) -> Result<Option<Nod
 fn shape_only(op: &Op, slot: usize) -> bool {
     matches!(
         (op, slot),
-        (Op::BroadcastLike, 1) | (Op::SumLike, 1) | (Op::ScatterAdd(_), 2) | (Op::DimSize(_), 0)
+        (Op::Broadcast(BroadcastOp::Like | BroadcastOp::SumLike), 1)
+            | (Op::Index(IndexOp::ScatterAdd(_)), 2)
+            | (Op::Axis(AxisOp::DimSize(_)), 0)
     )
 }
 

@@ -271,28 +271,201 @@ fn a_wrt_that_does_not_reach_the_output_gets_zeros_of_its_shape() {
     );
 }
 
+/// `f(x)` and its first and second derivatives (`grad` of `Σ f`, then of `Σ f'`) at `xs`.
+fn derivatives(xs: &[f64], f: impl Fn(&mut Graph<f64>, NodeId) -> NodeId) -> [ArrayD<f64>; 3] {
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [xs.len()]).unwrap();
+    let y = f(&mut g, x);
+    let total = g.sum_all(y).unwrap();
+    let d1 = grad(&mut g, total, &[x]).unwrap()[0];
+    let total1 = g.sum_all(d1).unwrap();
+    let d2 = grad(&mut g, total1, &[x]).unwrap()[0];
+    let xv = arr1(xs).into_dyn();
+    let out = eval(&g, &[y, d1, d2], &[("x", xv.view())]);
+    [out[0].clone(), out[1].clone(), out[2].clone()]
+}
+
 #[test]
 fn softplus_and_sigmoid_derivatives_at_zero_and_in_the_tails() {
-    // softplus'(x) = sigmoid(x): ½ at 0 (the kinks of the stable form cancel there);
-    // sigmoid'(x) = σ(x)(1 - σ(x)): ¼ at 0, and 0 (not NaN) far in the tails.
+    // softplus'(x) = σ(x), softplus''(x) = σ'(x) = σ(x)σ(-x): ½ and ¼ at 0, where the old
+    // two-branch composite gave a second derivative of 0.
+    // σ(x) keeps full relative accuracy in both tails: σ(-800) = e^-800 (a subnormal, not 0),
+    // and σ'(40) = σ(40)σ(-40) ≈ e^-40, where σ(1 - σ) would round to 0.
+    let xs = [0.0, -800.0, 40.0, -40.0, 1.0];
+    let [sp, dsp, ddsp] = derivatives(&xs, |g, x| g.softplus(x).unwrap());
+    let [s, ds, _] = derivatives(&xs, |g, x| g.sigmoid(x).unwrap());
+    let sigma = |v: f64| {
+        if v >= 0.0 {
+            1.0 / (1.0 + (-v).exp())
+        } else {
+            v.exp() / (1.0 + v.exp())
+        }
+    };
+    for (i, &v) in xs.iter().enumerate() {
+        assert!(
+            (s[[i]] - sigma(v)).abs() <= 1e-15 * sigma(v),
+            "σ({v}) = {}",
+            s[[i]]
+        );
+        assert!((dsp[[i]] - sigma(v)).abs() <= 1e-15 * sigma(v));
+        let slope = sigma(v) * sigma(-v);
+        assert!(
+            (ds[[i]] - slope).abs() <= 1e-15 * slope,
+            "σ'({v}) = {}",
+            ds[[i]]
+        );
+        assert!(
+            (ddsp[[i]] - slope).abs() <= 1e-15 * slope,
+            "softplus''({v}) = {}",
+            ddsp[[i]]
+        );
+    }
+    assert_eq!((dsp[[0]], ddsp[[0]]), (0.5, 0.25));
+    assert_eq!(s[[1]], (-800.0f64).exp());
+    // softplus(-40) = log1p(e^-40) ≈ e^-40, so log(softplus(-40)) ≈ -40, not -inf.
+    assert!((sp[[3]].ln() + 40.0).abs() < 1e-12);
+    assert!((ds[[2]] - (-40.0f64).exp()).abs() < 1e-30);
+}
+
+#[test]
+fn sin_and_cos_derivatives_are_each_other() {
+    // sin' = cos, sin'' = -sin; cos' = -sin, cos'' = -cos.
+    let xs = [-2.0, 0.0, 0.3, 1.5, 100.0];
+    let [s, ds, dds] = derivatives(&xs, |g, x| g.sin(x).unwrap());
+    let [c, dc, ddc] = derivatives(&xs, |g, x| g.cos(x).unwrap());
+    for (i, &v) in xs.iter().enumerate() {
+        assert_eq!((s[[i]], c[[i]]), (v.sin(), v.cos()));
+        assert_eq!((ds[[i]], dds[[i]]), (v.cos(), -v.sin()));
+        assert_eq!((dc[[i]], ddc[[i]]), (-v.sin(), -v.cos()));
+    }
+}
+
+#[test]
+fn log1p_and_expm1_are_exact_near_zero() {
+    // log1p'(x) = 1/(1 + x), log1p''(x) = -1/(1 + x)²; expm1' = expm1'' = e^x.
+    let xs = [1e-20, -0.5, 3.0, -40.0];
+    let [l, dl, ddl] = derivatives(&xs[..3], |g, x| g.log1p(x).unwrap());
+    assert_eq!(l[[0]], 1e-20); // log(1 + 1e-20) would give 0
+    for (i, &v) in xs[..3].iter().enumerate() {
+        assert_eq!(dl[[i]], 1.0 / (1.0 + v));
+        assert!((ddl[[i]] + 1.0 / (1.0 + v).powi(2)).abs() < 1e-15);
+    }
+    let [e, de, dde] = derivatives(&xs, |g, x| g.expm1(x).unwrap());
+    assert_eq!(e[[0]], 1e-20);
+    for (i, &v) in xs.iter().enumerate() {
+        assert_eq!((de[[i]], dde[[i]]), (v.exp(), v.exp()));
+    }
+    // At -40 the derivative is e^-40, not y + 1 = 0.
+    assert!(de[[3]] > 0.0);
+}
+
+#[test]
+fn power_gradients_with_respect_to_base_and_exponent() {
+    // d(a^b)/da = b a^(b-1), d(a^b)/db = a^b ln a.
+    let mut g = Graph::<f64>::new();
+    let a = g.input("a", [3]).unwrap();
+    let b = g.input("b", [3]).unwrap();
+    let y = g.power(a, b).unwrap();
+    let total = g.sum_all(y).unwrap();
+    let d = grad(&mut g, total, &[a, b]).unwrap();
+    let av = arr1(&[2.0, 0.5, 3.0]).into_dyn();
+    let bv = arr1(&[3.0, -1.5, 0.5]).into_dyn();
+    let out = eval(&g, &[y, d[0], d[1]], &[("a", av.view()), ("b", bv.view())]);
+    for i in 0..3 {
+        let (x, p) = (av[[i]], bv[[i]]);
+        assert!((out[0][[i]] - x.powf(p)).abs() < 1e-15);
+        assert!((out[1][[i]] - p * x.powf(p - 1.0)).abs() < 1e-14);
+        assert!((out[2][[i]] - x.powf(p) * x.ln()).abs() < 1e-14);
+    }
+    // 2³ = 8: d/da = 3·4 = 12, d/db = 8 ln 2.
+    assert_eq!(out[1][[0]], 12.0);
+}
+
+#[test]
+fn prod_gradient_with_zeros() {
+    // d(Π x)/dx_i = Π_{j≠i} x_j, with no division by a zero element.
+    let grad_of = |v: &[f64]| {
+        let mut g = Graph::<f64>::new();
+        let x = g.input("x", [v.len()]).unwrap();
+        let p = g.prod(x, &[0], false).unwrap();
+        let d = grad(&mut g, p, &[x]).unwrap();
+        let xv = arr1(v).into_dyn();
+        eval(&g, &d, &[("x", xv.view())])[0].clone()
+    };
+    assert_eq!(grad_of(&[1.0, 2.0, 3.0]), arr1(&[6.0, 3.0, 2.0]).into_dyn());
+    assert_eq!(grad_of(&[2.0, 0.0, 3.0]), arr1(&[0.0, 6.0, 0.0]).into_dyn());
+    assert_eq!(grad_of(&[0.0, 5.0, 0.0]), arr1(&[0.0, 0.0, 0.0]).into_dyn());
+    // The Hessian of x0 x1 x2 at (0, 0, 3): ∂²/∂x0∂x1 = x2 = 3, the rest 0 but for
+    // ∂²/∂x0∂x2 = x1 = 0 and ∂²/∂x1∂x2 = x0 = 0.
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [3]).unwrap();
+    let p = g.prod(x, &[0], false).unwrap();
+    let h = hessian(&mut g, p, x).unwrap();
+    let xv = arr1(&[0.0, 0.0, 3.0]).into_dyn();
+    let hv = eval(&g, &[h], &[("x", xv.view())])[0].clone();
+    let expected = arr2(&[[0.0, 3.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 0.0]]).into_dyn();
+    assert_eq!(hv, expected);
+}
+
+#[test]
+fn min_reduction_ties_split_evenly() {
+    // min over [1, -2, -2]: the two minima share the gradient, ½ each.
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [3]).unwrap();
+    let m = g.min(x, &[0], false).unwrap();
+    let d = grad(&mut g, m, &[x]).unwrap();
+    let xv = arr1(&[1.0, -2.0, -2.0]).into_dyn();
+    let out = eval(&g, &[m, d[0]], &[("x", xv.view())]);
+    assert_eq!(out[0], arr0(-2.0).into_dyn());
+    assert_eq!(out[1], arr1(&[0.0, 0.5, 0.5]).into_dyn());
+}
+
+#[test]
+fn cumsum_gradient_is_the_reversed_cumsum() {
+    // y_i = Σ_{j≤i} x_j, so ∂(Σ_i c_i y_i)/∂x_j = Σ_{i≥j} c_i.
     let mut g = Graph::<f64>::new();
     let x = g.input("x", [4]).unwrap();
-    let sp = g.softplus(x).unwrap();
-    let y1 = g.sum_all(sp).unwrap();
-    let sg = g.sigmoid(x).unwrap();
-    let y2 = g.sum_all(sg).unwrap();
-    let d1 = grad(&mut g, y1, &[x]).unwrap()[0];
-    let d2 = grad(&mut g, y2, &[x]).unwrap()[0];
-    let xv = arr1(&[0.0, -800.0, 800.0, 1.0]).into_dyn();
-    let out = eval(&g, &[d1, d2], &[("x", xv.view())]);
-    let sigma = |v: f64| 1.0 / (1.0 + (-v).exp());
-    assert!(close(&out[0], &xv.mapv(sigma), 1e-15), "{}", out[0]);
-    assert!(
-        close(&out[1], &xv.mapv(|v| sigma(v) * (1.0 - sigma(v))), 1e-15),
-        "{}",
-        out[1]
-    );
-    assert_eq!((out[0][[0]], out[1][[0]]), (0.5, 0.25));
+    let c = g.input("c", [4]).unwrap();
+    let y = g.cumsum(x, 0, false).unwrap();
+    let d = vjp(&mut g, y, &[x], c).unwrap();
+    let xv = arr1(&[1.0, 2.0, 3.0, 4.0]).into_dyn();
+    let cv = arr1(&[1.0, 10.0, 100.0, 1000.0]).into_dyn();
+    let out = eval(&g, &[y, d[0]], &[("x", xv.view()), ("c", cv.view())]);
+    assert_eq!(out[0], arr1(&[1.0, 3.0, 6.0, 10.0]).into_dyn());
+    assert_eq!(out[1], arr1(&[1111.0, 1110.0, 1100.0, 1000.0]).into_dyn());
+}
+
+#[test]
+fn logsumexp_of_infinite_rows() {
+    // logsumexp(x)' = softmax(x). A row of all -inf gives -inf with gradient 0 (the composite
+    // with a stopped max gave NaN for both); a row holding +inf gives +inf.
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [3, 2]).unwrap();
+    let l = g.logsumexp(x, &[1], false).unwrap();
+    let total = g.sum_all(l).unwrap();
+    let d = grad(&mut g, total, &[x]).unwrap();
+    let ninf = f64::NEG_INFINITY;
+    let xv = arr2(&[[ninf, ninf], [f64::INFINITY, 1.0], [0.0, 3.0_f64.ln()]]).into_dyn();
+    let out = eval(&g, &[l, d[0]], &[("x", xv.view())]);
+    assert_eq!(out[0][[0]], ninf);
+    assert_eq!(out[0][[1]], f64::INFINITY);
+    assert!((out[0][[2]] - 4.0_f64.ln()).abs() < 1e-15);
+    assert_eq!((out[1][[0, 0]], out[1][[0, 1]]), (0.0, 0.0));
+    assert!((out[1][[2, 0]] - 0.25).abs() < 1e-15 && (out[1][[2, 1]] - 0.75).abs() < 1e-15);
+}
+
+#[test]
+fn relu_passes_nan_through() {
+    // relu(NaN) = NaN (NumPy's maximum(NaN, 0) = NaN), so a NaN input is not hidden as 0.
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [3]).unwrap();
+    let r = g.relu(x).unwrap();
+    let l = g.leaky_relu(x, 0.1).unwrap();
+    let xv = arr1(&[f64::NAN, -1.0, 2.0]).into_dyn();
+    let out = eval(&g, &[r, l], &[("x", xv.view())]);
+    assert!(out[0][[0]].is_nan() && out[1][[0]].is_nan());
+    assert_eq!((out[0][[1]], out[0][[2]]), (0.0, 2.0));
+    assert_eq!((out[1][[1]], out[1][[2]]), (-0.1, 2.0));
 }
 
 #[test]

@@ -1,11 +1,16 @@
 //! End-to-end gradient checks of random DAGs of 2-30 ops composed from the primitives.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use dendrite_autodiff::check::{check_gradients, check_second_order, CheckConfig};
-use dendrite_autodiff::strategies::{dag_with_values, RandomDag};
+use dendrite_autodiff::strategies::{dag_with_values, random_dag, RandomDag};
 use dendrite_graph::Graph;
 use ndarray::{ArrayD, ArrayViewD};
 use proptest::prelude::*;
+use proptest::strategy::{Strategy, ValueTree};
+use proptest::test_runner::TestRunner;
+use std::collections::BTreeSet;
 
 fn feeds<'a>(
     names: &'a [String],
@@ -48,4 +53,35 @@ proptest! {
         let report = check_second_order(&mut g, output, &inputs, &feeds(&names, &values), &config().with_eps(1e-5)).unwrap();
         prop_assert!(report.passed(), "{}\n{:?}", report, dag);
     }
+}
+
+/// Every differentiable primitive (the gradient-check table's differentiable entries, which
+/// cover `Op::primitive_names()`) appears in the random DAGs: a new primitive that the DAG
+/// strategy cannot draw fails here.
+#[test]
+fn random_dags_use_every_differentiable_primitive() {
+    let differentiable: BTreeSet<&str> = common::table()
+        .into_iter()
+        .filter(|(_, e)| matches!(e, common::Entry::Differentiable(..)))
+        .map(|(n, _)| n)
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut runner = TestRunner::deterministic();
+    let strategy = random_dag(2..=30);
+    for _ in 0..3000 {
+        let dag = strategy.new_tree(&mut runner).unwrap().current();
+        let mut g = Graph::<f64>::new();
+        dag.build(&mut g).unwrap();
+        for id in g.nodes() {
+            seen.insert(g.op(id).unwrap().name());
+        }
+    }
+    let missing: Vec<&&str> = differentiable
+        .iter()
+        .filter(|n| !seen.contains(**n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "never drawn in random DAGs: {missing:?}"
+    );
 }

@@ -1,27 +1,16 @@
 //! Composite ops: built from primitives, so they need no derivative rule of their own and
 //! their gradients (of any order) come from the primitives' rules.
 //!
-//! Where the obvious formula is numerically unsafe, the composite says so and uses a safe one:
-//! sigmoid goes through `tanh`, softplus through `|x|`, and the softmax family subtracts a
-//! stopped maximum before exponentiating.
+//! Where the obvious formula is numerically unsafe, the composite says so and uses a safe one.
+//! Where no composition is accurate enough the function became a primitive instead: sigmoid,
+//! softplus, log1p and expm1 (see [`crate::ops::unary`]) and logsumexp (see
+//! [`crate::ops::softmax`]).
 
 use crate::error::Result;
-use crate::ops::{Axes, Op};
+use crate::ops::Axes;
 use crate::{Element, Graph, NodeId};
 
 impl<F: Element> Graph<F> {
-    /// Identity forward; blocks gradients backward (the derivative is taken to be 0).
-    ///
-    /// ```
-    /// # let mut g = dendrite_graph::Graph::<f32>::new();
-    /// # let x = g.input("x", [2])?;
-    /// let frozen = g.stop_gradient(x)?;
-    /// # Ok::<(), dendrite_graph::GraphError>(())
-    /// ```
-    pub fn stop_gradient(&mut self, x: NodeId) -> Result<NodeId> {
-        self.push(Op::StopGradient, &[x])
-    }
-
     /// `x²`, as `x · x`.
     ///
     /// ```
@@ -88,11 +77,14 @@ impl<F: Element> Graph<F> {
         self.sub(positive, negative)
     }
 
-    /// `relu(x) = max(x, 0)`, written `select(x > 0, x, 0)`.
+    /// `relu(x) = max(x, 0)`, written `select(x <= 0, 0, x)`.
     ///
     /// The kink: the derivative at exactly 0 is taken to be 0. Writing this as
     /// `maximum(x, 0)` would give ½ there (maximum splits ties), which is also a valid
-    /// subgradient but not what Keras, PyTorch or JAX report.
+    /// subgradient but not what Keras, PyTorch or JAX report. The comparison is `x <= 0` and
+    /// not `x > 0` for NaN's sake: every comparison with NaN is false, so this form passes a
+    /// NaN through (relu(NaN) = NaN, as in NumPy) where `select(x > 0, x, 0)` would hide it
+    /// as 0.
     ///
     /// ```
     /// # let mut g = dendrite_graph::Graph::<f32>::new();
@@ -102,11 +94,12 @@ impl<F: Element> Graph<F> {
     /// ```
     pub fn relu(&mut self, x: NodeId) -> Result<NodeId> {
         let zero = self.scalar(0.0);
-        let positive = self.greater(x, zero)?;
-        self.select(positive, x, zero)
+        let not_positive = self.compare(crate::CompareOp::Le, x, zero)?;
+        self.select(not_positive, zero, x)
     }
 
-    /// `leaky_relu(x) = x` for `x > 0`, else `alpha · x` (derivative `alpha` at 0).
+    /// `leaky_relu(x) = x` for `x > 0`, else `alpha · x` (derivative `alpha` at 0; NaN passes
+    /// through, as in [`Graph::relu`]).
     ///
     /// ```
     /// # let mut g = dendrite_graph::Graph::<f32>::new();
@@ -116,52 +109,9 @@ impl<F: Element> Graph<F> {
     /// ```
     pub fn leaky_relu(&mut self, x: NodeId, alpha: f64) -> Result<NodeId> {
         let zero = self.scalar(0.0);
-        let positive = self.greater(x, zero)?;
+        let not_positive = self.compare(crate::CompareOp::Le, x, zero)?;
         let leaked = self.scale(x, alpha)?;
-        self.select(positive, x, leaked)
-    }
-
-    /// `sigmoid(x) = 1 / (1 + e^-x)`, computed as `½ tanh(x/2) + ½`.
-    ///
-    /// The trap: through `1 / (1 + exp(-x))` the backward pass of a very negative `x` meets
-    /// `exp(-x) = inf` and produces `inf / inf² = NaN`. The tanh form is exact and bounded.
-    ///
-    /// ```
-    /// # let mut g = dendrite_graph::Graph::<f32>::new();
-    /// # let x = g.input("x", [2])?;
-    /// let p = g.sigmoid(x)?;
-    /// # Ok::<(), dendrite_graph::GraphError>(())
-    /// ```
-    pub fn sigmoid(&mut self, x: NodeId) -> Result<NodeId> {
-        let half_x = self.scale(x, 0.5)?;
-        let t = self.tanh(half_x)?;
-        let half_t = self.scale(t, 0.5)?;
-        let half = self.scalar(0.5);
-        self.add(half_t, half)
-    }
-
-    /// `softplus(x) = ln(1 + e^x)`, computed as `max(x, 0) + ln(1 + e^-|x|)`.
-    ///
-    /// The direct form overflows for large `x`. In the stable form the two kinks at 0 cancel:
-    /// `maximum` gives ½ at the tie and the `|x|` term gives 0, so the derivative there is the
-    /// true ½.
-    ///
-    /// ```
-    /// # let mut g = dendrite_graph::Graph::<f32>::new();
-    /// # let x = g.input("x", [2])?;
-    /// let y = g.softplus(x)?;
-    /// # Ok::<(), dendrite_graph::GraphError>(())
-    /// ```
-    pub fn softplus(&mut self, x: NodeId) -> Result<NodeId> {
-        let zero = self.scalar(0.0);
-        let one = self.scalar(1.0);
-        let pos = self.maximum(x, zero)?;
-        let a = self.abs(x)?;
-        let na = self.neg(a)?;
-        let e = self.exp(na)?;
-        let one_plus = self.add(one, e)?;
-        let l = self.log(one_plus)?;
-        self.add(pos, l)
+        self.select(not_positive, leaked, x)
     }
 
     /// GELU, `x Φ(x) = ½ x (1 + erf(x / √2))`: the input weighted by the probability that a
@@ -203,14 +153,6 @@ impl<F: Element> Graph<F> {
         self.mul(half_x, one_plus)
     }
 
-    /// The maximum over `axes` (kept as size 1) with the gradient stopped: the shift that makes
-    /// `exp` safe. Shifting by any constant leaves softmax unchanged, so stopping the gradient
-    /// through it is exact, and it keeps ties in the max out of the derivative.
-    fn stopped_max(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId> {
-        let m = self.max(x, axes, true)?;
-        self.stop_gradient(m)
-    }
-
     /// `softmax(x)_i = e^{x_i} / Σ_j e^{x_j}` along `axis`, as `exp(log_softmax(x))`: the
     /// stable kernel subtracts the maximum first, and the exponential of a log-probability never
     /// overflows.
@@ -224,30 +166,6 @@ impl<F: Element> Graph<F> {
     pub fn softmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
         let log_p = self.log_softmax(x, axis)?;
         self.exp(log_p)
-    }
-
-    /// `logsumexp(x) = log Σ e^x` over `axes`, as `m + log Σ e^{x - m}` with `m` the stopped max.
-    ///
-    /// ```
-    /// # let mut g = dendrite_graph::Graph::<f32>::new();
-    /// # let x = g.input("x", [3, 4])?;
-    /// let lse = g.logsumexp(x, &[1], false)?;
-    /// assert_eq!(g.shape(lse)?.to_string(), "[3]");
-    /// # Ok::<(), dendrite_graph::GraphError>(())
-    /// ```
-    pub fn logsumexp(&mut self, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
-        let m = self.stopped_max(x, axes)?;
-        let z = self.sub(x, m)?;
-        let e = self.exp(z)?;
-        let s = self.sum_keep_dims(e, axes)?;
-        let l = self.log(s)?;
-        let kept = self.add(m, l)?;
-        if keep_dims {
-            Ok(kept)
-        } else {
-            // Summing over size-1 axes drops them, whatever the dynamic dimensions.
-            self.sum(kept, axes)
-        }
     }
 
     /// Arithmetic mean over `axes`: the sum divided by the element count (a constant when the

@@ -44,6 +44,9 @@ pub use dot::to_dot;
 pub use element::Element;
 pub use error::{GraphError, Result};
 pub use graph::{Graph, Node, NodeId};
-pub use ops::{Axes, BinaryOp, CompareOp, Op, OperandGrads, ReduceOp, UnaryOp};
+pub use ops::{
+    Axes, AxisOp, BinaryOp, BroadcastOp, CompareOp, IndexOp, LayoutOp, Op, OperandGrads, ReduceOp,
+    SliceOp, SoftmaxOp, UnaryOp,
+};
 pub use plan::{compile, Outputs, Plan, StepProfile};
 pub use shape::{broadcast_dim, broadcast_shapes, ConcreteShape, Dim, Dims, Shape};

@@ -234,7 +234,7 @@ fn index_out_of_range() {
         assert!(matches!(err, GraphError::IndexOutOfRange { .. }), "{err:?}");
         assert_eq!(err.to_string(), message);
     }
-    let err = Op::ScatterAdd(0)
+    let err = Op::Index(dendrite_graph::IndexOp::ScatterAdd(0))
         .evaluate::<f64>(
             "sa",
             &[
@@ -248,7 +248,7 @@ fn index_out_of_range() {
         err.to_string(),
         "scatter_add `sa`: index 5 at flat position 0 is not an integer in 0..3"
     );
-    let err = Op::OneHot(4)
+    let err = Op::Index(dendrite_graph::IndexOp::OneHot(4))
         .evaluate::<f64>("oh", &[t(&[1], &[f64::NAN]).view()])
         .unwrap_err();
     assert_eq!(

@@ -250,7 +250,7 @@ fn gather_rejects_indices_that_are_not_integers_in_range() {
         (f64::INFINITY, 1),
     ] {
         let idx = t(&[2], &[0.0, bad]);
-        let err = Op::Gather(0)
+        let err = Op::Index(dendrite_graph::IndexOp::Gather(0))
             .evaluate::<f64>("lookup", &[x.view(), idx.view()])
             .unwrap_err();
         match err {
@@ -286,7 +286,7 @@ fn scatter_add_accumulates_repeated_indices() {
     assert_same(&out, &t(&[3, 2], &[100.0, 200.0, 11.0, 22.0, 0.0, 0.0]));
     // Axis 1: out[r, idx[j]] += src[r, j].
     let x = t(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
-    let y = Op::ScatterAdd(1)
+    let y = Op::Index(dendrite_graph::IndexOp::ScatterAdd(1))
         .evaluate::<f64>(
             "s",
             &[
@@ -298,7 +298,7 @@ fn scatter_add_accumulates_repeated_indices() {
         .unwrap();
     assert_same(&y, &t(&[2, 2], &[3.0, 3.0, 9.0, 6.0]));
     // An empty source leaves zeros.
-    let y = Op::ScatterAdd(0)
+    let y = Op::Index(dendrite_graph::IndexOp::ScatterAdd(0))
         .evaluate::<f64>(
             "s",
             &[
@@ -317,10 +317,10 @@ fn scatter_add_is_the_adjoint_of_gather() {
     let x = arange(&[4, 3]).mapv(|v| v.sin());
     let idx = t(&[5], &[3.0, 1.0, 3.0, 0.0, 3.0]);
     let y = arange(&[5, 3]).mapv(|v| (v * 0.7).cos());
-    let gx = Op::Gather(0)
+    let gx = Op::Index(dendrite_graph::IndexOp::Gather(0))
         .evaluate::<f64>("g", &[x.view(), idx.view()])
         .unwrap();
-    let sy = Op::ScatterAdd(0)
+    let sy = Op::Index(dendrite_graph::IndexOp::ScatterAdd(0))
         .evaluate::<f64>("s", &[y.view(), idx.view(), x.view()])
         .unwrap();
     let lhs: f64 = (&gx * &y).sum();

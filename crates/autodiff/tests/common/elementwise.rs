@@ -1,41 +1,72 @@
 //! Checks of the elementwise primitives: unary functions, `pow`, binary ops, comparisons and
 //! `select`.
 
-use super::{cases, cubed, ensure, first, gradient_of, second, Case, Cases, Entry, R};
+use super::{cases, cubed, d, ensure, first, gradient_of, n, second, Case, Cases, Entry, R};
 use dendrite_autodiff::strategies::{
     away_from_zero, broadcast_pair, distinct_in, positive, shape, tensor, values_in,
 };
-use dendrite_graph::{BinaryOp, CompareOp, Graph, GraphError, NodeId};
+use dendrite_graph::{BinaryOp, CompareOp, Graph, NodeId, UnaryOp};
 use ndarray::ArrayD;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-/// The table entries of this file.
+/// The table entries of this file: one per member of the unary, binary and compare families
+/// (from their `ALL` lists, each asked for its domain by an exhaustive match), `pow` and
+/// `select`.
 pub fn entries() -> Vec<(&'static str, Entry)> {
-    use Entry::{Differentiable as D, NonDifferentiable as N};
-    vec![
-        ("neg", D(any_values, neg)),
-        ("exp", D(any_values, exp)),
-        ("log", D(positive_values, log)),
-        ("sqrt", D(positive_values, sqrt)),
-        ("tanh", D(any_values, tanh)),
-        ("abs", D(nonzero_values, abs)),
-        ("erf", D(any_values, erf)),
-        ("pow", D(pow_cases, pow)),
-        ("add", D(pairs, add)),
-        ("sub", D(pairs, sub)),
-        ("mul", D(pairs, mul)),
-        ("div", D(pairs_positive_rhs, div)),
-        ("maximum", D(distinct_pairs, maximum)),
-        ("minimum", D(distinct_pairs, minimum)),
-        ("eq", N(distinct_pairs, |c| compare(c, CompareOp::Eq))),
-        ("ne", N(distinct_pairs, |c| compare(c, CompareOp::Ne))),
-        ("lt", N(distinct_pairs, |c| compare(c, CompareOp::Lt))),
-        ("le", N(distinct_pairs, |c| compare(c, CompareOp::Le))),
-        ("gt", N(distinct_pairs, |c| compare(c, CompareOp::Gt))),
-        ("ge", N(distinct_pairs, |c| compare(c, CompareOp::Ge))),
-        ("select", D(select_cases, select)),
-    ]
+    let mut t: Vec<(&'static str, Entry)> = Vec::new();
+    for &op in UnaryOp::ALL {
+        t.push((op.name(), d(unary_domain(op), move |c| unary(c, op))));
+    }
+    t.push(("pow", d(pow_cases, pow)));
+    for &op in BinaryOp::ALL {
+        t.push((op.name(), d(binary_domain(op), move |c| binary(c, op))));
+    }
+    for &op in CompareOp::ALL {
+        t.push((op.name(), n(distinct_pairs, move |c| compare(c, op))));
+    }
+    t.push(("select", d(select_cases, select)));
+    t
+}
+
+/// Where each unary function is checked: its domain, away from kinks and poles.
+fn unary_domain(op: UnaryOp) -> fn() -> Cases {
+    use UnaryOp::*;
+    match op {
+        Neg | Exp | Tanh | Erf | Sin | Cos | Expm1 | Sigmoid | Softplus => any_values,
+        Log | Sqrt => positive_values,
+        Log1p => above_minus_one,
+        Abs => nonzero_values,
+    }
+}
+
+/// Whether the function's Hessian is non-zero; linear and piecewise-linear ones are checked
+/// at second order through `f(x)³`, which differentiates through their rule.
+fn curved(op: UnaryOp) -> bool {
+    use UnaryOp::*;
+    match op {
+        Neg | Abs => false,
+        Exp | Log | Sqrt | Tanh | Erf | Sin | Cos | Log1p | Expm1 | Sigmoid | Softplus => true,
+    }
+}
+
+/// Where each binary op is checked, and whether its Hessian is non-zero.
+fn binary_domain(op: BinaryOp) -> fn() -> Cases {
+    use BinaryOp::*;
+    match op {
+        Add | Sub | Mul => pairs,
+        Div => pairs_positive_rhs,
+        Maximum | Minimum => distinct_pairs,
+        Power => power_pairs,
+    }
+}
+
+fn binary_curved(op: BinaryOp) -> bool {
+    use BinaryOp::*;
+    match op {
+        Add | Sub | Maximum | Minimum => false,
+        Mul | Div | Power => true,
+    }
 }
 
 fn any_values() -> Cases {
@@ -44,6 +75,18 @@ fn any_values() -> Cases {
 
 fn positive_values() -> Cases {
     cases(shape().prop_flat_map(|s| vec(positive(s), 1)))
+}
+
+fn above_minus_one() -> Cases {
+    cases(shape().prop_flat_map(|s| vec(values_in(s, -0.8..2.0), 1)))
+}
+
+/// A positive base and an exponent in `-2..2`, broadcasting: the domain of both gradients.
+fn power_pairs() -> Cases {
+    cases(
+        broadcast_pair()
+            .prop_flat_map(|(a, b)| (positive(a), tensor(b)).prop_map(|(a, b)| vec![a, b])),
+    )
 }
 
 fn nonzero_values() -> Cases {
@@ -80,43 +123,15 @@ fn reshape(values: &[f64], shape: &[usize]) -> ArrayD<f64> {
     ArrayD::from_shape_simple_fn(ndarray::IxDyn(shape), || it.next().unwrap_or(0.0))
 }
 
-type Build = fn(&mut Graph<f64>, &[NodeId]) -> Result<NodeId, GraphError>;
-
 /// First- and second-order checks of a unary function of input 0.
-fn unary(case: &Case, f: Build) -> R {
-    first(&case.vals, &[0], f)?;
-    second(&case.vals, &[0], f)
-}
-
-fn neg(c: &Case) -> R {
-    first(&c.vals, &[0], |g, x| g.neg(x[0]))?;
-    second(&c.vals, &[0], cubed(|g, x| g.neg(x[0])))
-}
-
-fn exp(c: &Case) -> R {
-    unary(c, |g, x| g.exp(x[0]))
-}
-
-fn log(c: &Case) -> R {
-    unary(c, |g, x| g.log(x[0]))
-}
-
-fn sqrt(c: &Case) -> R {
-    unary(c, |g, x| g.sqrt(x[0]))
-}
-
-fn tanh(c: &Case) -> R {
-    unary(c, |g, x| g.tanh(x[0]))
-}
-
-fn erf(c: &Case) -> R {
-    unary(c, |g, x| g.erf(x[0]))
-}
-
-fn abs(c: &Case) -> R {
-    // |x| is piecewise linear: its Hessian is zero away from 0; |x|³ makes it non-zero.
-    first(&c.vals, &[0], |g, x| g.abs(x[0]))?;
-    second(&c.vals, &[0], cubed(|g, x| g.abs(x[0])))
+fn unary(c: &Case, op: UnaryOp) -> R {
+    let f = move |g: &mut Graph<f64>, x: &[NodeId]| g.unary(op, x[0]);
+    first(&c.vals, &[0], f)?;
+    if curved(op) {
+        second(&c.vals, &[0], f)
+    } else {
+        second(&c.vals, &[0], cubed(f))
+    }
 }
 
 /// Exponents: integral ones (any sign of the base, |x| ≥ 0.1) and fractional ones (positive
@@ -142,37 +157,13 @@ fn pow(c: &Case) -> R {
     second(&c.vals, &[0], move |g, x| g.pow(x[0], p))
 }
 
-fn binary(c: &Case, op: BinaryOp, bilinear: bool) -> R {
+fn binary(c: &Case, op: BinaryOp) -> R {
     first(&c.vals, &[0, 1], |g, x| g.binary(op, x[0], x[1]))?;
-    if bilinear {
+    if binary_curved(op) {
         second(&c.vals, &[0, 1], |g, x| g.binary(op, x[0], x[1]))
     } else {
         second(&c.vals, &[0, 1], cubed(|g, x| g.binary(op, x[0], x[1])))
     }
-}
-
-fn add(c: &Case) -> R {
-    binary(c, BinaryOp::Add, false)
-}
-
-fn sub(c: &Case) -> R {
-    binary(c, BinaryOp::Sub, false)
-}
-
-fn mul(c: &Case) -> R {
-    binary(c, BinaryOp::Mul, true)
-}
-
-fn div(c: &Case) -> R {
-    binary(c, BinaryOp::Div, true)
-}
-
-fn maximum(c: &Case) -> R {
-    binary(c, BinaryOp::Maximum, false)
-}
-
-fn minimum(c: &Case) -> R {
-    binary(c, BinaryOp::Minimum, false)
 }
 
 /// Comparisons are piecewise constant: the gradient through them is zero. Away from ties it is

@@ -62,12 +62,25 @@ impl Case {
 /// Strategy of the cases for one primitive.
 pub type Cases = BoxedStrategy<Case>;
 
+/// The check of one case.
+pub type Check = Box<dyn Fn(&Case) -> R>;
+
 /// How a primitive is checked.
 pub enum Entry {
     /// First order (and second order where twice differentiable) against finite differences.
-    Differentiable(fn() -> Cases, fn(&Case) -> R),
+    Differentiable(fn() -> Cases, Check),
     /// The gradient through it is a documented zero (checked, never a panic).
-    NonDifferentiable(fn() -> Cases, fn(&Case) -> R),
+    NonDifferentiable(fn() -> Cases, Check),
+}
+
+/// A differentiable entry.
+pub fn d(cases: fn() -> Cases, check: impl Fn(&Case) -> R + 'static) -> Entry {
+    Entry::Differentiable(cases, Box::new(check))
+}
+
+/// A non-differentiable entry.
+pub fn n(cases: fn() -> Cases, check: impl Fn(&Case) -> R + 'static) -> Entry {
+    Entry::NonDifferentiable(cases, Box::new(check))
 }
 
 /// Every primitive of `Op::primitive_names()`, with its check.

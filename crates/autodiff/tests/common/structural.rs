@@ -8,22 +8,21 @@ use super::{cases, cubed, ensure, first, gradient_of, second, Case, Cases, Entry
 use dendrite_autodiff::strategies::{
     broadcast_to_pair, distinct_in, shape, shape_with_rank, tensor,
 };
+use dendrite_graph::ReduceOp;
 use ndarray::{ArrayD, IxDyn};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
 /// The table entries of this file.
 pub fn entries() -> Vec<(&'static str, Entry)> {
-    use Entry::{Differentiable as D, NonDifferentiable as N};
-    vec![
+    use super::{d as D, n as N};
+    let mut t = vec![
         ("broadcast_to", D(small_full, broadcast_to)),
         ("broadcast_like", D(small_full, broadcast_like)),
         ("sum_like", D(small_full, sum_like)),
         ("expand_dims", D(expand_cases, expand_dims)),
-        ("sum", D(|| reduce_cases(false), sum)),
-        ("max", D(|| reduce_cases(true), max)),
-        ("dim_size", N(|| reduce_cases(false), dim_size)),
-        ("argmax", N(|| reduce_cases(true), argmax)),
+        ("dim_size", N(|| reduce_cases(Values::Any), dim_size)),
+        ("argmax", N(|| reduce_cases(Values::Distinct), argmax)),
         ("reshape", D(reshape_cases, reshape)),
         ("permute", D(permute_cases, permute)),
         ("matmul", D(matmul_cases, matmul)),
@@ -34,8 +33,38 @@ pub fn entries() -> Vec<(&'static str, Entry)> {
         ("scatter_add", D(gather_cases, scatter_add)),
         ("one_hot", N(gather_cases, one_hot)),
         ("log_softmax", D(log_softmax_cases, log_softmax)),
+        ("logsumexp", D(logsumexp_cases, logsumexp)),
+        ("cumsum", D(cumsum_cases, cumsum)),
         ("stop_gradient", N(any_values, stop_gradient)),
-    ]
+    ];
+    for &op in ReduceOp::ALL {
+        t.push((op.name(), D(reduce_domain(op), move |c| reduce(c, op))));
+    }
+    t
+}
+
+/// Where each reduction is checked: `max` and `min` on distinct values (no ties), `prod` on
+/// values some of which are exactly 0 (the cases its rule treats apart).
+fn reduce_domain(op: ReduceOp) -> fn() -> Cases {
+    match op {
+        ReduceOp::Sum => || reduce_cases(Values::Any),
+        ReduceOp::Max | ReduceOp::Min => || reduce_cases(Values::Distinct),
+        ReduceOp::Prod => || reduce_cases(Values::SomeZero),
+    }
+}
+
+/// `sum`, `max` and `min` are piecewise linear (checked at second order through `f³`); `prod`
+/// is multilinear, with a Hessian of its own.
+fn reduce(c: &Case, op: ReduceOp) -> R {
+    let (keep, axes) = (c.params[0] == 1, &c.params[1..]);
+    let f = move |g: &mut dendrite_graph::Graph<f64>, x: &[dendrite_graph::NodeId]| {
+        g.reduce(op, x[0], axes, keep)
+    };
+    first(&c.vals, &[0], f)?;
+    match op {
+        ReduceOp::Prod => second(&c.vals, &[0], f),
+        ReduceOp::Sum | ReduceOp::Max | ReduceOp::Min => second(&c.vals, &[0], cubed(f)),
+    }
 }
 
 fn any_values() -> Cases {
@@ -94,38 +123,35 @@ fn expand_dims(c: &Case) -> R {
     second(&c.vals, &[0], cubed(|g, x| g.expand_dims(x[0], &c.params)))
 }
 
-/// A tensor (rank 0-4) and `params = [keep_dims, axes...]`; distinct values when `distinct`.
-fn reduce_cases(distinct: bool) -> Cases {
+/// The values a reduction is checked on.
+#[derive(Clone, Copy)]
+enum Values {
+    Any,
+    Distinct,
+    /// Values in `-2..2` with each element set to exactly 0 with probability ¼.
+    SomeZero,
+}
+
+/// A tensor (rank 0-4) and `params = [keep_dims, axes...]`.
+fn reduce_cases(values: Values) -> Cases {
     (shape(), any::<bool>(), vec(any::<bool>(), 4))
         .prop_flat_map(move |(s, keep, pick)| {
             let axes: Vec<usize> = (0..s.len()).filter(|&i| pick[i]).collect();
             let params: Vec<usize> = std::iter::once(usize::from(keep)).chain(axes).collect();
-            let values = if distinct {
-                distinct_in(s, -2.0..2.0).boxed()
-            } else {
-                tensor(s).boxed()
+            let n: usize = s.iter().product();
+            let values = match values {
+                Values::Any => tensor(s).boxed(),
+                Values::Distinct => distinct_in(s, -2.0..2.0).boxed(),
+                Values::SomeZero => (tensor(s), vec(0..4u8, n))
+                    .prop_map(|(v, z)| {
+                        let mut z = z.into_iter();
+                        v.mapv(|x| if z.next() == Some(0) { 0.0 } else { x })
+                    })
+                    .boxed(),
             };
             values.prop_map(move |v| Case::with(vec![v], params.clone()))
         })
         .boxed()
-}
-
-fn sum(c: &Case) -> R {
-    let (keep, axes) = (c.params[0] == 1, &c.params[1..]);
-    first(&c.vals, &[0], |g, x| {
-        g.reduce(dendrite_graph::ReduceOp::Sum, x[0], axes, keep)
-    })?;
-    second(
-        &c.vals,
-        &[0],
-        cubed(|g, x| g.reduce(dendrite_graph::ReduceOp::Sum, x[0], axes, keep)),
-    )
-}
-
-fn max(c: &Case) -> R {
-    let (keep, axes) = (c.params[0] == 1, &c.params[1..]);
-    first(&c.vals, &[0], |g, x| g.max(x[0], axes, keep))?;
-    second(&c.vals, &[0], cubed(|g, x| g.max(x[0], axes, keep)))
 }
 
 /// `dim_size` is piecewise constant (constant, in fact): `dim_size(x) · Σx` has gradient
@@ -419,4 +445,47 @@ fn log_softmax(c: &Case) -> R {
     let axis = c.params[0];
     first(&c.vals, &[0], |g, x| g.log_softmax(x[0], axis))?;
     second(&c.vals, &[0], |g, x| g.log_softmax(x[0], axis))
+}
+
+/// A tensor of rank 1-4, one of its axes and a direction (params: `[axis, reverse]`).
+fn cumsum_cases() -> Cases {
+    (shape(), any::<prop::sample::Index>(), any::<bool>())
+        .prop_filter("cumsum needs an axis", |(s, _, _)| !s.is_empty())
+        .prop_flat_map(|(s, pick, reverse)| {
+            let axis = pick.index(s.len());
+            tensor(s).prop_map(move |v| Case::with(vec![v], vec![axis, usize::from(reverse)]))
+        })
+        .boxed()
+}
+
+/// `cumsum` is linear: `x̄ = reversed cumsum(ȳ)`; second order through `cumsum(x)³`.
+fn cumsum(c: &Case) -> R {
+    let (axis, reverse) = (c.params[0], c.params[1] == 1);
+    first(&c.vals, &[0], |g, x| g.cumsum(x[0], axis, reverse))?;
+    second(&c.vals, &[0], cubed(|g, x| g.cumsum(x[0], axis, reverse)))
+}
+
+/// A tensor of rank 1-4 and a non-empty set of its axes (params: `[keep_dims, axes...]`).
+fn logsumexp_cases() -> Cases {
+    (
+        shape(),
+        any::<bool>(),
+        vec(any::<bool>(), 4),
+        any::<prop::sample::Index>(),
+    )
+        .prop_filter("logsumexp needs an axis", |(s, ..)| !s.is_empty())
+        .prop_flat_map(|(s, keep, pick, first_axis)| {
+            let forced = first_axis.index(s.len());
+            let axes: Vec<usize> = (0..s.len()).filter(|&i| pick[i] || i == forced).collect();
+            let params: Vec<usize> = std::iter::once(usize::from(keep)).chain(axes).collect();
+            tensor(s).prop_map(move |v| Case::with(vec![v], params.clone()))
+        })
+        .boxed()
+}
+
+/// `y = log Σ e^x`; `x̄ = ȳ softmax(x)`, itself differentiable.
+fn logsumexp(c: &Case) -> R {
+    let (keep, axes) = (c.params[0] == 1, &c.params[1..]);
+    first(&c.vals, &[0], |g, x| g.logsumexp(x[0], axes, keep))?;
+    second(&c.vals, &[0], |g, x| g.logsumexp(x[0], axes, keep))
 }

@@ -1,5 +1,5 @@
 //! Elementwise functions of two operands with NumPy broadcasting: `add`, `sub`, `mul`, `div`,
-//! `maximum`, `minimum`.
+//! `maximum`, `minimum`, `power`.
 //!
 //! Shape rule: align the shapes on the right; each pair of dimensions must be equal or one of
 //! them 1; the output takes the larger (see [`crate::broadcast_shapes`]).
@@ -12,58 +12,54 @@
 //! | div | `a / b` | `1/b` | `-a/b²` |
 //! | maximum | `max(a, b)` | `[a > b] + ½[a = b]` | `[b > a] + ½[a = b]` |
 //! | minimum | `min(a, b)` | `[a < b] + ½[a = b]` | `[b < a] + ½[a = b]` |
+//! | power | `a^b` | `b a^(b-1)` | `a^b ln a` |
 //!
 //! Ties in `maximum`/`minimum` split the gradient evenly, as the max reduction does; the sum of
 //! the two partials is 1 either way, so `max(x, x)` has derivative 1.
+//!
+//! `power`'s domain: `a > 0` for any `b` (the `b`-gradient `a^b ln a` needs it), or any `a`
+//! with an integer `b` for the value and the `a`-gradient (`(-2)^3 = -8`); a negative base
+//! with a fractional exponent gives NaN, as in NumPy.
 //!
 //! Each partial is returned in the output's (broadcast) shape; the reverse sweep sums it back to
 //! the operand's shape.
 
 use crate::error::{GraphError, Result};
-use crate::ops::{check_arity, CompareOp, Op, OperandGrads};
+use crate::ops::{check_arity, CompareOp, OperandGrads};
 use crate::shape::{broadcast_shapes, Shape};
-use crate::{Element, Graph, NodeId};
+use crate::{Element, Graph, NodeId, Op};
 use ndarray::{ArrayViewD, ArrayViewMutD, Zip};
 use smallvec::{smallvec, SmallVec};
 
-/// An elementwise, broadcasting function of two operands.
-///
-/// ```
-/// assert_eq!(dendrite_graph::BinaryOp::Div.apply(1.0_f64, 4.0), 0.25);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BinaryOp {
-    /// `a + b`
-    Add,
-    /// `a - b`
-    Sub,
-    /// `a * b`
-    Mul,
-    /// `a / b`
-    Div,
-    /// `max(a, b)`; NaN if either is NaN.
-    Maximum,
-    /// `min(a, b)`; NaN if either is NaN.
-    Minimum,
+family! {
+    /// An elementwise, broadcasting function of two operands.
+    ///
+    /// ```
+    /// use dendrite_graph::BinaryOp;
+    /// assert_eq!(BinaryOp::Div.apply(1.0_f64, 4.0), 0.25);
+    /// assert_eq!(BinaryOp::Maximum.name(), "maximum");
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub unit enum BinaryOp {
+        /// `a + b`
+        Add => "add",
+        /// `a - b`
+        Sub => "sub",
+        /// `a * b`
+        Mul => "mul",
+        /// `a / b`
+        Div => "div",
+        /// `max(a, b)`; NaN if either is NaN.
+        Maximum => "maximum",
+        /// `min(a, b)`; NaN if either is NaN.
+        Minimum => "minimum",
+        /// `a^b` for a tensor exponent (NumPy's `power`); defined for `a > 0`, and for any `a`
+        /// where `b` is an integer (the `b`-gradient needs `a > 0`).
+        Power => "power",
+    }
 }
 
 impl BinaryOp {
-    /// The op's name.
-    ///
-    /// ```
-    /// assert_eq!(dendrite_graph::BinaryOp::Maximum.name(), "maximum");
-    /// ```
-    pub fn name(self) -> &'static str {
-        match self {
-            BinaryOp::Add => "add",
-            BinaryOp::Sub => "sub",
-            BinaryOp::Mul => "mul",
-            BinaryOp::Div => "div",
-            BinaryOp::Maximum => "maximum",
-            BinaryOp::Minimum => "minimum",
-        }
-    }
-
     /// Applies the function to one pair of values.
     ///
     /// ```
@@ -78,6 +74,7 @@ impl BinaryOp {
             BinaryOp::Div => a / b,
             BinaryOp::Maximum => max_nan(a, b),
             BinaryOp::Minimum => min_nan(a, b),
+            BinaryOp::Power => a.powf(b),
         }
     }
 }
@@ -106,10 +103,10 @@ fn min_nan<F: Element>(a: F, b: F) -> F {
 }
 
 /// Shape rule shared by binary ops and comparisons.
-pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
+pub(crate) fn infer(op: &'static str, node: &str, operands: &[&Shape]) -> Result<Shape> {
     check_arity(op, node, operands, 2)?;
     broadcast_shapes(operands[0], operands[1]).ok_or_else(|| GraphError::IncompatibleShapes {
-        op: op.name(),
+        op,
         node: node.to_owned(),
         reason: "shapes do not broadcast",
         lhs: operands[0].clone(),
@@ -222,6 +219,7 @@ pub(crate) fn forward<F: Element>(
         BinaryOp::Div => zip_broadcast(a, b, out, |x, y| x / y),
         BinaryOp::Maximum => zip_broadcast(a, b, out, max_nan),
         BinaryOp::Minimum => zip_broadcast(a, b, out, min_nan),
+        BinaryOp::Power => zip_broadcast(a, b, out, F::powf),
     }
 }
 
@@ -259,6 +257,18 @@ pub(crate) fn vjp<F: Element>(
             let share_a = g.add(a_wins, half_tie)?;
             let a_bar = g.mul(y_bar, share_a)?;
             (a_bar, g.sub(y_bar, a_bar)?)
+        }
+        // ∂(a^b)/∂a = b a^(b-1) = b y / a, written as b a^(b-1) so that a = 0 with b ≥ 1 stays
+        // finite; ∂(a^b)/∂b = y ln a, real only for a > 0.
+        BinaryOp::Power => {
+            let one = g.scalar(1.0);
+            let b_minus_one = g.sub(b, one)?;
+            let lower = g.power(a, b_minus_one)?;
+            let slope_a = g.mul(b, lower)?;
+            let a_bar = g.mul(y_bar, slope_a)?;
+            let ln_a = g.log(a)?;
+            let slope_b = g.mul(y, ln_a)?;
+            (a_bar, g.mul(y_bar, slope_b)?)
         }
     };
     Ok(smallvec![Some(a_bar), Some(b_bar)])
@@ -351,5 +361,19 @@ impl<F: Element> Graph<F> {
     /// ```
     pub fn minimum(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
         self.binary(BinaryOp::Minimum, a, b)
+    }
+
+    /// `a^b` elementwise with broadcasting, for a tensor exponent (NumPy's `power`).
+    /// Derivatives: `b a^(b-1)` and `a^b ln a`; the second needs `a > 0`. For a fixed scalar
+    /// exponent use [`Graph::pow`].
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f64>::new();
+    /// # let (a, b) = (g.input("a", [2])?, g.input("b", [2])?);
+    /// let c = g.power(a, b)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn power(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.binary(BinaryOp::Power, a, b)
     }
 }

@@ -15,11 +15,31 @@
 
 use crate::error::{GraphError, Result};
 use crate::ops::reduce::reduce_into;
-use crate::ops::{check_arity, Op, OperandGrads};
+use crate::ops::{check_arity, OperandGrads};
 use crate::shape::{Dim, Shape};
-use crate::{Element, Graph, NodeId};
+use crate::{Element, Graph, NodeId, Op};
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 use smallvec::smallvec;
+
+family! {
+    /// Explicit broadcasting and its adjoint.
+    ///
+    /// ```
+    /// use dendrite_graph::ops::BroadcastOp;
+    /// assert_eq!(BroadcastOp::SumLike.name(), "sum_like");
+    /// assert_eq!(BroadcastOp::NAMES, &["broadcast_to", "broadcast_like", "sum_like"]);
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub enum BroadcastOp {
+        /// Broadcast to a declared shape.
+        To(Shape) => "broadcast_to",
+        /// Broadcast the first operand to the runtime shape of the second.
+        Like => "broadcast_like",
+        /// Sum the first operand down to the runtime shape of the second: the adjoint of
+        /// broadcasting.
+        SumLike => "sum_like",
+    }
+}
 
 /// Whether `from` broadcasts to `to` (dynamic dimensions taken on trust).
 fn broadcasts_to(from: &Shape, to: &Shape) -> bool {
@@ -36,7 +56,7 @@ fn broadcasts_to(from: &Shape, to: &Shape) -> bool {
         })
 }
 
-pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
+pub(crate) fn infer(op: &BroadcastOp, node: &str, operands: &[&Shape]) -> Result<Shape> {
     let mismatch = |reason, lhs: &Shape, rhs: &Shape| GraphError::IncompatibleShapes {
         op: op.name(),
         node: node.to_owned(),
@@ -45,8 +65,8 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
         rhs: rhs.clone(),
     };
     match op {
-        Op::BroadcastTo(target) => {
-            check_arity(op, node, operands, 1)?;
+        BroadcastOp::To(target) => {
+            check_arity(op.name(), node, operands, 1)?;
             let x = operands[0];
             if x.rank() > target.rank() {
                 return Err(mismatch("operand has more axes than the target", x, target));
@@ -76,8 +96,8 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
                 ))
             }
         }
-        Op::BroadcastLike => {
-            check_arity(op, node, operands, 2)?;
+        BroadcastOp::Like => {
+            check_arity(op.name(), node, operands, 2)?;
             if broadcasts_to(operands[0], operands[1]) {
                 Ok(operands[1].clone())
             } else {
@@ -88,8 +108,8 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
                 ))
             }
         }
-        _ => {
-            check_arity(op, node, operands, 2)?;
+        BroadcastOp::SumLike => {
+            check_arity(op.name(), node, operands, 2)?;
             if broadcasts_to(operands[1], operands[0]) {
                 Ok(operands[1].clone())
             } else {
@@ -104,14 +124,14 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
 }
 
 pub(crate) fn forward<F: Element>(
-    op: &Op,
+    op: &BroadcastOp,
     node: &str,
     inputs: &[ArrayViewD<'_, F>],
     mut out: ArrayViewMutD<'_, F>,
 ) -> Result<()> {
     let x = &inputs[0];
     match op {
-        Op::SumLike => {
+        BroadcastOp::SumLike => {
             // View the output with x's rank (leading 1s), then reduce into it.
             let mut keep: smallvec::SmallVec<[usize; 4]> = smallvec![1; x.ndim() - out.ndim()];
             keep.extend_from_slice(out.shape());
@@ -122,7 +142,7 @@ pub(crate) fn forward<F: Element>(
             reduce_into(x, keep_view, F::zero(), |acc, v| acc + v);
             Ok(())
         }
-        _ => match x.broadcast(out.raw_dim()) {
+        BroadcastOp::To(_) | BroadcastOp::Like => match x.broadcast(out.raw_dim()) {
             Some(view) => {
                 out.assign(&view);
                 Ok(())
@@ -132,7 +152,7 @@ pub(crate) fn forward<F: Element>(
     }
 }
 
-fn internal(op: &Op, node: &str, lhs: &[usize], rhs: &[usize]) -> GraphError {
+fn internal(op: &BroadcastOp, node: &str, lhs: &[usize], rhs: &[usize]) -> GraphError {
     GraphError::IncompatibleShapes {
         op: op.name(),
         node: node.to_owned(),
@@ -145,16 +165,16 @@ fn internal(op: &Op, node: &str, lhs: &[usize], rhs: &[usize]) -> GraphError {
 // ANCHOR: broadcast_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
-    op: &Op,
+    op: &BroadcastOp,
     xs: &[NodeId],
     y_bar: NodeId,
 ) -> Result<OperandGrads> {
     Ok(match op {
         // The adjoint of a broadcast is the sum back to the operand's shape.
-        Op::BroadcastTo(_) => smallvec![Some(g.sum_like(y_bar, xs[0])?)],
-        Op::BroadcastLike => smallvec![Some(g.sum_like(y_bar, xs[0])?), None],
+        BroadcastOp::To(_) => smallvec![Some(g.sum_like(y_bar, xs[0])?)],
+        BroadcastOp::Like => smallvec![Some(g.sum_like(y_bar, xs[0])?), None],
         // ...and the adjoint of that sum is the broadcast.
-        _ => smallvec![Some(g.broadcast_like(y_bar, xs[0])?), None],
+        BroadcastOp::SumLike => smallvec![Some(g.broadcast_like(y_bar, xs[0])?), None],
     })
 }
 // ANCHOR_END: broadcast_vjp
@@ -171,7 +191,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn broadcast_to(&mut self, x: NodeId, shape: impl Into<Shape>) -> Result<NodeId> {
-        self.push(Op::BroadcastTo(shape.into()), &[x])
+        self.push(Op::Broadcast(BroadcastOp::To(shape.into())), &[x])
     }
 
     /// Broadcasts `x` to the run-time shape of `like`. No gradient flows into `like`.
@@ -185,7 +205,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn broadcast_like(&mut self, x: NodeId, like: NodeId) -> Result<NodeId> {
-        self.push(Op::BroadcastLike, &[x, like])
+        self.push(Op::Broadcast(BroadcastOp::Like), &[x, like])
     }
 
     /// Sums `x` down to the run-time shape of `like` (which must broadcast to `x`): the adjoint
@@ -200,6 +220,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn sum_like(&mut self, x: NodeId, like: NodeId) -> Result<NodeId> {
-        self.push(Op::SumLike, &[x, like])
+        self.push(Op::Broadcast(BroadcastOp::SumLike), &[x, like])
     }
 }

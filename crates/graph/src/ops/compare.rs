@@ -9,52 +9,39 @@
 
 use crate::error::{GraphError, Result};
 use crate::ops::binary::{infer as infer_binary, zip_broadcast};
-use crate::ops::{check_arity, Op, OperandGrads};
+use crate::ops::{check_arity, OperandGrads, SELECT};
 use crate::shape::{broadcast_shapes, Shape};
-use crate::{Element, Graph, NodeId};
+use crate::{Element, Graph, NodeId, Op};
 use ndarray::{ArrayViewD, ArrayViewMutD, Zip};
 use smallvec::smallvec;
 
-/// An elementwise comparison giving 1 (true) or 0 (false).
-///
-/// ```
-/// use dendrite_graph::CompareOp;
-/// assert!(CompareOp::Le.holds(1.0_f32, 1.0));
-/// assert!(!CompareOp::Lt.holds(1.0_f32, 1.0));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CompareOp {
-    /// `a == b`
-    Eq,
-    /// `a != b`
-    Ne,
-    /// `a < b`
-    Lt,
-    /// `a <= b`
-    Le,
-    /// `a > b`
-    Gt,
-    /// `a >= b`
-    Ge,
+family! {
+    /// An elementwise comparison giving 1 (true) or 0 (false).
+    ///
+    /// ```
+    /// use dendrite_graph::CompareOp;
+    /// assert!(CompareOp::Le.holds(1.0_f32, 1.0));
+    /// assert!(!CompareOp::Lt.holds(1.0_f32, 1.0));
+    /// assert_eq!(CompareOp::Ge.name(), "ge");
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub unit enum CompareOp {
+        /// `a == b`
+        Eq => "eq",
+        /// `a != b`
+        Ne => "ne",
+        /// `a < b`
+        Lt => "lt",
+        /// `a <= b`
+        Le => "le",
+        /// `a > b`
+        Gt => "gt",
+        /// `a >= b`
+        Ge => "ge",
+    }
 }
 
 impl CompareOp {
-    /// The op's name.
-    ///
-    /// ```
-    /// assert_eq!(dendrite_graph::CompareOp::Ge.name(), "ge");
-    /// ```
-    pub fn name(self) -> &'static str {
-        match self {
-            CompareOp::Eq => "eq",
-            CompareOp::Ne => "ne",
-            CompareOp::Lt => "lt",
-            CompareOp::Le => "le",
-            CompareOp::Gt => "gt",
-            CompareOp::Ge => "ge",
-        }
-    }
-
     /// Whether the relation holds (IEEE semantics: every comparison with NaN is false except `ne`).
     ///
     /// ```
@@ -91,8 +78,8 @@ pub(crate) fn forward_compare<F: Element>(
 }
 
 pub(crate) fn infer_select(node: &str, operands: &[&Shape]) -> Result<Shape> {
-    check_arity(&Op::Select, node, operands, 3)?;
-    let ab = infer_binary(&Op::Select, node, &operands[1..])?;
+    check_arity(SELECT, node, operands, 3)?;
+    let ab = infer_binary(SELECT, node, &operands[1..])?;
     broadcast_shapes(operands[0], &ab).ok_or_else(|| GraphError::IncompatibleShapes {
         op: "select",
         node: node.to_owned(),

@@ -14,9 +14,9 @@
 //! gradient flows into indices, nor through `one_hot`: they are piecewise constant.
 
 use crate::error::{GraphError, Result};
-use crate::ops::{check_arity, check_axis, Op, OperandGrads};
+use crate::ops::{check_arity, check_axis, OperandGrads};
 use crate::shape::{Dim, Shape};
-use crate::{Element, Graph, NodeId};
+use crate::{Element, Graph, NodeId, Op};
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use smallvec::smallvec;
 
@@ -32,17 +32,36 @@ fn gathered_shape(base: &Shape, idx: &Shape, axis: usize) -> Shape {
     )
 }
 
-pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
+family! {
+    /// Integer indexing.
+    ///
+    /// ```
+    /// use dendrite_graph::ops::IndexOp;
+    /// assert_eq!(IndexOp::NAMES, &["gather", "scatter_add", "one_hot"]);
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub enum IndexOp {
+        /// `take(x, indices, axis)`.
+        Gather(usize) => "gather",
+        /// The adjoint of gather: add slices of `src` into zeros shaped like `like`.
+        ScatterAdd(usize) => "scatter_add",
+        /// One-hot encoding of integer-valued indices with `depth` classes.
+        OneHot(usize) => "one_hot",
+    }
+}
+
+pub(crate) fn infer(op: &IndexOp, node: &str, operands: &[&Shape]) -> Result<Shape> {
+    let name = op.name();
     match *op {
-        Op::Gather(axis) => {
-            check_arity(op, node, operands, 2)?;
-            check_axis(op, node, axis, operands[0].rank())?;
+        IndexOp::Gather(axis) => {
+            check_arity(name, node, operands, 2)?;
+            check_axis(name, node, axis, operands[0].rank())?;
             Ok(gathered_shape(operands[0], operands[1], axis))
         }
-        Op::ScatterAdd(axis) => {
-            check_arity(op, node, operands, 3)?;
+        IndexOp::ScatterAdd(axis) => {
+            check_arity(name, node, operands, 3)?;
             let (src, idx, like) = (operands[0], operands[1], operands[2]);
-            check_axis(op, node, axis, like.rank())?;
+            check_axis(name, node, axis, like.rank())?;
             let expected = gathered_shape(like, idx, axis);
             let agree = expected.rank() == src.rank()
                 && expected
@@ -61,8 +80,8 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
             }
             Ok(like.clone())
         }
-        Op::OneHot(depth) => {
-            check_arity(op, node, operands, 1)?;
+        IndexOp::OneHot(depth) => {
+            check_arity(name, node, operands, 1)?;
             if depth == 0 {
                 return Err(GraphError::InvalidShape {
                     op: "one_hot",
@@ -75,18 +94,12 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
             out.push(Dim::Fixed(depth));
             Ok(out)
         }
-        _ => Err(GraphError::InvalidShape {
-            op: op.name(),
-            node: node.to_owned(),
-            reason: "internal: not an index op".into(),
-            shape: Shape::scalar(),
-        }),
     }
 }
 
 /// Converts an index value to `usize`, or says why it is not one.
 fn to_index<F: Element>(
-    op: &Op,
+    op: &IndexOp,
     node: &str,
     value: F,
     position: usize,
@@ -107,13 +120,13 @@ fn to_index<F: Element>(
 }
 
 pub(crate) fn forward<F: Element>(
-    op: &Op,
+    op: &IndexOp,
     node: &str,
     inputs: &[ArrayViewD<'_, F>],
     mut out: ArrayViewMutD<'_, F>,
 ) -> Result<()> {
     match *op {
-        Op::OneHot(depth) => {
+        IndexOp::OneHot(depth) => {
             out.fill(F::zero());
             if let Some(os) = out.as_slice_mut() {
                 for (p, &v) in inputs[0].iter().enumerate() {
@@ -122,7 +135,7 @@ pub(crate) fn forward<F: Element>(
                 }
             }
         }
-        Op::Gather(axis) => {
+        IndexOp::Gather(axis) => {
             let x = inputs[0].as_standard_layout();
             let (Some(xs), Some(os)) = (x.as_slice(), out.as_slice_mut()) else {
                 return Ok(());
@@ -139,7 +152,7 @@ pub(crate) fn forward<F: Element>(
                 }
             }
         }
-        Op::ScatterAdd(axis) => {
+        IndexOp::ScatterAdd(axis) => {
             out.fill(F::zero());
             let src = inputs[0].as_standard_layout();
             let n = out.shape()[axis];
@@ -160,7 +173,6 @@ pub(crate) fn forward<F: Element>(
                 }
             }
         }
-        _ => {}
     }
     Ok(())
 }
@@ -168,14 +180,15 @@ pub(crate) fn forward<F: Element>(
 // ANCHOR: index_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
-    op: &Op,
+    op: &IndexOp,
     xs: &[NodeId],
     y_bar: NodeId,
 ) -> Result<OperandGrads> {
     Ok(match *op {
-        Op::Gather(axis) => smallvec![Some(g.scatter_add(y_bar, xs[1], xs[0], axis)?), None],
-        Op::ScatterAdd(axis) => smallvec![Some(g.gather(y_bar, xs[1], axis)?), None, None],
-        _ => xs.iter().map(|_| None).collect(),
+        IndexOp::Gather(axis) => smallvec![Some(g.scatter_add(y_bar, xs[1], xs[0], axis)?), None],
+        IndexOp::ScatterAdd(axis) => smallvec![Some(g.gather(y_bar, xs[1], axis)?), None, None],
+        // An encoding of indices is piecewise constant.
+        IndexOp::OneHot(_) => smallvec![None],
     })
 }
 // ANCHOR_END: index_vjp
@@ -192,7 +205,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn gather(&mut self, x: NodeId, indices: NodeId, axis: usize) -> Result<NodeId> {
-        self.push(Op::Gather(axis), &[x, indices])
+        self.push(Op::Index(IndexOp::Gather(axis)), &[x, indices])
     }
 
     /// The adjoint of [`Graph::gather`]: adds slices of `src` into zeros shaped like `like`.
@@ -213,7 +226,7 @@ impl<F: Element> Graph<F> {
         like: NodeId,
         axis: usize,
     ) -> Result<NodeId> {
-        self.push(Op::ScatterAdd(axis), &[src, indices, like])
+        self.push(Op::Index(IndexOp::ScatterAdd(axis)), &[src, indices, like])
     }
 
     /// One-hot encodes integer-valued `indices` into `depth` classes (new last axis).
@@ -226,6 +239,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn one_hot(&mut self, indices: NodeId, depth: usize) -> Result<NodeId> {
-        self.push(Op::OneHot(depth), &[indices])
+        self.push(Op::Index(IndexOp::OneHot(depth)), &[indices])
     }
 }

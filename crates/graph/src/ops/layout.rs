@@ -11,14 +11,32 @@
 //!   with any number of dynamic dimensions.
 
 use crate::error::{GraphError, Result};
-use crate::ops::{check_arity, check_axes, normalize_axes, Axes, Op, OperandGrads};
+use crate::ops::{check_arity, check_axes, normalize_axes, Axes, OperandGrads};
 use crate::shape::{Dim, Shape};
-use crate::{Element, Graph, NodeId};
+use crate::{Element, Graph, NodeId, Op};
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use smallvec::smallvec;
 
-pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
-    check_arity(op, node, operands, 1)?;
+family! {
+    /// Ops that move elements without changing them.
+    ///
+    /// ```
+    /// use dendrite_graph::ops::LayoutOp;
+    /// assert_eq!(LayoutOp::NAMES, &["expand_dims", "reshape", "permute"]);
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub enum LayoutOp {
+        /// Insert size-1 axes at the given output positions.
+        ExpandDims(Axes) => "expand_dims",
+        /// Reinterpret the elements (row-major) in a new shape.
+        Reshape(Shape) => "reshape",
+        /// Reorder the axes: output axis `i` is operand axis `perm[i]`.
+        Permute(Axes) => "permute",
+    }
+}
+
+pub(crate) fn infer(op: &LayoutOp, node: &str, operands: &[&Shape]) -> Result<Shape> {
+    check_arity(op.name(), node, operands, 1)?;
     let x = operands[0];
     let invalid = |reason: String, shape: &Shape| GraphError::InvalidShape {
         op: op.name(),
@@ -27,9 +45,9 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
         shape: shape.clone(),
     };
     match op {
-        Op::ExpandDims(axes) => {
+        LayoutOp::ExpandDims(axes) => {
             let rank = x.rank() + axes.len();
-            check_axes(op, node, axes, rank)?;
+            check_axes(op.name(), node, axes, rank)?;
             let mut src = x.dims().iter();
             Ok(Shape::new((0..rank).map(|i| {
                 if axes.contains(&i) {
@@ -39,7 +57,7 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
                 }
             })))
         }
-        Op::Reshape(target) => {
+        LayoutOp::Reshape(target) => {
             let dynamic = target.dims().iter().filter(|d| **d == Dim::Dynamic).count();
             if dynamic > 1 {
                 return Err(invalid(
@@ -73,7 +91,7 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
                 fixed => fixed,
             })))
         }
-        Op::Permute(perm) => {
+        LayoutOp::Permute(perm) => {
             let mut seen = vec![false; x.rank()];
             let valid = perm.len() == x.rank()
                 && perm
@@ -87,27 +105,27 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
             }
             Ok(Shape::new(perm.iter().map(|&p| x.dims()[p])))
         }
-        _ => Err(invalid("internal: not a layout op".into(), x)),
     }
 }
 
 pub(crate) fn forward<F: Element>(
-    op: &Op,
-    inputs: &[ArrayViewD<'_, F>],
+    op: &LayoutOp,
+    x: &ArrayViewD<'_, F>,
     mut out: ArrayViewMutD<'_, F>,
 ) -> Result<()> {
-    let x = &inputs[0];
     match op {
-        Op::Permute(perm) => out.assign(&x.view().permuted_axes(perm.as_slice())),
+        LayoutOp::Permute(perm) => out.assign(&x.view().permuted_axes(perm.as_slice())),
         // Reshape and expand_dims keep the row-major element order.
-        _ => match (x.as_slice(), out.as_slice_mut()) {
-            (Some(xs), Some(os)) => os.copy_from_slice(xs),
-            (_, os) => {
-                if let Some(os) = os {
-                    os.iter_mut().zip(x.iter()).for_each(|(o, &v)| *o = v);
+        LayoutOp::Reshape(_) | LayoutOp::ExpandDims(_) => {
+            match (x.as_slice(), out.as_slice_mut()) {
+                (Some(xs), Some(os)) => os.copy_from_slice(xs),
+                (_, os) => {
+                    if let Some(os) = os {
+                        os.iter_mut().zip(x.iter()).for_each(|(o, &v)| *o = v);
+                    }
                 }
             }
-        },
+        }
     }
     Ok(())
 }
@@ -115,21 +133,21 @@ pub(crate) fn forward<F: Element>(
 // ANCHOR: layout_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
-    op: &Op,
+    op: &LayoutOp,
     x: NodeId,
     y: NodeId,
     y_bar: NodeId,
 ) -> Result<OperandGrads> {
     let x_bar = match op {
-        Op::ExpandDims(axes) => g.sum(y_bar, axes)?,
-        Op::Permute(perm) => {
+        LayoutOp::ExpandDims(axes) => g.sum(y_bar, axes)?,
+        LayoutOp::Permute(perm) => {
             let mut inverse: Axes = smallvec![0; perm.len()];
             for (i, &p) in perm.iter().enumerate() {
                 inverse[p] = i;
             }
             g.permute(y_bar, &inverse)?
         }
-        _ => {
+        LayoutOp::Reshape(_) => {
             let shape = g.shape(x)?.clone();
             if shape.dims().iter().filter(|d| **d == Dim::Dynamic).count() > 1 {
                 return Err(GraphError::NotDifferentiable {
@@ -158,7 +176,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn reshape(&mut self, x: NodeId, shape: impl Into<Shape>) -> Result<NodeId> {
-        self.push(Op::Reshape(shape.into()), &[x])
+        self.push(Op::Layout(LayoutOp::Reshape(shape.into())), &[x])
     }
 
     /// Reorders axes: output axis `i` is input axis `perm[i]`.
@@ -171,7 +189,10 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn permute(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
-        self.push(Op::Permute(perm.iter().copied().collect()), &[x])
+        self.push(
+            Op::Layout(LayoutOp::Permute(perm.iter().copied().collect())),
+            &[x],
+        )
     }
 
     /// Swaps the last two axes (a matrix transpose, batched).
@@ -208,6 +229,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn expand_dims(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId> {
-        self.push(Op::ExpandDims(normalize_axes(axes)), &[x])
+        self.push(Op::Layout(LayoutOp::ExpandDims(normalize_axes(axes))), &[x])
     }
 }

@@ -12,24 +12,17 @@
 //! summed back by the reverse sweep.
 
 use crate::error::{GraphError, Result};
-use crate::ops::{check_arity, Op, OperandGrads};
+use crate::ops::{check_arity, OperandGrads, MATMUL};
 use crate::shape::{broadcast_shapes, Dim, Shape};
-use crate::{Element, Graph, NodeId};
+use crate::{Element, Graph, NodeId, Op};
 use ndarray::{ArrayView2, ArrayViewD, ArrayViewMutD, Axis, Ix2, IxDyn};
 use smallvec::{smallvec, SmallVec};
 
-fn flags(op: &Op) -> (bool, bool) {
-    match op {
-        Op::MatMul {
-            transpose_lhs,
-            transpose_rhs,
-        } => (*transpose_lhs, *transpose_rhs),
-        _ => (false, false),
-    }
-}
+/// The transpose flags `(transpose_lhs, transpose_rhs)` of a product.
+pub(crate) type Flags = (bool, bool);
 
-pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
-    check_arity(op, node, operands, 2)?;
+pub(crate) fn infer(flags: Flags, node: &str, operands: &[&Shape]) -> Result<Shape> {
+    check_arity(MATMUL, node, operands, 2)?;
     let (lhs, rhs) = (operands[0], operands[1]);
     let err = |reason| GraphError::IncompatibleShapes {
         op: "matmul",
@@ -41,7 +34,7 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
     if lhs.rank() < 2 || rhs.rank() < 2 {
         return Err(err("both operands need at least two axes"));
     }
-    let (tl, tr) = flags(op);
+    let (tl, tr) = flags;
     let last2 = |s: &Shape, t: bool| {
         let d = s.dims();
         let (r, c) = (d[d.len() - 2], d[d.len() - 1]);
@@ -73,11 +66,11 @@ fn as_matrix<'a, F: Element>(x: ArrayViewD<'a, F>, transpose: bool) -> Option<Ar
 }
 
 pub(crate) fn forward<F: Element>(
-    op: &Op,
+    flags: Flags,
     inputs: &[ArrayViewD<'_, F>],
     mut out: ArrayViewMutD<'_, F>,
 ) -> Result<()> {
-    let (tl, tr) = flags(op);
+    let (tl, tr) = flags;
     let (a, b) = (&inputs[0], &inputs[1]);
     let internal = || GraphError::IncompatibleShapes {
         op: "matmul",
@@ -149,12 +142,12 @@ pub(crate) fn forward<F: Element>(
 /// | `Aᵀ Bᵀ` | `Bᵀ C̄ᵀ` | `C̄ᵀ Aᵀ` |
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
-    op: &Op,
+    flags: Flags,
     a: NodeId,
     b: NodeId,
     c_bar: NodeId,
 ) -> Result<OperandGrads> {
-    let (a_bar, b_bar) = match flags(op) {
+    let (a_bar, b_bar) = match flags {
         (false, false) => (
             g.matmul_t(c_bar, b, false, true)?,
             g.matmul_t(a, c_bar, true, false)?,

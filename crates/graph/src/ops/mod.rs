@@ -1,15 +1,26 @@
 //! The closed set of primitive ops.
 //!
-//! Each family lives in one file holding, side by side, its math (in rustdoc), its shape rule,
-//! its forward kernel and its local derivative rule, and the `Graph` methods that add it. This
-//! module only dispatches: every `match` over [`Op`] is exhaustive, so adding a variant makes
-//! the compiler point at each place that must learn about it.
+//! Each family lives in one file holding, side by side, its math (in rustdoc), its enum (one
+//! list of its members, declared with `family!`), its shape rule, its forward kernel, its local
+//! derivative rule, and the `Graph` methods that add it. This module only dispatches: every
+//! `match` over [`Op`] and over a family enum is exhaustive, so adding a member makes the
+//! compiler point at each place that must learn about it.
+//!
+//! Adding a unary function, for example, is its variant in [`UnaryOp`] (with its name), then
+//! the arms the compiler asks for in `unary.rs` (value, kernel, derivative rule), a builder,
+//! and a row in the book's derivative table; the gradient checks, the accuracy test and the
+//! random DAGs iterate over [`UnaryOp::ALL`] and ask for its domain through exhaustive matches
+//! of their own.
 //!
 //! Derivative rules build new nodes of the same graph (they are vector-Jacobian products
 //! written with primitives), which is why gradients of gradients need no extra machinery.
 //! Where a rule returns a gradient for a broadcast operand, it returns it in the output's shape;
 //! the reverse sweep (in `dendrite-autodiff`) sums it back to the operand's shape, in one place.
 
+#[macro_use]
+mod family;
+
+pub mod axis;
 pub mod binary;
 pub mod broadcast;
 pub mod compare;
@@ -19,6 +30,7 @@ pub mod matmul;
 pub mod reduce;
 pub mod slice;
 pub mod softmax;
+pub mod stop_gradient;
 pub mod unary;
 
 use crate::error::{GraphError, Result};
@@ -27,9 +39,15 @@ use crate::{Element, Graph, NodeId};
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use smallvec::SmallVec;
 
+pub use axis::AxisOp;
 pub use binary::BinaryOp;
+pub use broadcast::BroadcastOp;
 pub use compare::CompareOp;
+pub use index::IndexOp;
+pub use layout::LayoutOp;
 pub use reduce::ReduceOp;
+pub use slice::SliceOp;
+pub use softmax::SoftmaxOp;
 pub use unary::UnaryOp;
 
 /// A list of axes, stored inline.
@@ -64,6 +82,11 @@ impl std::hash::Hash for Scalar {
 /// A primitive op. The set is closed: composites (relu, softmax, ...) are built from these in
 /// [`crate::composite`] and need no derivative rule of their own.
 ///
+/// Each family is an enum of its own, declared in its file with the names of its members
+/// (`UnaryOp::ALL`, `SliceOp::NAMES`, ...); every shape rule, kernel and derivative rule of a
+/// family matches its enum without a wildcard arm, so a new member is a compile error at each
+/// place that must learn about it.
+///
 /// ```
 /// use dendrite_graph::{Graph, Op, UnaryOp};
 /// let mut g = Graph::<f32>::new();
@@ -90,32 +113,21 @@ pub enum Op {
     Compare(CompareOp),
     /// `where(cond, a, b)`, broadcasting all three ([`compare`]).
     Select,
-    /// Broadcast to a declared shape ([`broadcast`]).
-    BroadcastTo(Shape),
-    /// Broadcast the first operand to the runtime shape of the second ([`broadcast`]).
-    BroadcastLike,
-    /// Sum the first operand down to the runtime shape of the second: the adjoint of
-    /// broadcasting ([`broadcast`]).
-    SumLike,
-    /// Insert size-1 axes at the given output positions ([`layout`]).
-    ExpandDims(Axes),
-    /// Reduce over axes by sum or max ([`reduce`]).
+    /// Explicit broadcasting and its adjoint ([`broadcast`]).
+    Broadcast(BroadcastOp),
+    /// Fold over axes by sum, max, min or product ([`reduce`]).
     Reduce {
-        /// Sum or max.
+        /// How elements combine.
         op: ReduceOp,
         /// The reduced axes, sorted and distinct.
         axes: Axes,
         /// Whether reduced axes stay as size 1.
         keep_dims: bool,
     },
-    /// The number of elements along the given axes, as a scalar ([`reduce`]).
-    DimSize(Axes),
-    /// Index of the first maximum along an axis, as a float ([`reduce`]).
-    ArgMax(usize),
-    /// Reinterpret the elements in a new shape ([`layout`]).
-    Reshape(Shape),
-    /// Reorder the axes ([`layout`]).
-    Permute(Axes),
+    /// Functions along axes that are not folds: sizes, argmax, cumulative sums ([`axis`]).
+    Axis(AxisOp),
+    /// Ops that move elements without changing them ([`layout`]).
+    Layout(LayoutOp),
     /// Matrix product over the last two axes, batch axes broadcast ([`matmul`]).
     MatMul {
         /// Use the lhs transposed (last two axes swapped).
@@ -123,37 +135,20 @@ pub enum Op {
         /// Use the rhs transposed.
         transpose_rhs: bool,
     },
-    /// `x[start..end]` along one axis ([`slice`](mod@slice)).
-    Slice {
-        /// The sliced axis.
-        axis: usize,
-        /// First index kept.
-        start: usize,
-        /// One past the last index kept.
-        end: usize,
-    },
-    /// Zero padding along one axis ([`slice`](mod@slice)).
-    Pad {
-        /// The padded axis.
-        axis: usize,
-        /// Zeros before.
-        before: usize,
-        /// Zeros after.
-        after: usize,
-    },
-    /// Concatenation along an axis ([`slice`](mod@slice)).
-    Concat(usize),
-    /// `take(x, indices, axis)` ([`index`]).
-    Gather(usize),
-    /// The adjoint of gather: add slices of `src` into zeros shaped like `like` ([`index`]).
-    ScatterAdd(usize),
-    /// One-hot encoding of integer-valued indices with `depth` classes ([`index`]).
-    OneHot(usize),
-    /// `x - logsumexp(x)` along an axis, one stable kernel ([`softmax`]).
-    LogSoftmax(usize),
-    /// Identity forward, no gradient backward.
+    /// Slicing, padding and concatenation along one axis ([`slice`](mod@slice)).
+    Slice(SliceOp),
+    /// Integer indexing: gather, scatter-add, one-hot ([`index`]).
+    Index(IndexOp),
+    /// `log_softmax` and `logsumexp`, stable kernels ([`softmax`]).
+    Softmax(SoftmaxOp),
+    /// Identity forward, no gradient backward ([`stop_gradient`]).
     StopGradient,
 }
+
+/// The names of the single-member families, beside the family enums' own lists.
+pub(crate) const POW: &str = "pow";
+pub(crate) const SELECT: &str = "select";
+pub(crate) const MATMUL: &str = "matmul";
 
 impl Op {
     /// The op's name as used in node names, errors and DOT output.
@@ -168,81 +163,48 @@ impl Op {
             Op::Parameter => "parameter",
             Op::Constant => "constant",
             Op::Unary(u) => u.name(),
-            Op::Pow(_) => "pow",
+            Op::Pow(_) => POW,
             Op::Binary(b) => b.name(),
             Op::Compare(c) => c.name(),
-            Op::Select => "select",
-            Op::BroadcastTo(_) => "broadcast_to",
-            Op::BroadcastLike => "broadcast_like",
-            Op::SumLike => "sum_like",
-            Op::ExpandDims(_) => "expand_dims",
+            Op::Select => SELECT,
+            Op::Broadcast(b) => b.name(),
             Op::Reduce { op, .. } => op.name(),
-            Op::DimSize(_) => "dim_size",
-            Op::ArgMax(_) => "argmax",
-            Op::Reshape(_) => "reshape",
-            Op::Permute(_) => "permute",
-            Op::MatMul { .. } => "matmul",
-            Op::Slice { .. } => "slice",
-            Op::Pad { .. } => "pad",
-            Op::Concat(_) => "concat",
-            Op::Gather(_) => "gather",
-            Op::ScatterAdd(_) => "scatter_add",
-            Op::OneHot(_) => "one_hot",
-            Op::LogSoftmax(_) => "log_softmax",
-            Op::StopGradient => "stop_gradient",
+            Op::Axis(a) => a.name(),
+            Op::Layout(l) => l.name(),
+            Op::MatMul { .. } => MATMUL,
+            Op::Slice(s) => s.name(),
+            Op::Index(i) => i.name(),
+            Op::Softmax(s) => s.name(),
+            Op::StopGradient => stop_gradient::NAME,
         }
     }
 
-    /// Names of every primitive op, one per variant (unary, binary and compare families listed
-    /// member by member). Tests use this to check that each op has a gradient check and an
-    /// entry in the book's derivative table.
+    /// Names of every primitive op, family by family, each family's names coming from its
+    /// own list. Tests iterate over this to check that each op has a gradient check, an entry
+    /// in the book's derivative table and a place in the random DAGs.
     ///
     /// ```
-    /// assert!(dendrite_graph::Op::primitive_names().contains(&"matmul"));
+    /// let names = dendrite_graph::Op::primitive_names();
+    /// assert!(names.contains(&"matmul") && names.contains(&"sin"));
     /// ```
-    pub fn primitive_names() -> &'static [&'static str] {
-        &[
-            "neg",
-            "exp",
-            "log",
-            "sqrt",
-            "tanh",
-            "abs",
-            "erf",
-            "pow",
-            "add",
-            "sub",
-            "mul",
-            "div",
-            "maximum",
-            "minimum",
-            "eq",
-            "ne",
-            "lt",
-            "le",
-            "gt",
-            "ge",
-            "select",
-            "broadcast_to",
-            "broadcast_like",
-            "sum_like",
-            "expand_dims",
-            "sum",
-            "max",
-            "dim_size",
-            "argmax",
-            "reshape",
-            "permute",
-            "matmul",
-            "slice",
-            "pad",
-            "concat",
-            "gather",
-            "scatter_add",
-            "one_hot",
-            "log_softmax",
-            "stop_gradient",
-        ]
+    pub fn primitive_names() -> Vec<&'static str> {
+        let families: [&[&'static str]; 14] = [
+            UnaryOp::NAMES,
+            &[POW],
+            BinaryOp::NAMES,
+            CompareOp::NAMES,
+            &[SELECT],
+            BroadcastOp::NAMES,
+            ReduceOp::NAMES,
+            AxisOp::NAMES,
+            LayoutOp::NAMES,
+            &[MATMUL],
+            SliceOp::NAMES,
+            IndexOp::NAMES,
+            SoftmaxOp::NAMES,
+            &[stop_gradient::NAME],
+        ];
+        families.concat()
     }
 
     /// Whether the op is a leaf (input, parameter or constant) with no kernel.
@@ -279,7 +241,7 @@ impl Op {
     pub fn infer_shape(&self, node: &str, operands: &[&Shape]) -> Result<Shape> {
         match self {
             Op::Input | Op::Parameter | Op::Constant => {
-                expect_arity(self, node, operands, 0)?;
+                expect_arity(self.name(), node, operands, 0)?;
                 Err(GraphError::InvalidShape {
                     op: self.name(),
                     node: node.to_owned(),
@@ -287,25 +249,28 @@ impl Op {
                     shape: Shape::scalar(),
                 })
             }
-            Op::Unary(_) | Op::Pow(_) | Op::StopGradient => {
-                expect_arity(self, node, operands, 1)?;
-                Ok(operands[0].clone())
-            }
-            Op::Binary(_) | Op::Compare(_) => binary::infer(self, node, operands),
+            Op::Unary(u) => unary::infer(u.name(), node, operands),
+            Op::Pow(_) => unary::infer(POW, node, operands),
+            Op::Binary(b) => binary::infer(b.name(), node, operands),
+            Op::Compare(c) => binary::infer(c.name(), node, operands),
             Op::Select => compare::infer_select(node, operands),
-            Op::BroadcastTo(_) | Op::BroadcastLike | Op::SumLike => {
-                broadcast::infer(self, node, operands)
-            }
-            Op::Reduce { .. } | Op::DimSize(_) | Op::ArgMax(_) => {
-                reduce::infer(self, node, operands)
-            }
-            Op::ExpandDims(_) | Op::Reshape(_) | Op::Permute(_) => {
-                layout::infer(self, node, operands)
-            }
-            Op::MatMul { .. } => matmul::infer(self, node, operands),
-            Op::Slice { .. } | Op::Pad { .. } | Op::Concat(_) => slice::infer(self, node, operands),
-            Op::Gather(_) | Op::ScatterAdd(_) | Op::OneHot(_) => index::infer(self, node, operands),
-            Op::LogSoftmax(_) => softmax::infer(self, node, operands),
+            Op::Broadcast(b) => broadcast::infer(b, node, operands),
+            Op::Reduce {
+                op,
+                axes,
+                keep_dims,
+                ..
+            } => reduce::infer(*op, axes, *keep_dims, node, operands),
+            Op::Axis(a) => axis::infer(a, node, operands),
+            Op::Layout(l) => layout::infer(l, node, operands),
+            Op::MatMul {
+                transpose_lhs,
+                transpose_rhs,
+            } => matmul::infer((*transpose_lhs, *transpose_rhs), node, operands),
+            Op::Slice(s) => slice::infer(s, node, operands),
+            Op::Index(i) => index::infer(i, node, operands),
+            Op::Softmax(s) => softmax::infer(s, node, operands),
+            Op::StopGradient => stop_gradient::infer(node, operands),
         }
     }
 
@@ -362,11 +327,6 @@ impl Op {
     ) -> Result<()> {
         match self {
             Op::Input | Op::Parameter | Op::Constant => Ok(()),
-            Op::StopGradient => {
-                let mut out = out;
-                out.assign(&inputs[0]);
-                Ok(())
-            }
             Op::Unary(u) => {
                 unary::forward_unary(*u, &inputs[0], out);
                 Ok(())
@@ -378,31 +338,28 @@ impl Op {
             Op::Binary(b) => binary::forward(*b, &inputs[0], &inputs[1], out),
             Op::Compare(c) => compare::forward_compare(*c, &inputs[0], &inputs[1], out),
             Op::Select => compare::forward_select(inputs, out),
-            Op::BroadcastTo(_) | Op::BroadcastLike | Op::SumLike => {
-                broadcast::forward(self, node, inputs, out)
-            }
-            Op::Reduce { .. } | Op::DimSize(_) | Op::ArgMax(_) => {
-                reduce::forward(self, inputs, out)
-            }
-            Op::ExpandDims(_) | Op::Reshape(_) | Op::Permute(_) => {
-                layout::forward(self, inputs, out)
-            }
-            Op::MatMul { .. } => matmul::forward(self, inputs, out),
-            Op::Slice { .. } | Op::Pad { .. } | Op::Concat(_) => slice::forward(self, inputs, out),
-            Op::Gather(_) | Op::ScatterAdd(_) | Op::OneHot(_) => {
-                index::forward(self, node, inputs, out)
-            }
-            Op::LogSoftmax(_) => softmax::forward(self, inputs, out),
+            Op::Broadcast(b) => broadcast::forward(b, node, inputs, out),
+            Op::Reduce { op, axes, .. } => reduce::forward(*op, axes, &inputs[0], out),
+            Op::Axis(a) => axis::forward(a, &inputs[0], out),
+            Op::Layout(l) => layout::forward(l, &inputs[0], out),
+            Op::MatMul {
+                transpose_lhs,
+                transpose_rhs,
+            } => matmul::forward((*transpose_lhs, *transpose_rhs), inputs, out),
+            Op::Slice(s) => slice::forward(s, inputs, out),
+            Op::Index(i) => index::forward(i, node, inputs, out),
+            Op::Softmax(s) => softmax::forward(s, &inputs[0], out),
+            Op::StopGradient => stop_gradient::forward(&inputs[0], out),
         }
     }
 }
 
-fn expect_arity(op: &Op, node: &str, operands: &[&Shape], n: usize) -> Result<()> {
+fn expect_arity(op: &'static str, node: &str, operands: &[&Shape], n: usize) -> Result<()> {
     if operands.len() == n {
         Ok(())
     } else {
         Err(GraphError::Arity {
-            op: op.name(),
+            op,
             node: node.to_owned(),
             expected: match n {
                 0 => "no operands",
@@ -416,16 +373,21 @@ fn expect_arity(op: &Op, node: &str, operands: &[&Shape], n: usize) -> Result<()
     }
 }
 
-pub(crate) fn check_arity(op: &Op, node: &str, operands: &[&Shape], n: usize) -> Result<()> {
+pub(crate) fn check_arity(
+    op: &'static str,
+    node: &str,
+    operands: &[&Shape],
+    n: usize,
+) -> Result<()> {
     expect_arity(op, node, operands, n)
 }
 
-fn check_axis(op: &Op, node: &str, axis: usize, rank: usize) -> Result<()> {
+fn check_axis(op: &'static str, node: &str, axis: usize, rank: usize) -> Result<()> {
     if axis < rank {
         Ok(())
     } else {
         Err(GraphError::InvalidAxis {
-            op: op.name(),
+            op,
             node: node.to_owned(),
             axis,
             rank,
@@ -434,12 +396,12 @@ fn check_axis(op: &Op, node: &str, axis: usize, rank: usize) -> Result<()> {
 }
 
 /// Sorted, distinct, in-range axes.
-fn check_axes(op: &Op, node: &str, axes: &[usize], rank: usize) -> Result<()> {
+fn check_axes(op: &'static str, node: &str, axes: &[usize], rank: usize) -> Result<()> {
     for (i, &axis) in axes.iter().enumerate() {
         check_axis(op, node, axis, rank)?;
         if i > 0 && axes[i - 1] >= axis {
             return Err(GraphError::InvalidAxis {
-                op: op.name(),
+                op,
                 node: node.to_owned(),
                 axis,
                 rank,
@@ -483,26 +445,28 @@ impl<F: Element> Graph<F> {
         let xs = self.operands(node)?;
         match &op {
             Op::Input | Op::Parameter | Op::Constant => Ok(OperandGrads::new()),
-            Op::StopGradient | Op::Compare(_) | Op::DimSize(_) | Op::ArgMax(_) | Op::OneHot(_) => {
-                Ok(xs.iter().map(|_| None).collect())
-            }
             Op::Unary(u) => unary::vjp_unary(self, *u, xs[0], node, y_bar),
             Op::Pow(p) => unary::vjp_pow(self, p.0, xs[0], y_bar),
             Op::Binary(b) => binary::vjp(self, *b, xs[0], xs[1], node, y_bar),
+            // Comparisons are piecewise constant: no gradient flows into either side.
+            Op::Compare(_) => Ok(smallvec::smallvec![None, None]),
             Op::Select => compare::vjp_select(self, &xs, y_bar),
-            Op::BroadcastTo(_) | Op::BroadcastLike | Op::SumLike => {
-                broadcast::vjp(self, &op, &xs, y_bar)
-            }
-            Op::Reduce { .. } => reduce::vjp(self, &op, xs[0], node, y_bar),
-            Op::ExpandDims(_) | Op::Reshape(_) | Op::Permute(_) => {
-                layout::vjp(self, &op, xs[0], node, y_bar)
-            }
-            Op::MatMul { .. } => matmul::vjp(self, &op, xs[0], xs[1], y_bar),
-            Op::Slice { .. } | Op::Pad { .. } | Op::Concat(_) => {
-                slice::vjp(self, &op, &xs, node, y_bar)
-            }
-            Op::Gather(_) | Op::ScatterAdd(_) => index::vjp(self, &op, &xs, y_bar),
-            Op::LogSoftmax(_) => softmax::vjp(self, &op, node, y_bar),
+            Op::Broadcast(b) => broadcast::vjp(self, b, &xs, y_bar),
+            Op::Reduce {
+                op: kind,
+                axes,
+                keep_dims,
+            } => reduce::vjp(self, *kind, axes, *keep_dims, xs[0], node, y_bar),
+            Op::Axis(a) => axis::vjp(self, a, y_bar),
+            Op::Layout(l) => layout::vjp(self, l, xs[0], node, y_bar),
+            Op::MatMul {
+                transpose_lhs,
+                transpose_rhs,
+            } => matmul::vjp(self, (*transpose_lhs, *transpose_rhs), xs[0], xs[1], y_bar),
+            Op::Slice(s) => slice::vjp(self, s, &xs, node, y_bar),
+            Op::Index(i) => index::vjp(self, i, &xs, y_bar),
+            Op::Softmax(s) => softmax::vjp(self, s, xs[0], node, y_bar),
+            Op::StopGradient => Ok(stop_gradient::vjp()),
         }
     }
     // ANCHOR_END: local_vjp

@@ -1,50 +1,49 @@
-//! Reductions over axes: `sum`, `max`; and two non-differentiable relatives, `dim_size` and
-//! `argmax`.
+//! Folds over axes: `sum`, `max`, `min`, `prod`.
 //!
 //! Shape rule: the reduced axes (sorted, distinct, in range) are removed, or kept with size 1
 //! when `keep_dims` is set. Reducing over no axes is the identity; reducing an empty axis gives
-//! the identity element (0 for sum, `-inf` for max).
+//! the identity element (0 for sum, `-inf` for max, `+inf` for min, 1 for prod).
 //!
 //! Derivatives, with `ŷ` the cotangent re-expanded to the operand's rank:
 //! - `sum`: `x_bar = broadcast(ŷ)`; every element contributes with weight 1.
-//! - `max`: `x_bar = ŷ · [x = max] / #[x = max]`. At a tie the gradient is split evenly among
-//!   the maximal elements (a subgradient, and the choice that makes `max(x, x)` behave like `x`).
-//! - `dim_size` and `argmax` are piecewise constant: no gradient flows through them.
+//! - `max` / `min`: `x_bar = ŷ · [x = y] / #[x = y]`. At a tie the gradient is split evenly
+//!   among the extreme elements (a subgradient, and the choice that makes `max(x, x)` behave
+//!   like `x`).
+//! - `prod`: `x_bar_i = ŷ · Π_{j≠i} x_j`. The product of the others is `y / x_i` only when no
+//!   element is 0. With exactly one zero, at position `k`, every other element's product of
+//!   others contains it and is 0, while `x_bar_k = ŷ · Π_{j≠k} x_j` is the product of the
+//!   non-zero elements; with two zeros or more every product of others is 0. The rule builds
+//!   the cases from the product of the non-zero elements, so it never divides by 0, and
+//!   writes the zero values as products of the zero elements themselves, so that its own
+//!   derivative (second order) is right with one or two zeros too.
 //!
-//! `argmax` returns the index of the first maximum as a float; a NaN counts as the maximum
-//! (as in NumPy), so a poisoned row is visible rather than silently mapped to some class.
+//! `max` and `min` propagate NaN: a lane holding one gives NaN (Python's `max` would not).
 
-use crate::error::{GraphError, Result};
-use crate::ops::{check_arity, check_axes, check_axis, normalize_axes, Axes, Op, OperandGrads};
+use crate::error::Result;
+use crate::ops::{check_arity, check_axes, normalize_axes, Axes, CompareOp, OperandGrads};
 use crate::shape::{Dim, Shape};
-use crate::{Element, Graph, NodeId};
-use ndarray::{ArrayViewD, ArrayViewMutD, Axis, IxDyn};
+use crate::{Element, Graph, NodeId, Op};
+use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 use smallvec::{smallvec, SmallVec};
 
-/// How a reduction combines elements.
-///
-/// ```
-/// assert_eq!(dendrite_graph::ReduceOp::Max.name(), "max");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReduceOp {
-    /// Sum of the elements.
-    Sum,
-    /// Largest element (NaN if any is NaN).
-    Max,
-}
-
-impl ReduceOp {
-    /// The op's name.
+family! {
+    /// How a reduction combines elements.
     ///
     /// ```
-    /// assert_eq!(dendrite_graph::ReduceOp::Sum.name(), "sum");
+    /// use dendrite_graph::ReduceOp;
+    /// assert_eq!(ReduceOp::Max.name(), "max");
+    /// assert_eq!(ReduceOp::NAMES, &["sum", "max", "min", "prod"]);
     /// ```
-    pub fn name(self) -> &'static str {
-        match self {
-            ReduceOp::Sum => "sum",
-            ReduceOp::Max => "max",
-        }
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub unit enum ReduceOp {
+        /// Sum of the elements.
+        Sum => "sum",
+        /// Largest element (NaN if any is NaN).
+        Max => "max",
+        /// Smallest element (NaN if any is NaN).
+        Min => "min",
+        /// Product of the elements.
+        Prod => "prod",
     }
 }
 
@@ -58,50 +57,26 @@ fn keep_dims_shape(x: &Shape, axes: &[usize]) -> Shape {
     )
 }
 
-pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
-    check_arity(op, node, operands, 1)?;
+pub(crate) fn infer(
+    op: ReduceOp,
+    axes: &[usize],
+    keep_dims: bool,
+    node: &str,
+    operands: &[&Shape],
+) -> Result<Shape> {
+    check_arity(op.name(), node, operands, 1)?;
     let x = operands[0];
-    match op {
-        Op::Reduce {
-            axes, keep_dims, ..
-        } => {
-            check_axes(op, node, axes, x.rank())?;
-            if *keep_dims {
-                Ok(keep_dims_shape(x, axes))
-            } else {
-                Ok(Shape::new(
-                    x.dims()
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| !axes.contains(i))
-                        .map(|(_, &d)| d),
-                ))
-            }
-        }
-        Op::DimSize(axes) => {
-            check_axes(op, node, axes, x.rank())?;
-            Ok(Shape::scalar())
-        }
-        Op::ArgMax(axis) => {
-            check_axis(op, node, *axis, x.rank())?;
-            if x.dims()[*axis] == Dim::Fixed(0) {
-                return Err(GraphError::InvalidShape {
-                    op: op.name(),
-                    node: node.to_owned(),
-                    reason: format!("argmax over axis {axis}, which is empty"),
-                    shape: x.clone(),
-                });
-            }
-            let mut out = x.clone();
-            out.dims_mut().remove(*axis);
-            Ok(out)
-        }
-        _ => Err(GraphError::InvalidShape {
-            op: op.name(),
-            node: node.to_owned(),
-            reason: "internal: not a reduction".to_owned(),
-            shape: x.clone(),
-        }),
+    check_axes(op.name(), node, axes, x.rank())?;
+    if keep_dims {
+        Ok(keep_dims_shape(x, axes))
+    } else {
+        Ok(Shape::new(
+            x.dims()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !axes.contains(i))
+                .map(|(_, &d)| d),
+        ))
     }
 }
 
@@ -189,49 +164,34 @@ fn max_keep_nan<F: Element>(acc: F, v: F) -> F {
     }
 }
 
+#[inline]
+fn min_keep_nan<F: Element>(acc: F, v: F) -> F {
+    if v < acc || v.is_nan() {
+        v
+    } else {
+        acc
+    }
+}
+
 pub(crate) fn forward<F: Element>(
-    op: &Op,
-    inputs: &[ArrayViewD<'_, F>],
+    op: ReduceOp,
+    axes: &[usize],
+    x: &ArrayViewD<'_, F>,
     mut out: ArrayViewMutD<'_, F>,
 ) -> Result<()> {
-    let x = &inputs[0];
-    match op {
-        Op::Reduce { op: kind, axes, .. } => {
-            let keep: SmallVec<[usize; 4]> = x
-                .shape()
-                .iter()
-                .enumerate()
-                .map(|(i, &n)| if axes.contains(&i) { 1 } else { n })
-                .collect();
-            if let Ok(view) = out.view_mut().into_shape_with_order(IxDyn(&keep)) {
-                match kind {
-                    ReduceOp::Sum => reduce_into(x, view, F::zero(), |a, v| a + v),
-                    ReduceOp::Max => reduce_into(x, view, F::neg_infinity(), max_keep_nan),
-                }
-            }
+    let keep: SmallVec<[usize; 4]> = x
+        .shape()
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| if axes.contains(&i) { 1 } else { n })
+        .collect();
+    if let Ok(view) = out.view_mut().into_shape_with_order(IxDyn(&keep)) {
+        match op {
+            ReduceOp::Sum => reduce_into(x, view, F::zero(), |a, v| a + v),
+            ReduceOp::Max => reduce_into(x, view, F::neg_infinity(), max_keep_nan),
+            ReduceOp::Min => reduce_into(x, view, F::infinity(), min_keep_nan),
+            ReduceOp::Prod => reduce_into(x, view, F::one(), |a, v| a * v),
         }
-        Op::DimSize(axes) => {
-            let n: usize = axes.iter().map(|&a| x.shape()[a]).product();
-            out.fill(F::of(n as f64));
-        }
-        Op::ArgMax(axis) => {
-            for (o, lane) in out.iter_mut().zip(x.lanes(Axis(*axis))) {
-                let mut best = 0;
-                let mut best_value = F::neg_infinity();
-                for (i, &v) in lane.iter().enumerate() {
-                    if v.is_nan() {
-                        best = i;
-                        break;
-                    }
-                    if i == 0 || v > best_value {
-                        best = i;
-                        best_value = v;
-                    }
-                }
-                *o = F::of(best as f64);
-            }
-        }
-        _ => {}
     }
     Ok(())
 }
@@ -239,34 +199,63 @@ pub(crate) fn forward<F: Element>(
 // ANCHOR: reduce_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
-    op: &Op,
+    op: ReduceOp,
+    axes: &[usize],
+    keep_dims: bool,
     x: NodeId,
     y: NodeId,
     y_bar: NodeId,
 ) -> Result<OperandGrads> {
-    let Op::Reduce {
-        op: kind,
-        axes,
-        keep_dims,
-    } = op
-    else {
-        return Ok(smallvec![None]);
-    };
-    let (y_keep, y_bar_keep) = if *keep_dims {
+    let (y_keep, y_bar_keep) = if keep_dims {
         (y, y_bar)
     } else {
         (g.expand_dims(y, axes)?, g.expand_dims(y_bar, axes)?)
     };
-    let x_bar = match kind {
+    let x_bar = match op {
         ReduceOp::Sum => g.broadcast_like(y_bar_keep, x)?,
-        ReduceOp::Max => {
-            let is_max = g.equal(x, y_keep)?;
-            let count = g.sum_keep_dims(is_max, axes)?;
-            let share = g.div(is_max, count)?;
+        ReduceOp::Max | ReduceOp::Min => {
+            let is_extreme = g.equal(x, y_keep)?;
+            let count = g.sum_keep_dims(is_extreme, axes)?;
+            let share = g.div(is_extreme, count)?;
             g.mul(share, y_bar_keep)?
+        }
+        ReduceOp::Prod => {
+            let others = product_of_others(g, x, axes)?;
+            g.mul(others, y_bar_keep)?
         }
     };
     Ok(smallvec![Some(x_bar)])
+}
+
+/// `Π_{j≠i} x_j` over `axes` for every element `i`, without dividing by 0 (see the module doc).
+/// `p` is the product of the non-zero elements, `nz` the number of zeros in each lane and `s`
+/// the sum of the zero elements: 0 in value, but its derivative picks out the zeros, which
+/// keeps the rule's own derivative (the Hessian) right where one or two elements are 0.
+fn product_of_others<F: Element>(g: &mut Graph<F>, x: NodeId, axes: &[usize]) -> Result<NodeId> {
+    let (zero, one, two) = (g.scalar(0.0), g.scalar(1.0), g.scalar(2.0));
+    let is_zero = g.compare(CompareOp::Eq, x, zero)?;
+    let x_safe = g.select(is_zero, one, x)?;
+    let p = g.reduce(ReduceOp::Prod, x_safe, axes, true)?;
+    let nz = g.sum_keep_dims(is_zero, axes)?;
+    let zeros_only = g.mul(x, is_zero)?;
+    let s = g.sum_keep_dims(zeros_only, axes)?;
+    // No zero: y / x_i, computed as p / x_i.
+    let p_over_x = g.div(p, x_safe)?;
+    // One zero: p at the zero; elsewhere s p / x_i (0, with the zero's own derivative).
+    let at_other = g.mul(s, p_over_x)?;
+    // Two zeros: at each, p times the other zero, s - x_i; elsewhere 0 to second order.
+    let other_zero = g.sub(s, x)?;
+    let at_zero_of_two = g.mul(p, other_zero)?;
+    let (has_one, has_two) = (
+        g.compare(CompareOp::Eq, nz, one)?,
+        g.compare(CompareOp::Eq, nz, two)?,
+    );
+    let at_zero_of_more = g.select(has_two, at_zero_of_two, zero)?;
+    let at_zero = g.select(has_one, p, at_zero_of_more)?;
+    let elsewhere = g.select(has_one, at_other, zero)?;
+    let with_zeros = g.select(is_zero, at_zero, elsewhere)?;
+    let has_none = g.compare(CompareOp::Eq, nz, zero)?;
+    g.select(has_none, p_over_x, with_zeros)
 }
 // ANCHOR_END: reduce_vjp
 
@@ -352,30 +341,30 @@ impl<F: Element> Graph<F> {
         self.reduce(ReduceOp::Max, x, axes, keep_dims)
     }
 
-    /// The number of elements of `x` along `axes` (product of their run-time sizes), as a
-    /// scalar. Used for means over dynamic axes.
+    /// Minimum over `axes`; ties share the gradient evenly.
     ///
     /// ```
     /// # let mut g = dendrite_graph::Graph::<f32>::new();
-    /// let x = g.input("x", [None, Some(3)])?;
-    /// let batch = g.dim_size(x, &[0])?;
+    /// let x = g.input("x", [2, 3])?;
+    /// let m = g.min(x, &[1], false)?;
+    /// assert_eq!(g.shape(m)?.to_string(), "[2]");
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
-    pub fn dim_size(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId> {
-        let axes = normalize_axes(axes);
-        self.push(Op::DimSize(axes), &[x])
+    pub fn min(&mut self, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Min, x, axes, keep_dims)
     }
 
-    /// Index of the first maximum along `axis` (the axis is removed). Not differentiable.
+    /// Product over `axes`. Its gradient is the product of the other elements, exact where
+    /// some are 0.
     ///
     /// ```
     /// # let mut g = dendrite_graph::Graph::<f32>::new();
-    /// let logits = g.input("logits", [None, Some(10)])?;
-    /// let class = g.argmax(logits, 1)?;
-    /// assert_eq!(g.shape(class)?.to_string(), "[?]");
+    /// let x = g.input("x", [2, 3])?;
+    /// let p = g.prod(x, &[0, 1], false)?;
+    /// assert_eq!(g.shape(p)?.rank(), 0);
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
-    pub fn argmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
-        self.push(Op::ArgMax(axis), &[x])
+    pub fn prod(&mut self, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
+        self.reduce(ReduceOp::Prod, x, axes, keep_dims)
     }
 }

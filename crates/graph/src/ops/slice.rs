@@ -11,13 +11,45 @@
 //! they return [`GraphError::NotDifferentiable`].
 
 use crate::error::{GraphError, Result};
-use crate::ops::{check_arity, check_axis, Op, OperandGrads};
+use crate::ops::{check_arity, check_axis, OperandGrads};
 use crate::shape::{Dim, Shape};
-use crate::{Element, Graph, NodeId};
+use crate::{Element, Graph, NodeId, Op};
 use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Slice};
 use smallvec::smallvec;
 
-pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
+family! {
+    /// Slicing, zero padding and concatenation along one axis.
+    ///
+    /// ```
+    /// use dendrite_graph::ops::SliceOp;
+    /// assert_eq!(SliceOp::NAMES, &["slice", "pad", "concat"]);
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub enum SliceOp {
+        /// `x[start..end]` along one axis.
+        Slice {
+            /// The sliced axis.
+            axis: usize,
+            /// First index kept.
+            start: usize,
+            /// One past the last index kept.
+            end: usize,
+        } => "slice",
+        /// Zero padding along one axis.
+        Pad {
+            /// The padded axis.
+            axis: usize,
+            /// Zeros before.
+            before: usize,
+            /// Zeros after.
+            after: usize,
+        } => "pad",
+        /// Concatenation along an axis.
+        Concat(usize) => "concat",
+    }
+}
+
+pub(crate) fn infer(op: &SliceOp, node: &str, operands: &[&Shape]) -> Result<Shape> {
     let invalid = |reason: String, shape: &Shape| GraphError::InvalidShape {
         op: op.name(),
         node: node.to_owned(),
@@ -25,10 +57,10 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
         shape: shape.clone(),
     };
     match *op {
-        Op::Slice { axis, start, end } => {
-            check_arity(op, node, operands, 1)?;
+        SliceOp::Slice { axis, start, end } => {
+            check_arity(op.name(), node, operands, 1)?;
             let x = operands[0];
-            check_axis(op, node, axis, x.rank())?;
+            check_axis(op.name(), node, axis, x.rank())?;
             let fits = match x.dims()[axis] {
                 Dim::Fixed(n) => end <= n,
                 Dim::Dynamic => true,
@@ -43,21 +75,28 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
             out.dims_mut()[axis] = Dim::Fixed(end - start);
             Ok(out)
         }
-        Op::Pad {
+        SliceOp::Pad {
             axis,
             before,
             after,
         } => {
-            check_arity(op, node, operands, 1)?;
+            check_arity(op.name(), node, operands, 1)?;
             let x = operands[0];
-            check_axis(op, node, axis, x.rank())?;
+            check_axis(op.name(), node, axis, x.rank())?;
             let mut out = x.clone();
             if let Dim::Fixed(n) = x.dims()[axis] {
-                out.dims_mut()[axis] = Dim::Fixed(n + before + after);
+                let padded = n.checked_add(before).and_then(|m| m.checked_add(after));
+                let Some(padded) = padded else {
+                    return Err(invalid(
+                        format!("padding {before} + {after} around {n} overflows a dimension"),
+                        x,
+                    ));
+                };
+                out.dims_mut()[axis] = Dim::Fixed(padded);
             }
             Ok(out)
         }
-        Op::Concat(axis) => {
+        SliceOp::Concat(axis) => {
             let Some(first) = operands.first() else {
                 return Err(GraphError::Arity {
                     op: "concat",
@@ -66,7 +105,7 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
                     actual: 0,
                 });
             };
-            check_axis(op, node, axis, first.rank())?;
+            check_axis(op.name(), node, axis, first.rank())?;
             let mut out = (*first).clone();
             for other in &operands[1..] {
                 let agree = other.rank() == first.rank()
@@ -89,35 +128,39 @@ pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
                 }
                 let total = &mut out.dims_mut()[axis];
                 *total = match (*total, other.dims()[axis]) {
-                    (Dim::Fixed(a), Dim::Fixed(b)) => Dim::Fixed(a + b),
+                    (Dim::Fixed(a), Dim::Fixed(b)) => match a.checked_add(b) {
+                        Some(sum) => Dim::Fixed(sum),
+                        None => {
+                            return Err(invalid(
+                                format!("concatenated sizes along axis {axis} overflow"),
+                                other,
+                            ))
+                        }
+                    },
                     _ => Dim::Dynamic,
                 };
             }
             Ok(out)
         }
-        _ => Err(invalid(
-            "internal: not a slice op".into(),
-            operands.first().copied().unwrap_or(&Shape::scalar()),
-        )),
     }
 }
 
 pub(crate) fn forward<F: Element>(
-    op: &Op,
+    op: &SliceOp,
     inputs: &[ArrayViewD<'_, F>],
     mut out: ArrayViewMutD<'_, F>,
 ) -> Result<()> {
     match *op {
-        Op::Slice { axis, start, end } => {
+        SliceOp::Slice { axis, start, end } => {
             out.assign(&inputs[0].slice_axis(Axis(axis), Slice::from(start..end)));
         }
-        Op::Pad { axis, before, .. } => {
+        SliceOp::Pad { axis, before, .. } => {
             out.fill(F::zero());
             let n = inputs[0].shape()[axis];
             out.slice_axis_mut(Axis(axis), Slice::from(before..before + n))
                 .assign(&inputs[0]);
         }
-        Op::Concat(axis) => {
+        SliceOp::Concat(axis) => {
             let mut offset = 0;
             for x in inputs {
                 let n = x.shape()[axis];
@@ -126,7 +169,6 @@ pub(crate) fn forward<F: Element>(
                 offset += n;
             }
         }
-        _ => {}
     }
     Ok(())
 }
@@ -151,21 +193,21 @@ fn fixed_along<F: Element>(
 // ANCHOR: slice_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
-    op: &Op,
+    op: &SliceOp,
     xs: &[NodeId],
     y: NodeId,
     y_bar: NodeId,
 ) -> Result<OperandGrads> {
     match *op {
-        Op::Slice { axis, start, end } => {
+        SliceOp::Slice { axis, start, end } => {
             let n = fixed_along(g, xs[0], axis, y, "slice")?;
             Ok(smallvec![Some(g.pad(y_bar, axis, start, n - end)?)])
         }
-        Op::Pad { axis, before, .. } => {
+        SliceOp::Pad { axis, before, .. } => {
             let n = fixed_along(g, xs[0], axis, y, "pad")?;
             Ok(smallvec![Some(g.slice(y_bar, axis, before, before + n)?)])
         }
-        Op::Concat(axis) => {
+        SliceOp::Concat(axis) => {
             let mut offset = 0;
             let mut grads = smallvec![];
             for &x in xs {
@@ -175,7 +217,6 @@ pub(crate) fn vjp<F: Element>(
             }
             Ok(grads)
         }
-        _ => Ok(xs.iter().map(|_| None).collect()),
     }
 }
 // ANCHOR_END: slice_vjp
@@ -191,7 +232,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn slice(&mut self, x: NodeId, axis: usize, start: usize, end: usize) -> Result<NodeId> {
-        self.push(Op::Slice { axis, start, end }, &[x])
+        self.push(Op::Slice(SliceOp::Slice { axis, start, end }), &[x])
     }
 
     /// Pads `x` with `before` and `after` zeros along `axis`.
@@ -205,11 +246,11 @@ impl<F: Element> Graph<F> {
     /// ```
     pub fn pad(&mut self, x: NodeId, axis: usize, before: usize, after: usize) -> Result<NodeId> {
         self.push(
-            Op::Pad {
+            Op::Slice(SliceOp::Pad {
                 axis,
                 before,
                 after,
-            },
+            }),
             &[x],
         )
     }
@@ -225,6 +266,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn concat(&mut self, xs: &[NodeId], axis: usize) -> Result<NodeId> {
-        self.push(Op::Concat(axis), xs)
+        self.push(Op::Slice(SliceOp::Concat(axis)), xs)
     }
 }

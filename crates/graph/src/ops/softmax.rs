@@ -1,5 +1,7 @@
-//! `log_softmax` along one axis: the one composite that is a primitive, because numerics
+//! `log_softmax` and `logsumexp` along one axis: composites made primitives because numerics
 //! demand it.
+//!
+//! ## log_softmax
 //!
 //! `y_i = x_i - log Σ_j e^{x_j}`, computed as `y_i = (x_i - m) - log Σ_j e^{x_j - m}` with
 //! `m = max_j x_j`, so the exponentials never overflow and the largest term is exactly 1.
@@ -15,20 +17,74 @@
 //!
 //! A lane that is entirely `-inf` has no maximum to shift by and gives NaN, as
 //! `x - logsumexp(x)` does.
+//!
+//! ## logsumexp
+//!
+//! `y = log Σ_j e^{x_j}` along an axis (kept as size 1), computed as `m + log Σ_j e^{x_j - m}`
+//! with `m` the lane's maximum. Built from primitives, a lane of all `-inf` gives
+//! `-inf - (-inf) = NaN` at the shift, and a lane holding `+inf` gives `inf - inf = NaN`; the
+//! kernel returns the limits instead: `-inf` for a lane of all `-inf` (and for an empty lane,
+//! the log of an empty sum), `+inf` for a lane holding `+inf`, NaN for a lane holding NaN.
+//!
+//! Derivative: `∂y/∂x_k = e^{x_k - y} = softmax(x)_k`, so `x_bar = ȳ e^{x - y}`. For a lane of
+//! all `-inf`, `x - y` is NaN again; the rule shifts by `y` only where `y` is finite (by 0
+//! elsewhere), which makes the gradient of such a lane `e^{-inf} = 0`, as the limit says.
+//! Over several axes, `logsumexp` is one primitive per axis: `lse_{a,b}(x) = lse_a(lse_b(x))`.
 
 use crate::error::Result;
-use crate::ops::{check_arity, check_axis, Op, OperandGrads};
-use crate::shape::Shape;
-use crate::{Element, Graph, NodeId};
-use ndarray::{ArrayViewD, ArrayViewMutD, Axis, Zip};
+use crate::ops::{check_arity, check_axis, CompareOp, OperandGrads};
+use crate::shape::{Dim, Shape};
+use crate::{Element, Graph, NodeId, Op};
+use ndarray::{ArrayView1, ArrayViewD, ArrayViewMutD, Axis, Zip};
 use smallvec::smallvec;
 
-pub(crate) fn infer(op: &Op, node: &str, operands: &[&Shape]) -> Result<Shape> {
-    check_arity(op, node, operands, 1)?;
-    if let Op::LogSoftmax(axis) = op {
-        check_axis(op, node, *axis, operands[0].rank())?;
+family! {
+    /// Softmax-family kernels along one axis.
+    ///
+    /// ```
+    /// use dendrite_graph::ops::SoftmaxOp;
+    /// assert_eq!(SoftmaxOp::NAMES, &["log_softmax", "logsumexp"]);
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+    pub enum SoftmaxOp {
+        /// `x - logsumexp(x)` along an axis.
+        LogSoftmax(usize) => "log_softmax",
+        /// `log Σ e^x` along an axis, kept as size 1.
+        LogSumExp(usize) => "logsumexp",
     }
-    Ok(operands[0].clone())
+}
+
+pub(crate) fn infer(op: &SoftmaxOp, node: &str, operands: &[&Shape]) -> Result<Shape> {
+    check_arity(op.name(), node, operands, 1)?;
+    let x = operands[0];
+    match *op {
+        SoftmaxOp::LogSoftmax(axis) => {
+            check_axis(op.name(), node, axis, x.rank())?;
+            Ok(x.clone())
+        }
+        SoftmaxOp::LogSumExp(axis) => {
+            check_axis(op.name(), node, axis, x.rank())?;
+            let mut out = x.clone();
+            out.dims_mut()[axis] = Dim::Fixed(1);
+            Ok(out)
+        }
+    }
+}
+
+/// `log Σ e^x` of one lane, with the limits where the shift by the maximum is undefined.
+fn lane_logsumexp<F: Element>(x: ArrayView1<'_, F>) -> F {
+    let m = x.iter().fold(
+        F::neg_infinity(),
+        |m, &v| if v > m || v.is_nan() { v } else { m },
+    );
+    if m.is_nan() || m.is_infinite() {
+        // NaN, a lane holding +inf (the sum is infinite), or all -inf (the sum is 0).
+        return m;
+    }
+    let sum = x
+        .iter()
+        .fold(F::zero(), |s, &v| s + crate::vexp::exp(v - m));
+    m + sum.ln()
 }
 
 /// `y = (x - m) - ln Σ e^(x - m)` for one lane.
@@ -73,20 +129,28 @@ fn lanes_contiguous<F: Element>(xs: &[F], ys: &mut [F], width: usize) {
 }
 
 pub(crate) fn forward<F: Element>(
-    op: &Op,
-    inputs: &[ArrayViewD<'_, F>],
+    op: &SoftmaxOp,
+    x: &ArrayViewD<'_, F>,
     mut out: ArrayViewMutD<'_, F>,
 ) -> Result<()> {
-    let Op::LogSoftmax(axis) = *op else {
-        return Ok(());
-    };
-    let x = &inputs[0];
+    match *op {
+        SoftmaxOp::LogSoftmax(axis) => log_softmax(axis, x, out),
+        SoftmaxOp::LogSumExp(axis) => {
+            Zip::from(out.lanes_mut(Axis(axis)))
+                .and(x.lanes(Axis(axis)))
+                .for_each(|mut y, x| y.fill(lane_logsumexp(x)));
+        }
+    }
+    Ok(())
+}
+
+fn log_softmax<F: Element>(axis: usize, x: &ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_, F>) {
     let width = x.shape()[axis];
     // Fast path: the last axis of contiguous data, lane after lane.
     if axis + 1 == x.ndim() && width > 0 {
         if let (Some(xs), Some(ys)) = (x.as_slice(), out.as_slice_mut()) {
             lanes_contiguous(xs, ys, width);
-            return Ok(());
+            return;
         }
     }
     let mut xbuf: smallvec::SmallVec<[F; 16]> = smallvec![F::zero(); width];
@@ -98,24 +162,36 @@ pub(crate) fn forward<F: Element>(
             lane(&xbuf, &mut ybuf);
             yl.iter_mut().zip(ybuf.iter()).for_each(|(t, &v)| *t = v);
         });
-    Ok(())
 }
 
 // ANCHOR: log_softmax_vjp
 pub(crate) fn vjp<F: Element>(
     g: &mut Graph<F>,
-    op: &Op,
+    op: &SoftmaxOp,
+    x: NodeId,
     y: NodeId,
     y_bar: NodeId,
 ) -> Result<OperandGrads> {
-    let Op::LogSoftmax(axis) = *op else {
-        return Ok(smallvec![None]);
+    let x_bar = match *op {
+        // x̄ = ȳ - softmax(x) · Σ ȳ, with softmax(x) = e^y
+        SoftmaxOp::LogSoftmax(axis) => {
+            let p = g.exp(y)?;
+            let total = g.sum_keep_dims(y_bar, &[axis])?;
+            let spread = g.mul(p, total)?;
+            g.sub(y_bar, spread)?
+        }
+        // x̄ = ȳ e^(x - y), shifting by y only where it is finite (a lane of all -inf gets 0)
+        SoftmaxOp::LogSumExp(_) => {
+            let (zero, infinity) = (g.scalar(0.0), g.scalar(f64::INFINITY));
+            let magnitude = g.abs(y)?;
+            let finite = g.compare(CompareOp::Lt, magnitude, infinity)?;
+            let shift = g.select(finite, y, zero)?;
+            let centred = g.sub(x, shift)?;
+            let p = g.exp(centred)?;
+            g.mul(y_bar, p)?
+        }
     };
-    // x̄ = ȳ - softmax(x) · Σ ȳ, with softmax(x) = e^y
-    let p = g.exp(y)?;
-    let total = g.sum_keep_dims(y_bar, &[axis])?;
-    let spread = g.mul(p, total)?;
-    Ok(smallvec![Some(g.sub(y_bar, spread)?)])
+    Ok(smallvec![Some(x_bar)])
 }
 // ANCHOR_END: log_softmax_vjp
 
@@ -131,6 +207,31 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn log_softmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
-        self.push(Op::LogSoftmax(axis), &[x])
+        self.push(Op::Softmax(SoftmaxOp::LogSoftmax(axis)), &[x])
+    }
+
+    /// `logsumexp(x) = log Σ e^x` over `axes`, one stable kernel per axis: a lane of all
+    /// `-inf` gives `-inf` (gradient 0) and a lane holding `+inf` gives `+inf`, where the
+    /// shifted composite gives NaN.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [3, 4])?;
+    /// let lse = g.logsumexp(x, &[1], false)?;
+    /// assert_eq!(g.shape(lse)?.to_string(), "[3]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn logsumexp(&mut self, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
+        let axes = crate::ops::normalize_axes(axes);
+        let mut kept = x;
+        for &axis in &axes {
+            kept = self.push(Op::Softmax(SoftmaxOp::LogSumExp(axis)), &[kept])?;
+        }
+        if keep_dims {
+            Ok(kept)
+        } else {
+            // Summing over size-1 axes drops them, whatever the dynamic dimensions.
+            self.sum(kept, &axes)
+        }
     }
 }

@@ -1,5 +1,4 @@
-//! Elementwise functions of one operand: `neg`, `exp`, `log`, `sqrt`, `tanh`, `abs`, `erf`,
-//! and `pow` by a scalar exponent.
+//! Elementwise functions of one operand, and `pow` by a scalar exponent.
 //!
 //! Shape rule: the output has the operand's shape.
 //!
@@ -12,59 +11,79 @@
 //! | tanh | `tanh x` | `1 - tanh² x = 1 - y²` |
 //! | abs | `|x|` | `sign x` (0 at the kink x = 0: the subgradient of least norm) |
 //! | erf | `(2/√π) ∫₀ˣ e^(-t²) dt` | `(2/√π) e^(-x²)` |
+//! | sin | `sin x` | `cos x` |
+//! | cos | `cos x` | `-sin x` |
+//! | log1p | `ln(1 + x)` | `1 / (1 + x)` |
+//! | expm1 | `e^x - 1` | `e^x` (not `y + 1`, which cancels to 0 for very negative x) |
+//! | sigmoid | `1 / (1 + e^-x)` | `σ(x)(1 - σ(x)) = σ(x) σ(-x)` |
+//! | softplus | `ln(1 + e^x)` | `σ(x)` |
 //! | pow | `x^p` | `p x^(p-1)` |
+//!
+//! Accuracy in the tails is why `log1p`, `expm1`, `sigmoid` and `softplus` are primitives and
+//! not compositions: `ln(1 + x)` loses every digit of a tiny `x` in the addition, `½ tanh(x/2)
+//! + ½` rounds `σ(-40) ≈ 4e-18` to 0, and `max(x, 0) + ln(1 + e^-|x|)` rounds `softplus(-40)`
+//! to 0 (so its log is `-inf`) and gives 0 instead of ¼ for the second derivative at 0, where
+//! the two branches meet. As primitives they evaluate the stable form on each side of 0 and
+//! their rules are smooth formulas (`σ(x) σ(-x)` keeps full relative accuracy in both tails,
+//! where `σ(1 - σ)` would cancel to 0 for large x).
+//!
+//! The new functions are computed in `f64` and rounded once, so their `f32` values are within
+//! half an ulp of the true value or one more; in `f64` they are within a few ulps (the
+//! accuracy test in `tests/accuracy.rs` states the worst case of each).
 
 use crate::error::Result;
-use crate::ops::{Op, OperandGrads, Scalar};
-use crate::{Element, Graph, NodeId};
+use crate::ops::{check_arity, OperandGrads, Scalar};
+use crate::shape::Shape;
+use crate::{Element, Graph, NodeId, Op};
 use ndarray::{ArrayViewD, ArrayViewMutD, Zip};
 use smallvec::smallvec;
 
-/// An elementwise function of one operand.
-///
-/// ```
-/// assert_eq!(dendrite_graph::UnaryOp::Tanh.name(), "tanh");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum UnaryOp {
-    /// `-x`
-    Neg,
-    /// `e^x`
-    Exp,
-    /// Natural logarithm; `-inf` at 0, NaN below.
-    Log,
-    /// Square root; NaN below 0.
-    Sqrt,
-    /// Hyperbolic tangent.
-    Tanh,
-    /// Absolute value.
-    Abs,
-    /// The error function `(2/√π) ∫₀ˣ e^(-t²) dt` (the exact GELU is built on it).
-    Erf,
+family! {
+    /// An elementwise function of one operand.
+    ///
+    /// ```
+    /// use dendrite_graph::UnaryOp;
+    /// assert_eq!(UnaryOp::Tanh.name(), "tanh");
+    /// assert!(UnaryOp::ALL.contains(&UnaryOp::Sigmoid));
+    /// ```
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub unit enum UnaryOp {
+        /// `-x`
+        Neg => "neg",
+        /// `e^x`
+        Exp => "exp",
+        /// Natural logarithm; `-inf` at 0, NaN below.
+        Log => "log",
+        /// Square root; NaN below 0.
+        Sqrt => "sqrt",
+        /// Hyperbolic tangent.
+        Tanh => "tanh",
+        /// Absolute value.
+        Abs => "abs",
+        /// The error function `(2/√π) ∫₀ˣ e^(-t²) dt` (the exact GELU is built on it).
+        Erf => "erf",
+        /// Sine (radians).
+        Sin => "sin",
+        /// Cosine (radians).
+        Cos => "cos",
+        /// `ln(1 + x)`, exact for tiny `x`; `-inf` at -1, NaN below.
+        Log1p => "log1p",
+        /// `e^x - 1`, exact for tiny `x`.
+        Expm1 => "expm1",
+        /// The logistic function `1 / (1 + e^-x)`, with full relative accuracy in both tails.
+        Sigmoid => "sigmoid",
+        /// `ln(1 + e^x)`, with full relative accuracy for very negative `x`.
+        Softplus => "softplus",
+    }
 }
 
 impl UnaryOp {
-    /// The op's name.
-    ///
-    /// ```
-    /// assert_eq!(dendrite_graph::UnaryOp::Neg.name(), "neg");
-    /// ```
-    pub fn name(self) -> &'static str {
-        match self {
-            UnaryOp::Neg => "neg",
-            UnaryOp::Exp => "exp",
-            UnaryOp::Log => "log",
-            UnaryOp::Sqrt => "sqrt",
-            UnaryOp::Tanh => "tanh",
-            UnaryOp::Abs => "abs",
-            UnaryOp::Erf => "erf",
-        }
-    }
-
     /// Applies the function to one value.
     ///
     /// ```
-    /// assert_eq!(dendrite_graph::UnaryOp::Abs.apply(-2.0_f32), 2.0);
+    /// use dendrite_graph::UnaryOp;
+    /// assert_eq!(UnaryOp::Abs.apply(-2.0_f32), 2.0);
+    /// assert_eq!(UnaryOp::Sigmoid.apply(-800.0_f64), (-800.0_f64).exp());
     /// ```
     #[inline]
     pub fn apply<F: Element>(self, x: F) -> F {
@@ -75,16 +94,51 @@ impl UnaryOp {
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Tanh => x.tanh(),
             UnaryOp::Abs => x.abs(),
-            UnaryOp::Erf => erf(x),
+            UnaryOp::Erf => in_f64(x, libm::erf),
+            UnaryOp::Sin => in_f64(x, f64::sin),
+            UnaryOp::Cos => in_f64(x, f64::cos),
+            UnaryOp::Log1p => in_f64(x, f64::ln_1p),
+            UnaryOp::Expm1 => in_f64(x, f64::exp_m1),
+            UnaryOp::Sigmoid => in_f64(x, sigmoid),
+            UnaryOp::Softplus => in_f64(x, softplus),
         }
     }
 }
 
-/// `erf x` through the `libm` crate (musl's, accurate to about 1 ulp), computed in `f64` and
-/// rounded once, so the `f32` result is within half an ulp of the true value or one more.
+/// `f(x)` computed in `f64` and rounded once to `F` (a no-op conversion for `f64`).
 #[inline]
-fn erf<F: Element>(x: F) -> F {
-    F::of(libm::erf(x.as_f64()))
+fn in_f64<F: Element>(x: F, f: fn(f64) -> f64) -> F {
+    F::of(f(x.as_f64()))
+}
+
+/// `σ(x) = 1 / (1 + e^-x)` for `x ≥ 0` and `e^x / (1 + e^x)` below: on each side the
+/// exponential is at most 1, so nothing overflows and `σ(-800) = e^-800` keeps its digits.
+/// NaN takes the second branch and stays NaN.
+#[inline]
+fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// `softplus(x) = x + ln(1 + e^-x)` for `x > 0` and `ln(1 + e^x)` below, with `ln_1p`: for
+/// `x = -40` this is `e^-40 (1 - e^-40/2)`, not the 0 that `ln(1 + e^x)` rounds to.
+#[inline]
+fn softplus(x: f64) -> f64 {
+    if x > 0.0 {
+        x + (-x).exp().ln_1p()
+    } else {
+        x.exp().ln_1p()
+    }
+}
+
+/// Shape rule of the family (and of `pow`): one operand, whose shape the output keeps.
+pub(crate) fn infer(op: &'static str, node: &str, operands: &[&Shape]) -> Result<Shape> {
+    check_arity(op, node, operands, 1)?;
+    Ok(operands[0].clone())
 }
 
 pub(crate) fn forward_unary<F: Element>(
@@ -112,7 +166,13 @@ pub(crate) fn forward_unary<F: Element>(
         UnaryOp::Sqrt => map(x, &mut out, F::sqrt),
         UnaryOp::Tanh => map(x, &mut out, F::tanh),
         UnaryOp::Abs => map(x, &mut out, F::abs),
-        UnaryOp::Erf => map(x, &mut out, erf),
+        UnaryOp::Erf => map(x, &mut out, |v| in_f64(v, libm::erf)),
+        UnaryOp::Sin => map(x, &mut out, |v| in_f64(v, f64::sin)),
+        UnaryOp::Cos => map(x, &mut out, |v| in_f64(v, f64::cos)),
+        UnaryOp::Log1p => map(x, &mut out, |v| in_f64(v, f64::ln_1p)),
+        UnaryOp::Expm1 => map(x, &mut out, |v| in_f64(v, f64::exp_m1)),
+        UnaryOp::Sigmoid => map(x, &mut out, |v| in_f64(v, sigmoid)),
+        UnaryOp::Softplus => map(x, &mut out, |v| in_f64(v, softplus)),
     }
 }
 
@@ -174,6 +234,41 @@ pub(crate) fn vjp_unary<F: Element>(
             let slope = g.mul(bump, two_over_sqrt_pi)?;
             g.mul(y_bar, slope)?
         }
+        // d sin x = cos x
+        UnaryOp::Sin => {
+            let slope = g.cos(x)?;
+            g.mul(y_bar, slope)?
+        }
+        // d cos x = -sin x
+        UnaryOp::Cos => {
+            let sin = g.sin(x)?;
+            let scaled = g.mul(y_bar, sin)?;
+            g.neg(scaled)?
+        }
+        // d ln(1 + x) = 1 / (1 + x); 1 + x rounds, but only by half an ulp of the result
+        UnaryOp::Log1p => {
+            let one = g.scalar(1.0);
+            let one_plus_x = g.add(one, x)?;
+            g.div(y_bar, one_plus_x)?
+        }
+        // d (e^x - 1) = e^x, recomputed: y + 1 would cancel to 0 where e^x is tiny
+        UnaryOp::Expm1 => {
+            let slope = g.exp(x)?;
+            g.mul(y_bar, slope)?
+        }
+        // d σ(x) = σ(x)(1 - σ(x)) = σ(x) σ(-x): the same number, but 1 - σ(x) rounds to 0 for
+        // x > 37 where σ(-x) keeps its digits
+        UnaryOp::Sigmoid => {
+            let minus_x = g.neg(x)?;
+            let complement = g.sigmoid(minus_x)?;
+            let slope = g.mul(y, complement)?;
+            g.mul(y_bar, slope)?
+        }
+        // d softplus x = σ(x); its own derivative σ(x)σ(-x) is ¼ at 0, with no branch to meet
+        UnaryOp::Softplus => {
+            let slope = g.sigmoid(x)?;
+            g.mul(y_bar, slope)?
+        }
     };
     Ok(smallvec![Some(x_bar)])
 }
@@ -208,7 +303,19 @@ pub(crate) fn vjp_pow<F: Element>(
 // ANCHOR_END: vjp_pow
 
 impl<F: Element> Graph<F> {
-    fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
+    /// Adds an elementwise function of one operand.
+    ///
+    /// ```
+    /// use dendrite_graph::{Graph, UnaryOp};
+    /// let mut g = Graph::<f64>::new();
+    /// let x = g.input("x", [3])?;
+    /// for &op in UnaryOp::ALL {
+    ///     let y = g.unary(op, x)?;
+    ///     assert_eq!(g.op(y)?.name(), op.name());
+    /// }
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
         self.push(Op::Unary(op), &[x])
     }
 
@@ -302,6 +409,86 @@ impl<F: Element> Graph<F> {
     /// ```
     pub fn erf(&mut self, x: NodeId) -> Result<NodeId> {
         self.unary(UnaryOp::Erf, x)
+    }
+
+    /// `sin x` (radians), elementwise. Derivative: `cos x`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f64>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let y = g.sin(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn sin(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Sin, x)
+    }
+
+    /// `cos x` (radians), elementwise. Derivative: `-sin x`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f64>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let y = g.cos(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn cos(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Cos, x)
+    }
+
+    /// `ln(1 + x)`, elementwise, exact for tiny `x` (where `log(1 + x)` loses every digit in
+    /// the addition). Derivative: `1 / (1 + x)`.
+    ///
+    /// ```
+    /// # use dendrite_graph::{compile, Graph};
+    /// let mut g = Graph::<f64>::new();
+    /// let x = g.input("x", [1])?;
+    /// let y = g.log1p(x)?;
+    /// let mut plan = compile(&g, &[y])?;
+    /// let v = ndarray::arr1(&[1e-20]).into_dyn();
+    /// assert_eq!(plan.run(&g, &[("x", v.view())])?.get(0)?[0], 1e-20);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn log1p(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Log1p, x)
+    }
+
+    /// `e^x - 1`, elementwise, exact for tiny `x`. Derivative: `e^x`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f64>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let y = g.expm1(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn expm1(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Expm1, x)
+    }
+
+    /// The logistic function `σ(x) = 1 / (1 + e^-x)`, elementwise, to full relative accuracy
+    /// in both tails (`σ(-800) = e^-800`, not 0). Derivative: `σ(x) σ(-x)`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let p = g.sigmoid(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn sigmoid(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Sigmoid, x)
+    }
+
+    /// `softplus(x) = ln(1 + e^x)`, elementwise: `x + log1p(e^-x)` above 0 and
+    /// `log1p(e^x)` below, so large inputs do not overflow and very negative ones keep their
+    /// digits (`softplus(-100) = e^-100`). Derivative: `σ(x)`.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// # let x = g.input("x", [2])?;
+    /// let y = g.softplus(x)?;
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn softplus(&mut self, x: NodeId) -> Result<NodeId> {
+        self.unary(UnaryOp::Softplus, x)
     }
 
     /// `x^p` for a scalar exponent (powf). Derivative: `p x^(p-1)`. Integral exponents are
