@@ -9,8 +9,9 @@
 //!
 //! The model is built with the graph and autodiff crates directly (no nn crate), exactly as
 //! the book's "Training by hand" chapter builds it: input `[?, 784]`, Dense 32 with ReLU,
-//! Dense 10, softmax for the predictions, and the sparse categorical cross-entropy computed
-//! from the logits through `log_softmax`.
+//! Dense 10, and the sparse categorical cross-entropy computed from the logits through
+//! `log_softmax`. Like the book's listing it builds no softmax: the probabilities are not
+//! needed for training, so the figure does not show a branch that the listing lacks.
 
 // Errors carry structured fields and are cold, as the workspace lints say.
 #![allow(clippy::result_large_err)]
@@ -22,11 +23,11 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The graph, the predictions, the loss and the four parameter gradients.
-type Model = (Graph<f32>, NodeId, NodeId, Vec<NodeId>);
+/// The graph, the loss and the four parameter gradients.
+type Model = (Graph<f32>, NodeId, Vec<NodeId>);
 
-/// The reference model's graph: returns the graph, the model's output (probabilities), the
-/// loss, and the gradients of the loss with respect to the four parameters.
+/// The reference model's graph: returns the graph, the loss, and the gradients of the loss
+/// with respect to the four parameters.
 fn reference_model() -> Result<Model, Box<dyn Error>> {
     let mut g = Graph::<f32>::new();
     let x = g.input("inputs", [None, Some(784)])?;
@@ -46,7 +47,6 @@ fn reference_model() -> Result<Model, Box<dyn Error>> {
         let hw = g.matmul(hidden, w2)?;
         g.add(hw, b2)
     })?;
-    let probabilities = g.with_scope("dense_2", |g| g.softmax(logits, 1))?;
     let loss = g.with_scope("loss", |g| -> dendrite_graph::Result<NodeId> {
         let log_p = g.log_softmax(logits, 1)?;
         let target = g.one_hot(labels, 10)?;
@@ -57,7 +57,7 @@ fn reference_model() -> Result<Model, Box<dyn Error>> {
     })?;
     // Named `gradients/...`, so the drawing tells the derived nodes from the model's.
     let gradients = g.with_scope("gradients", |g| grad(g, loss, &[w1, b1, w2, b2]))?;
-    Ok((g, probabilities, loss, gradients))
+    Ok((g, loss, gradients))
 }
 
 /// Writes `name.dot` into `dir` and renders `name.svg` next to it if `dot` is available.
@@ -97,8 +97,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     std::fs::create_dir_all(&dir)?;
 
-    let (g, probabilities, loss, gradients) = reference_model()?;
-    let forward = to_dot(&g, Some(&[probabilities, loss]))?;
+    let (g, loss, gradients) = reference_model()?;
+    let forward = to_dot(&g, Some(&[loss]))?;
     let backward = to_dot(&g, Some(&gradients))?;
     write_figure(&dir, "forward", &forward)?;
     write_figure(&dir, "gradient", &backward)?;

@@ -16,6 +16,341 @@ use std::error::Error;
 type TestResult = Result<(), Box<dyn Error>>;
 
 // ---------------------------------------------------------------------------------------------
+// A tour from scratch: a scalar reverse-mode engine, a neuron, a loss, a step
+// ---------------------------------------------------------------------------------------------
+
+/// Compares a listing's printed output with the copy the book shows (`docs/src/output/NAME.txt`),
+/// so that the numbers on the page are the numbers the code prints. With `DENDRITE_BLESS=1`
+/// the file is written instead.
+fn shows(name: &str, printed: &str) -> TestResult {
+    matches_file(&format!("docs/src/output/{name}.txt"), printed)
+}
+
+/// Compares `made` with the file at `path` (relative to the repository), or writes it there
+/// when `DENDRITE_BLESS` is set: for outputs and figures that the book shows.
+fn matches_file(path: &str, made: &str) -> TestResult {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if std::env::var_os("DENDRITE_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().ok_or("no parent")?)?;
+        std::fs::write(&path, made)?;
+        return Ok(());
+    }
+    let shown = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{}: {e} (DENDRITE_BLESS=1 writes it)", path.display()))?;
+    assert_eq!(
+        shown,
+        made,
+        "{} is not what the listing makes now (DENDRITE_BLESS=1 rewrites it)",
+        path.display()
+    );
+    Ok(())
+}
+
+// ANCHOR: scratch_engine
+/// Reverse-mode automatic differentiation of scalars, from scratch.
+mod scratch {
+    /// A value on the tape, by its index.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Var(usize);
+
+    /// Every value computed so far and, for each, its operands with the local derivative
+    /// ∂value/∂operand, taken in the forward pass while the numbers are at hand. An operand is
+    /// always pushed before its users, so the tape's order is a topological order.
+    #[derive(Default)]
+    pub struct Tape {
+        values: Vec<f64>,
+        locals: Vec<Vec<(usize, f64)>>,
+    }
+
+    impl Tape {
+        /// A new value with its local derivatives, as (operand index, ∂value/∂operand).
+        pub fn push(&mut self, value: f64, locals: Vec<(usize, f64)>) -> Var {
+            self.values.push(value);
+            self.locals.push(locals);
+            Var(self.values.len() - 1)
+        }
+
+        /// A leaf: an input or a parameter.
+        pub fn var(&mut self, value: f64) -> Var {
+            self.push(value, vec![])
+        }
+
+        pub fn value(&self, v: Var) -> f64 {
+            self.values[v.0]
+        }
+
+        pub fn add(&mut self, a: Var, b: Var) -> Var {
+            let y = self.value(a) + self.value(b);
+            self.push(y, vec![(a.0, 1.0), (b.0, 1.0)]) // ∂(a + b)/∂a = 1, ∂(a + b)/∂b = 1
+        }
+
+        pub fn mul(&mut self, a: Var, b: Var) -> Var {
+            let (x, y) = (self.value(a), self.value(b));
+            self.push(x * y, vec![(a.0, y), (b.0, x)]) // ∂(ab)/∂a = b, ∂(ab)/∂b = a
+        }
+
+        pub fn powi(&mut self, a: Var, n: i32) -> Var {
+            let x = self.value(a);
+            self.push(x.powi(n), vec![(a.0, f64::from(n) * x.powi(n - 1))])
+        }
+
+        pub fn tanh(&mut self, a: Var) -> Var {
+            let y = self.value(a).tanh();
+            self.push(y, vec![(a.0, 1.0 - y * y)]) // tanh' = 1 - tanh²
+        }
+
+        /// ∂output/∂v for every value v on the tape: one sweep in reverse tape order. Each
+        /// value's cotangent is complete when the sweep reaches it (all its users come later
+        /// on the tape), and is *added* into its operands', so a value used twice gets both.
+        pub fn grad(&self, output: Var) -> Vec<f64> {
+            let mut bar = vec![0.0; self.values.len()];
+            bar[output.0] = 1.0;
+            for i in (0..=output.0).rev() {
+                for &(operand, local) in &self.locals[i] {
+                    bar[operand] += bar[i] * local;
+                }
+            }
+            bar
+        }
+    }
+
+    impl Var {
+        /// Where this value's derivative is in what `Tape::grad` returns.
+        pub fn index(self) -> usize {
+            self.0
+        }
+    }
+}
+// ANCHOR_END: scratch_engine
+
+// ANCHOR: scratch_chain_rule
+#[test]
+fn scratch_chain_rule() {
+    use scratch::Tape;
+
+    // f(x) = x·x + x: x is used three times, and its derivative 2x + 1 adds all three paths.
+    let mut t = Tape::default();
+    let x = t.var(3.0);
+    let xx = t.mul(x, x);
+    let f = t.add(xx, x);
+    let bar = t.grad(f);
+    println!("f(3) = {}, f'(3) = {}", t.value(f), bar[x.index()]);
+    assert_eq!(t.value(f), 12.0);
+    assert_eq!(bar[x.index()], 7.0);
+}
+// ANCHOR_END: scratch_chain_rule
+
+// ANCHOR: scratch_neuron
+/// One neuron, y = tanh(w₁x₁ + w₂x₂ + b), learns the OR of two inputs (targets ±1) by
+/// gradient descent on the squared error. Returns what it prints.
+fn train_a_neuron() -> String {
+    use scratch::Tape;
+    use std::fmt::Write;
+
+    let data = [
+        ([0.0, 0.0], -1.0),
+        ([0.0, 1.0], 1.0),
+        ([1.0, 0.0], 1.0),
+        ([1.0, 1.0], 1.0),
+    ];
+    let mut params = [0.1, -0.2, 0.0]; // w₁, w₂, b
+    let learning_rate = 0.1;
+    let mut out = String::new();
+    for step in 0..=60 {
+        // Forward: a fresh tape each step (the graph is rebuilt every time: define-by-run).
+        let mut t = Tape::default();
+        let [w1, w2, b] = params.map(|p| t.var(p));
+        let mut loss = t.var(0.0);
+        for ([x1, x2], target) in data {
+            let (x1, x2, minus_target) = (t.var(x1), t.var(x2), t.var(-target));
+            let (a, c) = (t.mul(w1, x1), t.mul(w2, x2));
+            let z = t.add(a, c);
+            let z = t.add(z, b);
+            let y = t.tanh(z);
+            let error = t.add(y, minus_target);
+            let squared = t.powi(error, 2);
+            loss = t.add(loss, squared);
+        }
+        // Backward: ∂loss/∂ every value, in one sweep.
+        let bar = t.grad(loss);
+        // Update: a small step against the gradient.
+        for (p, v) in params.iter_mut().zip([w1, w2, b]) {
+            *p -= learning_rate * bar[v.index()];
+        }
+        if step % 15 == 0 {
+            let [g1, g2, gb] = [w1, w2, b].map(|v| bar[v.index()]);
+            writeln!(
+                out,
+                "step {step:2}: loss {:.4}  gradient ({g1:+.4}, {g2:+.4}, {gb:+.4})",
+                t.value(loss)
+            )
+            .ok();
+        }
+    }
+    let [w1, w2, b] = params;
+    writeln!(out, "learned: w1 = {w1:.3}, w2 = {w2:.3}, b = {b:.3}").ok();
+    out
+}
+
+#[test]
+fn a_neuron_learns_or() -> TestResult {
+    let printed = train_a_neuron();
+    print!("{printed}");
+    shows("scratch_neuron", &printed)
+}
+// ANCHOR_END: scratch_neuron
+
+// ANCHOR: scratch_vs_dendrite
+#[test]
+fn the_same_gradient_from_dendrite() -> TestResult {
+    use dendrite_autodiff::grad;
+    use dendrite_graph::{compile, Graph};
+    use ndarray::arr1;
+
+    // The neuron's loss on the four examples at once, as tensors: x is [4, 2], w is [2].
+    let mut g = Graph::<f64>::new();
+    let x = g.constant(ndarray::arr2(&[[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]).into_dyn());
+    let target = g.constant(arr1(&[-1.0, 1.0, 1.0, 1.0]).into_dyn());
+    let w = g.parameter("w", arr1(&[0.1, -0.2]).into_dyn())?;
+    let b = g.parameter("b", ndarray::arr0(0.0).into_dyn())?;
+    let w_column = g.reshape(w, [2, 1])?;
+    let xw = g.matmul(x, w_column)?;
+    let xw = g.reshape(xw, [4])?;
+    let z = g.add(xw, b)?; // b is broadcast to the four examples
+    let y = g.tanh(z)?;
+    let error = g.sub(y, target)?;
+    let squared = g.square(error)?;
+    let loss = g.sum(squared, &[0])?;
+    let grads = grad(&mut g, loss, &[w, b])?;
+
+    let mut plan = compile(&g, &[loss, grads[0], grads[1]])?;
+    let out = plan.run(&g, &[])?;
+    let (dw, db) = (out.get(1)?, out.scalar(2)?);
+    println!(
+        "loss {:.4}  gradient ({:+.4}, {:+.4}, {db:+.4})",
+        out.scalar(0)?,
+        dw[[0]],
+        dw[[1]]
+    );
+
+    // The scratch engine's first step, on the same numbers, gives the same gradient.
+    let first = train_a_neuron();
+    let line = first.lines().next().ok_or("no output")?;
+    assert_eq!(
+        line,
+        format!(
+            "step  0: loss {:.4}  gradient ({:+.4}, {:+.4}, {db:+.4})",
+            out.scalar(0)?,
+            dw[[0]],
+            dw[[1]]
+        )
+    );
+    Ok(())
+}
+// ANCHOR_END: scratch_vs_dendrite
+
+// ANCHOR: scratch_figure
+/// The neuron's graph for one example, x = (1, 0) with target 1, drawn with the value (v) and
+/// the cotangent (v̄ = ∂L/∂v) of every node, both computed by the scratch engine.
+fn neuron_graph_svg() -> String {
+    use scratch::Tape;
+    use std::fmt::Write;
+
+    let mut t = Tape::default();
+    let (w1, w2, b) = (t.var(0.1), t.var(-0.2), t.var(0.0));
+    let (x1, x2, minus_target) = (t.var(1.0), t.var(0.0), t.var(-1.0));
+    let a = t.mul(w1, x1);
+    let c = t.mul(w2, x2);
+    let s = t.add(a, c);
+    let z = t.add(s, b);
+    let y = t.tanh(z);
+    let e = t.add(y, minus_target);
+    let loss = t.powi(e, 2);
+    let bar = t.grad(loss);
+
+    // (label, node, column, row) and the edges operand -> user.
+    let nodes = [
+        ("w1", w1, 0, 0),
+        ("x1", x1, 0, 1),
+        ("w2", w2, 0, 2),
+        ("x2", x2, 0, 3),
+        ("w1 * x1", a, 1, 0),
+        ("w2 * x2", c, 1, 2),
+        ("b", b, 1, 3),
+        ("+", s, 2, 1),
+        ("+ b", z, 3, 2),
+        ("tanh", y, 4, 1),
+        ("-target", minus_target, 4, 3),
+        ("y - target", e, 5, 2),
+        ("L = e^2", loss, 6, 2),
+    ];
+    let edges = [
+        (0, 4),
+        (1, 4),
+        (2, 5),
+        (3, 5),
+        (4, 7),
+        (5, 7),
+        (7, 8),
+        (6, 8),
+        (8, 9),
+        (9, 11),
+        (10, 11),
+        (11, 12),
+    ];
+    let (bw, bh, gx, gy) = (100.0, 46.0, 24.0, 22.0);
+    let centre = |col: i32, row: i32| {
+        (
+            16.0 + f64::from(col) * (bw + gx) + bw / 2.0,
+            16.0 + f64::from(row) * (bh + gy) + bh / 2.0,
+        )
+    };
+    let (w, h) = (32.0 + 7.0 * bw + 6.0 * gx, 32.0 + 4.0 * bh + 3.0 * gy);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         font-family=\"sans-serif\" font-size=\"12\" text-anchor=\"middle\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    for (from, to) in edges {
+        let ((x0, y0), (x1, y1)) = (
+            centre(nodes[from].2, nodes[from].3),
+            centre(nodes[to].2, nodes[to].3),
+        );
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{:.0}\" y1=\"{y0:.0}\" x2=\"{:.0}\" y2=\"{y1:.0}\" stroke=\"#888\"/>",
+            x0 + bw / 2.0,
+            x1 - bw / 2.0
+        );
+    }
+    for (label, node, col, row) in nodes {
+        let (cx, cy) = centre(col, row);
+        let v = t.value(node);
+        let v_bar = bar[node.index()];
+        let _ = writeln!(
+            svg,
+            "<rect x=\"{:.0}\" y=\"{:.0}\" width=\"{bw}\" height=\"{bh}\" rx=\"6\" fill=\"#f4f1e8\" \
+             stroke=\"#555\"/><text x=\"{cx:.0}\" y=\"{:.0}\" font-weight=\"bold\">{label}</text>\
+             <text x=\"{cx:.0}\" y=\"{:.0}\">v = {v:.4}</text>\
+             <text x=\"{cx:.0}\" y=\"{:.0}\" fill=\"#b22\">v\u{304} = {v_bar:.4}</text>",
+            cx - bw / 2.0,
+            cy - bh / 2.0,
+            cy - 8.0,
+            cy + 6.0,
+            cy + 19.0
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[test]
+fn the_neuron_graph_figure() -> TestResult {
+    matches_file("docs/src/figures/scratch_neuron.svg", &neuron_graph_svg())
+}
+// ANCHOR_END: scratch_figure
+
+// ---------------------------------------------------------------------------------------------
 // Chapter 1: computational graphs
 // ---------------------------------------------------------------------------------------------
 
@@ -1316,6 +1651,68 @@ fn xor_needs_a_nonlinearity() -> Result<(), Box<dyn std::error::Error>> {
 }
 // ANCHOR_END: xor
 
+// ANCHOR: xor_boundary
+/// XOR's model (8 tanh units, a sigmoid output) trained as above; its prediction on a grid
+/// over [-0.25, 1.25]², drawn as an SVG: each cell coloured by p in five steps (blue for p near
+/// 0, red for p near 1), the four examples as dots (white where XOR is true, black where false).
+fn xor_boundary_svg() -> Result<String, Box<dyn Error>> {
+    use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Sequential};
+    use ndarray::{array, Array2};
+    use std::fmt::Write;
+
+    let x = array![[0.0_f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    let y = array![0.0_f32, 1.0, 1.0, 0.0];
+    let mut model = Sequential::new().with_seed(1);
+    model.add(Dense::new(8).input_dim(2).activation(Activation::Tanh));
+    model.add(Dense::new(1).activation(Activation::Sigmoid));
+    model.compile(Adam::new(0.05), Loss::BinaryCrossentropy, &[])?;
+    model.fit(
+        &(x.view(), y.view()),
+        FitConfig::default().epochs(500).batch_size(4).verbosity(0),
+    )?;
+
+    let (n, cell) = (30, 10.0);
+    let at = |i: usize| -0.25 + 1.5 * (i as f32 + 0.5) / n as f32;
+    let grid = Array2::from_shape_fn((n * n, 2), |(k, j)| at(if j == 0 { k % n } else { k / n }));
+    let p = model.predict(&grid.view(), 256)?;
+    let colours = ["#4575b4", "#91bfdb", "#f7f7f7", "#fc8d59", "#d73027"];
+    let size = n as f64 * cell;
+    let mut svg =
+        format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{size}\" height=\"{size}\">\n");
+    for k in 0..n * n {
+        let level = ((p[[k, 0]] * 5.0) as usize).min(4);
+        let (col, row) = ((k % n) as f64, (n - 1 - k / n) as f64); // w₂ grows upwards
+        writeln!(
+            svg,
+            "<rect x=\"{}\" y=\"{}\" width=\"{cell}\" height=\"{cell}\" fill=\"{}\"/>",
+            col * cell,
+            row * cell,
+            colours[level]
+        )?;
+    }
+    for (point, label) in x.rows().into_iter().zip(&y) {
+        let to_px = |v: f32| f64::from((v + 0.25) / 1.5) * size;
+        let fill = if *label > 0.5 { "white" } else { "black" }; // XOR true: white
+        writeln!(
+            svg,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"7\" fill=\"{fill}\" stroke=\"black\"/>",
+            to_px(point[0]),
+            size - to_px(point[1])
+        )?;
+    }
+    svg.push_str("</svg>\n");
+    Ok(svg)
+}
+
+#[test]
+fn xor_decision_boundary_figure() -> TestResult {
+    let svg = xor_boundary_svg()?;
+    // Both classes appear on the grid: the boundary is not one line, as no linear model's is.
+    assert!(svg.contains("#4575b4\"/>") && svg.contains("#d73027\"/>"));
+    matches_file("docs/src/figures/xor_boundary.svg", &svg)
+}
+// ANCHOR_END: xor_boundary
+
 // ANCHOR: softmax_ce
 #[test]
 fn softmax_cross_entropy_gradient() -> Result<(), Box<dyn std::error::Error>> {
@@ -1471,6 +1868,930 @@ fn gradient_descent_with_momentum() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 // ANCHOR_END: descent_loop
+
+// ANCHOR: optimizer_paths
+/// An optimizer's name and the points it visits.
+type Path2 = (&'static str, Vec<[f64; 2]>);
+
+/// The path of each optimizer on f(w) = ½ (w₁² + 50 w₂²) from w = (-1, 0.2), 60 steps, at the
+/// settings of the loop above (the gradient is A w, written out).
+fn optimizer_paths() -> Result<Vec<Path2>, dendrite_nn::NnError> {
+    use dendrite_nn::{Adam, Optimizer, Sgd};
+
+    let mut sgd = Sgd::new(2.0 / 51.0);
+    let mut momentum = Sgd::new(4.0 / (50f64.sqrt() + 1.0).powi(2)).momentum(0.566);
+    let mut adam = Adam::new(0.05);
+    let optimizers: [(&'static str, &mut dyn Optimizer<f64>); 3] = [
+        ("SGD", &mut sgd),
+        ("momentum", &mut momentum),
+        ("Adam", &mut adam),
+    ];
+    let mut paths = Vec::new();
+    for (name, opt) in optimizers {
+        opt.prepare(&[2]);
+        let mut w = [-1.0, 0.2];
+        let mut path = vec![w];
+        for t in 0..60 {
+            let gradient = [w[0], 50.0 * w[1]];
+            opt.begin_step(t);
+            opt.update(0, &mut w, &gradient)?;
+            path.push(w);
+        }
+        paths.push((name, path));
+    }
+    Ok(paths)
+}
+
+/// The paths drawn over the level sets of f, as a small SVG (no plotting library: a few
+/// ellipses, polylines and labels).
+fn paths_svg(paths: &[Path2]) -> String {
+    use std::fmt::Write;
+
+    let (width, height) = (560.0, 360.0);
+    // w₁ in [-1.1, 0.3] and w₂ in [-0.6, 0.6] onto the picture, a caption line below.
+    let px = |w: [f64; 2]| {
+        (
+            (w[0] + 1.1) / 1.4 * width,
+            (0.6 - w[1]) / 1.2 * (height - 24.0),
+        )
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    let (cx, cy) = px([0.0, 0.0]);
+    for level in [0.005_f64, 0.05, 0.2, 0.5, 1.0, 2.0, 4.0, 8.0] {
+        // f = level: w₁ = ±√(2 level), w₂ = ±√(2 level / 50).
+        let (rx, ry) = ((2.0 * level).sqrt(), (2.0 * level / 50.0).sqrt());
+        let _ = writeln!(
+            svg,
+            "<ellipse cx=\"{cx:.1}\" cy=\"{cy:.1}\" rx=\"{:.1}\" ry=\"{:.1}\" fill=\"none\" stroke=\"#ccc\"/>",
+            rx / 1.4 * width,
+            ry / 1.2 * (height - 24.0)
+        );
+    }
+    for ((name, path), (colour, y)) in
+        paths
+            .iter()
+            .zip([("#d62728", 20), ("#1f77b4", 38), ("#2ca02c", 56)])
+    {
+        let points: Vec<String> = path
+            .iter()
+            .map(|&w| {
+                let (x, y) = px(w);
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\"/>",
+            points.join(" ")
+        );
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{colour}\" stroke-width=\"3\"/>\
+             <text x=\"{}\" y=\"{}\">{name}</text>",
+            width - 120.0,
+            y - 4,
+            width - 100.0,
+            y - 4,
+            width - 94.0,
+            y
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<rect y=\"{}\" width=\"100%\" height=\"24\" fill=\"white\"/><text x=\"8\" y=\"{}\">f(w) = (w1\u{b2} + 50 w2\u{b2}) / 2, from (-1, 0.2), 60 steps; minimum at the centre</text>",
+        height - 24.0,
+        height - 8.0
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[test]
+fn optimizer_paths_figure() -> TestResult {
+    let paths = optimizer_paths()?;
+    for (name, path) in &paths {
+        let last = path[path.len() - 1];
+        println!("{name:>8}: ends at ({:+.4}, {:+.4})", last[0], last[1]);
+    }
+    let distance = |k: usize| {
+        let w = paths[k].1[60];
+        (w[0] * w[0] + w[1] * w[1]).sqrt()
+    };
+    assert!(distance(1) < distance(0) / 10.0); // momentum: far closer than SGD
+    assert!(distance(2) < distance(0)); // Adam too, at this learning rate
+    matches_file("docs/src/figures/optimizers.svg", &paths_svg(&paths))
+}
+// ANCHOR_END: optimizer_paths
+
+// ---------------------------------------------------------------------------------------------
+// Initialization, vanishing and exploding gradients
+// ---------------------------------------------------------------------------------------------
+
+// ANCHOR: deep_stack
+/// How to draw a layer's initial weights, each from U(-l, l) (variance l²/3) for a layer with
+/// `fan_in` inputs and `fan_out` outputs.
+#[derive(Clone, Copy, Debug)]
+enum InitRule {
+    /// A fixed standard deviation, whatever the layer's size.
+    Std(f64),
+    /// Glorot & Bengio (2010): variance 2 / (fan_in + fan_out), l = √(6 / (fan_in + fan_out)).
+    Glorot,
+    /// He et al. (2015), for ReLU: variance 2 / fan_in, l = √(6 / fan_in).
+    He,
+}
+
+impl InitRule {
+    fn limit(self, fan_in: usize, fan_out: usize) -> f64 {
+        match self {
+            InitRule::Std(s) => s * 3f64.sqrt(),
+            InitRule::Glorot => (6.0 / (fan_in + fan_out) as f64).sqrt(),
+            InitRule::He => (6.0 / fan_in as f64).sqrt(),
+        }
+    }
+}
+
+/// A stack of `depth` dense layers (no bias) of `width` units with activation `act`, started
+/// with `init`, on a batch of 64 standard-normal-ish inputs. Returns, per layer, the standard
+/// deviation of its activations and the norm of the loss's gradient with respect to its kernel,
+/// for the loss L = mean over the batch of the sum of the last layer's outputs.
+fn deep_stack(
+    act: &str,
+    init: InitRule,
+    depth: usize,
+    width: usize,
+) -> Result<(Vec<f64>, Vec<f64>), Box<dyn std::error::Error>> {
+    use dendrite_autodiff::grad;
+    use dendrite_graph::{compile, Graph};
+    use ndarray::Array2;
+
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64; // xorshift: the same numbers on every run
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0 // U(-1, 1)
+    };
+    let batch = 64;
+    let mut g = Graph::<f64>::new();
+    let x = Array2::from_shape_fn((batch, width), |_| uniform() * 3f64.sqrt()); // variance 1
+    let mut h = g.constant(x.into_dyn());
+    let (mut kernels, mut outputs) = (Vec::new(), Vec::new());
+    for k in 0..depth {
+        let l = init.limit(width, width);
+        let w = Array2::from_shape_fn((width, width), |_| uniform() * l);
+        let w = g.parameter(&format!("w{k}"), w.into_dyn())?;
+        let z = g.matmul(h, w)?;
+        h = match act {
+            "tanh" => g.tanh(z)?,
+            "relu" => g.relu(z)?,
+            "sigmoid" => g.sigmoid(z)?,
+            other => return Err(format!("unknown activation {other}").into()),
+        };
+        kernels.push(w);
+        outputs.push(h);
+    }
+    let per_example = g.sum(h, &[1])?;
+    let loss = g.mean(per_example, &[0], false)?;
+    let grads = grad(&mut g, loss, &kernels)?;
+    let fetches: Vec<_> = outputs.iter().chain(&grads).copied().collect();
+    let mut plan = compile(&g, &fetches)?;
+    let out = plan.run(&g, &[])?;
+    let (mut stds, mut norms) = (Vec::new(), Vec::new());
+    for k in 0..depth {
+        let a = out.get(k)?;
+        let mean = a.mean().unwrap_or(0.0);
+        stds.push((a.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / a.len() as f64).sqrt());
+        norms.push(
+            out.get(depth + k)?
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt(),
+        );
+    }
+    Ok((stds, norms))
+}
+// ANCHOR_END: deep_stack
+
+// ANCHOR: initialization
+#[test]
+fn initialization_keeps_the_signal() -> TestResult {
+    use std::fmt::Write;
+
+    let (depth, width) = (10, 64);
+    let runs = [
+        ("tanh", InitRule::Std(0.01)),
+        ("tanh", InitRule::Std(1.0)),
+        ("tanh", InitRule::Glorot),
+        ("relu", InitRule::Glorot),
+        ("relu", InitRule::He),
+    ];
+    let mut s = String::from("std of the activations, layer 1 to 10\n");
+    let mut last = Vec::new();
+    for (act, init) in runs {
+        let (stds, _) = deep_stack(act, init, depth, width)?;
+        let shown: Vec<String> = stds.iter().map(|v| format!("{v:.3}")).collect();
+        writeln!(s, "{:<22} {}", format!("{act}, {init:?}"), shown.join(" "))?;
+        last.push(stds[depth - 1]);
+    }
+    print!("{s}");
+    // Too small: the signal dies out. Glorot keeps tanh's, He keeps ReLU's; Glorot halves
+    // ReLU's variance at every layer (ReLU zeroes half of it), so its std falls by √2 a layer.
+    assert!(last[0] < 1e-6);
+    assert!(last[2] > 0.1 && last[4] > 0.3);
+    assert!(last[3] < last[4] / 10.0);
+    shows("initialization", &s)
+}
+// ANCHOR_END: initialization
+
+// ANCHOR: vanishing
+#[test]
+fn vanishing_and_exploding_gradients() -> TestResult {
+    use std::fmt::Write;
+
+    let (depth, width) = (10, 64);
+    let runs = [
+        ("sigmoid", InitRule::Glorot),
+        ("tanh", InitRule::Std(1.0)),
+        ("tanh", InitRule::Glorot),
+        ("relu", InitRule::He),
+        ("relu", InitRule::Std(0.5)),
+    ];
+    let mut s = String::from("norm of dL/dW, layer 1 to 10\n");
+    let (mut ratio, mut first) = (Vec::new(), Vec::new());
+    for (act, init) in runs {
+        let (_, norms) = deep_stack(act, init, depth, width)?;
+        let shown: Vec<String> = norms.iter().map(|v| format!("{v:.1e}")).collect();
+        writeln!(s, "{:<22} {}", format!("{act}, {init:?}"), shown.join(" "))?;
+        ratio.push(norms[0] / norms[depth - 1]); // first layer against last
+        first.push(norms[0]);
+    }
+    print!("{s}");
+    assert!(ratio[0] < 1e-3); // sigmoid: the first layers barely learn
+    assert!(ratio[1] > 100.0); // tanh with weights too large: it grows on the way down
+    for r in [ratio[2], ratio[3]] {
+        assert!(r > 0.1 && r < 10.0); // tanh-Glorot, ReLU-He: the same order at every layer
+    }
+    assert!(first[4] > 1e3 * first[3]); // ReLU, weights too large: every gradient is huge
+    shows("vanishing", &s)
+}
+// ANCHOR_END: vanishing
+
+// ---------------------------------------------------------------------------------------------
+// The backward pass in numbers: the reference model's graph at toy size
+// ---------------------------------------------------------------------------------------------
+
+// ANCHOR: backward_numbers
+/// The reference model's layers (dense + ReLU, dense, sparse cross-entropy from the logits) at
+/// toy size: a batch of B = 2 examples of 3 inputs, 2 hidden units, 2 classes. The layer-wise
+/// formulas of the backward pass, computed by hand with ndarray, next to what `grad` derives;
+/// returns what it prints.
+fn backward_in_numbers() -> Result<String, Box<dyn std::error::Error>> {
+    use dendrite_autodiff::grad;
+    use dendrite_graph::{compile, Graph};
+    use ndarray::{arr1, arr2, Array2, Axis};
+    use std::fmt::Write;
+
+    let x = arr2(&[[1.0, 2.0, 0.5], [0.0, 1.0, -1.0]]);
+    let labels = arr1(&[1.0, 0.0]); // the class of each example
+    let w1 = arr2(&[[0.2, -0.5], [0.1, 0.3], [-0.4, 0.6]]);
+    let b1 = arr1(&[0.0, 0.1]);
+    let w2 = arr2(&[[0.7, -0.3], [-0.2, 0.5]]);
+    let b2 = arr1(&[0.05, -0.05]);
+
+    // Dendrite: the graph of the reference model, and its gradient.
+    let mut g = Graph::<f64>::new();
+    let xs = g.input("inputs", [None, Some(3)])?;
+    let ys = g.input("labels", [None])?;
+    let pw1 = g.parameter("w1", w1.clone().into_dyn())?;
+    let pb1 = g.parameter("b1", b1.clone().into_dyn())?;
+    let pw2 = g.parameter("w2", w2.clone().into_dyn())?;
+    let pb2 = g.parameter("b2", b2.clone().into_dyn())?;
+    let xw = g.matmul(xs, pw1)?;
+    let z1 = g.add(xw, pb1)?;
+    let h = g.relu(z1)?;
+    let hw = g.matmul(h, pw2)?;
+    let logits = g.add(hw, pb2)?;
+    let log_p = g.log_softmax(logits, 1)?;
+    let target = g.one_hot(ys, 2)?;
+    let picked = g.mul(target, log_p)?;
+    let per_example = g.sum(picked, &[1])?;
+    let mean = g.mean(per_example, &[0], false)?;
+    let loss = g.neg(mean)?;
+    let grads = grad(&mut g, loss, &[pw1, pb1, pw2, pb2])?;
+    let mut plan = compile(&g, &[loss, grads[0], grads[1], grads[2], grads[3]])?;
+    let out = plan.run(
+        &g,
+        &[
+            ("inputs", x.view().into_dyn()),
+            ("labels", labels.view().into_dyn()),
+        ],
+    )?;
+
+    // By hand, layer by layer.
+    let b = x.nrows() as f64;
+    let z1 = x.dot(&w1) + &b1;
+    let h = z1.mapv(|v| v.max(0.0));
+    let z2 = h.dot(&w2) + &b2;
+    let p = {
+        let e = z2.mapv(f64::exp);
+        let rows = e.sum_axis(Axis(1)).insert_axis(Axis(1));
+        e / rows
+    };
+    let y = Array2::from_shape_fn((2, 2), |(i, c)| f64::from(labels[i] as usize == c));
+    let loss_by_hand = -(&y * &p.mapv(f64::ln)).sum() / b;
+    let delta2 = (&p - &y) / b; // ∂loss/∂logits
+    let w2_bar = h.t().dot(&delta2);
+    let b2_bar = delta2.sum_axis(Axis(0));
+    let h_bar = delta2.dot(&w2.t());
+    let delta1 = &h_bar * &z1.mapv(|v| f64::from(v > 0.0)); // ∂loss/∂z1: ReLU's mask
+    let w1_bar = x.t().dot(&delta1);
+    let b1_bar = delta1.sum_axis(Axis(0));
+
+    let mut s = String::new();
+    let rows = |a: &Array2<f64>| {
+        a.rows()
+            .into_iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| format!("{v:+.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    writeln!(s, "forward")?;
+    writeln!(s, "  z1 = x W1 + b1       {}", rows(&z1))?;
+    writeln!(s, "  h  = relu(z1)        {}", rows(&h))?;
+    writeln!(s, "  z2 = h W2 + b2       {}", rows(&z2))?;
+    writeln!(s, "  p  = softmax(z2)     {}", rows(&p))?;
+    writeln!(s, "  loss = mean -log p_y {loss_by_hand:.4}")?;
+    writeln!(s, "backward")?;
+    writeln!(s, "  d2 = (p - y) / B     {}", rows(&delta2))?;
+    writeln!(s, "  W2_bar = h^T d2      {}", rows(&w2_bar))?;
+    writeln!(
+        s,
+        "  b2_bar = sum_rows d2 {}",
+        rows(&b2_bar.clone().insert_axis(Axis(0)))
+    )?;
+    writeln!(s, "  h_bar = d2 W2^T      {}", rows(&h_bar))?;
+    writeln!(s, "  d1 = h_bar * [z1>0]  {}", rows(&delta1))?;
+    writeln!(s, "  W1_bar = x^T d1      {}", rows(&w1_bar))?;
+    writeln!(
+        s,
+        "  b1_bar = sum_rows d1 {}",
+        rows(&b1_bar.clone().insert_axis(Axis(0)))
+    )?;
+
+    // What the reverse sweep derived from the primitives' rules is the same, to rounding.
+    let close = |a: ndarray::ArrayViewD<'_, f64>, b: ndarray::ArrayViewD<'_, f64>| {
+        a.shape() == b.shape() && a.iter().zip(b.iter()).all(|(u, v)| (u - v).abs() < 1e-12)
+    };
+    assert!((out.scalar(0)? - loss_by_hand).abs() < 1e-12);
+    assert!(close(out.get(1)?, w1_bar.view().into_dyn()));
+    assert!(close(out.get(2)?, b1_bar.view().into_dyn()));
+    assert!(close(out.get(3)?, w2_bar.view().into_dyn()));
+    assert!(close(out.get(4)?, b2_bar.view().into_dyn()));
+    writeln!(
+        s,
+        "grad(loss, [w1, b1, w2, b2]) gives the same four gradients"
+    )?;
+    Ok(s)
+}
+
+#[test]
+fn the_backward_pass_in_numbers() -> TestResult {
+    let printed = backward_in_numbers()?;
+    print!("{printed}");
+    shows("backward_numbers", &printed)
+}
+// ANCHOR_END: backward_numbers
+
+// ---------------------------------------------------------------------------------------------
+// Overfitting, validation and regularization
+// ---------------------------------------------------------------------------------------------
+
+// ANCHOR: overfitting
+/// Least squares with an L2 penalty (ridge regression) for a polynomial of degree `degree`:
+/// the coefficients c minimizing Σ (p_c(x_n) - y_n)² + λ Σ c_k², i.e. solving
+/// (XᵀX + λI) c = Xᵀy for the matrix X of powers x_n^k, by Gaussian elimination.
+fn ridge_fit(x: &[f64], y: &[f64], degree: usize, lambda: f64) -> Vec<f64> {
+    let k = degree + 1;
+    let mut a = vec![vec![0.0; k + 1]; k]; // [XᵀX + λI | Xᵀy]
+    for (&xn, &yn) in x.iter().zip(y) {
+        let powers: Vec<f64> = (0..k).map(|i| xn.powi(i as i32)).collect();
+        for (row, &pi) in a.iter_mut().zip(&powers) {
+            for (cell, &pj) in row.iter_mut().zip(&powers) {
+                *cell += pi * pj;
+            }
+            row[k] += pi * yn;
+        }
+    }
+    for (i, row) in a.iter_mut().enumerate() {
+        row[i] += lambda;
+    }
+    for col in 0..k {
+        let pivot = (col..k)
+            .max_by(|&p, &q| a[p][col].abs().total_cmp(&a[q][col].abs()))
+            .unwrap_or(col);
+        a.swap(col, pivot);
+        let (top, below) = a.split_at_mut(col + 1);
+        let pivot_row = &top[col];
+        for row in below {
+            let f = row[col] / pivot_row[col];
+            for (x, p) in row[col..].iter_mut().zip(&pivot_row[col..]) {
+                *x -= f * p;
+            }
+        }
+    }
+    let mut c = vec![0.0; k];
+    for (i, row) in a.iter().enumerate().rev() {
+        let rest: f64 = row[i + 1..k]
+            .iter()
+            .zip(&c[i + 1..])
+            .map(|(r, c)| r * c)
+            .sum();
+        c[i] = (row[k] - rest) / row[i];
+    }
+    c
+}
+
+fn mean_squared_error(c: &[f64], x: &[f64], y: &[f64]) -> f64 {
+    let p = |x: f64| c.iter().rev().fold(0.0, |acc, ck| acc * x + ck);
+    x.iter()
+        .zip(y)
+        .map(|(&x, &y)| (p(x) - y).powi(2))
+        .sum::<f64>()
+        / x.len() as f64
+}
+
+#[test]
+fn overfitting_and_regularization() -> TestResult {
+    use std::fmt::Write;
+
+    // y = sin(πx) + noise: 12 examples to train on, 200 held out to validate.
+    let mut state = 0x2545_F491_4F6C_DD1D_u64;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let mut sample = |n: usize| -> (Vec<f64>, Vec<f64>) {
+        let x: Vec<f64> = (0..n).map(|_| uniform()).collect();
+        let y = x
+            .iter()
+            .map(|&x| (std::f64::consts::PI * x).sin() + 0.2 * uniform())
+            .collect();
+        (x, y)
+    };
+    let (x_train, y_train) = sample(12);
+    let (x_valid, y_valid) = sample(200);
+
+    let mut s = String::from("degree  lambda   train MSE  validation MSE\n");
+    let mut results = Vec::new();
+    for (degree, lambda) in [(1, 0.0), (3, 0.0), (9, 0.0), (9, 1e-4), (9, 1e-2), (9, 1.0)] {
+        let c = ridge_fit(&x_train, &y_train, degree, lambda);
+        let train = mean_squared_error(&c, &x_train, &y_train);
+        let valid = mean_squared_error(&c, &x_valid, &y_valid);
+        writeln!(s, "{degree:6}  {lambda:<7}  {train:9.4}  {valid:14.4}")?;
+        results.push((train, valid));
+    }
+    print!("{s}");
+    // Degree 9 fits the 12 training points better than degree 3, noise included, and new
+    // data far worse; a penalty on the coefficients brings it back, a too large one underfits.
+    assert!(results[2].0 < results[1].0 && results[2].1 > 10.0 * results[1].1);
+    assert!(results[3].1 < results[2].1 / 10.0);
+    assert!(results[5].1 > results[3].1);
+    shows("overfitting", &s)
+}
+// ANCHOR_END: overfitting
+
+// ANCHOR: learning_curves
+/// The reference model trained on only 100 synthetic digits for 100 epochs, validated on 1000
+/// others after each epoch: the training and validation losses per epoch.
+fn learning_curves() -> Result<dendrite_nn::History, Box<dyn Error>> {
+    use dendrite_nn::data::synthetic_digits;
+    use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
+
+    let (train, valid) = (synthetic_digits(100, 1), synthetic_digits(1000, 2));
+    let mut model = Sequential::new().with_seed(3);
+    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    model.compile(
+        Adam::new(0.01),
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    let config = FitConfig::default()
+        .epochs(100)
+        .batch_size(32)
+        .validation_data(&valid)
+        .verbosity(0);
+    Ok(model.fit(&train, config)?)
+}
+
+/// Both curves as a small SVG line chart, the loss on a logarithmic axis.
+fn curves_svg(history: &dendrite_nn::History) -> String {
+    use std::fmt::Write;
+
+    let (w, h, left, bottom) = (560.0, 300.0, 50.0, 30.0);
+    let epochs = history.loss.len() as f64;
+    let (lo, hi) = (1e-4_f64.log10(), 10f64.log10());
+    let px = |epoch: usize, loss: f64| {
+        let x = left + (epoch as f64 + 1.0) / epochs * (w - left - 10.0);
+        let y = 10.0 + (hi - loss.max(1e-4).log10()) / (hi - lo) * (h - bottom - 10.0);
+        format!("{x:.1},{y:.1}")
+    };
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" \
+         font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    for (decade, label) in [
+        (10.0, "10"),
+        (1.0, "1"),
+        (0.1, "0.1"),
+        (0.01, "0.01"),
+        (0.001, "0.001"),
+        (1e-4, "0.0001"),
+    ] {
+        let y = 10.0 + (hi - f64::log10(decade)) / (hi - lo) * (h - bottom - 10.0);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{left}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>",
+            w - 10.0,
+            left - 4.0,
+            y + 4.0
+        );
+    }
+    for (curve, colour, name, y) in [
+        (&history.loss, "#1f77b4", "training loss", 24),
+        (&history.val_loss, "#d62728", "validation loss", 42),
+    ] {
+        let points: Vec<String> = curve.iter().enumerate().map(|(e, &l)| px(e, l)).collect();
+        let _ = writeln!(
+            svg,
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>\
+             <text x=\"{}\" y=\"{y}\" fill=\"{colour}\">{name}</text>",
+            points.join(" "),
+            w - 130.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">epoch (1 to {epochs})</text>",
+        (w + left) / 2.0,
+        h - 8.0
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[test]
+fn learning_curves_figure() -> TestResult {
+    use std::fmt::Write;
+
+    let history = learning_curves()?;
+    let mut s = String::from("epoch  train loss  validation loss  validation accuracy\n");
+    for e in (0..100).step_by(10).chain([99]) {
+        writeln!(
+            s,
+            "{:5}  {:10.4}  {:15.4}  {:19.3}",
+            e + 1,
+            history.loss[e],
+            history.val_loss[e],
+            history.val_accuracy[e]
+        )?;
+    }
+    let best = (0..100)
+        .min_by(|&a, &b| history.val_loss[a].total_cmp(&history.val_loss[b]))
+        .unwrap_or(0);
+    // The training loss keeps falling; the validation loss reaches its best well before the end.
+    assert!(history.loss[99] < history.loss[best]);
+    assert!(history.val_loss[99] > history.val_loss[best]);
+    writeln!(
+        s,
+        "lowest validation loss {:.4} after epoch {}",
+        history.val_loss[best],
+        best + 1
+    )?;
+    print!("{s}");
+    shows("learning_curves", &s)?;
+    matches_file(
+        "docs/src/figures/learning_curves.svg",
+        &curves_svg(&history),
+    )
+}
+// ANCHOR_END: learning_curves
+
+// ---------------------------------------------------------------------------------------------
+// Exercises (`#[ignore]`d: the reader makes them pass) and their solutions (run by every test run)
+// ---------------------------------------------------------------------------------------------
+
+// ANCHOR: exercise_sub_div
+use scratch::{Tape, Var};
+
+/// `a - b`, from the engine's operations only.
+fn exercise_sub(t: &mut Tape, a: Var, b: Var) -> Var {
+    let _ = (t, a, b);
+    todo!("exercise: a + (-1)·b")
+}
+
+/// `a / b`, from the engine's operations only.
+fn exercise_div(t: &mut Tape, a: Var, b: Var) -> Var {
+    let _ = (t, a, b);
+    todo!("exercise: a · b⁻¹")
+}
+// ANCHOR_END: exercise_sub_div
+
+// ANCHOR: exercise_exp
+/// `e^a`, a new operation with its own local derivative (see `Tape::push`).
+fn exercise_exp(t: &mut Tape, a: Var) -> Var {
+    let _ = (t, a);
+    todo!("exercise: push e^a with its local derivative")
+}
+// ANCHOR_END: exercise_exp
+
+// ANCHOR: exercise_relu_std
+/// The standard deviation of the initial weights that keeps the variance of a ReLU layer's
+/// activations from layer to layer, for a layer with `fan_in` inputs.
+fn exercise_relu_std(fan_in: usize) -> f64 {
+    let _ = fan_in;
+    todo!("exercise: a ReLU keeps half of the variance")
+}
+// ANCHOR_END: exercise_relu_std
+
+// ANCHOR: exercise_delta
+/// ∂ℓ/∂z for one example's cross-entropy ℓ = -log softmax(z)_label, by the formula.
+fn exercise_cross_entropy_gradient(z: &[f64], label: usize) -> Vec<f64> {
+    let _ = (z, label);
+    todo!("exercise: softmax minus one-hot")
+}
+// ANCHOR_END: exercise_delta
+
+// ANCHOR: exercise_forward_difference
+/// The forward difference (f(x + h) - f(x)) / h, the one-sided estimate of f'(x).
+fn exercise_forward_difference(f: fn(f64) -> f64, x: f64, h: f64) -> f64 {
+    let _ = (f, x, h);
+    todo!("exercise: one evaluation to the right")
+}
+// ANCHOR_END: exercise_forward_difference
+
+// ANCHOR: exercise_matvec_vjp
+/// The VJP of y = A x with respect to x: given the cotangent ȳ, the cotangent x̄.
+fn exercise_matvec_vjp(
+    a: &ndarray::Array2<f64>,
+    y_bar: &ndarray::Array1<f64>,
+) -> ndarray::Array1<f64> {
+    let _ = (a, y_bar);
+    todo!("exercise: cᵀ J, with J = A")
+}
+// ANCHOR_END: exercise_matvec_vjp
+
+// ANCHOR: exercise_momentum
+/// One heavy-ball momentum step, in place: the velocity v, then the parameter w.
+fn exercise_momentum_step(
+    w: &mut f64,
+    v: &mut f64,
+    gradient: f64,
+    learning_rate: f64,
+    momentum: f64,
+) {
+    let _ = (w, v, gradient, learning_rate, momentum);
+    todo!("exercise: v ← μ v - η g, w ← w + v")
+}
+// ANCHOR_END: exercise_momentum
+
+// ANCHOR: solutions
+mod solutions {
+    use super::scratch::{Tape, Var};
+
+    pub fn sub(t: &mut Tape, a: Var, b: Var) -> Var {
+        let minus_one = t.var(-1.0);
+        let minus_b = t.mul(b, minus_one);
+        t.add(a, minus_b)
+    }
+
+    pub fn div(t: &mut Tape, a: Var, b: Var) -> Var {
+        let inverse = t.powi(b, -1);
+        t.mul(a, inverse)
+    }
+
+    pub fn exp(t: &mut Tape, a: Var) -> Var {
+        let y = t.value(a).exp();
+        t.push(y, vec![(a.index(), y)]) // (e^x)' = e^x: the value itself
+    }
+
+    pub fn relu_std(fan_in: usize) -> f64 {
+        // Var(z) = fan_in · Var(w) · E[h²], and a ReLU of a symmetric z keeps half of E[z²].
+        (2.0 / fan_in as f64).sqrt()
+    }
+
+    pub fn forward_difference(f: fn(f64) -> f64, x: f64, h: f64) -> f64 {
+        (f(x + h) - f(x)) / h
+    }
+
+    pub fn matvec_vjp(
+        a: &ndarray::Array2<f64>,
+        y_bar: &ndarray::Array1<f64>,
+    ) -> ndarray::Array1<f64> {
+        a.t().dot(y_bar) // the Jacobian of A x is A, and ȳᵀ A = (Aᵀ ȳ)ᵀ
+    }
+
+    pub fn momentum_step(
+        w: &mut f64,
+        v: &mut f64,
+        gradient: f64,
+        learning_rate: f64,
+        momentum: f64,
+    ) {
+        *v = momentum * *v - learning_rate * gradient;
+        *w += *v;
+    }
+
+    pub fn cross_entropy_gradient(z: &[f64], label: usize) -> Vec<f64> {
+        let max = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = z.iter().map(|v| (v - max).exp()).collect();
+        let total: f64 = e.iter().sum();
+        let onehot = |c: usize| f64::from(c == label);
+        e.iter()
+            .enumerate()
+            .map(|(c, v)| v / total - onehot(c))
+            .collect()
+    }
+}
+// ANCHOR_END: solutions
+
+// ANCHOR: exercise_checks
+type Binary = fn(&mut Tape, Var, Var) -> Var;
+
+fn check_sub_div(sub: Binary, div: Binary) {
+    let mut t = Tape::default();
+    let (a, b) = (t.var(6.0), t.var(4.0));
+    let d = sub(&mut t, a, b);
+    let q = div(&mut t, a, b);
+    let f = t.mul(d, q); // (a - b) · (a / b)
+    let bar = t.grad(f);
+    assert_eq!(t.value(f), 3.0);
+    assert_eq!(bar[a.index()], 2.0); // q + d / b
+    assert_eq!(bar[b.index()], -2.25); // -q - d · a / b²
+}
+
+fn check_exp(exp: fn(&mut Tape, Var) -> Var) {
+    let mut t = Tape::default();
+    let x = t.var(0.5);
+    let e = exp(&mut t, x);
+    let f = t.mul(e, x); // f = x e^x, f' = (x + 1) e^x
+    let bar = t.grad(f);
+    assert!((bar[x.index()] - 1.5 * 0.5f64.exp()).abs() < 1e-15);
+}
+
+fn check_relu_std(relu_std: fn(usize) -> f64) -> TestResult {
+    let (stds, _) = deep_stack("relu", InitRule::Std(relu_std(64)), 10, 64)?;
+    println!("{stds:.3?}");
+    assert!(stds[9] > stds[0] / 2.0 && stds[9] < stds[0] * 2.0);
+    Ok(())
+}
+
+fn check_cross_entropy_gradient(gradient: fn(&[f64], usize) -> Vec<f64>) {
+    // Against central differences of ℓ(z) = log Σ e^z - z_label.
+    let loss = |z: &[f64]| z.iter().map(|v| v.exp()).sum::<f64>().ln() - z[2];
+    let z = [0.5, -1.0, 2.0, 0.0];
+    let g = gradient(&z, 2);
+    for k in 0..4 {
+        let (mut up, mut down) = (z, z);
+        up[k] += 1e-6;
+        down[k] -= 1e-6;
+        let numeric = (loss(&up) - loss(&down)) / 2e-6;
+        assert!((g[k] - numeric).abs() < 1e-8, "{k}: {} vs {numeric}", g[k]);
+    }
+}
+
+/// A difference formula: (f, x, h) to an estimate of f'(x).
+type Difference = fn(fn(f64) -> f64, f64, f64) -> f64;
+
+fn check_forward_difference(forward: Difference) {
+    // For exp at 1 the error is about h e / 2: first order in h, where the central one is second.
+    let error = |h: f64| (forward(f64::exp, 1.0, h) - 1f64.exp()).abs();
+    let (e1, e2) = (error(1e-4), error(5e-5));
+    assert!(
+        (e1 / (1e-4 * 1f64.exp() / 2.0) - 1.0).abs() < 0.01,
+        "error {e1}"
+    );
+    assert!(
+        (e1 / e2 - 2.0).abs() < 0.01,
+        "halving h should halve the error: {e1} {e2}"
+    );
+}
+
+fn check_matvec_vjp(
+    vjp: fn(&ndarray::Array2<f64>, &ndarray::Array1<f64>) -> ndarray::Array1<f64>,
+) -> TestResult {
+    use dendrite_graph::{compile, Graph};
+    use ndarray::{arr1, arr2};
+
+    // Against Dendrite's own VJP of the same product.
+    let a = arr2(&[[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]]);
+    let y_bar = arr1(&[0.5, -2.0]);
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [3, 1])?;
+    let am = g.constant(a.clone().into_dyn());
+    let y = g.matmul(am, x)?;
+    let c = g.constant(y_bar.clone().into_shape_with_order((2, 1))?.into_dyn());
+    let x_bar = dendrite_autodiff::vjp(&mut g, y, &[x], c)?[0];
+    let mut plan = compile(&g, &[x_bar])?;
+    let xv = arr2(&[[0.1], [0.2], [0.3]]).into_dyn();
+    let out = plan.run(&g, &[("x", xv.view())])?;
+    let mine = vjp(&a, &y_bar);
+    for (u, v) in mine.iter().zip(out.get(0)?.iter()) {
+        assert!((u - v).abs() < 1e-15);
+    }
+    Ok(())
+}
+
+fn check_momentum_step(step: fn(&mut f64, &mut f64, f64, f64, f64)) -> TestResult {
+    use dendrite_nn::{Optimizer, Sgd};
+
+    // Three steps on f(w) = w² (gradient 2w), against dendrite_nn's Sgd with momentum.
+    let mut sgd = Sgd::new(0.1).momentum(0.9);
+    sgd.prepare(&[1]);
+    let (mut reference, mut w, mut v) = ([1.0_f64], 1.0, 0.0);
+    for t in 0..3 {
+        sgd.begin_step(t);
+        let g = [2.0 * reference[0]];
+        sgd.update(0, &mut reference, &g)?;
+        let gradient = 2.0 * w;
+        step(&mut w, &mut v, gradient, 0.1, 0.9);
+        assert!(
+            (w - reference[0]).abs() < 1e-15,
+            "step {t}: {w} vs {}",
+            reference[0]
+        );
+    }
+    Ok(())
+}
+
+#[test]
+#[ignore = "exercise: write exercise_forward_difference"]
+fn exercise_5_forward_difference() {
+    check_forward_difference(exercise_forward_difference);
+}
+
+#[test]
+#[ignore = "exercise: write exercise_matvec_vjp"]
+fn exercise_6_matvec_vjp() -> TestResult {
+    check_matvec_vjp(exercise_matvec_vjp)
+}
+
+#[test]
+#[ignore = "exercise: write exercise_momentum_step"]
+fn exercise_7_momentum() -> TestResult {
+    check_momentum_step(exercise_momentum_step)
+}
+
+#[test]
+#[ignore = "exercise: write exercise_sub and exercise_div"]
+fn exercise_1_sub_div() {
+    check_sub_div(exercise_sub, exercise_div);
+}
+
+#[test]
+#[ignore = "exercise: write exercise_exp"]
+fn exercise_2_exp() {
+    check_exp(exercise_exp);
+}
+
+#[test]
+#[ignore = "exercise: write exercise_relu_std"]
+fn exercise_3_relu_std() -> TestResult {
+    check_relu_std(exercise_relu_std)
+}
+
+#[test]
+#[ignore = "exercise: write exercise_cross_entropy_gradient"]
+fn exercise_4_cross_entropy_gradient() {
+    check_cross_entropy_gradient(exercise_cross_entropy_gradient);
+}
+
+#[test]
+fn solutions_pass() -> TestResult {
+    check_sub_div(solutions::sub, solutions::div);
+    check_exp(solutions::exp);
+    check_relu_std(solutions::relu_std)?;
+    check_cross_entropy_gradient(solutions::cross_entropy_gradient);
+    check_forward_difference(solutions::forward_difference);
+    check_matvec_vjp(solutions::matvec_vjp)?;
+    check_momentum_step(solutions::momentum_step)?;
+    Ok(())
+}
+// ANCHOR_END: exercise_checks
 
 // ---------------------------------------------------------------------------------------------
 // Chapter 7: MNIST
@@ -1734,6 +3055,34 @@ fn the_training_plan() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 // ANCHOR_END: plan_stats
+
+/// The sentence of `docs/src/plan/index.md` that gives the training plan's counts gives the
+/// counts the code has now, so the page cannot go stale.
+#[test]
+fn the_plan_page_gives_the_current_counts() -> TestResult {
+    use dendrite_graph::compile;
+
+    let Reference {
+        graph: g, fetches, ..
+    } = reference_graph(0)?;
+    let plan = compile(&g, &fetches)?;
+    let sentence = format!(
+        "{} nodes become {} steps sharing {} buffers",
+        g.node_count(),
+        plan.step_count(),
+        plan.buffer_count()
+    );
+    let page = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/plan/index.md"),
+    )?;
+    // The page wraps lines anywhere; compare with the line breaks made spaces.
+    let page = page.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        page.contains(&sentence),
+        "docs/src/plan/index.md should say \"{sentence}\" (the code's numbers now)"
+    );
+    Ok(())
+}
 
 // ANCHOR: chain_buffers
 #[test]
