@@ -22,7 +22,7 @@ use proptest::prelude::*;
 #[derive(Debug, Clone, PartialEq)]
 pub enum DagOp {
     /// A unary function of `guard(x)`, the operand mapped into the function's domain
-    /// (`log(x² + 1)`, `sqrt(x² + 1)`, `log1p(x²)`, `|tanh x - 2|`, else `f(x)`.
+    /// (`log(x² + 1)`, `sqrt(x² + 1)`, `log1p(x²)`, `|tanh x - 2|`, else `f(x)`).
     Unary(UnaryOp, usize),
     /// `x^n` for an integer `n`.
     Pow(usize, i32),
