@@ -606,6 +606,7 @@ impl<F: Element> Graph<F> {
             .collect();
         let shape = op.infer_shape(&name, &shapes)?;
         drop(shapes);
+        representable(op.name(), &name, &shape)?;
         Ok(self.add_checked(name, op, shape, operands, None))
     }
 
@@ -620,6 +621,7 @@ impl<F: Element> Graph<F> {
         if self.names.contains_key(&name) {
             return Err(GraphError::DuplicateName { name });
         }
+        representable(op.name(), &name, &shape)?;
         Ok(self.add_checked(name, op, shape, operands, value))
     }
 
@@ -646,4 +648,18 @@ impl<F: Element> Graph<F> {
         self.names.insert(name, id);
         id
     }
+}
+
+/// Refuses a shape whose fixed dimensions multiply past `usize::MAX`: no tensor can have it,
+/// and every later size computation on the node would have to guard against it.
+fn representable(op: &'static str, node: &str, shape: &Shape) -> Result<()> {
+    if shape.fixed_size_overflows() {
+        return Err(GraphError::InvalidShape {
+            op,
+            node: node.to_owned(),
+            reason: "the element count overflows usize".to_owned(),
+            shape: shape.clone(),
+        });
+    }
+    Ok(())
 }

@@ -156,15 +156,37 @@ impl Shape {
         self.dims.iter().map(|d| d.fixed()).collect()
     }
 
-    /// The number of elements, if every dimension is fixed (1 for a scalar).
+    /// The number of elements, if every dimension is fixed (1 for a scalar) and the product
+    /// fits in a `usize`. The product is checked, never wrapped: a graph refuses to hold a
+    /// shape whose fixed dimensions overflow (see [`Shape::fixed_size_overflows`]), so for the
+    /// shapes of its nodes `None` means "dynamic".
     ///
     /// ```
     /// use dendrite_graph::Shape;
     /// assert_eq!(Shape::from([2, 3]).size(), Some(6));
     /// assert_eq!(Shape::scalar().size(), Some(1));
+    /// assert_eq!(Shape::from([3, 12297829382473034411]).size(), None);
     /// ```
     pub fn size(&self) -> Option<usize> {
-        self.dims.iter().map(|d| d.fixed()).product()
+        self.dims
+            .iter()
+            .try_fold(1usize, |n, d| d.fixed().and_then(|m| n.checked_mul(m)))
+    }
+
+    /// Whether the product of the fixed dimensions does not fit in a `usize` (no tensor of
+    /// this shape could exist, whatever its dynamic dimensions).
+    ///
+    /// ```
+    /// use dendrite_graph::Shape;
+    /// assert!(Shape::from([3, 12297829382473034411]).fixed_size_overflows());
+    /// assert!(!Shape::from([None, Some(1 << 40)]).fixed_size_overflows());
+    /// ```
+    pub fn fixed_size_overflows(&self) -> bool {
+        self.dims
+            .iter()
+            .filter_map(|d| d.fixed())
+            .try_fold(1usize, |n, m| n.checked_mul(m))
+            .is_none()
     }
 
     /// Whether a concrete shape is an instance of this declared shape: same rank, and equal

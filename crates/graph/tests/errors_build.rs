@@ -503,3 +503,32 @@ fn errors_are_std_errors_and_clone_and_compare() {
     let boxed: Box<dyn std::error::Error> = Box::new(err);
     assert_eq!(boxed.to_string(), "feed `a` matches no input of this graph");
 }
+
+/// Shape arithmetic is checked: sizes that overflow `usize` are typed errors naming the op,
+/// never a panic (debug) or a wrapped size (release).
+#[test]
+fn shape_arithmetic_never_overflows() {
+    let huge = 12_297_829_382_473_034_411_usize; // 3 × this wraps to exactly 1
+    assert_eq!(Shape::from([3, huge]).size(), None);
+    let mut g = Graph::<f64>::new();
+    let err = g.input("x", [3, huge]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("input `x`: the element count overflows usize: got shape [3, {huge}]")
+    );
+    let x = g.input("v", [3]).unwrap();
+    let err = g.pad(x, 0, usize::MAX, 0).unwrap_err();
+    assert!(err.to_string().starts_with("pad `pad`: padding"), "{err}");
+    let big = g.input("big", [usize::MAX]).unwrap();
+    let err = g.concat(&[big, x], 0).unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+    let err = g.reshape(x, [huge, 3]).unwrap_err();
+    assert!(err.to_string().contains("element counts differ"), "{err}");
+    let wide = g.input("wide", [1 << 40]).unwrap();
+    let err = g.broadcast_to(wide, [1 << 40, 1 << 40]).unwrap_err();
+    assert!(err.to_string().contains("overflows"), "{err}");
+    let err = g.one_hot(wide, 1 << 40).unwrap_err();
+    assert!(err.to_string().contains("overflows"), "{err}");
+    // The graph is unchanged by the refusals: only the three inputs are in it.
+    assert_eq!(g.nodes().count(), 3);
+}

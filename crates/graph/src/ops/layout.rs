@@ -68,7 +68,6 @@ pub(crate) fn infer(op: &LayoutOp, node: &str, operands: &[&Shape]) -> Result<Sh
             let Some(total) = x.size() else {
                 return Ok(target.clone());
             };
-            let known: usize = target.dims().iter().filter_map(|d| d.fixed()).product();
             let mismatch = || GraphError::IncompatibleShapes {
                 op: op.name(),
                 node: node.to_owned(),
@@ -76,6 +75,13 @@ pub(crate) fn infer(op: &LayoutOp, node: &str, operands: &[&Shape]) -> Result<Sh
                 lhs: x.clone(),
                 rhs: target.clone(),
             };
+            // Checked: a target whose fixed dimensions overflow matches no operand.
+            let known = target
+                .dims()
+                .iter()
+                .filter_map(|d| d.fixed())
+                .try_fold(1usize, |n, m| n.checked_mul(m))
+                .ok_or_else(mismatch)?;
             if dynamic == 0 {
                 return if known == total {
                     Ok(target.clone())
