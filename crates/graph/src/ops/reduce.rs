@@ -156,7 +156,7 @@ fn reduce_general<F: Element>(
 }
 
 #[inline]
-fn max_keep_nan<F: Element>(acc: F, v: F) -> F {
+pub(crate) fn max_keep_nan<F: Element>(acc: F, v: F) -> F {
     if v > acc || v.is_nan() {
         v
     } else {

@@ -33,6 +33,7 @@
 //! Over several axes, `logsumexp` is one primitive per axis: `lse_{a,b}(x) = lse_a(lse_b(x))`.
 
 use crate::error::Result;
+use crate::ops::reduce::max_keep_nan;
 use crate::ops::{check_arity, check_axis, CompareOp, OperandGrads};
 use crate::shape::{Dim, Shape};
 use crate::{Element, Graph, NodeId, Op};
@@ -74,10 +75,7 @@ pub(crate) fn infer(op: &SoftmaxOp, node: &str, operands: &[&Shape]) -> Result<S
 
 /// `log Σ e^x` of one lane, with the limits where the shift by the maximum is undefined.
 fn lane_logsumexp<F: Element>(x: ArrayView1<'_, F>) -> F {
-    let m = x.iter().fold(
-        F::neg_infinity(),
-        |m, &v| if v > m || v.is_nan() { v } else { m },
-    );
+    let m = lane_max(x.iter());
     if m.is_nan() || m.is_infinite() {
         // NaN, a lane holding +inf (the sum is infinite), or all -inf (the sum is 0).
         return m;
@@ -102,11 +100,9 @@ fn lane<F: Element>(x: &[F], y: &mut [F]) {
 }
 
 /// The lane's maximum; NaN if the lane holds one (so the NaN reaches every output).
-fn lane_max<F: Element>(x: &[F]) -> F {
-    x.iter().fold(
-        F::neg_infinity(),
-        |m, &v| if v > m || v.is_nan() { v } else { m },
-    )
+fn lane_max<'a, F: Element>(x: impl IntoIterator<Item = &'a F>) -> F {
+    x.into_iter()
+        .fold(F::neg_infinity(), |m, &v| max_keep_nan(m, v))
 }
 
 /// All lanes of a contiguous last axis at once: `y = e^(x - max)` over the whole buffer in one

@@ -177,11 +177,17 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
         .map(|s| s.to_vec())
 }
 
+/// The axis `p` picks in `shape` and its size; `None` for a scalar, which has no axis.
+fn axis_of(shape: &[usize], p: usize) -> Option<(usize, usize)> {
+    let axis = p % shape.len().max(1);
+    Some((axis, *shape.get(axis)?))
+}
+
 /// A member of [`ReduceOp::ALL`], or a mean, over one axis (kept).
 fn reduce(c: &Choice<'_>) -> Option<Candidate> {
     let (shape, b) = c.va;
-    let axis = c.p % shape.len().max(1);
-    let n = *shape.get(axis)? as f64;
+    let (axis, n) = axis_of(shape, c.p)?;
+    let n = n as f64;
     let mut kept = shape.clone();
     kept[axis] = 1;
     let choices = ReduceOp::ALL.len() + 1;
@@ -198,8 +204,8 @@ fn reduce(c: &Choice<'_>) -> Option<Candidate> {
 
 fn cumsum(c: &Choice<'_>) -> Option<Candidate> {
     let (shape, b) = c.va;
-    let axis = c.p % shape.len().max(1);
-    let n = *shape.get(axis)? as f64;
+    let (axis, n) = axis_of(shape, c.p)?;
+    let n = n as f64;
     let reverse = c.p & 8 != 0;
     let op = DagOp::CumSum {
         arg: c.a,
@@ -259,8 +265,7 @@ fn broadcast(c: &Choice<'_>) -> Option<Candidate> {
 /// A slice (at least one element kept) or a pad along one axis.
 fn slice(c: &Choice<'_>) -> Option<Candidate> {
     let (shape, b) = c.va;
-    let axis = c.p % shape.len().max(1);
-    let n = *shape.get(axis)?;
+    let (axis, n) = axis_of(shape, c.p)?;
     let mut out = shape.clone();
     if c.p & 4 == 0 {
         let start = (c.p / 8) % n;
@@ -289,8 +294,7 @@ fn slice(c: &Choice<'_>) -> Option<Candidate> {
 /// Gather or scatter-add with 1-3 indices, or a concatenation of `a` with `b` (or itself).
 fn index(c: &Choice<'_>) -> Option<Candidate> {
     let (shape, b) = c.va;
-    let axis = c.p % shape.len().max(1);
-    let n = *shape.get(axis)?;
+    let (axis, n) = axis_of(shape, c.p)?;
     let count = 1 + (c.p / 4) % 3;
     let idx: Vec<usize> = (0..count).map(|k| (c.p / 16 + 3 * k) % n).collect();
     match (c.p / 2) % 3 {
@@ -323,8 +327,8 @@ fn index(c: &Choice<'_>) -> Option<Candidate> {
 /// Softmax, log-softmax or logsumexp along one axis.
 fn softmax(c: &Choice<'_>) -> Option<Candidate> {
     let (shape, b) = c.va;
-    let axis = c.p % shape.len().max(1);
-    let n = *shape.get(axis)? as f64;
+    let (axis, n) = axis_of(shape, c.p)?;
+    let n = n as f64;
     let (arg, lse) = (c.a, 2.0 * b + n.ln());
     Some(match (c.p / 8) % 3 {
         0 => (DagOp::Softmax { arg, axis }, shape.clone(), 1.0),
