@@ -186,4 +186,32 @@ pub enum GraphError {
         /// The graph it was run with.
         graph: u32,
     },
+    /// A tensor bigger than the per-tensor limit (see [`crate::limits`]), or whose byte count
+    /// does not fit in `usize`.
+    #[error(
+        "{op} `{node}`: a tensor of shape {shape} needs {} bytes, over the per-tensor limit of {limit} (raise it with `limits::set_max_tensor_bytes`)",
+        bytes.map_or_else(|| "more than usize::MAX".to_owned(), |b| b.to_string())
+    )]
+    TensorTooLarge {
+        /// The op (or loader, or layer) that needed the tensor.
+        op: &'static str,
+        /// The node's name.
+        node: String,
+        /// The tensor's shape.
+        shape: Shape,
+        /// Its size in bytes, `None` when that overflows `usize`.
+        bytes: Option<usize>,
+        /// The limit in force.
+        limit: usize,
+    },
+    /// The allocator refused memory for a tensor within the limit.
+    #[error("{op} `{node}`: could not allocate {bytes} bytes")]
+    AllocationFailed {
+        /// The op that needed the memory.
+        op: &'static str,
+        /// The node's name.
+        node: String,
+        /// The bytes asked for.
+        bytes: usize,
+    },
 }

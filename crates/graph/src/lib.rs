@@ -35,6 +35,7 @@ mod element;
 mod error;
 mod gemm;
 mod graph;
+pub mod limits;
 pub mod ops;
 mod plan;
 mod shape;

@@ -523,12 +523,10 @@ fn run_step<F: Element>(
             out_shape
         }
     };
-    let n: usize = out_shape.iter().product();
+    let n = crate::limits::check_size::<F>(step.op.name(), &step.name, &out_shape)?;
     // Grow only: a slot shared by values of different sizes keeps its largest length, so
     // switching between them costs no fill. Every kernel overwrites all of its output.
-    if data.len() < n {
-        data.resize(n, F::zero());
-    }
+    crate::limits::grow_to(data, n, step.op.name(), &step.name, &out_shape)?;
     let out = ArrayViewMutD::from_shape(IxDyn(&out_shape), &mut data[..n]).map_err(|_| {
         GraphError::InvalidShape {
             op: step.op.name(),

@@ -313,7 +313,7 @@ impl Op {
     ) -> Result<ndarray::ArrayD<F>> {
         let shapes: SmallVec<[&[usize]; 3]> = inputs.iter().map(|v| v.shape()).collect();
         let shape = self.infer_concrete(node, &shapes)?;
-        let mut out = ndarray::ArrayD::<F>::zeros(ndarray::IxDyn(&shape));
+        let mut out = crate::limits::zeros::<F>(self.name(), node, &shape)?;
         self.forward(node, inputs, out.view_mut())?;
         Ok(out)
     }
