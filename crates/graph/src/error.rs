@@ -50,7 +50,7 @@ pub enum GraphError {
         /// The offending shape.
         shape: Shape,
     },
-    /// An axis outside `0..rank`, or repeated where axes must be distinct.
+    /// An axis outside `0..rank`.
     #[error("{op} `{node}`: axis {axis} is invalid for an operand of rank {rank}")]
     InvalidAxis {
         /// The op being added.
@@ -213,5 +213,29 @@ pub enum GraphError {
         node: String,
         /// The bytes asked for.
         bytes: usize,
+    },
+    /// The same input fed twice in one run.
+    #[error("input `{input}` is fed twice: give each input one value per run")]
+    DuplicateFeed {
+        /// The input's name.
+        input: String,
+    },
+    /// A fetch position the plan does not have.
+    #[error("fetch #{index} does not exist: the plan has {fetches} fetches")]
+    NoSuchFetch {
+        /// The position asked for.
+        index: usize,
+        /// How many values the plan fetches.
+        fetches: usize,
+    },
+    /// An axis given twice where axes must be distinct.
+    #[error("{op} `{node}`: axis {axis} is repeated")]
+    RepeatedAxis {
+        /// The op being added.
+        op: &'static str,
+        /// The node's name.
+        node: String,
+        /// The axis given more than once.
+        axis: usize,
     },
 }

@@ -122,6 +122,8 @@ pub struct Graph<F: Element> {
     names: HashMap<String, NodeId>,
     next_suffix: HashMap<String, usize>,
     scopes: Vec<String>,
+    /// Counts renames, so that a plan can tell its copy of the names is stale.
+    name_generation: u64,
 }
 
 impl<F: Element> Clone for Graph<F> {
@@ -146,6 +148,7 @@ impl<F: Element> Clone for Graph<F> {
                 .collect(),
             next_suffix: self.next_suffix.clone(),
             scopes: self.scopes.clone(),
+            name_generation: self.name_generation,
         }
     }
 }
@@ -171,6 +174,7 @@ impl<F: Element> Graph<F> {
             names: HashMap::new(),
             next_suffix: HashMap::new(),
             scopes: Vec::new(),
+            name_generation: 0,
         }
     }
 
@@ -547,7 +551,13 @@ impl<F: Element> Graph<F> {
         self.names.remove(&node.name);
         node.name = name.to_owned();
         self.names.insert(name.to_owned(), id);
+        self.name_generation += 1;
         Ok(())
+    }
+
+    /// How many renames the graph has seen: plans compare it with the count they compiled at.
+    pub(crate) fn name_generation(&self) -> u64 {
+        self.name_generation
     }
 
     fn scoped(&self, name: &str) -> String {

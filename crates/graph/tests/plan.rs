@@ -6,7 +6,7 @@
 mod common;
 
 use common::{arange, assert_same, t};
-use dendrite_graph::{compile, to_dot, Graph, NodeId, Op, Plan};
+use dendrite_graph::{compile, to_dot, Graph, GraphError, NodeId, Op, Plan};
 use ndarray::ArrayD;
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -308,7 +308,7 @@ fn a_plan_stays_valid_as_its_graph_grows() {
 }
 
 #[test]
-fn feeds_may_be_given_in_any_order_and_the_last_one_wins() {
+fn feeds_may_be_given_in_any_order_but_each_only_once() {
     let mut g = Graph::<f64>::new();
     let a = g.input("a", [1]).unwrap();
     let b = g.input("b", [1]).unwrap();
@@ -316,12 +316,73 @@ fn feeds_may_be_given_in_any_order_and_the_last_one_wins() {
     let mut plan = compile(&g, &[y]).unwrap();
     let (one, two, ten) = (t(&[1], &[1.0]), t(&[1], &[2.0]), t(&[1], &[10.0]));
     let out = plan
+        .run(&g, &[("b", two.view()), ("a", one.view())])
+        .unwrap();
+    assert_eq!(out.scalar(0).unwrap(), -1.0);
+    let err = plan
         .run(
             &g,
             &[("b", two.view()), ("a", one.view()), ("a", ten.view())],
         )
-        .unwrap();
-    assert_eq!(out.scalar(0).unwrap(), 8.0);
+        .unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::DuplicateFeed {
+            input: "a".to_owned()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "input `a` is fed twice: give each input one value per run"
+    );
+}
+
+#[test]
+fn a_plan_follows_renames_made_after_it_was_compiled() {
+    let mut g = Graph::<f64>::new();
+    let a = g.input("a", [1]).unwrap();
+    let y = g.neg(a).unwrap();
+    let mut plan = compile(&g, &[y]).unwrap();
+    g.rename(a, "features").unwrap();
+    let one = t(&[1], &[1.0]);
+    let err = plan.run(&g, &[("a", one.view())]).unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::UnknownFeed {
+            name: "a".to_owned()
+        }
+    );
+    let out = plan.run(&g, &[("features", one.view())]).unwrap();
+    assert_eq!(out.scalar(0).unwrap(), -1.0);
+    // Step names follow too, so run-time errors name the node as it is called now.
+    g.rename(y, "negated").unwrap();
+    let profile = plan.profile(&g, &[("features", one.view())], 1).unwrap();
+    assert_eq!(profile[0].node, "negated");
+}
+
+#[test]
+fn twenty_thousand_feeds_each_reach_their_input() {
+    // A feed is matched to its input by hashing its name (one lookup per feed), where a scan
+    // of the inputs per feed made 2e8 string comparisons here. Speed is not asserted; this
+    // checks that the index sends every feed to its own input.
+    let mut g = Graph::<f64>::new();
+    let inputs: Vec<_> = (0..20_000)
+        .map(|i| g.input(&format!("x{i}"), [1]).unwrap())
+        .collect();
+    let mut total = inputs[0];
+    for &x in &inputs[1..] {
+        total = g.add(total, x).unwrap();
+    }
+    let mut plan = compile(&g, &[total]).unwrap();
+    let names: Vec<String> = (0..20_000).map(|i| format!("x{i}")).collect();
+    let values: Vec<_> = (0..20_000).map(|i| t(&[1], &[i as f64])).collect();
+    let feeds: Vec<_> = names
+        .iter()
+        .zip(&values)
+        .map(|(n, v)| (n.as_str(), v.view()))
+        .collect();
+    let out = plan.run(&g, &feeds).unwrap();
+    assert_eq!(out.scalar(0).unwrap(), (0..20_000).sum::<usize>() as f64);
 }
 
 #[test]

@@ -395,23 +395,22 @@ fn check_axis(op: &'static str, node: &str, axis: usize, rank: usize) -> Result<
     }
 }
 
-/// Sorted, distinct, in-range axes.
+/// In-range, distinct axes (in any order: builders sort them afterwards).
 fn check_axes(op: &'static str, node: &str, axes: &[usize], rank: usize) -> Result<()> {
     for (i, &axis) in axes.iter().enumerate() {
         check_axis(op, node, axis, rank)?;
-        if i > 0 && axes[i - 1] >= axis {
-            return Err(GraphError::InvalidAxis {
+        if axes[..i].contains(&axis) {
+            return Err(GraphError::RepeatedAxis {
                 op,
                 node: node.to_owned(),
                 axis,
-                rank,
             });
         }
     }
     Ok(())
 }
 
-/// Sorts and deduplicates user-given axes so equal reductions are equal ops.
+/// Sorts user-given axes (already checked distinct) so equal reductions are equal ops.
 fn normalize_axes(axes: &[usize]) -> Axes {
     let mut axes: Axes = axes.iter().copied().collect();
     axes.sort_unstable();
