@@ -32,8 +32,10 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn scale(&mut self, x: NodeId, c: f64) -> Result<NodeId> {
-        let c = self.scalar(c);
-        self.mul(x, c)
+        self.atomically(|g| {
+            let c = g.scalar(c);
+            g.mul(x, c)
+        })
     }
 
     /// A tensor of ones with `x`'s run-time shape.
@@ -45,8 +47,10 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn ones_like(&mut self, x: NodeId) -> Result<NodeId> {
-        let one = self.scalar(1.0);
-        self.broadcast_like(one, x)
+        self.atomically(|g| {
+            let one = g.scalar(1.0);
+            g.broadcast_like(one, x)
+        })
     }
 
     /// A tensor of zeros with `x`'s run-time shape.
@@ -58,8 +62,10 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn zeros_like(&mut self, x: NodeId) -> Result<NodeId> {
-        let zero = self.scalar(0.0);
-        self.broadcast_like(zero, x)
+        self.atomically(|g| {
+            let zero = g.scalar(0.0);
+            g.broadcast_like(zero, x)
+        })
     }
 
     /// `sign x` ∈ {-1, 0, 1}, as `[x > 0] - [x < 0]`. Piecewise constant: no gradient.
@@ -71,10 +77,12 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn sign(&mut self, x: NodeId) -> Result<NodeId> {
-        let zero = self.scalar(0.0);
-        let positive = self.greater(x, zero)?;
-        let negative = self.less(x, zero)?;
-        self.sub(positive, negative)
+        self.atomically(|g| {
+            let zero = g.scalar(0.0);
+            let positive = g.greater(x, zero)?;
+            let negative = g.less(x, zero)?;
+            g.sub(positive, negative)
+        })
     }
 
     /// `relu(x) = max(x, 0)`, written `select(x <= 0, 0, x)`.
@@ -93,9 +101,11 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn relu(&mut self, x: NodeId) -> Result<NodeId> {
-        let zero = self.scalar(0.0);
-        let not_positive = self.compare(crate::CompareOp::Le, x, zero)?;
-        self.select(not_positive, zero, x)
+        self.atomically(|g| {
+            let zero = g.scalar(0.0);
+            let not_positive = g.compare(crate::CompareOp::Le, x, zero)?;
+            g.select(not_positive, zero, x)
+        })
     }
 
     /// `leaky_relu(x) = x` for `x > 0`, else `alpha · x` (derivative `alpha` at 0; NaN passes
@@ -108,10 +118,12 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn leaky_relu(&mut self, x: NodeId, alpha: f64) -> Result<NodeId> {
-        let zero = self.scalar(0.0);
-        let not_positive = self.compare(crate::CompareOp::Le, x, zero)?;
-        let leaked = self.scale(x, alpha)?;
-        self.select(not_positive, leaked, x)
+        self.atomically(|g| {
+            let zero = g.scalar(0.0);
+            let not_positive = g.compare(crate::CompareOp::Le, x, zero)?;
+            let leaked = g.scale(x, alpha)?;
+            g.select(not_positive, leaked, x)
+        })
     }
 
     /// GELU, `x Φ(x) = ½ x (1 + erf(x / √2))`: the input weighted by the probability that a
@@ -124,12 +136,14 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn gelu(&mut self, x: NodeId) -> Result<NodeId> {
-        let z = self.scale(x, std::f64::consts::FRAC_1_SQRT_2)?;
-        let e = self.erf(z)?;
-        let one = self.scalar(1.0);
-        let one_plus = self.add(one, e)?;
-        let half_x = self.scale(x, 0.5)?;
-        self.mul(half_x, one_plus)
+        self.atomically(|g| {
+            let z = g.scale(x, std::f64::consts::FRAC_1_SQRT_2)?;
+            let e = g.erf(z)?;
+            let one = g.scalar(1.0);
+            let one_plus = g.add(one, e)?;
+            let half_x = g.scale(x, 0.5)?;
+            g.mul(half_x, one_plus)
+        })
     }
 
     /// GELU's tanh approximation, `½ x (1 + tanh(√(2/π) (x + 0.044715 x³)))` (Keras'
@@ -142,15 +156,17 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn gelu_tanh(&mut self, x: NodeId) -> Result<NodeId> {
-        let x3 = self.pow(x, 3.0)?;
-        let c = self.scale(x3, 0.044715)?;
-        let inner = self.add(x, c)?;
-        let scaled = self.scale(inner, (2.0 / std::f64::consts::PI).sqrt())?;
-        let t = self.tanh(scaled)?;
-        let one = self.scalar(1.0);
-        let one_plus = self.add(one, t)?;
-        let half_x = self.scale(x, 0.5)?;
-        self.mul(half_x, one_plus)
+        self.atomically(|g| {
+            let x3 = g.pow(x, 3.0)?;
+            let c = g.scale(x3, 0.044715)?;
+            let inner = g.add(x, c)?;
+            let scaled = g.scale(inner, (2.0 / std::f64::consts::PI).sqrt())?;
+            let t = g.tanh(scaled)?;
+            let one = g.scalar(1.0);
+            let one_plus = g.add(one, t)?;
+            let half_x = g.scale(x, 0.5)?;
+            g.mul(half_x, one_plus)
+        })
     }
 
     /// `softmax(x)_i = e^{x_i} / Σ_j e^{x_j}` along `axis`, as `exp(log_softmax(x))`: the
@@ -164,8 +180,10 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn softmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
-        let log_p = self.log_softmax(x, axis)?;
-        self.exp(log_p)
+        self.atomically(|g| {
+            let log_p = g.log_softmax(x, axis)?;
+            g.exp(log_p)
+        })
     }
 
     /// Arithmetic mean over `axes`: the sum divided by the element count (a constant when the
@@ -179,19 +197,21 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn mean(&mut self, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
-        let s = self.reduce(crate::ReduceOp::Sum, x, axes, keep_dims)?;
-        let shape = self.shape(x)?.clone();
-        let count: Option<usize> = axes
-            .iter()
-            .map(|&a| shape.dims().get(a).and_then(|d| d.fixed()))
-            .product();
-        match count {
-            Some(n) => self.scale(s, 1.0 / n as f64),
-            None => {
-                let n = self.dim_size(x, axes)?;
-                self.div(s, n)
+        self.atomically(|g| {
+            let s = g.reduce(crate::ReduceOp::Sum, x, axes, keep_dims)?;
+            let shape = g.shape(x)?.clone();
+            let count: Option<usize> = axes
+                .iter()
+                .map(|&a| shape.dims().get(a).and_then(|d| d.fixed()))
+                .product();
+            match count {
+                Some(n) => g.scale(s, 1.0 / n as f64),
+                None => {
+                    let n = g.dim_size(x, axes)?;
+                    g.div(s, n)
+                }
             }
-        }
+        })
     }
 
     /// Mean of every element, as a scalar.
@@ -217,9 +237,11 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn variance(&mut self, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
-        let m = self.mean(x, axes, true)?;
-        let d = self.sub(x, m)?;
-        let d2 = self.square(d)?;
-        self.mean(d2, axes, keep_dims)
+        self.atomically(|g| {
+            let m = g.mean(x, axes, true)?;
+            let d = g.sub(x, m)?;
+            let d2 = g.square(d)?;
+            g.mean(d2, axes, keep_dims)
+        })
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{s, t};
-use dendrite_graph::{compile, Graph, GraphError, Op, ReduceOp, Shape, UnaryOp};
+use dendrite_graph::{compile, Graph, GraphError, NodeId, Op, ReduceOp, Shape, UnaryOp};
 
 #[test]
 fn incompatible_shapes_names_the_scoped_node_and_both_shapes() {
@@ -565,4 +565,85 @@ fn shape_arithmetic_never_overflows() {
     assert!(err.to_string().contains("overflows"), "{err}");
     // The graph is unchanged by the refusals: only the three inputs are in it.
     assert_eq!(g.nodes().count(), 3);
+}
+
+/// Every builder, with `x` as its main operand and `other` as a second one where it takes one.
+type Builder = fn(&mut Graph<f64>, NodeId, NodeId) -> Result<NodeId, GraphError>;
+
+fn every_builder() -> Vec<(&'static str, Builder)> {
+    vec![
+        ("square", |g, x, _| g.square(x)),
+        ("scale", |g, x, _| g.scale(x, 2.0)),
+        ("ones_like", |g, x, _| g.ones_like(x)),
+        ("zeros_like", |g, x, _| g.zeros_like(x)),
+        ("sign", |g, x, _| g.sign(x)),
+        ("relu", |g, x, _| g.relu(x)),
+        ("leaky_relu", |g, x, _| g.leaky_relu(x, 0.1)),
+        ("gelu", |g, x, _| g.gelu(x)),
+        ("gelu_tanh", |g, x, _| g.gelu_tanh(x)),
+        ("sigmoid", |g, x, _| g.sigmoid(x)),
+        ("softplus", |g, x, _| g.softplus(x)),
+        ("softmax", |g, x, _| g.softmax(x, 1)),
+        ("log_softmax", |g, x, _| g.log_softmax(x, 1)),
+        ("logsumexp", |g, x, _| g.logsumexp(x, &[1], false)),
+        ("mean", |g, x, _| g.mean(x, &[1], false)),
+        ("mean_all", |g, x, _| g.mean_all(x)),
+        ("variance", |g, x, _| g.variance(x, &[0], true)),
+        ("sum_all", |g, x, _| g.sum_all(x)),
+        ("powi", |g, x, _| g.powi(x, 3)),
+        ("pow", |g, x, _| g.pow(x, 0.5)),
+        ("add", |g, x, y| g.add(x, y)),
+        ("add (rhs)", |g, x, y| g.add(y, x)),
+        ("power", |g, x, y| g.power(y, x)),
+        ("greater", |g, x, y| g.greater(x, y)),
+        ("select", |g, x, y| g.select(y, y, x)),
+        ("matmul", |g, x, y| g.matmul_t(y, x, true, false)),
+        ("transpose", |g, x, _| g.transpose(x)),
+        ("reshape", |g, x, _| g.reshape(x, [6])),
+        ("expand_dims", |g, x, _| g.expand_dims(x, &[0])),
+        ("broadcast_like", |g, x, y| g.broadcast_like(y, x)),
+        ("sum_like", |g, x, y| g.sum_like(y, x)),
+        ("slice", |g, x, _| g.slice(x, 0, 0, 1)),
+        ("pad", |g, x, _| g.pad(x, 0, 1, 1)),
+        ("concat", |g, x, y| g.concat(&[y, x], 0)),
+        ("cumsum", |g, x, _| g.cumsum(x, 0, false)),
+        ("argmax", |g, x, _| g.argmax(x, 1)),
+        ("stop_gradient", |g, x, _| g.stop_gradient(x)),
+    ]
+}
+
+#[test]
+fn a_refused_builder_leaves_the_graph_unchanged() {
+    for (name, build) in every_builder() {
+        let mut g = Graph::<f64>::new();
+        let mine = g.input("x", [2, 3]).unwrap();
+        let mut other = Graph::<f64>::new();
+        let foreign = other.input("f", [2, 3]).unwrap();
+        let before = (g.node_count(), dendrite_graph::to_dot(&g, None).unwrap());
+        let err = build(&mut g, foreign, mine).unwrap_err();
+        assert!(
+            matches!(err, GraphError::ForeignNode { .. }),
+            "{name}: {err:?}"
+        );
+        assert_eq!(
+            (g.node_count(), dendrite_graph::to_dot(&g, None).unwrap()),
+            before,
+            "{name}"
+        );
+        // The graph still works: the builder now succeeds on a node of its own.
+        build(&mut g, mine, mine).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn a_composite_refused_part_way_leaves_the_graph_unchanged() {
+    // These fail after they have added nodes (the axis is checked by the second primitive).
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [2, 3]).unwrap();
+    let before = g.node_count();
+    assert!(g.mean(x, &[5], false).is_err());
+    assert!(g.variance(x, &[0, 0], false).is_err());
+    assert!(g.softmax(x, 2).is_err());
+    assert!(g.logsumexp(x, &[7], true).is_err());
+    assert_eq!(g.node_count(), before);
 }

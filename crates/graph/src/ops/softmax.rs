@@ -225,16 +225,18 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn logsumexp(&mut self, x: NodeId, axes: &[usize], keep_dims: bool) -> Result<NodeId> {
-        let axes = crate::ops::normalize_axes(axes);
-        let mut kept = x;
-        for &axis in &axes {
-            kept = self.push(Op::Softmax(SoftmaxOp::LogSumExp(axis)), &[kept])?;
-        }
-        if keep_dims {
-            Ok(kept)
-        } else {
-            // Summing over size-1 axes drops them, whatever the dynamic dimensions.
-            self.sum(kept, &axes)
-        }
+        self.atomically(|g| {
+            let axes = crate::ops::normalize_axes(axes);
+            let mut kept = x;
+            for &axis in &axes {
+                kept = g.push(Op::Softmax(SoftmaxOp::LogSumExp(axis)), &[kept])?;
+            }
+            if keep_dims {
+                Ok(kept)
+            } else {
+                // Summing over size-1 axes drops them, whatever the dynamic dimensions.
+                g.sum(kept, &axes)
+            }
+        })
     }
 }
