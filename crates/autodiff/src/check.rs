@@ -36,8 +36,9 @@ use rand_chacha::ChaCha8Rng;
 /// the graph: a cotangent input named `check/cotangent…` and the VJP.
 ///
 /// # Errors
-/// [`AutodiffError::NotPerturbable`] for a `wrt` node that is neither an input nor a
-/// parameter, [`GraphError::MissingFeed`] for a `wrt` input without a feed, and any error from
+/// [`AutodiffError::InvalidCheckConfig`] for a setting out of range (see
+/// [`CheckConfig::validate`]), [`AutodiffError::NotPerturbable`] for a `wrt` node that is
+/// neither an input nor a parameter, [`GraphError::MissingFeed`] for a `wrt` input without a feed, and any error from
 /// deriving or running the graph. A failed check is *not* an error here: see
 /// [`GradCheckReport::into_result`] and [`assert_gradients`].
 ///
@@ -61,6 +62,7 @@ pub fn check_gradients(
     feeds: &[(&str, ArrayViewD<'_, f64>)],
     config: &CheckConfig,
 ) -> Result<GradCheckReport> {
+    config.validate()?;
     let mut harness = Harness::new(graph, wrt, feeds)?;
     let result = harness.check(graph, output, wrt, config);
     let restored = harness.restore(graph);
@@ -126,6 +128,7 @@ pub fn check_second_order(
     feeds: &[(&str, ArrayViewD<'_, f64>)],
     config: &CheckConfig,
 ) -> Result<GradCheckReport> {
+    config.validate()?;
     let harness = Harness::new(graph, wrt, feeds)?;
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed ^ 0x9e37_79b9_7f4a_7c15);
     let scalar = if graph.shape(output)?.size() == Some(1) {

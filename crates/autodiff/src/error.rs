@@ -75,4 +75,29 @@ pub enum AutodiffError {
         /// Its op.
         op: &'static str,
     },
+    /// A checker setting outside its valid range.
+    #[error("check config: {setting} = {value} is invalid: {reason}")]
+    InvalidCheckConfig {
+        /// The field of [`crate::check::CheckConfig`] (or of its mode).
+        setting: &'static str,
+        /// The value given.
+        value: f64,
+        /// The valid range.
+        reason: &'static str,
+    },
+    /// A result too big to build: a Jacobian or Hessian with more elements than fit in one
+    /// tensor (see `dendrite_graph::limits`).
+    #[error("{what} of `{node}`: {rows} rows of {columns} elements each is too large: {reason}")]
+    TooLarge {
+        /// "jacobian" or "hessian".
+        what: &'static str,
+        /// The output (or scalar function) differentiated.
+        node: String,
+        /// Number of VJPs or HVPs it would take.
+        rows: usize,
+        /// Elements per row.
+        columns: usize,
+        /// What limit it exceeds.
+        reason: String,
+    },
 }

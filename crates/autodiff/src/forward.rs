@@ -3,8 +3,7 @@
 
 use crate::error::{AutodiffError, Result};
 use crate::reverse::{grad, vjp};
-use dendrite_graph::{Element, Graph, NodeId, Shape};
-use ndarray::{ArrayD, IxDyn};
+use dendrite_graph::{limits, Element, Graph, NodeId, Shape};
 
 fn check_pairs<F: Element>(
     g: &Graph<F>,
@@ -80,12 +79,14 @@ pub fn jvp<F: Element>(
     wrt: &[NodeId],
     tangents: &[NodeId],
 ) -> Result<NodeId> {
-    check_pairs(g, wrt, tangents, "tangents")?;
-    let dummy = g.zeros_like(output)?;
-    let u = vjp(g, output, wrt, dummy)?;
-    let s = inner(g, &u, tangents)?;
-    let ct = g.ones_like(s)?;
-    Ok(vjp(g, s, &[dummy], ct)?[0])
+    g.atomically(|g| {
+        check_pairs(g, wrt, tangents, "tangents")?;
+        let dummy = g.zeros_like(output)?;
+        let u = vjp(g, output, wrt, dummy)?;
+        let s = inner(g, &u, tangents)?;
+        let ct = g.ones_like(s)?;
+        Ok(vjp(g, s, &[dummy], ct)?[0])
+    })
 }
 // ANCHOR_END: jvp
 
@@ -117,10 +118,12 @@ pub fn hvp<F: Element>(
     wrt: &[NodeId],
     vectors: &[NodeId],
 ) -> Result<Vec<NodeId>> {
-    check_pairs(g, wrt, vectors, "vectors")?;
-    let gradient = grad(g, output, wrt)?;
-    let s = inner(g, &gradient, vectors)?;
-    grad(g, s, wrt)
+    g.atomically(|g| {
+        check_pairs(g, wrt, vectors, "vectors")?;
+        let gradient = grad(g, output, wrt)?;
+        let s = inner(g, &gradient, vectors)?;
+        grad(g, s, wrt)
+    })
 }
 // ANCHOR_END: hvp
 
@@ -137,13 +140,13 @@ fn fixed<F: Element>(g: &Graph<F>, node: NodeId, what: &'static str) -> Result<S
     }
 }
 
-fn basis<F: Element>(g: &mut Graph<F>, shape: &Shape, i: usize) -> NodeId {
+fn basis<F: Element>(g: &mut Graph<F>, shape: &Shape, i: usize) -> Result<NodeId> {
     let dims = shape.concrete().unwrap_or_default();
-    let mut e = ArrayD::<F>::zeros(IxDyn(&dims));
+    let mut e = limits::zeros::<F>("basis", "basis", &dims)?;
     if let Some(slot) = e.iter_mut().nth(i) {
         *slot = F::one();
     }
-    g.constant(e)
+    Ok(g.constant(e))
 }
 
 /// Stacks same-shaped rows along a new leading axis, then shapes the result as `lead ++ row`.
@@ -171,7 +174,9 @@ fn stack<F: Element>(
 /// element: for small outputs.
 ///
 /// # Errors
-/// [`AutodiffError::NeedsFixedShape`] when either shape has a dynamic dimension.
+/// [`AutodiffError::NeedsFixedShape`] when either shape has a dynamic dimension,
+/// [`AutodiffError::TooLarge`] when the result (or its basis) would exceed the per-tensor
+/// limit of `dendrite_graph::limits`.
 ///
 /// ```
 /// use dendrite_autodiff::jacobian;
@@ -188,31 +193,25 @@ fn stack<F: Element>(
 /// # Ok::<(), dendrite_autodiff::AutodiffError>(())
 /// ```
 pub fn jacobian<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: NodeId) -> Result<NodeId> {
-    let out_shape = fixed(g, output, "jacobian")?;
-    let wrt_shape = fixed(g, wrt, "jacobian")?;
-    let m = out_shape.size().unwrap_or(0);
-    let mut rows = Vec::with_capacity(m);
-    for i in 0..m {
-        let e = basis(g, &out_shape, i);
-        rows.push(vjp(g, output, &[wrt], e)?[0]);
-    }
-    if rows.is_empty() {
-        let dims: Vec<usize> = out_shape
-            .concrete()
-            .unwrap_or_default()
-            .into_iter()
-            .chain(wrt_shape.concrete().unwrap_or_default())
-            .collect();
-        return Ok(g.constant(ArrayD::zeros(IxDyn(&dims))));
-    }
-    stack(g, &rows, &out_shape, &wrt_shape)
+    g.atomically(|g| {
+        let out_shape = fixed(g, output, "jacobian")?;
+        let wrt_shape = fixed(g, wrt, "jacobian")?;
+        let m = within_limits::<F>(g, "jacobian", output, &out_shape, &wrt_shape)?;
+        let mut rows = Vec::with_capacity(m);
+        for i in 0..m {
+            let e = basis(g, &out_shape, i)?;
+            rows.push(vjp(g, output, &[wrt], e)?[0]);
+        }
+        assemble(g, &rows, &out_shape, &wrt_shape)
+    })
 }
 
 /// The full Hessian of a scalar output, shaped `wrt.shape ++ wrt.shape`, one HVP per element
 /// of `wrt`: for small inputs.
 ///
 /// # Errors
-/// [`AutodiffError::NeedsFixedShape`], [`AutodiffError::NonScalarOutput`].
+/// [`AutodiffError::NeedsFixedShape`], [`AutodiffError::NonScalarOutput`],
+/// [`AutodiffError::TooLarge`] as for [`jacobian`].
 ///
 /// ```
 /// use dendrite_autodiff::hessian;
@@ -233,23 +232,66 @@ pub fn jacobian<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: NodeId) -> Re
 /// # Ok::<(), dendrite_autodiff::AutodiffError>(())
 /// ```
 pub fn hessian<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: NodeId) -> Result<NodeId> {
-    let wrt_shape = fixed(g, wrt, "hessian")?;
-    let gradient = grad(g, output, &[wrt])?[0];
-    let n = wrt_shape.size().unwrap_or(0);
-    let mut rows = Vec::with_capacity(n);
-    for j in 0..n {
-        let e = basis(g, &wrt_shape, j);
-        let s = inner(g, &[gradient], &[e])?;
-        rows.push(grad(g, s, &[wrt])?[0]);
+    g.atomically(|g| {
+        let wrt_shape = fixed(g, wrt, "hessian")?;
+        let n = within_limits::<F>(g, "hessian", output, &wrt_shape, &wrt_shape)?;
+        let gradient = grad(g, output, &[wrt])?[0];
+        let mut rows = Vec::with_capacity(n);
+        for j in 0..n {
+            let e = basis(g, &wrt_shape, j)?;
+            let s = inner(g, &[gradient], &[e])?;
+            rows.push(grad(g, s, &[wrt])?[0]);
+        }
+        assemble(g, &rows, &wrt_shape, &wrt_shape)
+    })
+}
+
+/// Refuses a Jacobian or Hessian whose result, or whose one-hot basis constants (one per
+/// row, each the size of a row's index space), would exceed the per-tensor limit; returns the
+/// number of rows.
+fn within_limits<F: Element>(
+    g: &Graph<F>,
+    what: &'static str,
+    node: NodeId,
+    lead: &Shape,
+    row: &Shape,
+) -> Result<usize> {
+    let rows = lead.size().unwrap_or(0);
+    let columns = row.size().unwrap_or(0);
+    let too_large = |reason: String| -> Result<usize> {
+        Err(AutodiffError::TooLarge {
+            what,
+            node: g.name(node)?.to_owned(),
+            rows,
+            columns,
+            reason,
+        })
+    };
+    let name = g.name(node)?;
+    if let Err(e) = limits::check_size::<F>(what, name, &[rows, columns]) {
+        return too_large(format!("the result would not fit: {e}"));
     }
+    if let Err(e) = limits::check_size::<F>(what, name, &[rows, rows]) {
+        return too_large(format!("its basis constants would not fit: {e}"));
+    }
+    Ok(rows)
+}
+
+/// The rows stacked as `lead ++ row`, or zeros of that shape when there are no rows.
+fn assemble<F: Element>(
+    g: &mut Graph<F>,
+    rows: &[NodeId],
+    lead: &Shape,
+    row: &Shape,
+) -> Result<NodeId> {
     if rows.is_empty() {
-        let dims: Vec<usize> = wrt_shape
+        let dims: Vec<usize> = lead
             .concrete()
             .unwrap_or_default()
             .into_iter()
-            .chain(wrt_shape.concrete().unwrap_or_default())
+            .chain(row.concrete().unwrap_or_default())
             .collect();
-        return Ok(g.constant(ArrayD::zeros(IxDyn(&dims))));
+        return Ok(g.constant(limits::zeros("jacobian", "zeros", &dims)?));
     }
-    stack(g, &rows, &wrt_shape, &wrt_shape)
+    stack(g, rows, lead, row)
 }

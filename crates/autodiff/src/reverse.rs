@@ -45,60 +45,62 @@ pub fn vjp<F: Element>(
     wrt: &[NodeId],
     cotangent: NodeId,
 ) -> Result<Vec<NodeId>> {
-    let out_shape = g.shape(output)?.clone();
-    let ct_shape = g.shape(cotangent)?.clone();
-    if !same_shape(&out_shape, &ct_shape) {
-        return Err(AutodiffError::PairShape {
-            what: "cotangent",
-            node: g.name(output)?.to_owned(),
-            expected: out_shape,
-            actual: ct_shape,
-        });
-    }
-    for &w in wrt {
-        g.check(w)?;
-    }
-    let active = active_nodes(g, output, wrt)?;
-    let mut cotangents: Vec<Option<NodeId>> = vec![None; output.index() + 1];
-    cotangents[output.index()] = Some(cotangent);
-    // A wrt node added after the output cannot reach it: it only gets zeros below.
-    let lowest = wrt
-        .iter()
-        .map(|w| w.index())
-        .min()
-        .unwrap_or(output.index());
-    let nodes: Vec<NodeId> = g
-        .nodes()
-        .skip(lowest)
-        .take((output.index() + 1).saturating_sub(lowest))
-        .collect();
-    for &node in nodes.iter().rev() {
-        let Some(y_bar) = cotangents[node.index()] else {
-            continue;
-        };
-        if !active[node.index()] || g.op(node)?.is_leaf() {
-            continue;
-        }
-        let operands = g.operands(node)?;
-        let grads = g.local_vjp(node, y_bar)?;
-        for (&x, x_bar) in operands.iter().zip(grads) {
-            let Some(x_bar) = x_bar else { continue };
-            if !active[x.index()] {
-                continue;
-            }
-            let x_bar = unbroadcast(g, x_bar, x)?;
-            cotangents[x.index()] = Some(match cotangents[x.index()] {
-                Some(sum) => g.add(sum, x_bar)?,
-                None => x_bar,
+    g.atomically(|g| {
+        let out_shape = g.shape(output)?.clone();
+        let ct_shape = g.shape(cotangent)?.clone();
+        if !same_shape(&out_shape, &ct_shape) {
+            return Err(AutodiffError::PairShape {
+                what: "cotangent",
+                node: g.name(output)?.to_owned(),
+                expected: out_shape,
+                actual: ct_shape,
             });
         }
-    }
-    wrt.iter()
-        .map(|&w| match cotangents.get(w.index()).copied().flatten() {
-            Some(c) => Ok(c),
-            None => Ok(g.zeros_like(w)?),
-        })
-        .collect()
+        for &w in wrt {
+            g.check(w)?;
+        }
+        let active = active_nodes(g, output, wrt)?;
+        let mut cotangents: Vec<Option<NodeId>> = vec![None; output.index() + 1];
+        cotangents[output.index()] = Some(cotangent);
+        // A wrt node added after the output cannot reach it: it only gets zeros below.
+        let lowest = wrt
+            .iter()
+            .map(|w| w.index())
+            .min()
+            .unwrap_or(output.index());
+        let nodes: Vec<NodeId> = g
+            .nodes()
+            .skip(lowest)
+            .take((output.index() + 1).saturating_sub(lowest))
+            .collect();
+        for &node in nodes.iter().rev() {
+            let Some(y_bar) = cotangents[node.index()] else {
+                continue;
+            };
+            if !active[node.index()] || g.op(node)?.is_leaf() {
+                continue;
+            }
+            let operands = g.operands(node)?;
+            let grads = g.local_vjp(node, y_bar)?;
+            for (&x, x_bar) in operands.iter().zip(grads) {
+                let Some(x_bar) = x_bar else { continue };
+                if !active[x.index()] {
+                    continue;
+                }
+                let x_bar = unbroadcast(g, x_bar, x)?;
+                cotangents[x.index()] = Some(match cotangents[x.index()] {
+                    Some(sum) => g.add(sum, x_bar)?,
+                    None => x_bar,
+                });
+            }
+        }
+        wrt.iter()
+            .map(|&w| match cotangents.get(w.index()).copied().flatten() {
+                Some(c) => Ok(c),
+                None => Ok(g.zeros_like(w)?),
+            })
+            .collect()
+    })
 }
 // ANCHOR_END: reverse_vjp
 
@@ -122,18 +124,20 @@ pub fn vjp<F: Element>(
 /// ```
 // ANCHOR: grad
 pub fn grad<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId]) -> Result<Vec<NodeId>> {
-    let shape = g.shape(output)?.clone();
-    if shape.size() != Some(1) {
-        return Err(AutodiffError::NonScalarOutput {
-            node: g.name(output)?.to_owned(),
-            shape,
-        });
-    }
-    let seed = g.constant(ndarray::ArrayD::from_elem(
-        ndarray::IxDyn(&shape.concrete().unwrap_or_default()),
-        F::one(),
-    ));
-    vjp(g, output, wrt, seed)
+    g.atomically(|g| {
+        let shape = g.shape(output)?.clone();
+        if shape.size() != Some(1) {
+            return Err(AutodiffError::NonScalarOutput {
+                node: g.name(output)?.to_owned(),
+                shape,
+            });
+        }
+        let seed = g.constant(ndarray::ArrayD::from_elem(
+            ndarray::IxDyn(&shape.concrete().unwrap_or_default()),
+            F::one(),
+        ));
+        vjp(g, output, wrt, seed)
+    })
 }
 // ANCHOR_END: grad
 

@@ -410,9 +410,19 @@ impl Simplifier {
             if matches!(g.op(x)?, Op::Constant) {
                 values.push(g.value(x)?.to_owned());
             } else if shape_only(op, slot) {
+                // Only the operand's shape is read, but the kernel wants a value: a stand-in
+                // of zeros, which must be bounded too (a huge shape-only operand folding into
+                // a small result would otherwise allocate its full size).
                 match g.shape(x)?.concrete() {
-                    Some(dims) => values.push(ArrayD::zeros(IxDyn(&dims))),
-                    None => return Ok(None),
+                    Some(dims)
+                        if dims
+                            .iter()
+                            .try_fold(1usize, |a, &d| a.checked_mul(d))
+                            .is_some_and(|n| n <= FOLD_LIMIT) =>
+                    {
+                        values.push(ArrayD::zeros(IxDyn(&dims)))
+                    }
+                    _ => return Ok(None),
                 }
             } else {
                 return Ok(None);

@@ -254,3 +254,83 @@ fn tolerances_decide_agreement() {
     let c = CheckConfig::default().with_tolerances(0.0, 1e-3);
     assert!(c.agree(0.0, 5e-4) && !c.agree(0.0, 2e-3));
 }
+
+#[test]
+fn settings_out_of_range_are_refused_before_anything_is_checked() {
+    let nan = f64::NAN;
+    let cases: Vec<(CheckConfig, &str)> = vec![
+        (
+            CheckConfig::default().with_tolerances(-1e-5, 1e-6),
+            "rtol = -0.00001",
+        ),
+        (
+            CheckConfig::default().with_tolerances(nan, 1e-6),
+            "rtol = NaN",
+        ),
+        (
+            CheckConfig::default().with_tolerances(1e-5, -1.0),
+            "atol = -1",
+        ),
+        (
+            CheckConfig::default().with_tolerances(1e-5, f64::INFINITY),
+            "atol = inf",
+        ),
+        (CheckConfig::default().with_eps(0.0), "eps = 0"),
+        (CheckConfig::default().with_eps(nan), "eps = NaN"),
+        (CheckConfig::default().with_eps(-1e-6), "eps = -0.000001"),
+        (
+            CheckConfig::default().with_mode(CheckMode::Directional { trials: 0 }),
+            "trials = 0",
+        ),
+        (
+            CheckConfig {
+                auto_trials: 0,
+                ..CheckConfig::default()
+            },
+            "auto_trials = 0",
+        ),
+    ];
+    for (config, expected) in cases {
+        // The wrong gradient would fail any real check: a refused config must not "pass".
+        let (mut g, x, y) = wrong_gradient_graph();
+        let xv = ArrayD::from_elem(ndarray::IxDyn(&[2, 3]), 0.5);
+        for second_order in [false, true] {
+            let result = if second_order {
+                check_second_order(&mut g, y, &[x], &[("x", xv.view())], &config)
+            } else {
+                check_gradients(&mut g, y, &[x], &[("x", xv.view())], &config)
+            };
+            let err = result.unwrap_err();
+            assert!(
+                matches!(err, AutodiffError::InvalidCheckConfig { .. }),
+                "{config:?}: {err:?}"
+            );
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("check config: {expected} is invalid")),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_feed_given_twice_is_refused_instead_of_checking_the_wrong_value() {
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [2]).unwrap();
+    let sq = g.square(x).unwrap();
+    let y = g.sum_all(sq).unwrap();
+    let (a, b) = (arr1(&[1.0, 2.0]).into_dyn(), arr1(&[3.0, 4.0]).into_dyn());
+    let err = check_gradients(
+        &mut g,
+        y,
+        &[x],
+        &[("x", a.view()), ("x", b.view())],
+        &CheckConfig::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, AutodiffError::Graph(GraphError::DuplicateFeed { .. })),
+        "{err:?}"
+    );
+}

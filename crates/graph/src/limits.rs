@@ -17,7 +17,7 @@
 //! ```
 //! use dendrite_graph::{compile, limits, Graph, GraphError};
 //! let mut g = Graph::<f32>::new();
-//! let x = g.input("x", [])?;
+//! let x = g.input("x", dendrite_graph::Shape::scalar())?;
 //! let huge = g.broadcast_to(x, [1 << 21, 1 << 20])?; // 8 TiB of f32: a legal node
 //! let mut plan = compile(&g, &[huge])?;
 //! let one = ndarray::arr0(1.0_f32).into_dyn();

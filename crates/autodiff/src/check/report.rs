@@ -111,6 +111,53 @@ impl CheckConfig {
         self
     }
 
+    /// Checks every setting: `eps` finite and positive, tolerances finite and not negative,
+    /// at least one trial (a directional check with no trial would check nothing and pass).
+    /// The checker calls it before it starts.
+    ///
+    /// # Errors
+    /// [`AutodiffError::InvalidCheckConfig`] naming the setting.
+    ///
+    /// ```
+    /// use dendrite_autodiff::check::{CheckConfig, CheckMode};
+    /// assert!(CheckConfig::default().validate().is_ok());
+    /// assert!(CheckConfig::default().with_tolerances(-1e-5, 0.0).validate().is_err());
+    /// let err = CheckConfig::default().with_mode(CheckMode::Directional { trials: 0 }).validate();
+    /// assert_eq!(
+    ///     err.unwrap_err().to_string(),
+    ///     "check config: trials = 0 is invalid: at least one direction is needed, or nothing is checked"
+    /// );
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let bad = |setting, value, reason| {
+            Err(AutodiffError::InvalidCheckConfig {
+                setting,
+                value,
+                reason,
+            })
+        };
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad("eps", self.eps, "the step must be finite and positive");
+        }
+        for (setting, value) in [("rtol", self.rtol), ("atol", self.atol)] {
+            if !(value.is_finite() && value >= 0.0) {
+                return bad(
+                    setting,
+                    value,
+                    "a tolerance must be finite and not negative",
+                );
+            }
+        }
+        let no_direction = "at least one direction is needed, or nothing is checked";
+        if let CheckMode::Directional { trials: 0 } = self.mode {
+            return bad("trials", 0.0, no_direction);
+        }
+        if self.mode == CheckMode::Auto && self.auto_trials == 0 {
+            return bad("auto_trials", 0.0, no_direction);
+        }
+        Ok(())
+    }
+
     /// Whether `analytic` and `numeric` agree: `|a - n| ≤ atol + rtol · max(|a|, |n|)`.
     ///
     /// ```
