@@ -92,6 +92,15 @@ pub enum GraphError {
         /// The index asked for.
         index: usize,
     },
+    /// A handle to a node that a failed [`Graph::atomically`](crate::Graph::atomically)
+    /// removed: its index now belongs to another node, or to none.
+    #[error("node #{index} of graph {graph} was removed when the builder that made it failed")]
+    StaleNode {
+        /// The graph asked.
+        graph: u32,
+        /// The index the handle holds.
+        index: usize,
+    },
     /// Two nodes of the same graph were given the same explicit name.
     #[error("a node named `{name}` already exists in this graph")]
     DuplicateName {

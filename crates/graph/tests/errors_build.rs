@@ -647,3 +647,35 @@ fn a_composite_refused_part_way_leaves_the_graph_unchanged() {
     assert!(g.logsumexp(x, &[7], true).is_err());
     assert_eq!(g.node_count(), before);
 }
+
+#[test]
+fn a_handle_that_escapes_a_rolled_back_builder_is_refused_as_stale() {
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [2]).unwrap();
+    let mut leaked = None;
+    let refused: Result<NodeId, GraphError> = g.atomically(|g| {
+        leaked = Some(g.scalar(1.0));
+        g.sum(x, &[3])
+    });
+    assert!(refused.is_err());
+    let leaked = leaked.unwrap();
+    // The index is given out again, to a new node; the old handle must not reach it.
+    let fresh = g.neg(x).unwrap();
+    assert_eq!(fresh.index(), leaked.index());
+    let err = g.exp(leaked).unwrap_err();
+    assert_eq!(
+        err,
+        GraphError::StaleNode {
+            graph: g.id(),
+            index: leaked.index()
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "node #1 of graph {} was removed when the builder that made it failed",
+            g.id()
+        )
+    );
+    assert!(g.exp(fresh).is_ok());
+}

@@ -35,6 +35,10 @@ static NEXT_GRAPH_ID: AtomicU32 = AtomicU32::new(1);
 pub struct NodeId {
     graph: u32,
     index: u32,
+    /// The node's creation number in its graph: equal to `index` unless a failed
+    /// [`Graph::atomically`] removed nodes and their indices were given out again. A handle
+    /// to a removed node then no longer matches, and is refused ([`GraphError::StaleNode`]).
+    serial: u32,
 }
 
 impl NodeId {
@@ -75,6 +79,8 @@ pub struct Node {
     name: String,
     op: Op,
     shape: Shape,
+    /// Creation number, never reused (see [`NodeId`]).
+    serial: u32,
 }
 
 impl Node {
@@ -94,7 +100,8 @@ impl Node {
 
 /// A computational graph of tensor ops over elements of type `F` (`f32` or `f64`).
 ///
-/// Nodes are only ever appended, so a [`NodeId`] stays valid for the graph's lifetime and a
+/// Nodes are only ever appended (a builder that fails part way takes back what it added, see
+/// [`Graph::atomically`]), so a [`NodeId`] stays valid for the graph's lifetime and a
 /// compiled [`Plan`](crate::Plan) stays valid as the graph grows (gradients, say). Operand edges
 /// carry their slot number, so `mul(x, x)` is two edges and never depends on neighbour order.
 ///
@@ -127,6 +134,8 @@ pub struct Graph<F: Element> {
     scopes: Vec<String>,
     /// Counts renames, so that a plan can tell its copy of the names is stale.
     name_generation: u64,
+    /// Nodes ever created, rolled-back ones included: the next node's serial.
+    created: u32,
 }
 
 impl<F: Element> Clone for Graph<F> {
@@ -139,19 +148,12 @@ impl<F: Element> Clone for Graph<F> {
             names: self
                 .names
                 .iter()
-                .map(|(name, n)| {
-                    (
-                        name.clone(),
-                        NodeId {
-                            graph: id,
-                            index: n.index,
-                        },
-                    )
-                })
+                .map(|(name, n)| (name.clone(), NodeId { graph: id, ..*n }))
                 .collect(),
             next_suffix: self.next_suffix.clone(),
             scopes: self.scopes.clone(),
             name_generation: self.name_generation,
+            created: self.created,
         }
     }
 }
@@ -178,6 +180,7 @@ impl<F: Element> Graph<F> {
             next_suffix: HashMap::new(),
             scopes: Vec::new(),
             name_generation: 0,
+            created: 0,
         }
     }
 
@@ -218,13 +221,17 @@ impl<F: Element> Graph<F> {
                 graph: self.id,
             });
         }
-        if id.index() >= self.dag.node_count() {
-            return Err(GraphError::UnknownNode {
+        match self.dag.node_weight(NodeIndex::new(id.index())) {
+            None => Err(GraphError::UnknownNode {
                 graph: self.id,
                 index: id.index(),
-            });
+            }),
+            Some(node) if node.serial != id.serial => Err(GraphError::StaleNode {
+                graph: self.id,
+                index: id.index(),
+            }),
+            Some(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// The node behind a handle.
@@ -359,6 +366,7 @@ impl<F: Element> Graph<F> {
         NodeId {
             graph: self.id,
             index: index.index() as u32,
+            serial: self.dag.node_weight(index).map_or(u32::MAX, |n| n.serial),
         }
     }
 
@@ -568,10 +576,14 @@ impl<F: Element> Graph<F> {
         operands: &[NodeId],
         value: Option<ArrayD<F>>,
     ) -> NodeId {
+        let serial = self.created;
+        // Wraps only after 2^32 creations, rolled-back ones included.
+        self.created = self.created.wrapping_add(1);
         let index = self.dag.add_node(Node {
             name: name.clone(),
             op,
             shape,
+            serial,
         });
         for (slot, operand) in operands.iter().enumerate() {
             self.dag

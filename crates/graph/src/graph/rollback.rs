@@ -8,7 +8,11 @@ impl<F: Element> Graph<F> {
     /// Runs `build`; when it fails, removes every node it added, so the graph is as it was
     /// before. Composites (relu, softmax, the losses of the nn crate, a gradient) build several
     /// nodes and can be refused part way, by a foreign handle, say: wrapped in this, a refusal
-    /// leaves no orphan constant behind. Renames made inside `build` are kept.
+    /// leaves no orphan constant behind. Renames made inside `build` are kept. A handle to a
+    /// removed node that escapes `build` is refused from then on ([`GraphError::StaleNode`]),
+    /// even after its index is given to a new node.
+    ///
+    /// [`GraphError::StaleNode`]: crate::GraphError::StaleNode
     ///
     /// # Errors
     /// Whatever `build` returns.
