@@ -30,6 +30,7 @@
 //! ```
 
 pub mod composite;
+pub mod cpu;
 mod dot;
 mod element;
 mod error;

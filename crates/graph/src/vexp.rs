@@ -83,7 +83,7 @@ pub(crate) fn exp_in_place<F: crate::Element>(values: &mut [F]) {
 
 fn exp_slice_f32(values: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if crate::cpu::has_avx2() {
         // SAFETY: the CPU supports AVX2, the feature `exp_slice_avx2` is compiled for; the
         // function itself is safe code.
         #[allow(unsafe_code)]

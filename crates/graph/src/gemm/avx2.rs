@@ -17,6 +17,7 @@
 //! the tile it falls in, so a ragged edge never changes a result.
 
 #![allow(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use std::arch::x86_64::{
     __m256, __m256i, _mm256_broadcast_ss, _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps,
@@ -94,16 +95,22 @@ pub(super) unsafe fn product(
         let band = r0..(r0 + height).min(m);
         let mut j0 = 0;
         while j0 < narrow {
-            j0 += if height == 6 {
-                tiles::<6, 2>(a, b, c, band.clone(), j0, narrow - j0, k, n)
-            } else {
-                tiles::<4, 2>(a, b, c, band.clone(), j0, narrow - j0, k, n)
+            // SAFETY: AVX2 and FMA are available (this function's contract); the bounds were
+            // checked above and `band` lies within 0..m.
+            j0 += unsafe {
+                if height == 6 {
+                    tiles::<6, 2>(a, b, c, band.clone(), j0, narrow - j0, k, n)
+                } else {
+                    tiles::<4, 2>(a, b, c, band.clone(), j0, narrow - j0, k, n)
+                }
             };
         }
         r0 += height;
     }
     if narrow < n {
-        tiles::<8, 1>(a, b, c, 0..m, narrow, n - narrow, k, n);
+        // SAFETY: AVX2 and FMA are available (this function's contract); the bounds were
+        // checked above and the rows are 0..m.
+        unsafe { tiles::<8, 1>(a, b, c, 0..m, narrow, n - narrow, k, n) };
     }
     true
 }
@@ -131,37 +138,57 @@ unsafe fn tiles<const MR: usize, const NV: usize>(
     let width = left.min(8 * NV);
     // Lanes of the last vector that exist: lane l is on when l < width - 8 (NV - 1).
     let live = (width - 8 * (NV - 1)) as i32;
-    let mask: __m256i = _mm256_cmpgt_epi32(
-        _mm256_set1_epi32(live),
-        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-    );
+    // SAFETY (the three intrinsics): AVX2 is available, by this function's contract.
+    let mask: __m256i = unsafe {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(live),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    };
     let full = live == 8;
-    let b_strip = b.flat.as_ptr().add(j0);
+    // SAFETY: `j0 < n`, and `b` holds at least one row of `n`, so the offset is in bounds.
+    let b_strip = unsafe { b.flat.as_ptr().add(j0) };
     let mut r0 = rows.start;
     while r0 < rows.end {
         let valid = MR.min(rows.end - r0);
         // A ragged bottom tile repeats its last row instead of reading past `a`.
-        let a_rows: [*const f32; MR] =
-            std::array::from_fn(|r| a.flat.as_ptr().add((r0 + r.min(valid - 1)) * a.rs));
-        let acc = tile::<MR, NV>(a_rows, a.cs, b_strip, b.rs, k, mask, full);
-        let c_tile = c.as_mut_ptr().add(r0 * n + j0);
+        let a_rows: [*const f32; MR] = std::array::from_fn(|r| {
+            let row = r0 + r.min(valid - 1);
+            // SAFETY: `row < m`, and `a` holds `m` rows at stride `a.rs` (checked by `product`).
+            unsafe { a.flat.as_ptr().add(row * a.rs) }
+        });
+        // SAFETY: AVX2 and FMA are available; every `a_rows[r] + p*a.cs` for `p < k` and
+        // every `b_strip + p*b.rs + l` for `p < k` and each live lane `l` is inside its slice
+        // (`product` checked `a`'s and `b`'s extents, and the mask covers only the strip).
+        let acc = unsafe { tile::<MR, NV>(a_rows, a.cs, b_strip, b.rs, k, mask, full) };
         for (r, acc_row) in acc.iter().enumerate().take(valid) {
-            let c_row = c_tile.add(r * n);
-            for (v, &x) in acc_row.iter().enumerate() {
-                if v + 1 < NV || full {
-                    _mm256_storeu_ps(c_row.add(8 * v), x);
-                } else {
-                    // A masked store is microcoded on Zen 2; a plain store to the stack and a
-                    // copy of the live lanes avoids it (the output layer's products ~4% faster).
-                    let mut lanes = [0.0_f32; 8];
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), x);
-                    std::ptr::copy_nonoverlapping(lanes.as_ptr(), c_row.add(8 * v), live as usize);
-                }
-            }
+            let start = (r0 + r) * n + j0;
+            // `c` holds `m` rows of `n`: the row's `width` outputs are a subslice of it.
+            let Some(c_row) = c.get_mut(start..start + width) else {
+                return width;
+            };
+            store_row::<NV>(acc_row, c_row, full, live as usize);
         }
         r0 += MR;
     }
     width
+}
+
+/// Writes one row of a tile's accumulators to `c_row` (`8·(NV - 1) + live` elements).
+#[inline(always)]
+fn store_row<const NV: usize>(acc_row: &[__m256; NV], c_row: &mut [f32], full: bool, live: usize) {
+    for (v, &x) in acc_row.iter().enumerate() {
+        // A masked store is microcoded on Zen 2; a plain store to the stack and a copy of the
+        // live lanes avoids it (the output layer's products ~4% faster).
+        let mut lanes = [0.0_f32; 8];
+        // SAFETY: `lanes` holds 8 floats, the width of one unaligned store; AVX is available
+        // wherever a tile was computed.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), x) };
+        let count = if v + 1 < NV || full { 8 } else { live };
+        if let Some(out) = c_row.get_mut(8 * v..8 * v + count) {
+            out.copy_from_slice(&lanes[..count]);
+        }
+    }
 }
 
 /// One `MR x 8·NV` tile summed over `p in 0..k`.
@@ -181,21 +208,28 @@ unsafe fn tile<const MR: usize, const NV: usize>(
     mask: __m256i,
     full: bool,
 ) -> [[__m256; NV]; MR] {
-    let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+    // SAFETY: AVX is available (this function's contract).
+    let zero = unsafe { _mm256_setzero_ps() };
+    let mut acc = [[zero; NV]; MR];
     for p in 0..k {
-        let b_row = b.add(p * b_rs);
-        let mut bv = [_mm256_setzero_ps(); NV];
+        // SAFETY: `p < k`, so row `p` of the strip is inside `b` (the contract).
+        let b_row = unsafe { b.add(p * b_rs) };
+        let mut bv = [zero; NV];
         for (v, slot) in bv.iter_mut().enumerate() {
             *slot = if v + 1 < NV || full {
-                _mm256_loadu_ps(b_row.add(8 * v))
+                // SAFETY: the strip's full vectors are inside `b` (the contract).
+                unsafe { _mm256_loadu_ps(b_row.add(8 * v)) }
             } else {
-                _mm256_maskload_ps(b_row.add(8 * v), mask)
+                // SAFETY: the mask lets through only the lanes inside `b` (the contract).
+                unsafe { _mm256_maskload_ps(b_row.add(8 * v), mask) }
             };
         }
         for (acc_row, &a_row) in acc.iter_mut().zip(&a_rows) {
-            let x = _mm256_broadcast_ss(&*a_row.add(p * a_cs));
+            // SAFETY: `a_row + p*a_cs` is readable for `p < k` (the contract).
+            let x = unsafe { _mm256_broadcast_ss(&*a_row.add(p * a_cs)) };
             for (t, &y) in acc_row.iter_mut().zip(&bv) {
-                *t = _mm256_fmadd_ps(x, y, *t);
+                // SAFETY: FMA is available (the contract).
+                *t = unsafe { _mm256_fmadd_ps(x, y, *t) };
             }
         }
     }

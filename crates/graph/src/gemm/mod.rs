@@ -76,7 +76,7 @@ pub(crate) fn matmul_into<F: Element>(
     let n = b.ncols();
     let small = m.saturating_mul(n).saturating_mul(k) <= LARGE;
     #[cfg(target_arch = "x86_64")]
-    if small && avx2_fma() && fast_f32(a, b, c, (m, k, n)) {
+    if small && crate::cpu::has_avx2_fma() && fast_f32(a, b, c, (m, k, n)) {
         return;
     }
     if let (true, Some(am), Some(bm), Some(cs)) = (small, Mat::of(a), Mat::of(b), c.as_slice_mut())
@@ -89,12 +89,6 @@ pub(crate) fn matmul_into<F: Element>(
         }
     }
     library_gemm(a, b, c);
-}
-
-/// Whether this CPU has AVX2 and FMA (cached by the standard library after the first call).
-#[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// The `f32` product through the AVX2 kernel of [`avx2`]. Returns `false` (nothing written)
@@ -147,7 +141,7 @@ fn fast_f32<F: Element>(
     } else {
         return false;
     };
-    // SAFETY: `fast_f32` is only called after `avx2_fma()` returned true.
+    // SAFETY: `fast_f32` is only called after `crate::cpu::has_avx2_fma()` returned true.
     #[allow(unsafe_code)]
     unsafe {
         avx2::product(a, b, cf, (m, k, n))
@@ -185,7 +179,7 @@ fn dispatch<F: Element>(
     row_panel: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
+    if crate::cpu::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA, the features `kernels_avx2` is compiled for;
         // the function itself is safe code.
         #[allow(unsafe_code)]
