@@ -161,34 +161,39 @@ unsafe fn tiles<const MR: usize, const NV: usize>(
         // every `b_strip + p*b.rs + l` for `p < k` and each live lane `l` is inside its slice
         // (`product` checked `a`'s and `b`'s extents, and the mask covers only the strip).
         let acc = unsafe { tile::<MR, NV>(a_rows, a.cs, b_strip, b.rs, k, mask, full) };
+        // SAFETY: `c` holds `m` rows of `n` (checked by `product`) and `r0 + r < m`,
+        // `j0 + width <= n`, so every store below writes inside `c`.
+        let c_tile = unsafe { c.as_mut_ptr().add(r0 * n + j0) };
         for (r, acc_row) in acc.iter().enumerate().take(valid) {
-            let start = (r0 + r) * n + j0;
-            // `c` holds `m` rows of `n`: the row's `width` outputs are a subslice of it.
-            let Some(c_row) = c.get_mut(start..start + width) else {
-                return width;
-            };
-            store_row::<NV>(acc_row, c_row, full, live as usize);
+            // SAFETY: as above, row `r` of the tile is inside `c`.
+            let c_row = unsafe { c_tile.add(r * n) };
+            for (v, &x) in acc_row.iter().enumerate() {
+                if v + 1 < NV || full {
+                    // SAFETY: the 8 lanes of vector `v` are inside the tile's row (as above);
+                    // AVX is available (the contract).
+                    unsafe { _mm256_storeu_ps(c_row.add(8 * v), x) };
+                } else {
+                    // A masked store is microcoded on Zen 2; a plain store to the stack and a
+                    // copy of the live lanes avoids it (the output layer's products ~4%
+                    // faster).
+                    let mut lanes = [0.0_f32; 8];
+                    // SAFETY: `lanes` holds the 8 floats one store writes.
+                    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), x) };
+                    // SAFETY: the `live` lanes of the last vector are inside the tile's row,
+                    // and `lanes` is a separate stack array, so the two do not overlap.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            lanes.as_ptr(),
+                            c_row.add(8 * v),
+                            live as usize,
+                        )
+                    };
+                }
+            }
         }
         r0 += MR;
     }
     width
-}
-
-/// Writes one row of a tile's accumulators to `c_row` (`8·(NV - 1) + live` elements).
-#[inline(always)]
-fn store_row<const NV: usize>(acc_row: &[__m256; NV], c_row: &mut [f32], full: bool, live: usize) {
-    for (v, &x) in acc_row.iter().enumerate() {
-        // A masked store is microcoded on Zen 2; a plain store to the stack and a copy of the
-        // live lanes avoids it (the output layer's products ~4% faster).
-        let mut lanes = [0.0_f32; 8];
-        // SAFETY: `lanes` holds 8 floats, the width of one unaligned store; AVX is available
-        // wherever a tile was computed.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), x) };
-        let count = if v + 1 < NV || full { 8 } else { live };
-        if let Some(out) = c_row.get_mut(8 * v..8 * v + count) {
-            out.copy_from_slice(&lanes[..count]);
-        }
-    }
 }
 
 /// One `MR x 8·NV` tile summed over `p in 0..k`.
