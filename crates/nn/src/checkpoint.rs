@@ -66,7 +66,8 @@ fn corrupt_reason(bytes: &[u8], err: &safetensors::SafeTensorError) -> String {
 /// Writes a file atomically: `write` fills a temporary file beside `path` (same directory, so
 /// the final rename cannot cross file systems), which is flushed, synced and renamed over
 /// `path`. If `write` or any step fails, the temporary file is removed and `path` is left as
-/// it was.
+/// it was. The temporary name, `.{name}.tmp-{pid}-{serial}`, cuts `name` short so that it
+/// stays within `NAME_MAX` (255 bytes) for any legal destination name.
 ///
 /// # Errors
 /// [`NnError::Io`] naming `path`.
@@ -139,25 +140,34 @@ fn temp_name(file_name: &OsStr, serial: u64) -> OsString {
     name
 }
 
-/// The longest prefix of `name` of at most `max` bytes.
-#[cfg(unix)]
+/// The longest prefix of `name` of at most `max` bytes, cut at a character boundary when the
+/// name is UTF-8 (file systems such as APFS require valid UTF-8 names).
 fn prefix_within(name: &OsStr, max: usize) -> OsString {
+    if let Some(text) = name.to_str() {
+        let end = text
+            .char_indices()
+            .map(|(i, c)| i + c.len_utf8())
+            .take_while(|&end| end <= max)
+            .last()
+            .unwrap_or(0);
+        return OsString::from(text.get(..end).unwrap_or(""));
+    }
+    raw_prefix_within(name, max)
+}
+
+/// A name that is not UTF-8 is a byte string on Unix: cut it at `max` bytes.
+#[cfg(unix)]
+fn raw_prefix_within(name: &OsStr, max: usize) -> OsString {
     use std::os::unix::ffi::{OsStrExt, OsStringExt};
     let bytes = name.as_bytes();
     OsString::from_vec(bytes.get(..max).unwrap_or(bytes).to_vec())
 }
 
-/// The longest prefix of `name` of at most `max` bytes, cut at a character boundary.
+/// Elsewhere a name that is not UTF-8 is cut after its lossy conversion.
 #[cfg(not(unix))]
-fn prefix_within(name: &OsStr, max: usize) -> OsString {
-    let text = name.to_string_lossy();
-    let end = text
-        .char_indices()
-        .map(|(i, c)| i + c.len_utf8())
-        .take_while(|&end| end <= max)
-        .last()
-        .unwrap_or(0);
-    OsString::from(text.get(..end).unwrap_or(""))
+fn raw_prefix_within(name: &OsStr, max: usize) -> OsString {
+    let text = name.to_string_lossy().into_owned();
+    prefix_within(OsStr::new(&text), max)
 }
 
 /// The most bytes a checkpoint of these parameters can honestly hold: the 8-byte length
@@ -370,4 +380,24 @@ fn matching_tensors<'a, F: Float>(
         });
     }
     Ok(tensors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_stay_within_name_max() {
+        for name in ["w".repeat(255), "é".repeat(127), "a".to_owned()] {
+            let tmp = temp_name(OsStr::new(&name), u64::MAX);
+            let tmp = tmp.to_str().map(str::to_owned).unwrap_or_default();
+            assert!(tmp.len() <= NAME_MAX, "{} bytes", tmp.len());
+            assert!(tmp.starts_with('.') && tmp.contains(".tmp-"), "{tmp}");
+        }
+        let short = temp_name(OsStr::new("w.safetensors"), 7);
+        assert_eq!(
+            short,
+            OsString::from(format!(".w.safetensors.tmp-{}-7", std::process::id()))
+        );
+    }
 }
