@@ -1,14 +1,13 @@
-//! Reading a whole file within what it can hold: the one way the crate reads a file.
+//! Opening and reading a file within what it can hold: the one way the crate reads a file.
 //!
 //! `std::fs::read` trusts the file to end: on `/dev/zero`, a FIFO or a file under `/proc` it
-//! reads until memory runs out. [`read_regular`] instead
-//!
-//! 1. refuses anything but a regular file, *before* opening it (opening a FIFO for reading
-//!    would block until a writer comes), and again on the opened handle;
-//! 2. refuses a file longer than the caller's bound (what its format can honestly need);
-//! 3. reserves the file's length fallibly (`try_reserve_exact`), never more;
-//! 4. reads at most that length, and refuses a file that holds more than its metadata says
-//!    (one that grew while being read, or a special file that reports length 0).
+//! reads until memory runs out. [`open_regular`] instead refuses anything but a regular file,
+//! *before* opening it (opening a FIFO for reading would block until a writer comes) and again
+//! on the opened handle, and refuses a file longer than the caller's bound (what its format can
+//! honestly need). Readers then read at most the file's length, and refuse a file that holds
+//! more than its metadata says (one that grew while being read, or a special file that reports
+//! length 0) by probing for one byte past it ([`has_more`]). [`read_regular`] reads a whole
+//! file that way, into a buffer of its length reserved fallibly (`try_reserve_exact`).
 //!
 //! Callers turn a [`ReadFailure`] into their own error type, with the path.
 
@@ -66,8 +65,22 @@ fn regular(meta: &Metadata) -> Result<u64, ReadFailure> {
     }
 }
 
+/// Reads until `buf` is full or the stream ends; returns the number of bytes read.
+pub(crate) fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..).filter(|rest| !rest.is_empty()) {
+        match r.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// Whether `r` has at least one more byte.
-fn has_more(r: &mut impl Read) -> io::Result<bool> {
+pub(crate) fn has_more(r: &mut impl Read) -> io::Result<bool> {
     let mut probe = [0u8; 1];
     loop {
         match r.read(&mut probe) {
@@ -78,16 +91,22 @@ fn has_more(r: &mut impl Read) -> io::Result<bool> {
     }
 }
 
-/// The bytes of the regular file at `path`, if it holds at most `limit` bytes. Memory used:
-/// the file's length, reserved once; nothing is read past it.
-pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadFailure> {
+/// The regular file at `path`, opened, and its length, if that is at most `limit`.
+pub(crate) fn open_regular(path: &Path, limit: u64) -> Result<(File, u64), ReadFailure> {
     // Symlinks are followed; the target must be a regular file.
     regular(&std::fs::metadata(path).map_err(ReadFailure::Io)?)?;
-    let mut file = File::open(path).map_err(ReadFailure::Io)?;
+    let file = File::open(path).map_err(ReadFailure::Io)?;
     let len = regular(&file.metadata().map_err(ReadFailure::Io)?)?;
     if len > limit {
         return Err(ReadFailure::TooLong { len, limit });
     }
+    Ok((file, len))
+}
+
+/// The bytes of the regular file at `path`, if it holds at most `limit` bytes. Memory used:
+/// the file's length, reserved once; nothing is read past it.
+pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadFailure> {
+    let (mut file, len) = open_regular(path, limit)?;
     let cap = usize::try_from(len).map_err(|_| ReadFailure::TooLong { len, limit })?;
     let mut bytes = Vec::new();
     bytes

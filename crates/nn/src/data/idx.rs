@@ -15,14 +15,15 @@
 //! plus one byte, which tells "exact", "truncated" and "inflates past the claim" apart without
 //! ever inflating more.
 
-use std::borrow::Cow;
+use std::io::{self, Read};
 use std::path::Path;
 
 use super::dataset::check_labels;
 use super::error::{DataError, IdxPart, IN_MEMORY};
 use super::inflate::decode_gzip;
-use super::limit::{check_bytes, read_idx_file, try_vec};
+use super::limit::{check_bytes, open_idx_file, try_vec};
 use super::MNIST_CLASSES;
+use crate::file_read::{has_more, read_up_to};
 
 /// Magic number of an IDX file of `u8` images: three dimensions (count, rows, cols).
 pub const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -176,40 +177,75 @@ pub(crate) fn check_payload_len(
     }
 }
 
-/// Decodes an IDX file (raw or gzip) into its header and payload.
-fn decode(path: &Path, bytes: Cow<'_, [u8]>, kind: Kind) -> Result<(Header, Vec<u8>), DataError> {
-    if bytes.starts_with(&GZIP_MAGIC) {
-        decode_gzip(path, &bytes, kind)
+/// Decodes an IDX file (raw or gzip) of `len` bytes, read from `r`, into its header and
+/// payload.
+fn decode(
+    path: &Path,
+    r: &mut impl Read,
+    len: u64,
+    kind: Kind,
+) -> Result<(Header, Vec<u8>), DataError> {
+    let mut buf = [0u8; 16];
+    let head = buf.get_mut(..kind.header_len()).unwrap_or(&mut []);
+    let n = read_up_to(r, head).map_err(|source| io_error(path, source))?;
+    let head = head.get(..n).unwrap_or(&[]);
+    if head.starts_with(&GZIP_MAGIC) {
+        decode_gzip(path, &mut head.chain(r), len, kind)
     } else {
-        decode_raw(path, bytes, kind)
+        decode_raw(path, head, r, len, kind)
     }
 }
 
-/// A raw file: the length must be exactly what the header claims (checked before the limit,
-/// so that a short file says how short), and the payload must fit the per-tensor limit.
+fn io_error(path: &Path, source: io::Error) -> DataError {
+    DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A raw file: its length must be exactly what the header claims (checked before anything is
+/// read past the header, and before the limit, so that a short file says how short), and the
+/// payload must fit the per-tensor limit. Only the payload is allocated.
 fn decode_raw(
     path: &Path,
-    bytes: Cow<'_, [u8]>,
+    head: &[u8],
+    r: &mut impl Read,
+    len: u64,
     kind: Kind,
 ) -> Result<(Header, Vec<u8>), DataError> {
-    let header = parse_header(path, &bytes, kind)?;
-    let header_len = kind.header_len();
-    let present = bytes.len().saturating_sub(header_len) as u64;
+    let header = parse_header(path, head, kind)?;
+    let present = len.saturating_sub(kind.header_len() as u64);
     check_payload_len(path, kind, &header, present)?;
-    let len = check_bytes(path, "the IDX payload", Some(header.payload))?;
-    let payload = match bytes {
-        // Reuse the file's buffer: shift the payload to the front instead of copying it.
-        Cow::Owned(mut v) => {
-            v.drain(..header_len);
-            v
-        }
-        Cow::Borrowed(b) => {
-            let mut v = try_vec(path, "the IDX payload", len)?;
-            v.extend_from_slice(b.get(header_len..).unwrap_or(&[]));
-            v
-        }
-    };
+    let n = check_bytes(path, "the IDX payload", Some(header.payload))?;
+    let mut payload = try_vec(path, "the IDX payload", n)?;
+    r.take(header.payload)
+        .read_to_end(&mut payload)
+        .map_err(|source| io_error(path, source))?;
+    // Still exact, unless the file shrank while being read.
+    check_payload_len(path, kind, &header, payload.len() as u64)?;
     Ok((header, payload))
+}
+
+/// Decodes the IDX file at `path`, reading at most its length, and refuses a file that holds
+/// more than that ([`DataError::FileGrew`]).
+fn decode_file(path: &Path, kind: Kind) -> Result<(Header, Vec<u8>), DataError> {
+    let (file, len) = open_idx_file(path)?;
+    let mut r = (&file).take(len);
+    let result = decode(path, &mut r, len, kind);
+    // All `len` bytes were consumed: one more means the metadata understated the file.
+    if r.limit() == 0 && has_more(&mut &file).map_err(|source| io_error(path, source))? {
+        return Err(DataError::FileGrew {
+            path: path.to_path_buf(),
+            len,
+        });
+    }
+    result
+}
+
+/// Decodes IDX bytes held in memory.
+fn decode_bytes(bytes: &[u8], kind: Kind) -> Result<(Header, Vec<u8>), DataError> {
+    let mut r = bytes;
+    decode(Path::new(IN_MEMORY), &mut r, bytes.len() as u64, kind)
 }
 
 fn to_usize(v: u32) -> usize {
@@ -217,18 +253,18 @@ fn to_usize(v: u32) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
-fn images_from(path: &Path, bytes: Cow<'_, [u8]>) -> Result<IdxImages, DataError> {
-    let (header, pixels) = decode(path, bytes, Kind::Images)?;
-    Ok(IdxImages {
+fn images_from(decoded: (Header, Vec<u8>)) -> IdxImages {
+    let (header, pixels) = decoded;
+    IdxImages {
         count: to_usize(header.count),
         rows: to_usize(header.rows),
         cols: to_usize(header.cols),
         pixels,
-    })
+    }
 }
 
-fn labels_from(path: &Path, bytes: Cow<'_, [u8]>) -> Result<Vec<u8>, DataError> {
-    let (_, labels) = decode(path, bytes, Kind::Labels)?;
+fn labels_from(path: &Path, decoded: (Header, Vec<u8>)) -> Result<Vec<u8>, DataError> {
+    let (_, labels) = decoded;
     check_labels(&labels, MNIST_CLASSES, path)?;
     Ok(labels)
 }
@@ -260,7 +296,7 @@ fn labels_from(path: &Path, bytes: Cow<'_, [u8]>) -> Result<Vec<u8>, DataError> 
 /// # Ok::<(), dendrite_nn::data::DataError>(())
 /// ```
 pub fn parse_idx_images(bytes: &[u8]) -> Result<IdxImages, DataError> {
-    images_from(Path::new(IN_MEMORY), Cow::Borrowed(bytes))
+    Ok(images_from(decode_bytes(bytes, Kind::Images)?))
 }
 
 /// Parses an IDX label file held in memory, raw or gzip-compressed, and checks that every
@@ -281,7 +317,7 @@ pub fn parse_idx_images(bytes: &[u8]) -> Result<IdxImages, DataError> {
 /// # Ok::<(), dendrite_nn::data::DataError>(())
 /// ```
 pub fn parse_idx_labels(bytes: &[u8]) -> Result<Vec<u8>, DataError> {
-    labels_from(Path::new(IN_MEMORY), Cow::Borrowed(bytes))
+    labels_from(Path::new(IN_MEMORY), decode_bytes(bytes, Kind::Labels)?)
 }
 
 /// Reads an IDX image file, raw or gzip-compressed (detected by content, not by name).
@@ -292,8 +328,9 @@ pub fn parse_idx_labels(bytes: &[u8]) -> Result<Vec<u8>, DataError> {
 /// directory is refused without reading it), [`DataError::FileTooLarge`] for a file longer
 /// than any IDX file within the per-tensor limit, [`DataError::FileGrew`] for one holding more
 /// than its length, [`DataError::Io`] if it cannot be read; otherwise as
-/// [`parse_idx_images`], with the file's path in the error. At most the file's length is read
-/// and reserved.
+/// [`parse_idx_images`], with the file's path in the error. At most the file's length is read,
+/// and only the payload is allocated: a raw file's length is checked against its header before
+/// the payload is read, and a gzip file is decompressed as it is read.
 ///
 /// # Example
 ///
@@ -309,7 +346,7 @@ pub fn parse_idx_labels(bytes: &[u8]) -> Result<Vec<u8>, DataError> {
 /// # Ok::<(), DataError>(())
 /// ```
 pub fn read_idx_images(path: &Path) -> Result<IdxImages, DataError> {
-    images_from(path, Cow::Owned(read_idx_file(path)?))
+    Ok(images_from(decode_file(path, Kind::Images)?))
 }
 
 /// Reads an IDX label file, raw or gzip-compressed, and checks that every label is `< 10`.
@@ -329,5 +366,5 @@ pub fn read_idx_images(path: &Path) -> Result<IdxImages, DataError> {
 /// # Ok::<(), dendrite_nn::data::DataError>(())
 /// ```
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    labels_from(path, Cow::Owned(read_idx_file(path)?))
+    labels_from(path, decode_file(path, Kind::Labels)?)
 }

@@ -1,10 +1,11 @@
 //! The bounds the data module reads and allocates within: the per-tensor limit of
 //! [`dendrite_graph::limits`], fallible reservations, and bounded file reads.
 
+use std::fs::File;
 use std::path::Path;
 
 use super::error::DataError;
-use crate::file_read::{read_regular, ReadFailure};
+use crate::file_read::{open_regular, ReadFailure};
 
 /// The per-tensor limit, in bytes.
 pub(crate) fn limit() -> u64 {
@@ -49,31 +50,24 @@ fn max_file_len() -> u64 {
     limit.saturating_add(limit / 1024).saturating_add(64 << 10)
 }
 
-/// The bytes of the IDX file at `path`, read within [`max_file_len`] and the file's length.
-pub(crate) fn read_idx_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    let path_buf = || path.to_path_buf();
-    read_regular(path, max_file_len()).map_err(|failure| match failure {
-        ReadFailure::Io(source) => DataError::Io {
-            path: path_buf(),
-            source,
-        },
-        ReadFailure::NotRegular { kind } => DataError::NotAFile {
-            path: path_buf(),
-            kind,
-        },
-        ReadFailure::TooLong { len, limit } => DataError::FileTooLarge {
-            path: path_buf(),
-            len,
-            limit,
-        },
+/// The IDX file at `path`, opened, and its length, if it is a regular file no longer than
+/// [`max_file_len`].
+pub(crate) fn open_idx_file(path: &Path) -> Result<(File, u64), DataError> {
+    open_regular(path, max_file_len()).map_err(|failure| read_failure(path, failure))
+}
+
+/// A [`ReadFailure`] as the error naming `path`.
+pub(crate) fn read_failure(path: &Path, failure: ReadFailure) -> DataError {
+    let path = path.to_path_buf();
+    match failure {
+        ReadFailure::Io(source) => DataError::Io { path, source },
+        ReadFailure::NotRegular { kind } => DataError::NotAFile { path, kind },
+        ReadFailure::TooLong { len, limit } => DataError::FileTooLarge { path, len, limit },
         ReadFailure::Allocation { bytes } => DataError::AllocationFailed {
-            path: path_buf(),
+            path,
             what: "the file's bytes",
             bytes,
         },
-        ReadFailure::Grew { len } => DataError::FileGrew {
-            path: path_buf(),
-            len,
-        },
-    })
+        ReadFailure::Grew { len } => DataError::FileGrew { path, len },
+    }
 }

@@ -98,6 +98,25 @@ fn a_special_file_longer_than_its_length_is_refused() {
     );
 }
 
+#[test]
+fn a_raw_file_longer_than_its_header_claims_is_refused_unread() {
+    let dir = scratch_dir("sparse");
+    let path = write(&dir, "labels", &idx_labels(1, &[1]));
+    // 1 GiB, sparse: reading it whole would take 1 GiB of memory.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let (result, largest) = largest_allocation(|| read_idx_labels(&path));
+    assert!(
+        matches!(result, Err(DataError::TrailingBytes { expected: 9, extra, .. }) if extra == (1 << 30) - 9),
+        "{result:?}"
+    );
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Gzip bombs.
 
