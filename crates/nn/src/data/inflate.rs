@@ -72,6 +72,22 @@ fn read_header(path: &Path, dec: &mut impl Read, kind: Kind) -> Result<Header, D
     parse_header(path, head.get(..got).unwrap_or(&[]), kind)
 }
 
+/// Makes room in `out` for `n` more bytes, fallibly, doubling its capacity but never past
+/// `max` bytes in all.
+fn grow(path: &Path, out: &mut Vec<u8>, n: usize, max: usize) -> Result<(), DataError> {
+    let need = out.len().saturating_add(n);
+    if need <= out.capacity() {
+        return Ok(());
+    }
+    let target = out.capacity().saturating_mul(2).min(max).max(need);
+    out.try_reserve_exact(target - out.len())
+        .map_err(|_| DataError::AllocationFailed {
+            path: path.to_path_buf(),
+            what: "the IDX payload",
+            bytes: target as u64,
+        })
+}
+
 /// Appends at most `max` bytes of `r` to `out`, growing it fallibly as bytes arrive.
 fn inflate_into(
     path: &Path,
@@ -80,18 +96,14 @@ fn inflate_into(
     max: u64,
 ) -> Result<(), DataError> {
     let mut chunk = [0u8; 32 << 10];
+    let cap = usize::try_from(max).unwrap_or(usize::MAX);
     let mut r = r.take(max);
     loop {
         let n = read_up_to(path, &mut r, &mut chunk)?;
         let Some(got) = chunk.get(..n).filter(|got| !got.is_empty()) else {
             return Ok(());
         };
-        out.try_reserve(n)
-            .map_err(|_| DataError::AllocationFailed {
-                path: path.to_path_buf(),
-                what: "the IDX payload",
-                bytes: (out.len() as u64).saturating_add(n as u64),
-            })?;
+        grow(path, out, n, cap)?;
         out.extend_from_slice(got);
     }
 }
