@@ -44,7 +44,7 @@ fn sequential_fit(c: &mut Criterion) {
     use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
     let mut group = c.benchmark_group("Sequential::fit, ten steps");
     for batch in [32usize, 128] {
-        let data = synthetic_digits(batch * 10, 0);
+        let data = synthetic_digits(batch * 10, 0).expect("synthetic digits");
         let mut model = Sequential::new();
         model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
         model.add(Dense::new(10).activation(Activation::Softmax));

@@ -113,7 +113,7 @@ fn load(args: &Args) -> Result<Mnist, String> {
             Ok(data)
         }
         None => {
-            let data = synthetic_mnist(args.seed);
+            let data = synthetic_mnist(args.seed).map_err(|e| e.to_string())?;
             println!(
                 "data: no MNIST directory given (--data DIR or {MNIST_DIR_ENV}); using the built-in SYNTHETIC digits, \
                  not MNIST ({} training, {} test images)",

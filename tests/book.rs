@@ -2379,7 +2379,7 @@ fn learning_curves() -> Result<dendrite_nn::History, Box<dyn Error>> {
     use dendrite_nn::data::synthetic_digits;
     use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
 
-    let (train, valid) = (synthetic_digits(100, 1), synthetic_digits(1000, 2));
+    let (train, valid) = (synthetic_digits(100, 1)?, synthetic_digits(1000, 2)?);
     let mut model = Sequential::new().with_seed(3);
     model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
     model.add(Dense::new(10).activation(Activation::Softmax));
@@ -2832,7 +2832,7 @@ fn the_reference_program_learns() -> Result<(), Box<dyn std::error::Error>> {
     // MNIST if DENDRITE_MNIST_DIR names a directory with the four files, else synthetic digits.
     let data = match mnist_dir_from_env() {
         Some(dir) => load_mnist(&dir)?,
-        None => synthetic_mnist(0),
+        None => synthetic_mnist(0)?,
     };
     // A slice of it, to keep the test quick; the example trains on all of it.
     let small = Mnist {
@@ -2956,7 +2956,7 @@ fn training_by_hand() -> Result<(), Box<dyn std::error::Error>> {
     let params = g.parameters(); // kernel and bias of both layers, in the order grad used
     let mut train_step = compile(&g, &fetches)?; // loss and four gradients, one plan
 
-    let train = synthetic_digits(3000, 1);
+    let train = synthetic_digits(3000, 1)?;
     let mut adam = Adam::<f32>::default();
     let sizes: Vec<usize> = params
         .iter()
@@ -2967,7 +2967,7 @@ fn training_by_hand() -> Result<(), Box<dyn std::error::Error>> {
     let batch = 32;
     let mut x = vec![0.0_f32; batch * 784];
     let mut y = vec![0.0_f32; batch];
-    let mut order = EpochOrder::new(train.len(), 42);
+    let mut order = EpochOrder::new(train.len(), 42)?;
     let mut epoch_losses = Vec::new();
     let mut step = 0;
     for epoch in 0..3 {
@@ -2998,7 +2998,7 @@ fn training_by_hand() -> Result<(), Box<dyn std::error::Error>> {
     assert!(epoch_losses[2] < epoch_losses[0]);
 
     // Accuracy on digits the model has not seen: argmax of the logits against the labels.
-    let test = synthetic_digits(1000, 2);
+    let test = synthetic_digits(1000, 2)?;
     let prediction = g.argmax(logits, 1)?;
     let mut predict = compile(&g, &[prediction])?;
     let all: Vec<usize> = (0..test.len()).collect();

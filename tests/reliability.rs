@@ -342,7 +342,7 @@ fn empty_dataset() -> TestResult {
     // An empty `Dataset` (here a slice of none of the synthetic digits).
     let mut digits = classifier(0, 784, 4, 10);
     let err = digits
-        .fit(&synthetic_digits(10, 0).take(0), quiet())
+        .fit(&synthetic_digits(10, 0)?.take(0), quiet())
         .unwrap_err();
     assert!(matches!(err, NnError::EmptyDataset { what: "training" }));
     assert_eq!(model.steps_taken() + digits.steps_taken(), 0);
@@ -366,7 +366,7 @@ fn batch_size_zero() -> TestResult {
         Err(NnError::ZeroBatchSize)
     ));
     // The batching of the data module says the same.
-    let err = EpochOrder::new(4, 0).batches(0).unwrap_err();
+    let err = EpochOrder::new(4, 0)?.batches(0).unwrap_err();
     assert!(matches!(err, DataError::ZeroBatchSize));
     assert_eq!(err.to_string(), "batch size must be at least 1, got 0");
     assert_eq!(model.steps_taken(), 0);

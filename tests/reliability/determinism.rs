@@ -61,7 +61,7 @@ fn run_with_threads(seed: u64, data: &Dataset, threads: usize) -> Run {
     // The orders `fit` used: epoch e of a run seeded s is `shuffled_indices(n, s, e)`.
     let train_len = data.len() * 4 / 5;
     let orders = (0..epochs as u64)
-        .map(|e| shuffled_indices(train_len, seed, e))
+        .map(|e| shuffled_indices(train_len, seed, e).unwrap())
         .collect();
     let predictions = model.predict(&data.take(50), 64).unwrap();
     Run {
@@ -77,7 +77,7 @@ fn run_with_threads(seed: u64, data: &Dataset, threads: usize) -> Run {
 // ANCHOR: determinism
 #[test]
 fn same_seed_gives_bit_identical_runs() {
-    let data = synthetic_digits(1000, 3);
+    let data = synthetic_digits(1000, 3).unwrap();
     let a = run(7, &data);
     let b = run(7, &data);
     assert_eq!(a, b);
@@ -98,7 +98,7 @@ fn thread_count_does_not_change_a_bit() {
     // With 2 threads a second thread gathers each batch's bytes one step ahead (the default
     // path, when the machine has 2 cores); with 1 the training thread does it all. The floats
     // must not notice, the ragged last batch included (808 = 25 * 32 + 8 training samples).
-    let data = synthetic_digits(1010, 9);
+    let data = synthetic_digits(1010, 9).unwrap();
     let one = run_with_threads(11, &data, 1);
     let two = run_with_threads(11, &data, 2);
     let three = run_with_threads(11, &data, 3);
@@ -108,7 +108,7 @@ fn thread_count_does_not_change_a_bit() {
 
 #[test]
 fn two_models_on_two_threads_match_one_after_the_other() {
-    let data = synthetic_digits(1000, 4);
+    let data = synthetic_digits(1000, 4).unwrap();
     let seeds = [5, 6];
     let one_after_the_other: Vec<Run> = seeds.iter().map(|&s| run(s, &data)).collect();
     let barrier = Barrier::new(seeds.len());

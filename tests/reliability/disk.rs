@@ -65,3 +65,18 @@ fn concurrent_saves_to_one_path_leave_a_whole_checkpoint() {
     assert!(candidates.contains(&weight_bits(&loaded)));
     assert_eq!(dir.listing(), ["weights.safetensors"]);
 }
+
+#[test]
+fn saving_to_a_long_file_name_keeps_the_temporary_name_legal() {
+    let dir = Scratch::new("long-name");
+    // 250 bytes: legal (NAME_MAX is 255), but the temporary name used to be longer than that.
+    let name = format!("{}.safetensors", "w".repeat(238));
+    assert_eq!(name.len(), 250);
+    let path = dir.path().join(&name);
+    let model = classifier(0, 3, 4, 2);
+    model.save_weights(&path).unwrap();
+    let mut loaded = classifier(9, 3, 4, 2);
+    loaded.load_weights(&path).unwrap();
+    assert_eq!(weight_bits(&loaded), weight_bits(&model));
+    assert_eq!(dir.listing(), [name]);
+}

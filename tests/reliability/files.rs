@@ -1,13 +1,16 @@
 //! Bad files: checkpoints that do not fit the model or are damaged, IDX files that are
-//! truncated, corrupt or lie about their size, a data directory that is not there, and what the
-//! `mnist` example makes of them.
+//! truncated, corrupt or lie about their size (a gzip header claiming more than deflate can
+//! inflate, a stream longer than its claim), devices given as files, training and test images
+//! of different sizes, a data directory that is not there, and what the `mnist` example makes
+//! of them.
 
 use crate::common::{
-    classifier, digit_images, digit_labels, gzip, idx_images, justified, largest_allocation,
-    weight_bits, write_mnist, Scratch,
+    classifier, digit_images, digit_labels, gzip, idx_images, idx_labels, justified,
+    largest_allocation, weight_bits, write_mnist, Scratch,
 };
 use dendrite_nn::data::{
-    load_mnist, read_idx_images, read_idx_labels, DataError, IdxPart, TRAIN_IMAGES,
+    load_mnist, read_idx_images, read_idx_labels, DataError, IdxPart, MAX_GZIP_RATIO, TEST_IMAGES,
+    TEST_LABELS, TRAIN_IMAGES,
 };
 use dendrite_nn::{Activation, Dense, NnError, Sequential};
 use std::error::Error;
@@ -226,9 +229,10 @@ fn corrupted_gz_file() -> TestResult {
 #[test]
 fn idx_header_claims_more_than_the_file_holds() -> TestResult {
     let dir = Scratch::new("idx-claim");
-    // 10^9 images of 28x28 claimed, three pixels present; raw and compressed.
+    // 10^9 images of 28x28 claimed, three pixels present.
     let raw = idx_images(1_000_000_000, 28, 28, &[1, 2, 3]);
-    for (name, bytes) in [("raw", raw.clone()), ("raw.gz", gzip(&raw))] {
+    {
+        let (name, bytes) = ("raw", raw);
         let path = dir.write(name, &bytes);
         let (result, largest) = largest_allocation(|| read_idx_images(&path));
         let err = result.unwrap_err();
@@ -251,6 +255,123 @@ fn idx_header_claims_more_than_the_file_holds() -> TestResult {
         // Nothing near the 784 GB claimed was reserved: at most what the file justifies.
         assert!(largest <= justified(name, bytes.len()), "{largest} bytes");
     }
+    Ok(())
+}
+
+// ANCHOR: gzip_claims
+#[test]
+fn gzip_header_claims_more_than_deflate_can_inflate() -> TestResult {
+    let dir = Scratch::new("gz-claim");
+    // The same lie compressed: 784 GB claimed from a few dozen bytes, which no deflate stream
+    // can expand to (at most MAX_GZIP_RATIO = 1032 times). Refused before inflating a byte.
+    let gz = gzip(&idx_images(1_000_000_000, 28, 28, &[1, 2, 3]));
+    let path = dir.write("raw.gz", &gz);
+    let (result, largest) = largest_allocation(|| read_idx_images(&path));
+    let err = result.unwrap_err();
+    let n = gz.len() as u64;
+    assert!(matches!(
+        err,
+        DataError::ImplausibleClaim { claimed: 784_000_000_016, compressed, ratio: MAX_GZIP_RATIO, .. }
+            if compressed == n
+    ));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: the IDX header claims 784000000016 bytes, but {n} bytes of gzip cannot inflate to more than {} (at most 1032:1)",
+            path.display(),
+            n * 1032
+        )
+    );
+    assert!(largest <= justified("raw.gz", gz.len()), "{largest} bytes");
+    Ok(())
+}
+
+#[test]
+fn gzip_stream_longer_than_its_header_claims() -> TestResult {
+    let dir = Scratch::new("gz-long");
+    // Two labels claimed, 100 000 in the stream: inflation stops one byte past the claim.
+    let mut labels = vec![0, 0, 8, 1, 0, 0, 0, 2];
+    labels.extend(std::iter::repeat_n(1u8, 100_000));
+    let path = dir.write("labels.gz", &gzip(&labels));
+    let (result, largest) = largest_allocation(|| read_idx_labels(&path));
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, DataError::GzipTrailing { expected: 10, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: the gzip stream inflates past the 10 bytes the IDX header describes (decompression stopped there)",
+            path.display()
+        )
+    );
+    assert!(largest < 100_000, "{largest} bytes");
+    Ok(())
+}
+// ANCHOR_END: gzip_claims
+
+#[cfg(unix)]
+#[test]
+fn device_files_are_refused_not_read() -> TestResult {
+    let zero = std::path::Path::new("/dev/zero");
+    let message = |what: &str| {
+        format!("/dev/zero: a character device, not a regular file: {what} are read only from regular files, whose length bounds what is read")
+    };
+    let err = read_idx_images(zero).unwrap_err();
+    assert!(matches!(
+        err,
+        DataError::NotAFile {
+            kind: "a character device",
+            ..
+        }
+    ));
+    assert_eq!(err.to_string(), message("data"));
+    let err = read_idx_labels(zero).unwrap_err();
+    assert!(matches!(err, DataError::NotAFile { .. }));
+    let mut model = three_layers(0);
+    let err = refused_load(&mut model, zero);
+    assert!(matches!(
+        err,
+        NnError::NotAFile {
+            kind: "a character device",
+            ..
+        }
+    ));
+    assert_eq!(err.to_string(), message("checkpoints"));
+    Ok(())
+}
+
+#[test]
+fn train_and_test_images_of_different_sizes() -> TestResult {
+    let dir = Scratch::new("mnist-sizes");
+    write_mnist(&dir);
+    // Test images of 3x2 beside training images of 2x3 (whatever write_mnist wrote).
+    let test = dir.write(
+        &format!("{TEST_IMAGES}.gz"),
+        &gzip(&idx_images(2, 3, 2, &[0; 12])),
+    );
+    dir.write(&format!("{TEST_LABELS}.gz"), &gzip(&idx_labels(2, &[1, 2])));
+    let err = load_mnist(dir.path()).unwrap_err();
+    let DataError::ImageSizeMismatch {
+        train_path,
+        train_rows,
+        train_cols,
+        test_path,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(test_path, &test);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{} holds images of {train_rows}x{train_cols} but {} holds images of 3x2: training and test images must have one size",
+            train_path.display(),
+            test.display()
+        )
+    );
     Ok(())
 }
 

@@ -2,10 +2,13 @@
 //! open as they are.
 
 use crate::error::{NnError, Result};
+use crate::file_read::{read_regular, ReadFailure};
 use crate::float::Float;
 use crate::model::Sequential;
+use dendrite_graph::{Graph, NodeId};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -13,6 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Numbers the temporary files of [`write_atomic`] within this process.
 static TMP_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+/// The longest file name, in bytes, that the file systems written to accept (`NAME_MAX` on
+/// Linux and the BSDs; Windows and macOS allow 255 UTF-16 units or UTF-8 bytes, which 255
+/// bytes never exceed).
+const NAME_MAX: usize = 255;
 
 /// The largest header safetensors accepts (its `MAX_HEADER_SIZE`).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -58,7 +66,8 @@ fn corrupt_reason(bytes: &[u8], err: &safetensors::SafeTensorError) -> String {
 /// Writes a file atomically: `write` fills a temporary file beside `path` (same directory, so
 /// the final rename cannot cross file systems), which is flushed, synced and renamed over
 /// `path`. If `write` or any step fails, the temporary file is removed and `path` is left as
-/// it was.
+/// it was. The temporary name, `.{name}.tmp-{pid}-{serial}`, cuts `name` short so that it
+/// stays within `NAME_MAX` (255 bytes) for any legal destination name.
 ///
 /// # Errors
 /// [`NnError::Io`] naming `path`.
@@ -94,13 +103,10 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>
             "a checkpoint path must name a file",
         ))
     })?;
-    // Unique per process *and* per call, so two threads saving to the same path at once each
-    // write their own temporary file and the last rename wins with a complete file.
-    let serial = TMP_SERIAL.fetch_add(1, Ordering::Relaxed);
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(file_name);
-    tmp_name.push(format!(".tmp-{}-{serial}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp = dir.join(temp_name(
+        file_name,
+        TMP_SERIAL.fetch_add(1, Ordering::Relaxed),
+    ));
     let result = (|| {
         let mut file = File::create(&tmp)?;
         write(&mut file)?;
@@ -118,6 +124,89 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()>
         let _ = fs::remove_file(&tmp);
     }
     result.map_err(io_err)
+}
+
+/// The name of the temporary file [`write_atomic`] writes beside `file_name`:
+/// `.{file_name}.tmp-{pid}-{serial}`, unique per process *and* per call (so two threads saving
+/// to one path at once each write their own file and the last rename wins with a complete
+/// one), with `file_name` cut short so that the whole stays within [`NAME_MAX`] bytes: any
+/// name legal for the destination gives a legal temporary name.
+fn temp_name(file_name: &OsStr, serial: u64) -> OsString {
+    let suffix = format!(".tmp-{}-{serial}", std::process::id());
+    let room = NAME_MAX.saturating_sub(1 + suffix.len());
+    let mut name = OsString::from(".");
+    name.push(prefix_within(file_name, room));
+    name.push(suffix);
+    name
+}
+
+/// The longest prefix of `name` of at most `max` bytes, cut at a character boundary when the
+/// name is UTF-8 (file systems such as APFS require valid UTF-8 names).
+fn prefix_within(name: &OsStr, max: usize) -> OsString {
+    if let Some(text) = name.to_str() {
+        let end = text
+            .char_indices()
+            .map(|(i, c)| i + c.len_utf8())
+            .take_while(|&end| end <= max)
+            .last()
+            .unwrap_or(0);
+        return OsString::from(text.get(..end).unwrap_or(""));
+    }
+    raw_prefix_within(name, max)
+}
+
+/// A name that is not UTF-8 is a byte string on Unix: cut it at `max` bytes.
+#[cfg(unix)]
+fn raw_prefix_within(name: &OsStr, max: usize) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let bytes = name.as_bytes();
+    OsString::from_vec(bytes.get(..max).unwrap_or(bytes).to_vec())
+}
+
+/// Elsewhere a name that is not UTF-8 is cut after its lossy conversion.
+#[cfg(not(unix))]
+fn raw_prefix_within(name: &OsStr, max: usize) -> OsString {
+    let text = name.to_string_lossy().into_owned();
+    prefix_within(OsStr::new(&text), max)
+}
+
+/// The most bytes a checkpoint of these parameters can honestly hold: the 8-byte length
+/// prefix, a header of at most [`MAX_HEADER_BYTES`] and the parameters' data.
+fn max_checkpoint_len<F: Float>(graph: &Graph<F>, params: &[NodeId]) -> Result<u64> {
+    let mut data = 0u64;
+    for &p in params {
+        let bytes = (graph.value(p)?.len() as u64).saturating_mul(F::BYTES as u64);
+        data = data.saturating_add(bytes);
+    }
+    Ok(data.saturating_add(8).saturating_add(MAX_HEADER_BYTES))
+}
+
+/// The bytes of the checkpoint at `path`, read within `limit` and the file's length.
+fn read_checkpoint(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let path_buf = path.to_path_buf();
+    read_regular(path, limit).map_err(|failure| match failure {
+        ReadFailure::Io(source) => NnError::Io {
+            path: path_buf,
+            source,
+        },
+        ReadFailure::NotRegular { kind } => NnError::NotAFile {
+            path: path_buf,
+            kind,
+        },
+        ReadFailure::TooLong { len, limit } => NnError::FileTooLarge {
+            path: path_buf,
+            len,
+            limit,
+        },
+        ReadFailure::Allocation { bytes } => NnError::AllocationFailed {
+            path: path_buf,
+            bytes,
+        },
+        ReadFailure::Grew { len } => NnError::FileGrew {
+            path: path_buf,
+            len,
+        },
+    })
 }
 
 fn dtype_of<F: Float>() -> Dtype {
@@ -193,9 +282,15 @@ impl<F: Float> Sequential<F> {
     /// must hold exactly the model's parameters, by name, with the same shapes and element
     /// type; nothing changes unless all of them fit.
     ///
+    /// The file is read within what it can hold: it must be a regular file (`/dev/zero`, a FIFO
+    /// or a directory is refused without being read), no longer than a checkpoint of this model
+    /// can be (the 8-byte prefix, a header of at most 100 MB and the parameters' bytes), and
+    /// at most its length is reserved and read.
+    ///
     /// # Errors
-    /// [`NnError::NotCompiled`] before the model is built; [`NnError::Io`],
-    /// [`NnError::CorruptCheckpoint`], [`NnError::MissingTensor`],
+    /// [`NnError::NotCompiled`] before the model is built (checked first); [`NnError::NotAFile`],
+    /// [`NnError::FileTooLarge`], [`NnError::FileGrew`], [`NnError::AllocationFailed`],
+    /// [`NnError::Io`], [`NnError::CorruptCheckpoint`], [`NnError::MissingTensor`],
     /// [`NnError::UnexpectedTensor`], [`NnError::TensorShape`], [`NnError::TensorDtype`].
     ///
     /// ```
@@ -203,16 +298,19 @@ impl<F: Float> Sequential<F> {
     /// let mut model = Sequential::new();
     /// model.add(Dense::new(2).input_dim(3));
     /// model.build()?;
-    /// let err = model.load_weights("/nonexistent/weights.safetensors").unwrap_err();
-    /// assert!(matches!(err, NnError::Io { .. }));
+    /// let err = model.load_weights("/nonexistent/weights.safetensors").err();
+    /// assert!(matches!(err, Some(NnError::Io { .. })));
+    /// # #[cfg(unix)]
+    /// assert!(matches!(model.load_weights("/dev/zero"), Err(NnError::NotAFile { .. })));
     /// # Ok::<(), NnError>(())
     /// ```
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let bytes = fs::read(path).map_err(|source| NnError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let not_compiled = NnError::NotCompiled {
+            method: "load_weights",
+        };
+        let (graph, params) = self.parameter_nodes().ok_or(not_compiled)?;
+        let bytes = read_checkpoint(path, max_checkpoint_len(graph, params)?)?;
         // safetensors checks the header length against the file, and every tensor's offsets
         // against its shape, its dtype and the data present, before anything is read; tensors
         // are then views into `bytes`: nothing is allocated from sizes the file claims.
@@ -224,43 +322,7 @@ impl<F: Float> Sequential<F> {
             method: "load_weights",
         })?;
         // Check everything first, so that a bad file changes nothing.
-        let mut tensors = Vec::with_capacity(params.len());
-        for &p in params {
-            let name = graph.name(p)?.to_owned();
-            let tensor = file.tensor(&name).map_err(|_| NnError::MissingTensor {
-                path: path.to_path_buf(),
-                name: name.clone(),
-            })?;
-            if tensor.dtype() != dtype_of::<F>() {
-                return Err(NnError::TensorDtype {
-                    path: path.to_path_buf(),
-                    name,
-                    expected: F::NAME,
-                    actual: format!("{:?}", tensor.dtype()).to_lowercase(),
-                });
-            }
-            let expected = graph.value(p)?.shape().to_vec();
-            if tensor.shape() != expected.as_slice() {
-                return Err(NnError::TensorShape {
-                    path: path.to_path_buf(),
-                    name,
-                    expected,
-                    actual: tensor.shape().to_vec(),
-                });
-            }
-            tensors.push(tensor);
-        }
-        for name in file.names() {
-            if !params
-                .iter()
-                .any(|&p| graph.name(p).ok() == Some(name.as_str()))
-            {
-                return Err(NnError::UnexpectedTensor {
-                    path: path.to_path_buf(),
-                    name: name.clone(),
-                });
-            }
-        }
+        let tensors = matching_tensors(path, &file, graph, params)?;
         for (&p, tensor) in params.iter().zip(&tensors) {
             let mut param = graph.parameter_mut(p)?;
             for (w, chunk) in param.iter_mut().zip(tensor.data().chunks_exact(F::BYTES)) {
@@ -270,5 +332,72 @@ impl<F: Float> Sequential<F> {
             }
         }
         Ok(())
+    }
+}
+
+/// The tensors of `file` for `params`, in order, once every name, dtype and shape matches and
+/// the file holds no tensor the model lacks.
+fn matching_tensors<'a, F: Float>(
+    path: &Path,
+    file: &SafeTensors<'a>,
+    graph: &Graph<F>,
+    params: &[NodeId],
+) -> Result<Vec<TensorView<'a>>> {
+    let mut tensors = Vec::with_capacity(params.len());
+    for &p in params {
+        let name = graph.name(p)?.to_owned();
+        let tensor = file.tensor(&name).map_err(|_| NnError::MissingTensor {
+            path: path.to_path_buf(),
+            name: name.clone(),
+        })?;
+        if tensor.dtype() != dtype_of::<F>() {
+            return Err(NnError::TensorDtype {
+                path: path.to_path_buf(),
+                name,
+                expected: F::NAME,
+                actual: format!("{:?}", tensor.dtype()).to_lowercase(),
+            });
+        }
+        let expected = graph.value(p)?.shape().to_vec();
+        if tensor.shape() != expected.as_slice() {
+            return Err(NnError::TensorShape {
+                path: path.to_path_buf(),
+                name,
+                expected,
+                actual: tensor.shape().to_vec(),
+            });
+        }
+        tensors.push(tensor);
+    }
+    if let Some(name) = file.names().into_iter().find(|&name| {
+        !params
+            .iter()
+            .any(|&p| graph.name(p).ok() == Some(name.as_str()))
+    }) {
+        return Err(NnError::UnexpectedTensor {
+            path: path.to_path_buf(),
+            name: name.clone(),
+        });
+    }
+    Ok(tensors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_stay_within_name_max() {
+        for name in ["w".repeat(255), "é".repeat(127), "a".to_owned()] {
+            let tmp = temp_name(OsStr::new(&name), u64::MAX);
+            let tmp = tmp.to_str().map(str::to_owned).unwrap_or_default();
+            assert!(tmp.len() <= NAME_MAX, "{} bytes", tmp.len());
+            assert!(tmp.starts_with('.') && tmp.contains(".tmp-"), "{tmp}");
+        }
+        let short = temp_name(OsStr::new("w.safetensors"), 7);
+        assert_eq!(
+            short,
+            OsString::from(format!(".w.safetensors.tmp-{}-7", std::process::id()))
+        );
     }
 }

@@ -203,6 +203,44 @@ pub enum NnError {
         #[source]
         source: std::io::Error,
     },
+    /// A checkpoint path that names something other than a regular file (a directory, a
+    /// device such as `/dev/zero`, a FIFO, a socket): refused without reading it, because only a
+    /// regular file's length bounds what reading it returns.
+    #[error("{}: {kind}, not a regular file: checkpoints are read only from regular files, whose length bounds what is read", path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead, in words (`"a character device"`, `"a directory"`, ...).
+        kind: &'static str,
+    },
+    /// A checkpoint longer than one of this model can be (an 8-byte prefix, a header of at
+    /// most 100 MB, and the parameters' bytes): refused before it is read.
+    #[error("{}: the file holds {len} bytes, more than the {limit} bytes a checkpoint of this model can take", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length, from its metadata.
+        len: u64,
+        /// The most a checkpoint of this model can take.
+        limit: u64,
+    },
+    /// A checkpoint holding more bytes than its metadata gave: it grew while being read, or it
+    /// is a special file (such as those under `/proc`). Reading stopped one byte past `len`.
+    #[error("{}: the file holds more than the {len} bytes its metadata gives (it grew while being read, or it is a special file); reading stopped there", path.display())]
+    FileGrew {
+        /// The file.
+        path: PathBuf,
+        /// The length its metadata gave.
+        len: u64,
+    },
+    /// The allocator refused a buffer for a checkpoint's bytes.
+    #[error("{}: could not allocate {bytes} bytes to read the checkpoint", path.display())]
+    AllocationFailed {
+        /// The file.
+        path: PathBuf,
+        /// The bytes asked for.
+        bytes: u64,
+    },
     /// A checkpoint that is not a valid safetensors file.
     #[error("{}: not a valid safetensors checkpoint: {reason}", path.display())]
     CorruptCheckpoint {

@@ -10,7 +10,7 @@
 //! use dendrite_nn::data::synthetic_mnist;
 //! use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
 //!
-//! let mnist = synthetic_mnist(0); // procedurally drawn digits, not MNIST
+//! let mnist = synthetic_mnist(0)?; // procedurally drawn digits, not MNIST
 //! let (train, test) = (mnist.train.take(512), mnist.test.take(128));
 //!
 //! let mut model = Sequential::new();
@@ -36,6 +36,7 @@ mod checkpoint;
 pub mod data;
 mod dense;
 mod error;
+mod file_read;
 mod float;
 mod input;
 mod layer;

@@ -63,7 +63,7 @@ fn fit_allocations(
 
 #[test]
 fn training_steps_do_not_allocate() {
-    let data = synthetic_digits(32 * 40, 0);
+    let data = synthetic_digits(32 * 40, 0).unwrap();
     let mut model = Sequential::new();
     model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
     model.add(Dense::new(10).activation(Activation::Softmax));

@@ -46,7 +46,7 @@ fn bits(a: &ndarray::Array2<f32>) -> Vec<u32> {
 fn save_load_predict_is_bit_identical() {
     let dir = scratch("roundtrip");
     let path = dir.join("weights.safetensors");
-    let data = synthetic_digits(300, 1);
+    let data = synthetic_digits(300, 1).unwrap();
     let mut trained = model(1, 32, false);
     trained
         .fit(&data, FitConfig::default().epochs(1).verbosity(0))
@@ -217,5 +217,96 @@ fn a_failed_write_leaves_the_old_checkpoint_intact() {
     let mut check = model(9, 32, false);
     check.load_weights(&path).unwrap();
     assert_eq!(check.weights().unwrap(), second.weights().unwrap());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[cfg(unix)]
+#[test]
+fn dev_zero_and_directories_are_refused_not_read() {
+    let mut m = model(1, 4, false);
+    let before = m.weights().unwrap();
+    let err = m.load_weights("/dev/zero").unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            NnError::NotAFile {
+                kind: "a character device",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "/dev/zero: a character device, not a regular file: checkpoints are read only from regular files, whose length bounds what is read"
+    );
+    let dir = scratch("dir-as-checkpoint");
+    let err = m.load_weights(&dir).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NnError::NotAFile {
+                kind: "a directory",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(m.weights().unwrap(), before);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_special_file_longer_than_its_length_is_refused() {
+    let mut m = model(1, 4, false);
+    let err = m.load_weights("/proc/self/status").unwrap_err();
+    assert!(matches!(err, NnError::FileGrew { len: 0, .. }), "{err:?}");
+}
+
+#[test]
+fn a_file_longer_than_any_checkpoint_of_the_model_is_refused_unread() {
+    let dir = scratch("too-long");
+    let path = dir.join("big.safetensors");
+    // A sparse file of 1 GiB: no model of 4 hidden units needs more than 100 MB of header.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(1 << 30).unwrap();
+    let mut m = model(1, 4, false);
+    let err = m.load_weights(&path).unwrap_err();
+    let params = (784 * 4 + 4 + 4 * 10 + 10) * 4;
+    let limit = 8 + 100_000_000 + params;
+    assert!(
+        matches!(err, NnError::FileTooLarge { len, limit: l, .. } if len == 1 << 30 && l == limit),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: the file holds 1073741824 bytes, more than the {limit} bytes a checkpoint of this model can take",
+            path.display()
+        )
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn saving_to_the_longest_legal_file_names_works() {
+    let dir = scratch("long-names");
+    let m = model(1, 4, false);
+    for len in [250, 255] {
+        let name = format!("{}.safetensors", "w".repeat(len - ".safetensors".len()));
+        assert_eq!(name.len(), len);
+        let path = dir.join(&name);
+        m.save_weights(&path).unwrap();
+        let mut copy = model(2, 4, false);
+        copy.load_weights(&path).unwrap();
+        assert_eq!(copy.weights().unwrap(), m.weights().unwrap());
+        // The temporary file was renamed; nothing else is left.
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [std::ffi::OsString::from(&name)]);
+        std::fs::remove_file(&path).unwrap();
+    }
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -72,7 +72,7 @@ fn labels_out_of_range_name_the_label_and_sample() {
     ));
 
     // A dataset with 10 classes fed to a model with 3 outputs.
-    let digits = synthetic_digits(50, 0);
+    let digits = synthetic_digits(50, 0).unwrap();
     let mut model = classifier(3, 784);
     let err = model.fit(&digits, quiet()).unwrap_err();
     match err {
@@ -308,7 +308,7 @@ fn targets_of_the_wrong_width() {
         .compile(Adam::default(), Loss::CategoricalCrossentropy, &[])
         .unwrap();
     assert!(matches!(
-        digits.fit(&synthetic_digits(10, 0), quiet()),
+        digits.fit(&synthetic_digits(10, 0).unwrap(), quiet()),
         Err(NnError::TargetMismatch {
             expected: 5,
             actual: 10

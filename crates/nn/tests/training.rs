@@ -78,7 +78,7 @@ fn digits() -> Mnist {
     let dir = mnist_dir_from_env().or_else(|| shared.is_dir().then_some(shared));
     match dir {
         Some(dir) => load_mnist(&dir).unwrap(),
-        None => synthetic_mnist(0),
+        None => synthetic_mnist(0).unwrap(),
     }
 }
 

@@ -6,12 +6,14 @@
 //! reusable buffer. Nothing is copied or allocated per epoch or per batch.
 
 use std::iter::FusedIterator;
+use std::path::Path;
 use std::slice::Chunks;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::error::DataError;
+use super::error::{DataError, IN_MEMORY};
+use super::limit::{check_bytes, try_vec};
 
 /// The generator for `(seed, epoch)`: the seed picks the ChaCha key, the epoch its stream, so
 /// each epoch's order is independent of the others and reproducible on its own.
@@ -39,17 +41,22 @@ pub(crate) fn fisher_yates<T>(items: &mut [T], rng: &mut ChaCha8Rng) {
 /// ```
 /// use dendrite_nn::data::shuffled_indices;
 ///
-/// let a = shuffled_indices(10, 7, 0);
-/// assert_eq!(a, shuffled_indices(10, 7, 0));
-/// assert_ne!(a, shuffled_indices(10, 7, 1));
+/// let a = shuffled_indices(10, 7, 0)?;
+/// assert_eq!(a, shuffled_indices(10, 7, 0)?);
+/// assert_ne!(a, shuffled_indices(10, 7, 1)?);
 /// let mut sorted = a.clone();
 /// sorted.sort_unstable();
 /// assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+/// # Ok::<(), dendrite_nn::data::DataError>(())
 /// ```
-pub fn shuffled_indices(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut order = EpochOrder::new(n, seed);
+///
+/// # Errors
+///
+/// As [`EpochOrder::new`].
+pub fn shuffled_indices(n: usize, seed: u64, epoch: u64) -> Result<Vec<usize>, DataError> {
+    let mut order = EpochOrder::new(n, seed)?;
     order.shuffle(epoch);
-    order.indices
+    Ok(order.indices)
 }
 
 /// The order in which one epoch visits the samples, kept in a buffer that is reused across
@@ -64,7 +71,7 @@ pub fn shuffled_indices(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 /// ```
 /// use dendrite_nn::data::EpochOrder;
 ///
-/// let mut order = EpochOrder::new(10, 42);
+/// let mut order = EpochOrder::new(10, 42)?;
 /// for epoch in 0..3 {
 ///     order.shuffle(epoch);
 ///     let sizes: Vec<usize> = order.batches(4)?.map(<[usize]>::len).collect();
@@ -80,11 +87,27 @@ pub struct EpochOrder {
 
 impl EpochOrder {
     /// An order over `0..n`, initially sequential.
-    pub fn new(n: usize, seed: u64) -> Self {
-        Self {
-            seed,
-            indices: (0..n).collect(),
-        }
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::TooLarge`] if `n` indices exceed the per-tensor limit
+    /// ([`dendrite_graph::limits::max_tensor_bytes`]), [`DataError::AllocationFailed`] if the
+    /// allocator refuses them.
+    ///
+    /// ```
+    /// use dendrite_nn::data::{DataError, EpochOrder};
+    ///
+    /// assert_eq!(EpochOrder::new(3, 0)?.indices(), [0, 1, 2]);
+    /// assert!(matches!(EpochOrder::new(usize::MAX, 0), Err(DataError::TooLarge { .. })));
+    /// # Ok::<(), DataError>(())
+    /// ```
+    pub fn new(n: usize, seed: u64) -> Result<Self, DataError> {
+        let memory = Path::new(IN_MEMORY);
+        let bytes = (n as u64).checked_mul(std::mem::size_of::<usize>() as u64);
+        check_bytes(memory, "the epoch order", bytes)?;
+        let mut indices = try_vec(memory, "the epoch order", n)?;
+        indices.extend(0..n);
+        Ok(Self { seed, indices })
     }
 
     /// The seed given to [`EpochOrder::new`].

@@ -277,9 +277,10 @@ impl Dataset {
     /// ```
     /// use dendrite_nn::data::synthetic_digits;
     ///
-    /// let ds = synthetic_digits(3, 7);
+    /// let ds = synthetic_digits(3, 7)?;
     /// assert_eq!(ds.image(2).map(<[u8]>::len), Some(784));
     /// assert!(ds.image(3).is_none());
+    /// # Ok::<(), dendrite_nn::data::DataError>(())
     /// ```
     pub fn image(&self, i: usize) -> Option<&[u8]> {
         if i >= self.len {
@@ -318,8 +319,9 @@ impl Dataset {
     /// ```
     /// use dendrite_nn::data::synthetic_digits;
     ///
-    /// let (train, valid) = synthetic_digits(100, 1).split(90);
+    /// let (train, valid) = synthetic_digits(100, 1)?.split(90);
     /// assert_eq!((train.len(), valid.len()), (90, 10));
+    /// # Ok::<(), dendrite_nn::data::DataError>(())
     /// ```
     pub fn split(&self, at: usize) -> (Dataset, Dataset) {
         let at = at.min(self.len);
@@ -335,8 +337,9 @@ impl Dataset {
     /// ```
     /// use dendrite_nn::data::synthetic_digits;
     ///
-    /// let small = synthetic_digits(50, 1).take(20);
+    /// let small = synthetic_digits(50, 1)?.take(20);
     /// assert_eq!(small.len(), 20);
+    /// # Ok::<(), dendrite_nn::data::DataError>(())
     /// ```
     pub fn take(&self, n: usize) -> Dataset {
         self.view(self.start, n.min(self.len))
@@ -470,11 +473,11 @@ impl Dataset {
     /// ```
     /// use dendrite_nn::data::{synthetic_digits, EpochOrder};
     ///
-    /// let ds = synthetic_digits(100, 3);
+    /// let ds = synthetic_digits(100, 3)?;
     /// let batch = 32;
     /// let mut x = vec![0.0f64; batch * ds.features()];
     /// let mut y = vec![0.0f64; batch * ds.classes()];
-    /// let mut order = EpochOrder::new(ds.len(), 42);
+    /// let mut order = EpochOrder::new(ds.len(), 42)?;
     /// order.shuffle(0);
     /// for idx in order.batches(batch)? {
     ///     let (bx, by) = (&mut x[..idx.len() * ds.features()], &mut y[..idx.len() * ds.classes()]);

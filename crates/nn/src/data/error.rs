@@ -71,6 +71,107 @@ pub enum DataError {
         source: io::Error,
     },
 
+    /// The path names something other than a regular file (a directory, a device such as
+    /// `/dev/zero`, a FIFO, a socket). Only regular files are read, because only their length
+    /// bounds what reading them can return.
+    #[error("{}: {kind}, not a regular file: data are read only from regular files, whose length bounds what is read", path.display())]
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead, in words (`"a character device"`, `"a directory"`, ...).
+        kind: &'static str,
+    },
+
+    /// The file is longer than any IDX file whose payload fits the per-tensor limit
+    /// ([`dendrite_graph::limits::max_tensor_bytes`]); it is refused before being read.
+    #[error("{}: the file holds {len} bytes, more than the {limit} bytes an IDX file within the per-tensor limit can take", path.display())]
+    FileTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length, from its metadata.
+        len: u64,
+        /// The most an IDX file may hold.
+        limit: u64,
+    },
+
+    /// The file holds more bytes than its metadata gave: it grew while being read, or it is a
+    /// special file (such as those under `/proc`) whose length says nothing. Reading stopped
+    /// one byte past `len`.
+    #[error("{}: the file holds more than the {len} bytes its metadata gives (it grew while being read, or it is a special file); reading stopped there", path.display())]
+    FileGrew {
+        /// The file.
+        path: PathBuf,
+        /// The length its metadata gave.
+        len: u64,
+    },
+
+    /// What a header (or an argument) asks for exceeds the per-tensor limit
+    /// ([`dendrite_graph::limits::max_tensor_bytes`]), or its size overflows `u64`.
+    #[error("{}: {what} would take {} bytes, more than the per-tensor limit of {limit} bytes (dendrite_graph::limits::set_max_tensor_bytes raises it)", path.display(), show_bytes(*bytes))]
+    TooLarge {
+        /// The file (or [`IN_MEMORY`] for parsed bytes and generated data).
+        path: PathBuf,
+        /// What was to be allocated (`"the IDX payload"`, `"the synthetic images"`, ...).
+        what: &'static str,
+        /// Its size in bytes, `None` when that overflows `u64`.
+        bytes: Option<u64>,
+        /// The limit in force.
+        limit: u64,
+    },
+
+    /// The allocator refused a buffer within the limit.
+    #[error("{}: could not allocate {bytes} bytes for {what}", path.display())]
+    AllocationFailed {
+        /// The file (or [`IN_MEMORY`]).
+        path: PathBuf,
+        /// What the buffer was for.
+        what: &'static str,
+        /// The bytes asked for.
+        bytes: u64,
+    },
+
+    /// A gzip-compressed IDX file whose header claims more bytes than its compressed length
+    /// can inflate to at [`MAX_GZIP_RATIO`](super::MAX_GZIP_RATIO): refused before
+    /// decompressing anything (a "gzip bomb" or a lying header).
+    #[error("{}: the IDX header claims {claimed} bytes, but {compressed} bytes of gzip cannot inflate to more than {} (at most {ratio}:1)", path.display(), compressed.saturating_mul(*ratio))]
+    ImplausibleClaim {
+        /// The file (or [`IN_MEMORY`]).
+        path: PathBuf,
+        /// Header and payload bytes the header claims.
+        claimed: u64,
+        /// Length of the gzip data.
+        compressed: u64,
+        /// The largest expansion accepted, [`MAX_GZIP_RATIO`](super::MAX_GZIP_RATIO).
+        ratio: u64,
+    },
+
+    /// A gzip stream that inflates past the size its IDX header claims. Decompression stops
+    /// one byte past the claim, so how much more the stream holds is not known.
+    #[error("{}: the gzip stream inflates past the {expected} bytes the IDX header describes (decompression stopped there)", path.display())]
+    GzipTrailing {
+        /// The file (or [`IN_MEMORY`]).
+        path: PathBuf,
+        /// Header and payload bytes the header describes.
+        expected: u64,
+    },
+
+    /// The training and test images of an MNIST directory differ in size.
+    #[error("{} holds images of {train_rows}x{train_cols} but {} holds images of {test_rows}x{test_cols}: training and test images must have one size", train_path.display(), test_path.display())]
+    ImageSizeMismatch {
+        /// The training image file.
+        train_path: PathBuf,
+        /// Rows of a training image.
+        train_rows: usize,
+        /// Columns of a training image.
+        train_cols: usize,
+        /// The test image file.
+        test_path: PathBuf,
+        /// Rows of a test image.
+        test_rows: usize,
+        /// Columns of a test image.
+        test_cols: usize,
+    },
+
     /// The gzip stream ends before its end marker and checksum.
     #[error("{}: truncated gzip stream: {source}", path.display())]
     GzipTruncated {
@@ -202,4 +303,12 @@ pub enum DataError {
         /// The dataset length.
         len: usize,
     },
+}
+
+/// `bytes` for a message: the number, or "more than u64::MAX" when it overflowed.
+fn show_bytes(bytes: Option<u64>) -> String {
+    match bytes {
+        Some(b) => b.to_string(),
+        None => format!("more than {}", u64::MAX),
+    }
 }

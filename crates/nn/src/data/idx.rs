@@ -4,21 +4,26 @@
 //! by `NDIM` 32-bit sizes, then the items. Images are `0x00000803` (count, rows, cols), labels
 //! `0x00000801` (count).
 //!
-//! Every size is checked against what the file actually holds *before* anything is allocated
-//! from it: a 20-byte file whose header claims 10^9 images fails at once, without reserving
-//! 784 GB. Gzip input is recognised by its magic bytes `1f 8b` (not by the file name) and is
-//! decompressed with a read limit of the size the header claims plus one byte, which is enough
-//! to tell "exact", "truncated" and "trailing bytes" apart.
+//! Files are read within what they can hold. Only regular files are read, and at most their
+//! length (`/dev/zero` is refused, not read). The size a header claims is computed with checked
+//! arithmetic and held to the per-tensor limit ([`dendrite_graph::limits`]) and to what the
+//! data can honestly hold *before* anything is allocated from it: a raw file must be exactly
+//! header plus payload long, so a 20-byte file claiming 10^9 images fails at once; a gzip file
+//! cannot inflate to more than [`MAX_GZIP_RATIO`] times its length, so a header claiming more
+//! is refused before decompressing a byte. Gzip input is recognised by its magic bytes
+//! `1f 8b` (not by the file name) and is decompressed with a read limit of the claimed size
+//! plus one byte, which tells "exact", "truncated" and "inflates past the claim" apart without
+//! ever inflating more.
 
-use std::borrow::Cow;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
-
-use flate2::read::MultiGzDecoder;
+use std::path::Path;
 
 use super::dataset::check_labels;
 use super::error::{DataError, IdxPart, IN_MEMORY};
+use super::inflate::decode_gzip;
+use super::limit::{check_bytes, open_idx_file, try_vec};
 use super::MNIST_CLASSES;
+use crate::file_read::{has_more, read_up_to};
 
 /// Magic number of an IDX file of `u8` images: three dimensions (count, rows, cols).
 pub const IDX_IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -27,12 +32,6 @@ pub const IDX_LABELS_MAGIC: u32 = 0x0000_0801;
 
 /// The two bytes every gzip stream starts with.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-/// Deflate cannot expand data by more than about 1032:1, so a compressed input of `n` bytes
-/// decompresses to at most this many times `n` (plus the small header allowance below).
-const DEFLATE_MAX_RATIO: u64 = 1032;
-/// The most we reserve up front for a decompressed payload, whatever the headers say. Larger
-/// payloads are still read; the vector simply grows as data actually arrives.
-const MAX_PREALLOC: u64 = 64 << 20;
 
 /// The images of one IDX image file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +48,7 @@ pub struct IdxImages {
 
 /// What kind of IDX file is expected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Images,
     Labels,
 }
@@ -63,7 +62,7 @@ impl Kind {
     }
 
     /// Bytes of header: magic plus one `u32` per dimension.
-    fn header_len(self) -> usize {
+    pub(crate) fn header_len(self) -> usize {
         match self {
             Kind::Images => 16,
             Kind::Labels => 8,
@@ -73,12 +72,19 @@ impl Kind {
 
 /// A validated header: the dimension sizes and the payload length they imply.
 #[derive(Debug, Clone, Copy)]
-struct Header {
+pub(crate) struct Header {
     count: u32,
     rows: u32,
     cols: u32,
-    /// `count * rows * cols` (labels: `count`), saturating at `u64::MAX`.
-    payload: u64,
+    /// `count * rows * cols` (labels: `count`), computed without overflow.
+    pub(crate) payload: u64,
+}
+
+impl Header {
+    /// Header plus payload bytes: the whole (decompressed) file the header describes.
+    pub(crate) fn total(&self, kind: Kind) -> u64 {
+        (kind.header_len() as u64).saturating_add(self.payload)
+    }
 }
 
 fn be_u32(bytes: &[u8], at: usize) -> u32 {
@@ -90,8 +96,9 @@ fn be_u32(bytes: &[u8], at: usize) -> u32 {
 }
 
 /// Parses and checks a header from the first bytes of the (decompressed) data; `head` may be
-/// shorter than a header, which is then reported as truncated.
-fn parse_header(path: &Path, head: &[u8], kind: Kind) -> Result<Header, DataError> {
+/// shorter than a header, which is then reported as truncated. A payload whose size overflows
+/// `u64` is [`DataError::TooLarge`].
+pub(crate) fn parse_header(path: &Path, head: &[u8], kind: Kind) -> Result<Header, DataError> {
     let header_len = kind.header_len();
     let truncated = || DataError::Truncated {
         path: path.to_path_buf(),
@@ -126,8 +133,14 @@ fn parse_header(path: &Path, head: &[u8], kind: Kind) -> Result<Header, DataErro
         });
     }
     let payload = u64::from(count)
-        .saturating_mul(u64::from(rows))
-        .saturating_mul(u64::from(cols));
+        .checked_mul(u64::from(rows))
+        .and_then(|n| n.checked_mul(u64::from(cols)))
+        .ok_or_else(|| DataError::TooLarge {
+            path: path.to_path_buf(),
+            what: "the IDX payload",
+            bytes: None,
+            limit: super::limit::limit(),
+        })?;
     Ok(Header {
         count,
         rows,
@@ -137,14 +150,14 @@ fn parse_header(path: &Path, head: &[u8], kind: Kind) -> Result<Header, DataErro
 }
 
 /// Compares the payload length present with the one the header claims.
-fn check_payload_len(
+pub(crate) fn check_payload_len(
     path: &Path,
     kind: Kind,
     header: &Header,
     actual: u64,
 ) -> Result<(), DataError> {
     let head = kind.header_len() as u64;
-    let expected = head.saturating_add(header.payload);
+    let expected = header.total(kind);
     let actual = head.saturating_add(actual);
     if actual < expected {
         Err(DataError::Truncated {
@@ -164,111 +177,75 @@ fn check_payload_len(
     }
 }
 
-/// Decodes an IDX file (raw or gzip) into its header and payload.
-fn decode(path: &Path, bytes: Cow<'_, [u8]>, kind: Kind) -> Result<(Header, Vec<u8>), DataError> {
-    if bytes.starts_with(&GZIP_MAGIC) {
-        decode_gzip(path, &bytes, kind)
-    } else {
-        decode_raw(path, bytes, kind)
-    }
-}
-
-fn decode_raw(
+/// Decodes an IDX file (raw or gzip) of `len` bytes, read from `r`, into its header and
+/// payload.
+fn decode(
     path: &Path,
-    bytes: Cow<'_, [u8]>,
+    r: &mut impl Read,
+    len: u64,
     kind: Kind,
 ) -> Result<(Header, Vec<u8>), DataError> {
-    let header = parse_header(path, &bytes, kind)?;
-    let header_len = kind.header_len();
-    let present = bytes.len().saturating_sub(header_len) as u64;
+    let mut buf = [0u8; 16];
+    let head = buf.get_mut(..kind.header_len()).unwrap_or(&mut []);
+    let n = read_up_to(r, head).map_err(|source| io_error(path, source))?;
+    let head = head.get(..n).unwrap_or(&[]);
+    if head.starts_with(&GZIP_MAGIC) {
+        decode_gzip(path, &mut head.chain(r), len, kind)
+    } else {
+        decode_raw(path, head, r, len, kind)
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> DataError {
+    DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A raw file: its length must be exactly what the header claims (checked before anything is
+/// read past the header, and before the limit, so that a short file says how short), and the
+/// payload must fit the per-tensor limit. Only the payload is allocated.
+fn decode_raw(
+    path: &Path,
+    head: &[u8],
+    r: &mut impl Read,
+    len: u64,
+    kind: Kind,
+) -> Result<(Header, Vec<u8>), DataError> {
+    let header = parse_header(path, head, kind)?;
+    let present = len.saturating_sub(kind.header_len() as u64);
     check_payload_len(path, kind, &header, present)?;
-    let payload = match bytes {
-        // Reuse the file's buffer: shift the payload to the front instead of copying it.
-        Cow::Owned(mut v) => {
-            v.drain(..header_len);
-            v
-        }
-        Cow::Borrowed(b) => b.get(header_len..).unwrap_or(&[]).to_vec(),
-    };
-    Ok((header, payload))
-}
-
-fn gzip_error(path: &Path, source: io::Error) -> DataError {
-    let path = path.to_path_buf();
-    if source.kind() == io::ErrorKind::UnexpectedEof {
-        DataError::GzipTruncated { path, source }
-    } else {
-        DataError::GzipCorrupt { path, source }
-    }
-}
-
-/// Reads until `buf` is full or the stream ends; returns the number of bytes read.
-fn read_up_to(path: &Path, r: &mut impl Read, buf: &mut [u8]) -> Result<usize, DataError> {
-    let mut filled = 0;
-    while let Some(rest) = buf.get_mut(filled..) {
-        if rest.is_empty() {
-            break;
-        }
-        match r.read(rest) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(gzip_error(path, e)),
-        }
-    }
-    Ok(filled)
-}
-
-/// The uncompressed size recorded in the last four bytes of a gzip stream (modulo 2^32). Only
-/// a hint: it is checked against nothing, and used only to size the first allocation.
-fn gzip_size_hint(gz: &[u8]) -> u64 {
-    let n = gz.len();
-    let mut word = [0u8; 4];
-    if let Some(src) = gz.get(n.saturating_sub(4)..) {
-        if src.len() == 4 {
-            word.copy_from_slice(src);
-        }
-    }
-    u64::from(u32::from_le_bytes(word))
-}
-
-fn decode_gzip(path: &Path, gz: &[u8], kind: Kind) -> Result<(Header, Vec<u8>), DataError> {
-    let mut dec = MultiGzDecoder::new(gz);
-    let header_len = kind.header_len();
-    let mut head = [0u8; 16];
-    let head = head.get_mut(..header_len).unwrap_or(&mut []);
-    // Magic first, so that a file of the wrong kind reports its magic, not a short header.
-    let got = read_up_to(path, &mut dec, head.get_mut(..4).unwrap_or(&mut []))?;
-    let got = if got == 4 {
-        4 + read_up_to(path, &mut dec, head.get_mut(4..).unwrap_or(&mut []))?
-    } else {
-        got
-    };
-    let header = parse_header(path, head.get(..got).unwrap_or(&[]), kind)?;
-
-    // Never reserve more than the data can actually hold: bounded by the header's claim, the
-    // gzip size field, the deflate expansion limit and a fixed cap. Past that the vector grows
-    // only as decompressed bytes really arrive.
-    let reserve = header
-        .payload
-        .min(gzip_size_hint(gz).saturating_sub(header_len as u64))
-        .min((gz.len() as u64).saturating_mul(DEFLATE_MAX_RATIO))
-        .min(MAX_PREALLOC);
-    let mut payload = Vec::with_capacity(usize::try_from(reserve).unwrap_or(0));
-    // One byte past the claim tells trailing data apart from an exact fit.
-    let limit = header.payload.saturating_add(1);
-    (&mut dec)
-        .take(limit)
+    let n = check_bytes(path, "the IDX payload", Some(header.payload))?;
+    let mut payload = try_vec(path, "the IDX payload", n)?;
+    r.take(header.payload)
         .read_to_end(&mut payload)
-        .map_err(|e| gzip_error(path, e))?;
-    let mut present = payload.len() as u64;
-    if present > header.payload {
-        // Count the rest without keeping it.
-        let rest = io::copy(&mut dec, &mut io::sink()).map_err(|e| gzip_error(path, e))?;
-        present = present.saturating_add(rest);
-    }
-    check_payload_len(path, kind, &header, present)?;
+        .map_err(|source| io_error(path, source))?;
+    // Still exact, unless the file shrank while being read.
+    check_payload_len(path, kind, &header, payload.len() as u64)?;
     Ok((header, payload))
+}
+
+/// Decodes the IDX file at `path`, reading at most its length, and refuses a file that holds
+/// more than that ([`DataError::FileGrew`]).
+fn decode_file(path: &Path, kind: Kind) -> Result<(Header, Vec<u8>), DataError> {
+    let (file, len) = open_idx_file(path)?;
+    let mut r = (&file).take(len);
+    let result = decode(path, &mut r, len, kind);
+    // All `len` bytes were consumed: one more means the metadata understated the file.
+    if r.limit() == 0 && has_more(&mut &file).map_err(|source| io_error(path, source))? {
+        return Err(DataError::FileGrew {
+            path: path.to_path_buf(),
+            len,
+        });
+    }
+    result
+}
+
+/// Decodes IDX bytes held in memory.
+fn decode_bytes(bytes: &[u8], kind: Kind) -> Result<(Header, Vec<u8>), DataError> {
+    let mut r = bytes;
+    decode(Path::new(IN_MEMORY), &mut r, bytes.len() as u64, kind)
 }
 
 fn to_usize(v: u32) -> usize {
@@ -276,27 +253,20 @@ fn to_usize(v: u32) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
 
-fn images_from(path: &Path, bytes: Cow<'_, [u8]>) -> Result<IdxImages, DataError> {
-    let (header, pixels) = decode(path, bytes, Kind::Images)?;
-    Ok(IdxImages {
+fn images_from(decoded: (Header, Vec<u8>)) -> IdxImages {
+    let (header, pixels) = decoded;
+    IdxImages {
         count: to_usize(header.count),
         rows: to_usize(header.rows),
         cols: to_usize(header.cols),
         pixels,
-    })
+    }
 }
 
-fn labels_from(path: &Path, bytes: Cow<'_, [u8]>) -> Result<Vec<u8>, DataError> {
-    let (_, labels) = decode(path, bytes, Kind::Labels)?;
+fn labels_from(path: &Path, decoded: (Header, Vec<u8>)) -> Result<Vec<u8>, DataError> {
+    let (_, labels) = decoded;
     check_labels(&labels, MNIST_CLASSES, path)?;
     Ok(labels)
-}
-
-fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Io {
-        path: PathBuf::from(path),
-        source,
-    })
 }
 
 /// Parses an IDX image file held in memory, raw or gzip-compressed (detected by the gzip
@@ -306,8 +276,12 @@ fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
 ///
 /// [`DataError::BadMagic`] unless the magic is `0x00000803`; [`DataError::BadDimensions`] for
 /// zero rows or columns; [`DataError::Truncated`] / [`DataError::TrailingBytes`] unless the
-/// payload is exactly `count * rows * cols` bytes; [`DataError::GzipTruncated`] /
-/// [`DataError::GzipCorrupt`] for a bad gzip stream. Errors name the path [`IN_MEMORY`].
+/// payload is exactly `count * rows * cols` bytes; [`DataError::TooLarge`] if that size
+/// overflows or exceeds the per-tensor limit ([`dendrite_graph::limits::max_tensor_bytes`]).
+/// For gzip input: [`DataError::ImplausibleClaim`] if the header claims more than
+/// [`MAX_GZIP_RATIO`] times the compressed length, [`DataError::GzipTrailing`] if the stream
+/// inflates past the claim (decompression stops there), [`DataError::GzipTruncated`] /
+/// [`DataError::GzipCorrupt`] for a bad stream. Errors name the path [`IN_MEMORY`].
 ///
 /// # Example
 ///
@@ -322,7 +296,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
 /// # Ok::<(), dendrite_nn::data::DataError>(())
 /// ```
 pub fn parse_idx_images(bytes: &[u8]) -> Result<IdxImages, DataError> {
-    images_from(Path::new(IN_MEMORY), Cow::Borrowed(bytes))
+    Ok(images_from(decode_bytes(bytes, Kind::Images)?))
 }
 
 /// Parses an IDX label file held in memory, raw or gzip-compressed, and checks that every
@@ -343,36 +317,43 @@ pub fn parse_idx_images(bytes: &[u8]) -> Result<IdxImages, DataError> {
 /// # Ok::<(), dendrite_nn::data::DataError>(())
 /// ```
 pub fn parse_idx_labels(bytes: &[u8]) -> Result<Vec<u8>, DataError> {
-    labels_from(Path::new(IN_MEMORY), Cow::Borrowed(bytes))
+    labels_from(Path::new(IN_MEMORY), decode_bytes(bytes, Kind::Labels)?)
 }
 
 /// Reads an IDX image file, raw or gzip-compressed (detected by content, not by name).
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] if the file cannot be read, otherwise as [`parse_idx_images`], with the
-/// file's path in the error.
+/// [`DataError::NotAFile`] unless `path` is a regular file (`/dev/zero`, a FIFO or a
+/// directory is refused without reading it), [`DataError::FileTooLarge`] for a file longer
+/// than any IDX file within the per-tensor limit, [`DataError::FileGrew`] for one holding more
+/// than its length, [`DataError::Io`] if it cannot be read; otherwise as
+/// [`parse_idx_images`], with the file's path in the error. At most the file's length is read,
+/// and only the payload is allocated: a raw file's length is checked against its header before
+/// the payload is read, and a gzip file is decompressed as it is read.
 ///
 /// # Example
 ///
 /// ```no_run
-/// use dendrite_nn::data::read_idx_images;
+/// use dendrite_nn::data::{read_idx_images, DataError};
 /// use std::path::Path;
 ///
 /// let images = read_idx_images(Path::new("mnist/t10k-images-idx3-ubyte.gz"))?;
 /// assert_eq!(images.pixels.len(), images.count * 784);
-/// # Ok::<(), dendrite_nn::data::DataError>(())
+/// // A device is refused, not read until memory runs out.
+/// let err = read_idx_images(Path::new("/dev/zero"));
+/// assert!(matches!(err, Err(DataError::NotAFile { .. })));
+/// # Ok::<(), DataError>(())
 /// ```
 pub fn read_idx_images(path: &Path) -> Result<IdxImages, DataError> {
-    images_from(path, Cow::Owned(read_file(path)?))
+    Ok(images_from(decode_file(path, Kind::Images)?))
 }
 
 /// Reads an IDX label file, raw or gzip-compressed, and checks that every label is `< 10`.
 ///
 /// # Errors
 ///
-/// [`DataError::Io`] if the file cannot be read, otherwise as [`parse_idx_labels`], with the
-/// file's path in the error.
+/// As [`read_idx_images`], then as [`parse_idx_labels`], with the file's path in the error.
 ///
 /// # Example
 ///
@@ -385,5 +366,5 @@ pub fn read_idx_images(path: &Path) -> Result<IdxImages, DataError> {
 /// # Ok::<(), dendrite_nn::data::DataError>(())
 /// ```
 pub fn read_idx_labels(path: &Path) -> Result<Vec<u8>, DataError> {
-    labels_from(path, Cow::Owned(read_file(path)?))
+    labels_from(path, decode_file(path, Kind::Labels)?)
 }

@@ -39,7 +39,7 @@ pub struct Mnist {
 ///
 /// let data: Mnist = match mnist_dir_from_env() {
 ///     Some(dir) => load_mnist(&dir)?,
-///     None => synthetic_mnist(0),
+///     None => synthetic_mnist(0)?,
 /// };
 /// assert_eq!(data.train.features(), 784);
 /// # Ok::<(), dendrite_nn::data::DataError>(())
@@ -50,12 +50,14 @@ pub fn mnist_dir_from_env() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// `dir/name.gz` if it exists, else `dir/name`, else [`DataError::MissingFile`].
+/// `dir/name.gz` if it exists, else `dir/name`, else [`DataError::MissingFile`]. A name that
+/// exists but is not a regular file (a directory, a link to `/dev/zero`) is returned, for the
+/// reader to refuse with [`DataError::NotAFile`].
 fn find_file(dir: &Path, name: &str) -> Result<PathBuf, DataError> {
     [format!("{name}.gz"), name.to_owned()]
         .into_iter()
         .map(|file| dir.join(file))
-        .find(|p| p.is_file())
+        .find(|p| p.exists())
         .ok_or_else(|| DataError::MissingFile {
             dir: dir.to_path_buf(),
             name: name.to_owned(),
@@ -90,14 +92,17 @@ fn load_split(dir: &Path, images: &str, labels: &str) -> Result<Dataset, DataErr
 /// [`TEST_LABELS`], each either gzip-compressed with a `.gz` suffix (preferred when both
 /// exist) or raw without it. Compression is detected from the content.
 ///
-/// All four files are checked (see [`read_idx_images`] and [`read_idx_labels`]) and each image
-/// file must hold as many items as its label file. The training pixels take 47 MB as `u8`.
+/// All four files are checked (see [`read_idx_images`] and [`read_idx_labels`]), each image
+/// file must hold as many items as its label file, and the training and test images must be
+/// of one size. The training pixels take 47 MB as `u8`.
 ///
 /// # Errors
 ///
 /// [`DataError::MissingDir`] if `dir` is not a directory, [`DataError::MissingFile`] naming the
-/// first file not found, [`DataError::CountMismatch`] if images and labels disagree, and any
-/// error of [`read_idx_images`] / [`read_idx_labels`].
+/// first file not found, [`DataError::CountMismatch`] if images and labels disagree,
+/// [`DataError::ImageSizeMismatch`] if training and test images differ in rows or columns,
+/// and any error of [`read_idx_images`] / [`read_idx_labels`] (which read each file within
+/// its length and what its header can honestly claim).
 ///
 /// # Example
 ///
@@ -121,8 +126,17 @@ pub fn load_mnist(dir: &Path) -> Result<Mnist, DataError> {
     for name in [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS] {
         find_file(dir, name)?;
     }
-    Ok(Mnist {
-        train: load_split(dir, TRAIN_IMAGES, TRAIN_LABELS)?,
-        test: load_split(dir, TEST_IMAGES, TEST_LABELS)?,
-    })
+    let train = load_split(dir, TRAIN_IMAGES, TRAIN_LABELS)?;
+    let test = load_split(dir, TEST_IMAGES, TEST_LABELS)?;
+    if (train.rows(), train.cols()) != (test.rows(), test.cols()) {
+        return Err(DataError::ImageSizeMismatch {
+            train_path: find_file(dir, TRAIN_IMAGES)?,
+            train_rows: train.rows(),
+            train_cols: train.cols(),
+            test_path: find_file(dir, TEST_IMAGES)?,
+            test_rows: test.rows(),
+            test_cols: test.cols(),
+        });
+    }
+    Ok(Mnist { train, test })
 }

@@ -1,8 +1,14 @@
 //! Data for training: labelled `u8` images, the MNIST IDX reader, synthetic digits, and
 //! shuffled mini-batches.
 //!
-//! This module stands alone (it does not use the graph crate): it produces index slices and
-//! fills caller-owned `f32`/`f64` buffers, which the training loop then feeds to a graph.
+//! This module builds no graphs: it produces index slices and fills caller-owned `f32`/`f64`
+//! buffers, which the training loop then feeds to a graph. It takes one thing from the graph
+//! crate, the per-tensor limit ([`dendrite_graph::limits`]): whatever a file's header or a
+//! function's argument asks for is held to it, and reserved fallibly, so an absurd size is a
+//! [`DataError::TooLarge`], never an abort.
+//!
+//! Files are read within what they can hold: only regular files, at most their length, and
+//! never more than their header can honestly claim (see [`read_idx_images`]).
 //!
 //! - [`Dataset`]: images and labels kept as `u8` (MNIST's training pixels take 47 MB, not the
 //!   188 MB of an `f32` copy), cheap [`split`](Dataset::split)/[`take`](Dataset::take) views,
@@ -23,13 +29,13 @@
 //!
 //! let data = match mnist_dir_from_env() {
 //!     Some(dir) => load_mnist(&dir)?,
-//!     None => synthetic_mnist(0),
+//!     None => synthetic_mnist(0)?,
 //! };
 //! let (train, valid) = data.train.split(data.train.len() * 9 / 10);
 //! let batch = 64;
 //! let mut x = vec![0.0f32; batch * train.features()];
 //! let mut y = vec![0.0f32; batch * train.classes()];
-//! let mut order = EpochOrder::new(train.len(), 42);
+//! let mut order = EpochOrder::new(train.len(), 42)?;
 //! for epoch in 0..2 {
 //!     order.shuffle(epoch);
 //!     for idx in order.batches(batch)? {
@@ -46,6 +52,8 @@ mod batches;
 mod dataset;
 mod error;
 mod idx;
+mod inflate;
+mod limit;
 mod mnist;
 mod synthetic;
 
@@ -56,6 +64,7 @@ pub use idx::{
     parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels, IdxImages,
     IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC,
 };
+pub use inflate::MAX_GZIP_RATIO;
 pub use mnist::{
     load_mnist, mnist_dir_from_env, Mnist, MNIST_DIR_ENV, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES,
     TRAIN_LABELS,

@@ -13,11 +13,15 @@
 //! the same bytes (the trigonometry is `f32` from the platform's libm, so another platform could
 //! in principle round a rare edge pixel differently).
 
+use std::path::Path;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::batches::fisher_yates;
 use super::dataset::Dataset;
+use super::error::{DataError, IN_MEMORY};
+use super::limit::{check_bytes, try_vec};
 use super::mnist::Mnist;
 use super::{MNIST_CLASSES, MNIST_COLS, MNIST_FEATURES, MNIST_ROWS};
 
@@ -306,21 +310,37 @@ fn render(
     }
 }
 
-fn generate(n: usize, seed: u64, stream: u64) -> Dataset {
+/// Checks that `n` images fit the per-tensor limit and reserves their pixels and labels,
+/// fallibly, before anything is drawn.
+fn buffers(n: usize) -> Result<(Vec<u8>, Vec<u8>), DataError> {
+    let memory = Path::new(IN_MEMORY);
+    let bytes = (n as u64).checked_mul(MNIST_FEATURES as u64);
+    let len = check_bytes(memory, "the synthetic images", bytes)?;
+    let mut pixels = try_vec(memory, "the synthetic images", len)?;
+    pixels.resize(len, 0);
+    let labels = try_vec(memory, "the synthetic labels", n)?;
+    Ok((pixels, labels))
+}
+
+fn generate(n: usize, seed: u64, stream: u64) -> Result<Dataset, DataError> {
+    let (mut pixels, mut labels) = buffers(n)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);
     // Exactly balanced classes (up to n % 10), in a shuffled order.
-    let mut labels: Vec<u8> = (0..n)
-        .map(|i| u8::try_from(i % MNIST_CLASSES).unwrap_or(0))
-        .collect();
+    labels.extend((0..n).map(|i| u8::try_from(i % MNIST_CLASSES).unwrap_or(0)));
     fisher_yates(&mut labels, &mut rng);
-    let mut pixels = vec![0u8; n.saturating_mul(MNIST_FEATURES)];
     let mut canvas = [0f32; MNIST_FEATURES];
     let mut points = Vec::new();
     for (&digit, out) in labels.iter().zip(pixels.chunks_exact_mut(MNIST_FEATURES)) {
         render(digit, &mut rng, &mut canvas, &mut points, out);
     }
-    Dataset::from_generated(pixels, labels, MNIST_ROWS, MNIST_COLS, MNIST_CLASSES)
+    Ok(Dataset::from_generated(
+        pixels,
+        labels,
+        MNIST_ROWS,
+        MNIST_COLS,
+        MNIST_CLASSES,
+    ))
 }
 
 /// `n` synthetic 28x28 digit images with labels 0-9 (each digit `n / 10` or `n / 10 + 1`
@@ -334,17 +354,26 @@ fn generate(n: usize, seed: u64, stream: u64) -> Dataset {
 /// real files may be missing (doc examples, tests, CI); accuracies on them say nothing about
 /// MNIST. The images depend only on `seed` (a ChaCha8 stream).
 ///
+/// # Errors
+///
+/// [`DataError::TooLarge`] if the `n * 784` pixel bytes overflow or exceed the per-tensor
+/// limit ([`dendrite_graph::limits::max_tensor_bytes`]), [`DataError::AllocationFailed`] if
+/// the allocator refuses them: checked before anything is drawn.
+///
 /// # Example
 ///
 /// ```
-/// use dendrite_nn::data::synthetic_digits;
+/// use dendrite_nn::data::{synthetic_digits, DataError};
 ///
-/// let ds = synthetic_digits(200, 1);
+/// let ds = synthetic_digits(200, 1)?;
 /// assert_eq!((ds.len(), ds.rows(), ds.cols(), ds.classes()), (200, 28, 28, 10));
 /// assert_eq!(ds.class_counts(), vec![20; 10]);
-/// assert_eq!(ds.images(), synthetic_digits(200, 1).images());
+/// assert_eq!(ds.images(), synthetic_digits(200, 1)?.images());
+/// // An absurd size is an error, not an abort.
+/// assert!(matches!(synthetic_digits(usize::MAX, 1), Err(DataError::TooLarge { .. })));
+/// # Ok::<(), DataError>(())
 /// ```
-pub fn synthetic_digits(n: usize, seed: u64) -> Dataset {
+pub fn synthetic_digits(n: usize, seed: u64) -> Result<Dataset, DataError> {
     generate(n, seed, 0)
 }
 
@@ -356,17 +385,25 @@ pub fn synthetic_digits(n: usize, seed: u64) -> Dataset {
 ///
 /// # Example
 ///
+/// # Errors
+///
+/// As [`synthetic_digits`]: only when the per-tensor limit has been lowered below the 4.7 MB
+/// of training pixels, or the allocator refuses them.
+///
+/// # Example
+///
 /// ```
 /// use dendrite_nn::data::synthetic_mnist;
 ///
-/// let data = synthetic_mnist(0);
+/// let data = synthetic_mnist(0)?;
 /// assert_eq!((data.train.len(), data.test.len()), (6000, 1000));
+/// # Ok::<(), dendrite_nn::data::DataError>(())
 /// ```
-pub fn synthetic_mnist(seed: u64) -> Mnist {
-    Mnist {
-        train: generate(SYNTHETIC_TRAIN, seed, 0),
-        test: generate(SYNTHETIC_TEST, seed, 1),
-    }
+pub fn synthetic_mnist(seed: u64) -> Result<Mnist, DataError> {
+    Ok(Mnist {
+        train: generate(SYNTHETIC_TRAIN, seed, 0)?,
+        test: generate(SYNTHETIC_TEST, seed, 1)?,
+    })
 }
 
 /// Training-set size of [`synthetic_mnist`].

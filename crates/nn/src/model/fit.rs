@@ -45,7 +45,7 @@ impl<F: Float> Sequential<F> {
     /// use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
     /// use dendrite_nn::data::synthetic_digits;
     ///
-    /// let data = synthetic_digits(256, 0);
+    /// let data = synthetic_digits(256, 0)?;
     /// let mut model = Sequential::new();
     /// model.add(Dense::new(16).input_dim(784).activation(Activation::Relu));
     /// model.add(Dense::new(10).activation(Activation::Softmax));
@@ -131,7 +131,7 @@ impl<F: Float> Sequential<F> {
                 .map(|_| Batch::new(batch_size, features, targets))
                 .collect::<Vec<_>>()
         });
-        let mut order = EpochOrder::new(train_len, config.seed);
+        let mut order = EpochOrder::new(train_len, config.seed)?;
         let mut progress = Progress::new(config.verbosity, config.epochs, "accuracy");
         let mut history = History::default();
         for epoch in 1..=config.epochs {
