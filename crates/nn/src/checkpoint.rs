@@ -132,7 +132,7 @@ impl<F: Float> Sequential<F> {
     /// Saves the weights to `path` as safetensors, atomically (see [`write_atomic`]).
     ///
     /// # Errors
-    /// [`NnError::NotCompiled`] before the model is built; [`NnError::Io`].
+    /// [`NnError::NotBuilt`] before the model is built; [`NnError::Io`].
     ///
     /// ```
     /// use dendrite_nn::{Dense, Sequential};
@@ -159,9 +159,7 @@ impl<F: Float> Sequential<F> {
     /// element types, shapes, no tensor missing and none extra) before it changes a single weight.
     pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let (graph, params) = self.parameter_nodes().ok_or(NnError::NotCompiled {
-            method: "save_weights",
-        })?;
+        let (graph, params) = self.parameter_nodes("save_weights")?;
         let mut named = Vec::with_capacity(params.len());
         for &p in params {
             let value = graph.value(p)?;
@@ -194,7 +192,7 @@ impl<F: Float> Sequential<F> {
     /// type; nothing changes unless all of them fit.
     ///
     /// # Errors
-    /// [`NnError::NotCompiled`] before the model is built; [`NnError::Io`],
+    /// [`NnError::NotBuilt`] before the model is built; [`NnError::Io`],
     /// [`NnError::CorruptCheckpoint`], [`NnError::MissingTensor`],
     /// [`NnError::UnexpectedTensor`], [`NnError::TensorShape`], [`NnError::TensorDtype`].
     ///
@@ -220,9 +218,7 @@ impl<F: Float> Sequential<F> {
             path: path.to_path_buf(),
             reason: corrupt_reason(&bytes, &e),
         })?;
-        let (graph, params) = self.parameter_nodes_mut().ok_or(NnError::NotCompiled {
-            method: "load_weights",
-        })?;
+        let (graph, params) = self.parameter_nodes_mut("load_weights")?;
         // Check everything first, so that a bad file changes nothing.
         let mut tensors = Vec::with_capacity(params.len());
         for &p in params {

@@ -10,6 +10,7 @@ use crate::error::{label_error, NnError, Result};
 use crate::float::Float;
 use crate::input::Data;
 use crate::metrics::Mean;
+use crate::optim::all_finite;
 use std::time::Instant;
 
 /// Training steps between two updates of the progress bar (besides the first and last step).
@@ -67,70 +68,32 @@ impl<F: Float> Sequential<F> {
         mut config: FitConfig<'_, F>,
     ) -> Result<History> {
         config.check()?;
-        let (net, training) = self.parts_for_fit()?;
-        let (features, targets) = (net.features, training.targets);
-        check_data(data, features, targets, "training")?;
-        let len = data.len();
-        let (train_len, val) = match config.validation {
-            Validation::None => (len, ValSet::None),
-            Validation::Data(v) => {
-                check_data(v, features, targets, "validation")?;
-                (len, ValSet::Other(v))
-            }
-            Validation::Split(split) => {
-                let bad = |reason| NnError::ValidationSplit {
-                    split,
-                    samples: len,
-                    reason,
-                };
-                if !(0.0..1.0).contains(&split) {
-                    return Err(bad("it must lie in [0, 1)"));
-                }
-                // Keras: the first ⌊n (1 - split)⌋ samples train, the rest validate.
-                let at = (len as f64 * (1.0 - split)).floor() as usize;
-                match at {
-                    0 => return Err(bad("it leaves no training samples")),
-                    at if at == len && split > 0.0 => {
-                        return Err(bad("it leaves no validation samples"))
-                    }
-                    at if at == len => (len, ValSet::None),
-                    at => (at, ValSet::Tail(at, len)),
-                }
-            }
+        self.parts_for_fit()?;
+        let expect = self.expect()?;
+        let (train_len, val) = split_validation(&config, data.len())?;
+        let validation_from = match val {
+            ValSet::Tail(start, _) => start,
+            _ => usize::MAX,
         };
+        check_data(data, &expect, "training", validation_from)?;
+        if let ValSet::Other(v) = val {
+            check_data(v, &expect, "validation", 0)?;
+        }
         let validating = !matches!(val, ValSet::None);
-        let has_metric = !training.metrics.is_empty();
-        let mut stopper = match config.early_stopping {
-            Some(es) => {
-                let available = match es.monitor {
-                    super::Monitor::Loss => true,
-                    super::Monitor::Accuracy => has_metric,
-                    super::Monitor::ValLoss => validating,
-                    super::Monitor::ValAccuracy => validating && has_metric,
-                };
-                if !available {
-                    return Err(NnError::MonitorUnavailable {
-                        monitor: es.monitor.name(),
-                        hint: if validating {
-                            ": compile the model with a metric"
-                        } else {
-                            ": give validation data or a validation split"
-                        },
-                    });
-                }
-                Some(Stopper::new(es))
-            }
-            None => None,
-        };
-
+        let (_, training) = self.parts_for_fit()?;
+        let mut stopper = make_stopper(&config, validating, !training.metrics.is_empty())?;
         let batch_size = config.batch_size.min(train_len);
-        let mut batch = Batch::new(batch_size, features, targets);
+        let (features, targets) = (expect.features, expect.targets);
+        let mut batch = Batch::new(batch_size, features, targets)?;
         // The ring of buffers a second thread writes batches into, ahead of the steps.
-        let mut ring = (config.threads_value() >= 2).then(|| {
-            (0..prefetch::DEPTH)
-                .map(|_| Batch::new(batch_size, features, targets))
-                .collect::<Vec<_>>()
-        });
+        let mut ring = match config.threads_value() >= 2 {
+            true => Some(
+                (0..prefetch::DEPTH)
+                    .map(|_| Batch::new(batch_size, features, targets))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            false => None,
+        };
         let mut order = EpochOrder::new(train_len, config.seed);
         let mut progress = Progress::new(config.verbosity, config.epochs, "accuracy");
         let mut history = History::default();
@@ -143,38 +106,27 @@ impl<F: Float> Sequential<F> {
             }
             let (net, training) = self.parts_for_fit()?;
             progress.start_epoch(epoch, train_len.div_ceil(batch_size));
+            let mut buffers = Buffers {
+                batch: &mut batch,
+                ring: ring.as_mut(),
+                batch_size,
+            };
             let trained = train_epoch(
                 net,
                 training,
                 data,
                 &order,
-                &mut batch,
-                ring.as_mut(),
-                batch_size,
+                &mut buffers,
                 epoch,
                 &mut progress,
             );
-            let (loss, accuracy) = match trained {
-                Ok(means) => means,
-                Err(e) => {
-                    progress.abandon();
-                    return Err(e);
-                }
-            };
+            let (loss, accuracy) = trained.inspect_err(|_| progress.abandon())?;
             let validation = match val {
                 ValSet::None => None,
-                ValSet::Tail(start, end) => Some(validate(
-                    net, training, data, start, end, &mut batch, batch_size,
-                )?),
-                ValSet::Other(v) => Some(validate(
-                    net,
-                    training,
-                    v,
-                    0,
-                    v.len(),
-                    &mut batch,
-                    batch_size,
-                )?),
+                ValSet::Tail(start, end) => {
+                    Some(validate(net, training, data, start, end, &mut buffers)?)
+                }
+                ValSet::Other(v) => Some(validate(net, training, v, 0, v.len(), &mut buffers)?),
             };
             let logs = EpochLogs {
                 epoch,
@@ -205,14 +157,81 @@ impl<F: Float> Sequential<F> {
     }
 }
 
+/// The batch buffers of a fit: the one the steps use without a second thread (and that
+/// validation uses), the prefetch ring, and the batch size.
+struct Buffers<'b, F> {
+    batch: &'b mut Batch<F>,
+    ring: Option<&'b mut Vec<Batch<F>>>,
+    batch_size: usize,
+}
+
+/// The training samples and where validation samples come from: a split must lie in
+/// `[0, 1)` and leave samples on both sides.
+fn split_validation<'v, F: Float>(
+    config: &FitConfig<'v, F>,
+    len: usize,
+) -> Result<(usize, ValSet<'v, F>)> {
+    Ok(match config.validation {
+        Validation::None => (len, ValSet::None),
+        Validation::Data(v) => (len, ValSet::Other(v)),
+        Validation::Split(split) => {
+            let bad = |reason| NnError::ValidationSplit {
+                split,
+                samples: len,
+                reason,
+            };
+            if !(0.0..1.0).contains(&split) {
+                return Err(bad("it must lie in [0, 1)"));
+            }
+            // Keras: the first ⌊n (1 - split)⌋ samples train, the rest validate.
+            let at = (len as f64 * (1.0 - split)).floor() as usize;
+            match at {
+                0 if len > 0 => return Err(bad("it leaves no training samples")),
+                at if at == len && split > 0.0 && len > 0 => {
+                    return Err(bad("it leaves no validation samples"))
+                }
+                at if at >= len => (len, ValSet::None),
+                at => (at, ValSet::Tail(at, len)),
+            }
+        }
+    })
+}
+
+/// Early stopping's state, if configured, once its monitor is known to be computed.
+fn make_stopper<F: Float>(
+    config: &FitConfig<'_, F>,
+    validating: bool,
+    has_metric: bool,
+) -> Result<Option<Stopper<F>>> {
+    let Some(es) = config.early_stopping else {
+        return Ok(None);
+    };
+    let available = match es.monitor {
+        super::Monitor::Loss => true,
+        super::Monitor::Accuracy => has_metric,
+        super::Monitor::ValLoss => validating,
+        super::Monitor::ValAccuracy => validating && has_metric,
+    };
+    if !available {
+        return Err(NnError::MonitorUnavailable {
+            monitor: es.monitor.name(),
+            hint: if validating {
+                ": compile the model with a metric"
+            } else {
+                ": give validation data or a validation split"
+            },
+        });
+    }
+    Ok(Some(Stopper::new(es)))
+}
+
 fn validate<F: Float, D: Data<F> + ?Sized>(
     net: &mut Network<F>,
     training: &mut Training<F>,
     data: &D,
     start: usize,
     end: usize,
-    batch: &mut Batch<F>,
-    batch_size: usize,
+    buffers: &mut Buffers<'_, F>,
 ) -> Result<super::Evaluation> {
     let m = &training.metrics;
     evaluate_range(
@@ -223,26 +242,24 @@ fn validate<F: Float, D: Data<F> + ?Sized>(
         data,
         start,
         end,
-        batch,
-        batch_size,
+        buffers.batch,
+        buffers.batch_size,
     )
 }
 
 /// One epoch of training steps; returns the mean loss and the first metric's accuracy. With a
 /// ring of batch buffers, the batches are written ahead on a second thread (see [`prefetch`]);
 /// without, each into `batch` just before its step.
-#[allow(clippy::too_many_arguments)]
 fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
     net: &mut Network<F>,
     training: &mut Training<F>,
     data: &D,
     order: &EpochOrder,
-    batch: &mut Batch<F>,
-    ring: Option<&mut Vec<Batch<F>>>,
-    batch_size: usize,
+    buffers: &mut Buffers<'_, F>,
     epoch: usize,
     progress: &mut Progress,
 ) -> Result<(f64, Option<f64>)> {
+    let batch_size = buffers.batch_size;
     let mut loss_mean = Mean::default();
     let mut accuracy = Mean::default();
     let steps = order.len().div_ceil(batch_size);
@@ -255,13 +272,13 @@ fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
         }
         Ok(())
     };
-    let buffers = match ring {
+    let ring = match buffers.ring.as_deref_mut() {
         Some(ring) => ring.iter_mut().collect(),
-        None => vec![batch],
+        None => vec![&mut *buffers.batch],
     };
     prefetch::pipelined(
         order.batches(batch_size)?,
-        buffers,
+        ring,
         |buffer: &mut Batch<F>, indices: &[usize]| buffer.fill(data, indices),
         epoch,
         |s, filled: &Batch<F>, indices| run_step(s, filled, indices.len()),
@@ -270,8 +287,13 @@ fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
 }
 
 /// One training step on the `n` samples in `batch`: run the training plan, check the loss,
-/// update every parameter. Returns the loss; adds the first metric's correct count to
-/// `accuracy`.
+/// update every parameter, check the updated values. Returns the loss; adds the first metric's
+/// correct count to `accuracy`.
+///
+/// A non-finite loss or learning rate stops the step before any update. Each parameter is
+/// copied into the backup (allocated at compile time) before its update and scanned right
+/// after it ([`crate::optim::all_finite`]); a non-finite value puts back every parameter this
+/// step changed, so the weights are those after the last finite step.
 fn train_step<F: Float>(
     net: &mut Network<F>,
     training: &mut Training<F>,
@@ -299,19 +321,60 @@ fn train_step<F: Float>(
         accuracy.add_sum(out.scalar(1)?.as_f64(), m.count(n, net.width) as f64);
     }
     training.optimizer.begin_step(training.step);
+    let lr = training.optimizer.learning_rate();
+    if !(lr.is_finite() && lr >= 0.0) {
+        return Err(NnError::LearningRate {
+            optimizer: training.optimizer.name(),
+            epoch,
+            step: s + 1,
+            value: lr,
+        });
+    }
     for (k, &p) in net.params.iter().enumerate() {
         let grad = out.get(1 + n_metrics + k)?;
         let grad = grad
             .as_slice()
             .ok_or_else(|| non_contiguous(&net.graph, p))?;
         let mut param = net.graph.parameter_mut(p)?;
-        match param.as_slice_mut() {
-            Some(w) => training.optimizer.update(k, w, grad)?,
-            None => return Err(non_contiguous(&net.graph, p)),
+        let Some(w) = param.as_slice_mut() else {
+            return Err(non_contiguous(&net.graph, p));
+        };
+        let saved = training.backup.get_mut(k).filter(|b| b.len() == w.len());
+        let saved = saved.ok_or(NnError::OptimizerState {
+            index: k,
+            expected: w.len(),
+            actual: 0,
+        })?;
+        saved.copy_from_slice(w);
+        training.optimizer.update(k, w, grad)?;
+        if !all_finite(w) {
+            let value = w
+                .iter()
+                .find(|v| !v.as_f64().is_finite())
+                .map_or(f64::NAN, |v| v.as_f64());
+            drop(param);
+            undo_step(net, &training.backup, k)?;
+            return Err(NnError::NonFiniteParameter {
+                name: net.graph.name(p)?.to_owned(),
+                epoch,
+                step: s + 1,
+                value,
+            });
         }
     }
     training.step += 1;
     Ok(loss)
+}
+
+/// Puts parameters `0..=last` back to their values before this step.
+fn undo_step<F: Float>(net: &mut Network<F>, backup: &[Vec<F>], last: usize) -> Result<()> {
+    for (&p, saved) in net.params.iter().zip(backup).take(last + 1) {
+        let mut param = net.graph.parameter_mut(p)?;
+        for (w, &v) in param.iter_mut().zip(saved) {
+            *w = v;
+        }
+    }
+    Ok(())
 }
 
 fn non_contiguous<F: Float>(g: &dendrite_graph::Graph<F>, p: dendrite_graph::NodeId) -> NnError {
