@@ -14,8 +14,9 @@
 //! - `reliability/fuzz.rs`: random and mutated bytes for the IDX and checkpoint readers,
 //!   random feeds for a plan; readers allocate no more than the file justifies;
 //! - `reliability/hardening.rs`: the model's side of issue 12: parameter counts that overflow,
-//!   layers too large for memory, NaN and infinities in data and weights, configuration and
-//!   metrics checked where they are given.
+//!   layers too large for memory, NaN and infinities in data and weights;
+//! - `reliability/configuration.rs`: configuration and metrics checked where they are given,
+//!   binary cross-entropy targets, errors in validation data.
 //!
 //! Run with `cargo test --release --test reliability`.
 #![allow(
@@ -32,6 +33,8 @@
 // path (a `reliability/main.rs` would make Cargo build a second test target).
 #[path = "reliability/common.rs"]
 mod common;
+#[path = "reliability/configuration.rs"]
+mod configuration;
 #[path = "reliability/determinism.rs"]
 mod determinism;
 #[path = "reliability/disk.rs"]

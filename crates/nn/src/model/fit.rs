@@ -10,7 +10,7 @@ use crate::error::{label_error, NnError, Result};
 use crate::float::Float;
 use crate::input::Data;
 use crate::metrics::Mean;
-use crate::optim::all_finite;
+use crate::optim::{all_finite, Optimizer};
 use std::time::Instant;
 
 /// Training steps between two updates of the progress bar (besides the first and last step).
@@ -31,16 +31,22 @@ impl<F: Float> Sequential<F> {
     /// `(x, y)` pair of ndarray arrays) as `config` says, and returns the per-epoch
     /// [`History`].
     ///
-    /// Inputs and targets are checked once before the first step: the feature count against
-    /// the model, as many targets as samples, class labels in range.
+    /// The configuration, then the inputs and targets (training and validation) are checked
+    /// once before the first step: the feature count against the model, as many targets as
+    /// samples, class labels in range, every value finite (unless
+    /// [turned off](Sequential::with_finite_check)), binary cross-entropy targets in `[0, 1]`.
+    /// A refused fit has taken no step.
     ///
     /// # Errors
     /// [`NnError::NotCompiled`]; [`NnError::ZeroEpochs`], [`NnError::ZeroBatchSize`],
-    /// [`NnError::ValidationSplit`], [`NnError::MonitorUnavailable`] for a bad configuration;
-    /// [`NnError::EmptyDataset`], [`NnError::FeatureMismatch`], [`NnError::LengthMismatch`],
-    /// [`NnError::TargetMismatch`], [`NnError::LabelOutOfRange`] for bad data;
-    /// [`NnError::NonFiniteLoss`] when the loss stops being finite (the weights are then those
-    /// after the last finite step).
+    /// [`NnError::ValidationSplit`], [`NnError::MonitorUnavailable`], [`NnError::Hyperparameter`]
+    /// (early stopping's `min_delta`) for a bad configuration; [`NnError::EmptyDataset`],
+    /// [`NnError::FeatureMismatch`], [`NnError::LengthMismatch`], [`NnError::TargetMismatch`],
+    /// [`NnError::LabelOutOfRange`] (inside [`NnError::InData`] for validation data),
+    /// [`NnError::NonFiniteData`], [`NnError::TargetOutOfRange`] for bad data;
+    /// [`NnError::NonFiniteLoss`], [`NnError::NonFiniteParameter`] and
+    /// [`NnError::LearningRate`] when training stops being finite (the weights are then those
+    /// after the last finite step); graph errors for batch buffers over the per-tensor limit.
     ///
     /// ```
     /// use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
@@ -58,8 +64,10 @@ impl<F: Float> Sequential<F> {
     ///
     /// One step: write the batch into the reused buffers, run the compiled training plan (loss,
     /// correct counts, gradients), check that the loss is finite, then let the optimizer update
-    /// every parameter in place from the fetched gradients. The loss is checked *before* the
-    /// update, so a NaN stops training with the weights of the last finite step. With two or
+    /// every parameter in place from the fetched gradients, scanning each right after its
+    /// update. The loss is checked *before* the update, and a parameter that the update made
+    /// non-finite is put back with the others the step changed, so a NaN stops training with
+    /// the weights of the last finite step. With two or
     /// more [threads](FitConfig::threads), a second thread writes the next batches while the
     /// current one trains (hence `Sync` data); results are the same bits either way.
     pub fn fit<D: Data<F> + Sync + ?Sized>(
@@ -67,76 +75,41 @@ impl<F: Float> Sequential<F> {
         data: &D,
         mut config: FitConfig<'_, F>,
     ) -> Result<History> {
-        config.check()?;
-        self.parts_for_fit()?;
-        let expect = self.expect()?;
-        let (train_len, val) = split_validation(&config, data.len())?;
-        let validation_from = match val {
-            ValSet::Tail(start, _) => start,
-            _ => usize::MAX,
-        };
-        check_data(data, &expect, "training", validation_from)?;
-        if let ValSet::Other(v) = val {
-            check_data(v, &expect, "validation", 0)?;
-        }
-        let validating = !matches!(val, ValSet::None);
+        let (train_len, val) = self.check_fit(data, &config)?;
         let (_, training) = self.parts_for_fit()?;
+        let validating = !matches!(val, ValSet::None);
         let mut stopper = make_stopper(&config, validating, !training.metrics.is_empty())?;
+        let expect = self.expect()?;
         let batch_size = config.batch_size.min(train_len);
-        let (features, targets) = (expect.features, expect.targets);
-        let mut batch = Batch::new(batch_size, features, targets)?;
+        let mut batch = Batch::new(batch_size, expect.features, expect.targets)?;
         // The ring of buffers a second thread writes batches into, ahead of the steps.
         let mut ring = match config.threads_value() >= 2 {
             true => Some(
                 (0..prefetch::DEPTH)
-                    .map(|_| Batch::new(batch_size, features, targets))
+                    .map(|_| Batch::new(batch_size, expect.features, expect.targets))
                     .collect::<Result<Vec<_>>>()?,
             ),
             false => None,
         };
-        let mut order = EpochOrder::new(train_len, config.seed);
-        let mut progress = Progress::new(config.verbosity, config.epochs, "accuracy");
+        let mut epochs = Epochs {
+            order: EpochOrder::new(train_len, config.seed),
+            val,
+            progress: Progress::new(config.verbosity, config.epochs, "accuracy"),
+        };
         let mut history = History::default();
         for epoch in 1..=config.epochs {
-            let started = Instant::now();
             if config.shuffle {
-                order.shuffle(epoch as u64 - 1);
+                epochs.order.shuffle(epoch as u64 - 1);
             } else {
-                order.sequential();
+                epochs.order.sequential();
             }
             let (net, training) = self.parts_for_fit()?;
-            progress.start_epoch(epoch, train_len.div_ceil(batch_size));
             let mut buffers = Buffers {
                 batch: &mut batch,
                 ring: ring.as_mut(),
                 batch_size,
             };
-            let trained = train_epoch(
-                net,
-                training,
-                data,
-                &order,
-                &mut buffers,
-                epoch,
-                &mut progress,
-            );
-            let (loss, accuracy) = trained.inspect_err(|_| progress.abandon())?;
-            let validation = match val {
-                ValSet::None => None,
-                ValSet::Tail(start, end) => {
-                    Some(validate(net, training, data, start, end, &mut buffers)?)
-                }
-                ValSet::Other(v) => Some(validate(net, training, v, 0, v.len(), &mut buffers)?),
-            };
-            let logs = EpochLogs {
-                epoch,
-                loss,
-                accuracy,
-                val_loss: validation.map(|v| v.loss),
-                val_accuracy: validation.and_then(|v| v.accuracy),
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            progress.end_epoch(&logs);
+            let logs = run_epoch(net, training, data, &mut epochs, &mut buffers, epoch)?;
             history.record(&logs);
             let mut stop = false;
             for hook in config.hooks.iter_mut() {
@@ -155,6 +128,69 @@ impl<F: Float> Sequential<F> {
         }
         Ok(history)
     }
+
+    /// Everything `fit` checks before the first step, in order: the configuration, a compiled
+    /// model, the validation split against the number of samples, then the training data and
+    /// any validation data (shape, targets, finite values, the loss's target range). Returns
+    /// the number of training samples and where validation samples come from.
+    fn check_fit<'v, D: Data<F> + ?Sized>(
+        &mut self,
+        data: &D,
+        config: &FitConfig<'v, F>,
+    ) -> Result<(usize, ValSet<'v, F>)> {
+        config.check()?;
+        self.parts_for_fit()?;
+        let expect = self.expect()?;
+        let (train_len, val) = split_validation(config, data.len())?;
+        let validation_from = match val {
+            ValSet::Tail(start, _) => start,
+            _ => usize::MAX,
+        };
+        check_data(data, &expect, "training", validation_from)?;
+        if let ValSet::Other(v) = val {
+            check_data(v, &expect, "validation", 0)?;
+        }
+        Ok((train_len, val))
+    }
+}
+
+/// What every epoch of a fit shares: the sample order, the validation samples, the progress
+/// display.
+struct Epochs<'v, F: Float> {
+    order: EpochOrder,
+    val: ValSet<'v, F>,
+    progress: Progress,
+}
+
+/// One epoch: the training steps, then validation; returns the epoch's logs (also shown).
+fn run_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
+    net: &mut Network<F>,
+    training: &mut Training<F>,
+    data: &D,
+    epochs: &mut Epochs<'_, F>,
+    buffers: &mut Buffers<'_, F>,
+    epoch: usize,
+) -> Result<EpochLogs> {
+    let started = Instant::now();
+    let progress = &mut epochs.progress;
+    progress.start_epoch(epoch, epochs.order.len().div_ceil(buffers.batch_size));
+    let trained = train_epoch(net, training, data, &epochs.order, buffers, epoch, progress);
+    let (loss, accuracy) = trained.inspect_err(|_| progress.abandon())?;
+    let validation = match epochs.val {
+        ValSet::None => None,
+        ValSet::Tail(start, end) => Some(validate(net, training, data, start, end, buffers)?),
+        ValSet::Other(v) => Some(validate(net, training, v, 0, v.len(), buffers)?),
+    };
+    let logs = EpochLogs {
+        epoch,
+        loss,
+        accuracy,
+        val_loss: validation.map(|v| v.loss),
+        val_accuracy: validation.and_then(|v| v.accuracy),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    progress.end_epoch(&logs);
+    Ok(logs)
 }
 
 /// The batch buffers of a fit: the one the steps use without a second thread (and that
@@ -330,40 +366,66 @@ fn train_step<F: Float>(
             value: lr,
         });
     }
-    for (k, &p) in net.params.iter().enumerate() {
+    for k in 0..net.params.len() {
         let grad = out.get(1 + n_metrics + k)?;
         let grad = grad
             .as_slice()
-            .ok_or_else(|| non_contiguous(&net.graph, p))?;
-        let mut param = net.graph.parameter_mut(p)?;
-        let Some(w) = param.as_slice_mut() else {
-            return Err(non_contiguous(&net.graph, p));
-        };
-        let saved = training.backup.get_mut(k).filter(|b| b.len() == w.len());
-        let saved = saved.ok_or(NnError::OptimizerState {
-            index: k,
-            expected: w.len(),
-            actual: 0,
-        })?;
-        saved.copy_from_slice(w);
-        training.optimizer.update(k, w, grad)?;
-        if !all_finite(w) {
-            let value = w
-                .iter()
-                .find(|v| !v.as_f64().is_finite())
-                .map_or(f64::NAN, |v| v.as_f64());
-            drop(param);
-            undo_step(net, &training.backup, k)?;
-            return Err(NnError::NonFiniteParameter {
-                name: net.graph.name(p)?.to_owned(),
+            .ok_or_else(|| non_contiguous(&net.graph, net.params[k]))?;
+        let (optimizer, backup) = (training.optimizer.as_mut(), &mut training.backup);
+        update_parameter(net, optimizer, backup, k, grad).map_err(|stop| match stop {
+            NnError::NonFiniteParameter { name, value, .. } => NnError::NonFiniteParameter {
+                name,
                 epoch,
                 step: s + 1,
                 value,
-            });
-        }
+            },
+            other => other,
+        })?;
     }
     training.step += 1;
     Ok(loss)
+}
+
+/// Updates parameter `k` from its gradient: saves it in the backup, lets the optimizer update
+/// it, scans the result. A non-finite value undoes the step for parameters `0..=k` and is
+/// returned as [`NnError::NonFiniteParameter`] (the caller fills in epoch and step).
+fn update_parameter<F: Float>(
+    net: &mut Network<F>,
+    optimizer: &mut dyn Optimizer<F>,
+    backup: &mut [Vec<F>],
+    k: usize,
+    grad: &[F],
+) -> Result<()> {
+    let p = net.params[k];
+    let mut param = net.graph.parameter_mut(p)?;
+    let Some(w) = param.as_slice_mut() else {
+        drop(param);
+        return Err(non_contiguous(&net.graph, p));
+    };
+    let saved = backup.get_mut(k).filter(|b| b.len() == w.len());
+    let saved = saved.ok_or(NnError::OptimizerState {
+        index: k,
+        expected: w.len(),
+        actual: 0,
+    })?;
+    saved.copy_from_slice(w);
+    optimizer.update(k, w, grad)?;
+    if all_finite(w) {
+        return Ok(());
+    }
+    let value = w
+        .iter()
+        .map(|v| v.as_f64())
+        .find(|v| !v.is_finite())
+        .unwrap_or(f64::NAN);
+    drop(param);
+    undo_step(net, backup, k)?;
+    Err(NnError::NonFiniteParameter {
+        name: net.graph.name(p)?.to_owned(),
+        epoch: 0,
+        step: 0,
+        value,
+    })
 }
 
 /// Puts parameters `0..=last` back to their values before this step.

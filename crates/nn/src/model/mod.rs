@@ -175,8 +175,8 @@ impl<F: Float> Sequential<F> {
     /// let x = ndarray::array![[1.0_f32, f32::NAN]];
     /// let err = model.predict(&x.view(), 1).unwrap_err();
     /// assert!(matches!(err, NnError::NonFiniteData { sample: 0, index: 1, .. }));
-    /// let mut unchecked = std::mem::take(&mut model).with_finite_check(false);
-    /// assert!(unchecked.finite_check() == false);
+    /// let unchecked = Sequential::new().with_finite_check(false);
+    /// assert!(!unchecked.finite_check());
     /// # Ok::<(), NnError>(())
     /// ```
     pub fn with_finite_check(mut self, check: bool) -> Self {
@@ -310,9 +310,14 @@ impl<F: Float> Sequential<F> {
 
     /// Builds the forward graph and initial weights, if not built yet. `compile` calls it.
     ///
+    /// Each layer's output shape and parameter count are checked before its weights are drawn,
+    /// and the weights are allocated within the per-tensor limit
+    /// (`dendrite_graph::limits`), so a layer too large for memory is an error, not an abort.
+    ///
     /// # Errors
     /// [`NnError::NoLayers`], [`NnError::UnknownInputShape`], [`NnError::LayerInput`],
-    /// [`NnError::DuplicateLayerName`], graph errors from the layers.
+    /// [`NnError::DuplicateLayerName`], [`NnError::ParamCountOverflow`]; graph errors from the
+    /// layers (`TensorTooLarge`, `AllocationFailed` for weights too large).
     ///
     /// ```
     /// use dendrite_nn::{Dense, NnError, Sequential};
@@ -332,9 +337,27 @@ impl<F: Float> Sequential<F> {
     /// has the optimizer allocate its state. Compiling again keeps the weights and resets the
     /// optimizer.
     ///
+    /// Every metric is resolved for the loss ([`Metric::resolve`]) and must fit it: sparse
+    /// categorical accuracy needs the sparse loss (class-index targets), categorical accuracy
+    /// one-hot targets and at least two outputs, binary accuracy a loss that is not a
+    /// categorical cross-entropy.
+    ///
     /// # Errors
-    /// Those of [`Sequential::build`]; [`NnError::Hyperparameter`] for a bad optimizer setting;
-    /// graph and autodiff errors.
+    /// Those of [`Sequential::build`]; [`NnError::Hyperparameter`] for a bad optimizer or
+    /// schedule setting; [`NnError::MetricMismatch`] for a metric that does not fit the loss,
+    /// [`NnError::Metric`] for one that cannot be built; graph errors (optimizer state over the
+    /// per-tensor limit among them) and autodiff errors.
+    ///
+    /// ```
+    /// use dendrite_nn::{Activation, Adam, Dense, Loss, Metric, NnError, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(10).input_dim(4).activation(Activation::Softmax));
+    /// let err = model
+    ///     .compile(Adam::default(), Loss::CategoricalCrossentropy, &[Metric::SparseCategoricalAccuracy])
+    ///     .unwrap_err();
+    /// assert!(matches!(err, NnError::MetricMismatch { loss: "categorical_crossentropy", .. }));
+    /// # Ok::<(), NnError>(())
+    /// ```
     ///
     /// ```
     /// use dendrite_nn::{Activation, Adam, Dense, Loss, Metric, Sequential};
