@@ -318,6 +318,27 @@ fn binary_crossentropy_target_outside_unit_interval() -> TestResult {
         "{err:?}"
     );
     assert_eq!(model.steps_taken(), 0);
+    // Categorical cross-entropy targets too: one-hot or soft rows, within [0, 1].
+    let mut categorical = Sequential::new();
+    categorical.add(Dense::new(2).input_dim(2).activation(Activation::Softmax));
+    categorical.compile(Adam::default(), Loss::CategoricalCrossentropy, &[])?;
+    let rows = array![[1.0_f32, 0.0], [0.0, 1.0], [0.5, 0.5], [-1.0, 2.0]];
+    let err = categorical
+        .fit(&(x.view(), rows.view()), quiet())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NnError::TargetOutOfRange {
+                loss: "categorical_crossentropy",
+                sample: 3,
+                index: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(categorical.steps_taken(), 0);
     // Labels 0 and 1 are fine.
     let ok = array![0.0_f32, 1.0, 1.0, 0.0];
     model.fit(&(x.view(), ok.view()), quiet())?;

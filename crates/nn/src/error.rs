@@ -188,8 +188,8 @@ pub enum NnError {
         /// The value found.
         value: f64,
     },
-    /// A target outside the range the loss is defined on (binary cross-entropy needs
-    /// `[0, 1]`).
+    /// A target outside the range the loss is defined on (binary and categorical
+    /// cross-entropy need `[0, 1]`).
     #[error("{loss} needs targets in [{low}, {high}], but the {data} data hold {value} at sample {sample}, target {index}")]
     TargetOutOfRange {
         /// The loss's name.

@@ -34,7 +34,7 @@ impl<F: Float> Sequential<F> {
     /// The configuration, then the inputs and targets (training and validation) are checked
     /// once before the first step: the feature count against the model, as many targets as
     /// samples, class labels in range, every value finite (unless
-    /// [turned off](Sequential::with_finite_check)), binary cross-entropy targets in `[0, 1]`.
+    /// [turned off](Sequential::with_finite_check)), cross-entropy targets in `[0, 1]`.
     /// A refused fit has taken no step.
     ///
     /// # Errors
@@ -481,8 +481,16 @@ impl<F: Float> Stopper<F> {
             if self.config.restore_best_weights {
                 self.best_weights.resize_with(net.params.len(), Vec::new);
                 for (saved, &p) in self.best_weights.iter_mut().zip(&net.params) {
+                    let value = net.graph.value(p)?;
                     saved.clear();
-                    saved.extend(net.graph.value(p)?.iter().copied());
+                    saved.try_reserve_exact(value.len()).map_err(|_| {
+                        NnError::Graph(dendrite_graph::GraphError::AllocationFailed {
+                            op: "early stopping",
+                            node: "best weights".into(),
+                            bytes: value.len().saturating_mul(std::mem::size_of::<F>()),
+                        })
+                    })?;
+                    saved.extend(value.iter().copied());
                 }
             }
             return Ok(false);

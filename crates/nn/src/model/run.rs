@@ -8,7 +8,7 @@ use crate::float::Float;
 use crate::input::{Data, Features, Targets};
 use crate::loss::Loss;
 use crate::metrics::{Mean, Metric};
-use crate::optim::zeroed_vec;
+use crate::optim::{index_vec, zeroed_vec};
 use dendrite_graph::{Element, Graph, Plan};
 use ndarray::{Array2, ArrayViewD, IxDyn};
 
@@ -29,7 +29,7 @@ impl<F: Float> Batch<F> {
         Ok(Batch {
             x: zeroed_vec("batch", INPUT_NAME, &[batch_size, features])?,
             y: zeroed_vec("batch", "targets", &[batch_size, targets.width()])?,
-            idx: Vec::with_capacity(batch_size),
+            idx: index_vec("batch", batch_size)?,
             features,
             targets,
         })
@@ -96,8 +96,8 @@ pub(crate) struct Expect {
 }
 
 /// Checks, once before the first step, that `data` fits the model: feature count, targets
-/// (count, width, class labels), not empty, every value finite, binary cross-entropy targets
-/// in `[0, 1]`. `what` names the data in the errors; samples from `validation_from` on are
+/// (count, width, class labels), not empty, every value finite, binary and categorical
+/// cross-entropy targets in `[0, 1]`. `what` names the data in the errors; samples from `validation_from` on are
 /// named `validation` (a validation split). Errors in validation data that do not name the
 /// data themselves come wrapped in [`NnError::InData`].
 pub(crate) fn check_data<F: Float, D: Data<F> + ?Sized>(
@@ -157,6 +157,20 @@ fn check_shape<F: Float, D: Data<F> + ?Sized>(
     Ok(())
 }
 
+/// [`NnError::NonFiniteData`] for the first NaN or infinite feature of `x`.
+fn finite_features<F: Float, X: Features<F> + ?Sized>(x: &X, data: &'static str) -> Result<()> {
+    match x.first_non_finite()? {
+        Some((sample, index, value)) => Err(NnError::NonFiniteData {
+            data,
+            part: "feature",
+            sample,
+            index,
+            value,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Finite features and targets (when asked), targets in the loss's range.
 fn check_values<F: Float, D: Data<F> + ?Sized>(
     data: &D,
@@ -181,7 +195,12 @@ fn check_values<F: Float, D: Data<F> + ?Sized>(
             }
         }
     }
-    if expect.loss == Loss::BinaryCrossentropy {
+    // Cross-entropies on target values are defined for targets in [0, 1] (0/1 labels, one-hot
+    // or soft rows): outside, the loss is unbounded below and training diverges silently.
+    if matches!(
+        expect.loss,
+        Loss::BinaryCrossentropy | Loss::CategoricalCrossentropy
+    ) {
         if let Some((sample, index, value)) = data.first_target_outside(expect.targets, 0.0, 1.0)? {
             return Err(NnError::TargetOutOfRange {
                 loss: expect.loss.name(),
@@ -272,7 +291,7 @@ impl<F: Float> Sequential<F> {
     /// [`NnError::NotCompiled`], [`NnError::ZeroBatchSize`], [`NnError::EmptyDataset`],
     /// [`NnError::FeatureMismatch`] and the target errors of [`Data::check_targets`];
     /// [`NnError::NonFiniteData`] for a NaN or infinite value, [`NnError::TargetOutOfRange`] for
-    /// a binary cross-entropy target outside `[0, 1]`.
+    /// a cross-entropy target outside `[0, 1]`.
     ///
     /// ```
     /// use dendrite_nn::{Activation, Dense, Loss, Metric, Sequential, Sgd};
@@ -351,15 +370,7 @@ impl<F: Float> Sequential<F> {
             });
         }
         if self.finite_check {
-            if let Some((sample, index, value)) = x.first_non_finite()? {
-                return Err(NnError::NonFiniteData {
-                    data: "prediction",
-                    part: "feature",
-                    sample,
-                    index,
-                    value,
-                });
-            }
+            finite_features(x, "prediction")?;
         }
         let (len, f, w) = (x.len(), net.features, net.width);
         let mut result =
@@ -367,7 +378,7 @@ impl<F: Float> Sequential<F> {
                 .map_err(|_| too_small("predictions", len.saturating_mul(w)))?;
         let bs = batch_size.min(len).max(1);
         let mut xs = zeroed_vec("predict", INPUT_NAME, &[bs, f])?;
-        let mut idx = Vec::with_capacity(bs);
+        let mut idx = index_vec("predict", bs)?;
         let mut at = 0;
         while at < len {
             let stop = (at + bs).min(len);

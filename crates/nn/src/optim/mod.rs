@@ -178,6 +178,23 @@ pub(crate) fn zeroed_vec<F: Float>(
     Ok(v)
 }
 
+/// An empty vector of indices with room for `n`, reserved fallibly (a batch's sample
+/// indices: `n` comes from the batch size).
+///
+/// # Errors
+/// [`GraphError::AllocationFailed`] (in [`NnError::Graph`]).
+pub(crate) fn index_vec(what: &'static str, n: usize) -> Result<Vec<usize>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        alloc_error(
+            what,
+            "indices",
+            n.saturating_mul(std::mem::size_of::<usize>()),
+        )
+    })?;
+    Ok(v)
+}
+
 fn alloc_error(what: &'static str, node: &str, bytes: usize) -> NnError {
     NnError::Graph(GraphError::AllocationFailed {
         op: what,
