@@ -258,6 +258,19 @@ fn metric_that_does_not_fit_the_loss() {
             "{loss:?} {metric:?}: {err:?}"
         );
     }
+    // A categorical loss on one output: the loss is always 0.
+    for loss in [
+        Loss::CategoricalCrossentropy,
+        Loss::SparseCategoricalCrossentropy,
+    ] {
+        let mut one = Sequential::new();
+        one.add(Dense::new(1).input_dim(2).activation(Activation::Sigmoid));
+        let err = one.compile(Adam::default(), loss, &[]).unwrap_err();
+        assert!(
+            matches!(err, NnError::LossOutput { width: 1, .. }),
+            "{err:?}"
+        );
+    }
     // One output: an argmax is always 0.
     let err = compile(1, Loss::MeanSquaredError, Metric::CategoricalAccuracy).unwrap_err();
     assert!(

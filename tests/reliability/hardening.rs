@@ -327,3 +327,18 @@ fn learning_rate_schedule_that_overflows() -> TestResult {
     assert_eq!(model.steps_taken(), 2);
     Ok(())
 }
+
+#[test]
+fn init_bounds_must_be_finite() {
+    use dendrite_nn::Init;
+    for (low, high) in [(f64::NAN, 1.0), (0.0, f64::INFINITY), (1.0, -1.0)] {
+        let err = Init::new(0).uniform::<f32>(&[3], low, high).unwrap_err();
+        assert!(
+            matches!(err, NnError::Hyperparameter { owner: "init", .. }),
+            "[{low}, {high}): {err:?}"
+        );
+    }
+    // Glorot's limit stays finite for any shape, zero-sized ones included.
+    let w = Init::new(0).glorot_uniform::<f32>(&[0, 3]).unwrap();
+    assert_eq!(w.len(), 0);
+}

@@ -114,6 +114,17 @@ pub enum NnError {
         /// Why they do not fit, and what fits.
         reason: &'static str,
     },
+    /// A loss that cannot train the model's output (a categorical cross-entropy on a single
+    /// output), refused by `compile`.
+    #[error("loss {loss} does not fit a model with {width} output(s): {reason}")]
+    LossOutput {
+        /// The loss's name.
+        loss: &'static str,
+        /// The model's outputs per sample.
+        width: usize,
+        /// Why, and what fits.
+        reason: &'static str,
+    },
     /// A metric that could not be added to the graph.
     #[error("metric {metric} with loss {loss}: {source}")]
     Metric {

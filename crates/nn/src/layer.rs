@@ -347,16 +347,27 @@ impl Init {
     /// Values drawn uniformly from `[low, high)`.
     ///
     /// # Errors
-    /// [`GraphError::TensorTooLarge`] (wrapped in [`NnError::Graph`]) for a shape over the
-    /// per-tensor limit, [`GraphError::AllocationFailed`] when memory runs out.
+    /// [`NnError::Hyperparameter`] unless `low` and `high` are finite with `low <= high` (the
+    /// weights would not be); [`GraphError::TensorTooLarge`] (wrapped in [`NnError::Graph`])
+    /// for a shape over the per-tensor limit, [`GraphError::AllocationFailed`] when memory runs
+    /// out.
     ///
     /// ```
     /// let w = dendrite_nn::Init::new(0).uniform::<f32>(&[2, 2], -0.5, 0.5)?;
     /// assert!(w.iter().all(|v| (-0.5..0.5).contains(v)));
+    /// assert!(dendrite_nn::Init::new(0).uniform::<f32>(&[2], f64::NAN, 1.0).is_err());
     /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
     pub fn uniform<F: Float>(&mut self, shape: &[usize], low: f64, high: f64) -> Result<ArrayD<F>> {
         let span = high - low;
+        if !(low.is_finite() && high.is_finite() && span.is_finite() && span >= 0.0) {
+            return Err(NnError::Hyperparameter {
+                owner: "init",
+                name: if low.is_finite() { "high" } else { "low" },
+                value: if low.is_finite() { high } else { low },
+                reason: "the bounds of a uniform initializer must be finite, with low <= high",
+            });
+        }
         let (mut data, n) = self.buffer::<F>("init", shape)?;
         data.extend((0..n).map(|_| F::of(low + span * self.rng.gen::<f64>())));
         Self::array("init", shape, data)

@@ -149,6 +149,7 @@ impl<F: Float> Sequential<F> {
             .net
             .as_mut()
             .ok_or(NnError::NotBuilt { method: "compile" })?;
+        check_loss(loss, net.width)?;
         let resolved = check_metrics(loss, net.width, metrics)?;
         let targets = loss.targets(net.width);
         let target_node = target_input(&mut net.graph, targets)?;
@@ -204,6 +205,22 @@ fn target_input<F: Float>(g: &mut Graph<F>, targets: Targets) -> Result<NodeId> 
             None => g.input(TARGETS_NAME, [None, Some(width)])?,
         },
     })
+}
+
+/// A categorical cross-entropy needs at least two outputs.
+fn check_loss(loss: Loss, width: usize) -> Result<()> {
+    let categorical = matches!(
+        loss,
+        Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy
+    );
+    if categorical && width < 2 {
+        return Err(NnError::LossOutput {
+            loss: loss.name(),
+            width,
+            reason: "a categorical cross-entropy needs at least 2 outputs (over a single output the normalized probability is always 1 and the loss always 0): use Loss::BinaryCrossentropy with a sigmoid output",
+        });
+    }
+    Ok(())
 }
 
 /// Resolves every metric for `loss` and refuses those that cannot measure it.
