@@ -285,7 +285,9 @@ pub enum NnError {
         value: f64,
     },
     /// A parameter that became NaN or infinite in an optimizer update; the step was undone, so
-    /// the weights are those after the last finite step.
+    /// the weights are those after the last finite step. The optimizer's state (momenta,
+    /// moments) may hold the failed step: `compile` again, with a lower learning rate, before
+    /// training on.
     #[error("parameter `{name}` became {value} at epoch {epoch}, step {step}; training stopped and the weights are those after the last finite step (lower the learning rate, or clip the data)")]
     NonFiniteParameter {
         /// The parameter's name (`dense_1/kernel`).
