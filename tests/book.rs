@@ -1787,7 +1787,7 @@ fn optimizer_first_steps() -> Result<(), Box<dyn std::error::Error>> {
 
     let g = [0.5_f64]; // the same gradient at every step
     let run = |opt: &mut dyn Optimizer<f64>, steps: u64| -> Result<f64, dendrite_nn::NnError> {
-        opt.prepare(&[1]);
+        opt.prepare(&[1])?;
         let mut w = [1.0_f64];
         for t in 0..steps {
             opt.begin_step(t);
@@ -1840,7 +1840,7 @@ fn gradient_descent_with_momentum() -> Result<(), Box<dyn std::error::Error>> {
 
         // Build once, run many times: the whole training loop.
         let mut plan = compile(&g, &[f, dw])?;
-        opt.prepare(&[2]);
+        opt.prepare(&[2])?;
         for t in 0..steps {
             let out = plan.run(&g, &[])?;
             let gradient = out.get(1)?;
@@ -1888,7 +1888,7 @@ fn optimizer_paths() -> Result<Vec<Path2>, dendrite_nn::NnError> {
     ];
     let mut paths = Vec::new();
     for (name, opt) in optimizers {
-        opt.prepare(&[2]);
+        opt.prepare(&[2])?;
         let mut w = [-1.0, 0.2];
         let mut path = vec![w];
         for t in 0..60 {
@@ -2721,7 +2721,7 @@ fn check_momentum_step(step: fn(&mut f64, &mut f64, f64, f64, f64)) -> TestResul
 
     // Three steps on f(w) = w² (gradient 2w), against dendrite_nn's Sgd with momentum.
     let mut sgd = Sgd::new(0.1).momentum(0.9);
-    sgd.prepare(&[1]);
+    sgd.prepare(&[1])?;
     let (mut reference, mut w, mut v) = ([1.0_f64], 1.0, 0.0);
     for t in 0..3 {
         sgd.begin_step(t);
@@ -2962,7 +2962,7 @@ fn training_by_hand() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|&p| g.value(p).map(|v| v.len()))
         .collect::<Result<_, _>>()?;
-    adam.prepare(&sizes);
+    adam.prepare(&sizes)?;
 
     let batch = 32;
     let mut x = vec![0.0_f32; batch * 784];

@@ -145,8 +145,8 @@ impl<F: Float> Layer<F> for Activation {
         Ok(input.to_vec())
     }
 
-    fn param_count(&self, _input: &[usize]) -> usize {
-        0
+    fn param_count(&self, _input: &[usize]) -> Option<usize> {
+        Some(0)
     }
 
     fn build(

@@ -221,7 +221,7 @@ impl<F: Float> Sequential<F> {
     /// Saves the weights to `path` as safetensors, atomically (see [`write_atomic`]).
     ///
     /// # Errors
-    /// [`NnError::NotCompiled`] before the model is built; [`NnError::Io`].
+    /// [`NnError::NotBuilt`] before the model is built; [`NnError::Io`].
     ///
     /// ```
     /// use dendrite_nn::{Dense, Sequential};
@@ -248,9 +248,7 @@ impl<F: Float> Sequential<F> {
     /// element types, shapes, no tensor missing and none extra) before it changes a single weight.
     pub fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let (graph, params) = self.parameter_nodes().ok_or(NnError::NotCompiled {
-            method: "save_weights",
-        })?;
+        let (graph, params) = self.parameter_nodes("save_weights")?;
         let mut named = Vec::with_capacity(params.len());
         for &p in params {
             let value = graph.value(p)?;
@@ -288,7 +286,7 @@ impl<F: Float> Sequential<F> {
     /// at most its length is reserved and read.
     ///
     /// # Errors
-    /// [`NnError::NotCompiled`] before the model is built (checked first); [`NnError::NotAFile`],
+    /// [`NnError::NotBuilt`] before the model is built (checked first); [`NnError::NotAFile`],
     /// [`NnError::FileTooLarge`], [`NnError::FileGrew`], [`NnError::AllocationFailed`],
     /// [`NnError::Io`], [`NnError::CorruptCheckpoint`], [`NnError::MissingTensor`],
     /// [`NnError::UnexpectedTensor`], [`NnError::TensorShape`], [`NnError::TensorDtype`].
@@ -306,10 +304,7 @@ impl<F: Float> Sequential<F> {
     /// ```
     pub fn load_weights(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let not_compiled = NnError::NotCompiled {
-            method: "load_weights",
-        };
-        let (graph, params) = self.parameter_nodes().ok_or(not_compiled)?;
+        let (graph, params) = self.parameter_nodes("load_weights")?;
         let bytes = read_checkpoint(path, max_checkpoint_len(graph, params)?)?;
         // safetensors checks the header length against the file, and every tensor's offsets
         // against its shape, its dtype and the data present, before anything is read; tensors
@@ -318,9 +313,7 @@ impl<F: Float> Sequential<F> {
             path: path.to_path_buf(),
             reason: corrupt_reason(&bytes, &e),
         })?;
-        let (graph, params) = self.parameter_nodes_mut().ok_or(NnError::NotCompiled {
-            method: "load_weights",
-        })?;
+        let (graph, params) = self.parameter_nodes_mut("load_weights")?;
         // Check everything first, so that a bad file changes nothing.
         let tensors = matching_tensors(path, &file, graph, params)?;
         for (&p, tensor) in params.iter().zip(&tensors) {

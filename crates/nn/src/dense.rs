@@ -75,7 +75,7 @@ impl Dense {
     ///
     /// ```
     /// use dendrite_nn::{Dense, Layer};
-    /// assert_eq!(Layer::<f32>::param_count(&Dense::new(2).use_bias(false), &[3]), 6);
+    /// assert_eq!(Layer::<f32>::param_count(&Dense::new(2).use_bias(false), &[3]), Some(6));
     /// ```
     pub fn use_bias(mut self, use_bias: bool) -> Self {
         self.use_bias = use_bias;
@@ -149,9 +149,11 @@ impl<F: Float> Layer<F> for Dense {
         Ok(vec![self.units])
     }
 
-    fn param_count(&self, input: &[usize]) -> usize {
-        let n: usize = input.iter().product();
-        n * self.units + if self.use_bias { self.units } else { 0 }
+    /// `inputs × units (+ units)`, `None` when that overflows.
+    fn param_count(&self, input: &[usize]) -> Option<usize> {
+        let n = input.iter().try_fold(1usize, |n, &d| n.checked_mul(d))?;
+        let bias = if self.use_bias { self.units } else { 0 };
+        n.checked_mul(self.units)?.checked_add(bias)
     }
 
     fn build(
@@ -162,11 +164,11 @@ impl<F: Float> Layer<F> for Dense {
         init: &mut Init,
     ) -> Result<LayerNodes> {
         let n = self.inputs(input_shape)?;
-        let kernel = g.parameter("kernel", init.glorot_uniform::<F>(&[n, self.units]))?;
+        let kernel = g.parameter("kernel", init.glorot_uniform::<F>(&[n, self.units])?)?;
         let mut parameters = vec![kernel];
         let mut z = g.matmul(input, kernel)?;
         if self.use_bias {
-            let bias = g.parameter("bias", init.zeros::<F>(&[self.units]))?;
+            let bias = g.parameter("bias", init.zeros::<F>(&[self.units])?)?;
             parameters.push(bias);
             z = g.add(z, bias)?;
         }

@@ -68,11 +68,73 @@ pub enum NnError {
         /// The repeated name.
         name: String,
     },
-    /// A method that needs a built or compiled model was called before `compile`.
+    /// A method that needs a compiled model (`fit`, `evaluate`) was called before `compile`.
     #[error("`{method}` needs a compiled model: call `compile` first")]
     NotCompiled {
         /// The method called.
         method: &'static str,
+    },
+    /// A method that needs only the built graph and weights (`predict`, `weights`,
+    /// `save_weights`, `load_weights`) was called before `build` or `compile`.
+    #[error("`{method}` needs a built model: call `build` (or `compile`) first")]
+    NotBuilt {
+        /// The method called.
+        method: &'static str,
+    },
+    /// A layer whose parameter count does not fit in `usize` for the input it is given.
+    #[error(
+        "layer `{layer}` ({kind}) on input shape {input:?}: its parameter count overflows usize"
+    )]
+    ParamCountOverflow {
+        /// The layer's name in the model (`dense_1`).
+        layer: String,
+        /// The layer's type (`Dense`).
+        kind: &'static str,
+        /// The input shape, without the batch dimension.
+        input: Vec<usize>,
+    },
+    /// A model whose total parameter count does not fit in `usize`.
+    #[error("the model's total parameter count overflows usize when layer `{layer}` ({params} parameters) is added")]
+    TotalParamsOverflow {
+        /// The layer whose count made the total overflow.
+        layer: String,
+        /// That layer's own count.
+        params: usize,
+    },
+    /// A metric that cannot measure what the loss trains (sparse vs one-hot targets, binary vs
+    /// categorical outputs), refused by `compile`.
+    #[error("metric {metric} does not fit loss {loss} with {width} output(s): {reason}")]
+    MetricMismatch {
+        /// The metric's name (`sparse_categorical_accuracy`).
+        metric: &'static str,
+        /// The loss's name (`categorical_crossentropy`).
+        loss: &'static str,
+        /// The model's outputs per sample.
+        width: usize,
+        /// Why they do not fit, and what fits.
+        reason: &'static str,
+    },
+    /// A loss that cannot train the model's output (a categorical cross-entropy on a single
+    /// output), refused by `compile`.
+    #[error("loss {loss} does not fit a model with {width} output(s): {reason}")]
+    LossOutput {
+        /// The loss's name.
+        loss: &'static str,
+        /// The model's outputs per sample.
+        width: usize,
+        /// Why, and what fits.
+        reason: &'static str,
+    },
+    /// A metric that could not be added to the graph.
+    #[error("metric {metric} with loss {loss}: {source}")]
+    Metric {
+        /// The metric's name.
+        metric: &'static str,
+        /// The loss's name.
+        loss: &'static str,
+        /// What went wrong.
+        #[source]
+        source: Box<NnError>,
     },
 
     /// A class label that is not an integer in `0..classes`.
@@ -102,12 +164,59 @@ pub enum NnError {
         actual: usize,
     },
     /// Targets whose width differs from what the loss needs.
-    #[error("the loss needs {expected} target values per sample, but the data has {actual}")]
+    #[error("{loss} needs {expected} target value(s) per sample, but the data have {actual}{}", target_hint(loss, *expected, *actual))]
     TargetMismatch {
+        /// The loss's name (`sparse_categorical_crossentropy`), or `the loss` when the data
+        /// were checked without one.
+        loss: &'static str,
         /// Values per sample the loss needs (1 for class indices, the output width otherwise).
         expected: usize,
         /// Values per sample the data provides.
         actual: usize,
+    },
+    /// An error in the validation data given to `fit` (the inner error says what).
+    #[error("in the {data} data: {source}")]
+    InData {
+        /// `"validation"`.
+        data: &'static str,
+        /// The error.
+        #[source]
+        source: Box<NnError>,
+    },
+    /// A feature or target that is NaN or infinite (checked once per dataset before training,
+    /// evaluating or predicting; see `Sequential::with_finite_check`).
+    #[error("the {data} data hold {value} at sample {sample}, {part} {index}: features and targets must be finite (fix or drop the sample, or turn the check off with `with_finite_check(false)`)")]
+    NonFiniteData {
+        /// `"training"`, `"validation"`, `"evaluation"` or `"prediction"`.
+        data: &'static str,
+        /// `"feature"` or `"target"`.
+        part: &'static str,
+        /// The sample's position in the dataset given (for a validation split, in the whole
+        /// training dataset).
+        sample: usize,
+        /// The feature's (or target's) position within the sample.
+        index: usize,
+        /// The value found.
+        value: f64,
+    },
+    /// A target outside the range the loss is defined on (binary and categorical
+    /// cross-entropy need `[0, 1]`).
+    #[error("{loss} needs targets in [{low}, {high}], but the {data} data hold {value} at sample {sample}, target {index}")]
+    TargetOutOfRange {
+        /// The loss's name.
+        loss: &'static str,
+        /// `"training"`, `"validation"` or `"evaluation"`.
+        data: &'static str,
+        /// The sample's position.
+        sample: usize,
+        /// The target's position within the sample.
+        index: usize,
+        /// The value found.
+        value: f64,
+        /// The smallest valid target.
+        low: f64,
+        /// The largest valid target.
+        high: f64,
     },
     /// Data without targets given where targets are needed.
     #[error(
@@ -173,6 +282,34 @@ pub enum NnError {
         /// The step within the epoch (1-based).
         step: usize,
         /// The loss value.
+        value: f64,
+    },
+    /// A parameter that became NaN or infinite in an optimizer update; the step was undone, so
+    /// the weights are those after the last finite step. The optimizer's state (momenta,
+    /// moments) may hold the failed step: `compile` again, with a lower learning rate, before
+    /// training on.
+    #[error("parameter `{name}` became {value} at epoch {epoch}, step {step}; training stopped and the weights are those after the last finite step (lower the learning rate, or clip the data)")]
+    NonFiniteParameter {
+        /// The parameter's name (`dense_1/kernel`).
+        name: String,
+        /// The epoch (1-based).
+        epoch: usize,
+        /// The step within the epoch (1-based).
+        step: usize,
+        /// The first non-finite value found.
+        value: f64,
+    },
+    /// A learning rate that a schedule made NaN, infinite or negative during training; the
+    /// step was not taken.
+    #[error("{optimizer}: the learning rate at epoch {epoch}, step {step} is {value}; it must be finite and >= 0 (check the schedule)")]
+    LearningRate {
+        /// The optimizer's name.
+        optimizer: &'static str,
+        /// The epoch (1-based).
+        epoch: usize,
+        /// The step within the epoch (1-based).
+        step: usize,
+        /// The rate.
         value: f64,
     },
     /// A parameter or gradient that is not laid out contiguously in row-major order.
@@ -289,6 +426,19 @@ pub enum NnError {
         /// The tensor's element type.
         actual: String,
     },
+}
+
+/// The suggestion that ends a [`NnError::TargetMismatch`] message.
+fn target_hint(loss: &str, expected: usize, actual: usize) -> &'static str {
+    match (loss, expected, actual) {
+        ("sparse_categorical_crossentropy", 1, a) if a > 1 => {
+            ": these look like one-hot rows; use Loss::CategoricalCrossentropy for them, or give one class index per sample"
+        }
+        (_, e, 1) if e > 1 => {
+            ": these look like class indices; use Loss::SparseCategoricalCrossentropy for them, or give one-hot rows as wide as the output"
+        }
+        _ => "",
+    }
 }
 
 /// Turns the graph's out-of-range index from `one_hot` (a sparse label the data checks did

@@ -67,6 +67,92 @@ pub trait Features<F: Float> {
     /// # Errors
     /// A buffer of the wrong length or an index out of range.
     fn write_features(&self, indices: &[usize], out: &mut [F]) -> Result<()>;
+
+    /// The first feature that is NaN or infinite, as `(sample, feature, value)`, or `None`.
+    /// `fit`, `evaluate` and `predict` call it once per dataset, before any step. The default
+    /// reads the samples through [`Features::write_features`], [`SCAN_CHUNK`] at a time; ndarray
+    /// inputs scan their elements directly, and the `u8` [`Dataset`] answers `None` at once.
+    ///
+    /// # Errors
+    /// Those of [`Features::write_features`]; a scan buffer too large to allocate.
+    ///
+    /// ```
+    /// use dendrite_nn::Features;
+    /// let x = ndarray::array![[0.0_f32, 1.0], [f32::NAN, 2.0]];
+    /// assert_eq!(x.first_non_finite()?.map(|(s, f, _)| (s, f)), Some((1, 0)));
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    fn first_non_finite(&self) -> Result<Option<(usize, usize, f64)>> {
+        scan(
+            self.len(),
+            self.features(),
+            |idx, out| self.write_features(idx, out),
+            |v| !v.is_finite(),
+        )
+    }
+}
+
+/// Samples a default scan ([`Features::first_non_finite`], [`Data::first_target_outside`])
+/// reads at a time.
+pub const SCAN_CHUNK: usize = 256;
+
+/// Reads `len` samples of `width` values through `write`, [`SCAN_CHUNK`] at a time, and
+/// returns the first value for which `bad` holds, as `(sample, position, value)`.
+fn scan<F: Float>(
+    len: usize,
+    width: usize,
+    mut write: impl FnMut(&[usize], &mut [F]) -> Result<()>,
+    bad: impl Fn(f64) -> bool,
+) -> Result<Option<(usize, usize, f64)>> {
+    if len == 0 || width == 0 {
+        return Ok(None);
+    }
+    let chunk = SCAN_CHUNK.min(len);
+    let dims = [chunk, width];
+    let n = dendrite_graph::limits::check_size::<F>("scan", "data", &dims)?;
+    let mut buffer = Vec::new();
+    buffer
+        .try_reserve_exact(n)
+        .map_err(|_| dendrite_graph::GraphError::AllocationFailed {
+            op: "scan",
+            node: "data".into(),
+            bytes: n.saturating_mul(std::mem::size_of::<F>()),
+        })?;
+    buffer.resize(n, F::zero());
+    let mut indices = Vec::with_capacity(chunk);
+    let mut start = 0;
+    while start < len {
+        let end = (start + chunk).min(len);
+        indices.clear();
+        indices.extend(start..end);
+        let out = &mut buffer[..(end - start) * width];
+        write(&indices, out)?;
+        if let Some(at) = out.iter().position(|v| bad(v.as_f64())) {
+            return Ok(Some((start + at / width, at % width, out[at].as_f64())));
+        }
+        start = end;
+    }
+    Ok(None)
+}
+
+/// The first element of `x` for which `bad` holds, as `(row, column, value)`.
+fn first_in_rows<F: Float, S: Storage<Elem = F>>(
+    x: &ArrayBase<S, Ix2>,
+    bad: impl Fn(f64) -> bool,
+) -> Option<(usize, usize, f64)> {
+    let cols = x.ncols().max(1);
+    if let Some(flat) = x.as_slice() {
+        let at = flat.iter().position(|v| bad(v.as_f64()))?;
+        return Some((at / cols, at % cols, flat[at].as_f64()));
+    }
+    x.indexed_iter()
+        .find(|(_, v)| bad(v.as_f64()))
+        .map(|((i, j), v)| (i, j, v.as_f64()))
+}
+
+/// Whether `v` is not a finite number in `[low, high]`.
+fn outside(low: f64, high: f64) -> impl Fn(f64) -> bool {
+    move |v: f64| !(v.is_finite() && v >= low && v <= high)
 }
 
 /// Inputs with targets: what `fit` and `evaluate` take.
@@ -101,6 +187,35 @@ pub trait Data<F: Float>: Features<F> {
     /// # Errors
     /// A buffer of the wrong length, an index out of range, targets that do not fit.
     fn write_targets(&self, indices: &[usize], targets: Targets, out: &mut [F]) -> Result<()>;
+
+    /// The first target, written as `targets` says, that is NaN, infinite or outside
+    /// `[low, high]`, as `(sample, position, value)`, or `None`. Called once per dataset before
+    /// any step: with infinite bounds it checks that targets are finite, with `[0, 1]` that they
+    /// fit binary cross-entropy. The default reads them through [`Data::write_targets`].
+    ///
+    /// # Errors
+    /// Those of [`Data::write_targets`].
+    ///
+    /// ```
+    /// use dendrite_nn::{Data, Targets};
+    /// let (x, y) = (ndarray::array![[0.0_f32], [1.0]], ndarray::array![0.5_f32, 2.0]);
+    /// let found = (x.view(), y.view()).first_target_outside(Targets::Values { width: 1 }, 0.0, 1.0)?;
+    /// assert_eq!(found, Some((1, 0, 2.0)));
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    fn first_target_outside(
+        &self,
+        targets: Targets,
+        low: f64,
+        high: f64,
+    ) -> Result<Option<(usize, usize, f64)>> {
+        scan(
+            self.len(),
+            targets.width(),
+            |idx, out| self.write_targets(idx, targets, out),
+            outside(low, high),
+        )
+    }
 }
 
 fn buffer_error(expected: usize, actual: usize, buffer: &'static str) -> NnError {
@@ -150,6 +265,10 @@ impl<F: Float> Features<F> for Dataset {
     fn write_features(&self, indices: &[usize], out: &mut [F]) -> Result<()> {
         Ok(self.write_images(indices, out)?)
     }
+    /// Pixels are bytes: always finite.
+    fn first_non_finite(&self) -> Result<Option<(usize, usize, f64)>> {
+        Ok(None)
+    }
 }
 
 impl<F: Float> Data<F> for Dataset {
@@ -174,6 +293,7 @@ impl<F: Float> Data<F> for Dataset {
             }
             Targets::Values { width } if width == self.classes() => Ok(()),
             Targets::Values { width } => Err(NnError::TargetMismatch {
+                loss: "the loss",
                 expected: width,
                 actual: self.classes(),
             }),
@@ -187,6 +307,7 @@ impl<F: Float> Data<F> for Dataset {
                 Ok(self.write_one_hot(indices, out)?)
             }
             Targets::Values { width } => Err(NnError::TargetMismatch {
+                loss: "the loss",
                 expected: width,
                 actual: self.classes(),
             }),
@@ -231,6 +352,9 @@ impl<F: Float, S: Storage<Elem = F>> Features<F> for ArrayBase<S, Ix2> {
     fn write_features(&self, indices: &[usize], out: &mut [F]) -> Result<()> {
         write_rows(self, indices, out)
     }
+    fn first_non_finite(&self) -> Result<Option<(usize, usize, f64)>> {
+        Ok(first_in_rows(self, |v| !v.is_finite()))
+    }
 }
 
 impl<F: Float, S: Storage<Elem = F>, T> Features<F> for (ArrayBase<S, Ix2>, T) {
@@ -242,6 +366,9 @@ impl<F: Float, S: Storage<Elem = F>, T> Features<F> for (ArrayBase<S, Ix2>, T) {
     }
     fn write_features(&self, indices: &[usize], out: &mut [F]) -> Result<()> {
         write_rows(&self.0, indices, out)
+    }
+    fn first_non_finite(&self) -> Result<Option<(usize, usize, f64)>> {
+        Ok(first_in_rows(&self.0, |v| !v.is_finite()))
     }
 }
 
@@ -260,6 +387,7 @@ impl<F: Float, S: Storage<Elem = F>, T: Storage<Elem = F>> Data<F>
             }
             Targets::Values { width: 1 } => Ok(()),
             Targets::Values { width } => Err(NnError::TargetMismatch {
+                loss: "the loss",
                 expected: width,
                 actual: 1,
             }),
@@ -269,6 +397,7 @@ impl<F: Float, S: Storage<Elem = F>, T: Storage<Elem = F>> Data<F>
     fn write_targets(&self, indices: &[usize], targets: Targets, out: &mut [F]) -> Result<()> {
         if targets.width() != 1 {
             return Err(NnError::TargetMismatch {
+                loss: "the loss",
                 expected: targets.width(),
                 actual: 1,
             });
@@ -279,6 +408,20 @@ impl<F: Float, S: Storage<Elem = F>, T: Storage<Elem = F>> Data<F>
             *dst = *y.get(i).ok_or_else(|| index_error(i, y.len()))?;
         }
         Ok(())
+    }
+
+    fn first_target_outside(
+        &self,
+        _targets: Targets,
+        low: f64,
+        high: f64,
+    ) -> Result<Option<(usize, usize, f64)>> {
+        let bad = outside(low, high);
+        Ok(self
+            .1
+            .iter()
+            .position(|v| bad(v.as_f64()))
+            .map(|i| (i, 0, self.1[i].as_f64())))
     }
 }
 
@@ -298,6 +441,7 @@ impl<F: Float, S: Storage<Elem = F>, T: Storage<Elem = F>> Data<F>
             }
             Targets::Values { width } if width == actual => Ok(()),
             _ => Err(NnError::TargetMismatch {
+                loss: "the loss",
                 expected: targets.width(),
                 actual,
             }),
@@ -307,10 +451,20 @@ impl<F: Float, S: Storage<Elem = F>, T: Storage<Elem = F>> Data<F>
     fn write_targets(&self, indices: &[usize], targets: Targets, out: &mut [F]) -> Result<()> {
         if targets.width() != self.1.ncols() {
             return Err(NnError::TargetMismatch {
+                loss: "the loss",
                 expected: targets.width(),
                 actual: self.1.ncols(),
             });
         }
         write_rows(&self.1, indices, out)
+    }
+
+    fn first_target_outside(
+        &self,
+        _targets: Targets,
+        low: f64,
+        high: f64,
+    ) -> Result<Option<(usize, usize, f64)>> {
+        Ok(first_in_rows(&self.1, outside(low, high)))
     }
 }

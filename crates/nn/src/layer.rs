@@ -1,9 +1,9 @@
 //! The [`Layer`] trait: how a layer adds itself to a graph, and what it reports.
 
 use crate::activation::Activation;
-use crate::error::Result;
+use crate::error::{NnError, Result};
 use crate::float::Float;
-use dendrite_graph::{Graph, NodeId};
+use dendrite_graph::{limits, Graph, GraphError, NodeId};
 use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,7 +25,7 @@ use std::fmt::Debug;
 /// Any composition of graph ops is a layer. This one scales its input by a learned vector:
 ///
 /// ```
-/// use dendrite_graph::{Graph, NodeId};
+/// use dendrite_graph::{limits, Graph, GraphError, NodeId};
 /// use dendrite_nn::{Float, Init, Layer, LayerNodes, NnError};
 ///
 /// #[derive(Debug)]
@@ -38,8 +38,8 @@ use std::fmt::Debug;
 ///     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, NnError> {
 ///         Ok(input.to_vec())
 ///     }
-///     fn param_count(&self, input: &[usize]) -> usize {
-///         input.iter().product()
+///     fn param_count(&self, input: &[usize]) -> Option<usize> {
+///         input.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 ///     }
 ///     fn build(
 ///         &mut self,
@@ -48,7 +48,7 @@ use std::fmt::Debug;
 ///         input_shape: &[usize],
 ///         init: &mut Init,
 ///     ) -> Result<LayerNodes, NnError> {
-///         let scale = g.parameter("scale", init.ones::<F>(input_shape))?;
+///         let scale = g.parameter("scale", init.ones::<F>(input_shape)?)?;
 ///         let output = g.mul(input, scale)?;
 ///         Ok(LayerNodes::new(output).with_parameters(vec![scale]))
 ///     }
@@ -102,13 +102,16 @@ pub trait Layer<F: Float>: Send + Debug {
     /// ```
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
 
-    /// Number of trainable values for an input of shape `input`.
+    /// Number of trainable values for an input of shape `input`, or `None` when it does not
+    /// fit in `usize` (compute it with checked arithmetic). The summary turns `None` into
+    /// [`NnError::ParamCountOverflow`](crate::NnError::ParamCountOverflow) naming the layer.
     ///
     /// ```
     /// use dendrite_nn::{Dense, Layer};
-    /// assert_eq!(Layer::<f32>::param_count(&Dense::new(32), &[784]), 784 * 32 + 32);
+    /// assert_eq!(Layer::<f32>::param_count(&Dense::new(32), &[784]), Some(784 * 32 + 32));
+    /// assert_eq!(Layer::<f32>::param_count(&Dense::new(usize::MAX), &[2]), None);
     /// ```
-    fn param_count(&self, input: &[usize]) -> usize;
+    fn param_count(&self, input: &[usize]) -> Option<usize>;
 
     /// Appends the layer's nodes to `g`, reading `input` (of run-time shape
     /// `[batch, input_shape...]`). The model calls this inside the layer's name scope, so a
@@ -237,30 +240,77 @@ impl LayerNodes {
 /// in `f64` and rounded, so `f32` and `f64` models start from the same numbers (up to
 /// rounding).
 ///
+/// Every initializer allocates through the per-tensor limit
+/// ([`dendrite_graph::limits`]) and fallibly, so a layer too large for memory is an error
+/// naming the layer, not an abort.
+///
 /// ```
 /// use dendrite_nn::Init;
-/// let a = Init::for_layer(7, 0).glorot_uniform::<f32>(&[4, 3]);
-/// let b = Init::for_layer(7, 0).glorot_uniform::<f32>(&[4, 3]);
+/// let a = Init::for_layer(7, 0).glorot_uniform::<f32>(&[4, 3])?;
+/// let b = Init::for_layer(7, 0).glorot_uniform::<f32>(&[4, 3])?;
 /// assert_eq!(a, b);
 /// let limit = (6.0_f32 / 7.0).sqrt();
 /// assert!(a.iter().all(|w| w.abs() <= limit));
+/// assert!(Init::new(0).zeros::<f32>(&[1 << 20, 1 << 20]).is_err());
+/// # Ok::<(), dendrite_nn::NnError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Init {
     rng: ChaCha8Rng,
+    /// The layer initialized, for errors.
+    layer: String,
 }
 
 impl Init {
     /// A generator seeded with `seed`.
     ///
     /// ```
-    /// let w = dendrite_nn::Init::new(1).uniform::<f64>(&[3], -1.0, 1.0);
+    /// let w = dendrite_nn::Init::new(1).uniform::<f64>(&[3], -1.0, 1.0)?;
     /// assert_eq!(w.len(), 3);
+    /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
     pub fn new(seed: u64) -> Self {
         Init {
             rng: ChaCha8Rng::seed_from_u64(seed),
+            layer: String::new(),
         }
+    }
+
+    /// Names the layer being initialized, so that a tensor too large is reported as that
+    /// layer's (the model names each layer's generator).
+    ///
+    /// ```
+    /// let err = dendrite_nn::Init::new(0).named("dense_1").zeros::<f32>(&[usize::MAX]).unwrap_err();
+    /// assert!(err.to_string().contains("dense_1"));
+    /// ```
+    pub fn named(mut self, layer: &str) -> Self {
+        self.layer = layer.to_owned();
+        self
+    }
+
+    /// A buffer for a tensor of shape `shape`, checked against the per-tensor limit and
+    /// reserved fallibly.
+    fn buffer<F: Float>(&self, op: &'static str, shape: &[usize]) -> Result<(Vec<F>, usize)> {
+        let n = limits::check_size::<F>(op, &self.layer, shape)?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(n)
+            .map_err(|_| GraphError::AllocationFailed {
+                op,
+                node: self.layer.clone(),
+                bytes: n.saturating_mul(std::mem::size_of::<F>()),
+            })?;
+        Ok((data, n))
+    }
+
+    fn array<F: Float>(op: &'static str, shape: &[usize], data: Vec<F>) -> Result<ArrayD<F>> {
+        ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|_| {
+            NnError::Graph(GraphError::InvalidShape {
+                op,
+                node: String::new(),
+                reason: "internal: an initializer's buffer disagrees with its shape".into(),
+                shape: dendrite_graph::Shape::fixed(shape),
+            })
+        })
     }
 
     /// The generator of layer number `layer` of a model seeded with `seed`: the seed picks the
@@ -268,14 +318,18 @@ impl Init {
     ///
     /// ```
     /// use dendrite_nn::Init;
-    /// let a = Init::for_layer(0, 0).uniform::<f32>(&[2], 0.0, 1.0);
-    /// let b = Init::for_layer(0, 1).uniform::<f32>(&[2], 0.0, 1.0);
+    /// let a = Init::for_layer(0, 0).uniform::<f32>(&[2], 0.0, 1.0)?;
+    /// let b = Init::for_layer(0, 1).uniform::<f32>(&[2], 0.0, 1.0)?;
     /// assert_ne!(a, b);
+    /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
     pub fn for_layer(seed: u64, layer: usize) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(layer as u64);
-        Init { rng }
+        Init {
+            rng,
+            layer: String::new(),
+        }
     }
 
     /// The underlying generator, for initializers of your own.
@@ -292,46 +346,82 @@ impl Init {
 
     /// Values drawn uniformly from `[low, high)`.
     ///
+    /// # Errors
+    /// [`NnError::Hyperparameter`] unless `low` and `high` are finite with `low <= high` (the
+    /// weights would not be); [`GraphError::TensorTooLarge`] (wrapped in [`NnError::Graph`])
+    /// for a shape over the per-tensor limit, [`GraphError::AllocationFailed`] when memory runs
+    /// out.
+    ///
     /// ```
-    /// let w = dendrite_nn::Init::new(0).uniform::<f32>(&[2, 2], -0.5, 0.5);
+    /// let w = dendrite_nn::Init::new(0).uniform::<f32>(&[2, 2], -0.5, 0.5)?;
     /// assert!(w.iter().all(|v| (-0.5..0.5).contains(v)));
+    /// assert!(dendrite_nn::Init::new(0).uniform::<f32>(&[2], f64::NAN, 1.0).is_err());
+    /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
-    pub fn uniform<F: Float>(&mut self, shape: &[usize], low: f64, high: f64) -> ArrayD<F> {
+    pub fn uniform<F: Float>(&mut self, shape: &[usize], low: f64, high: f64) -> Result<ArrayD<F>> {
         let span = high - low;
-        ArrayD::from_shape_simple_fn(IxDyn(shape), || F::of(low + span * self.rng.gen::<f64>()))
+        if !(low.is_finite() && high.is_finite() && span.is_finite() && span >= 0.0) {
+            return Err(NnError::Hyperparameter {
+                owner: "init",
+                name: if low.is_finite() { "high" } else { "low" },
+                value: if low.is_finite() { high } else { low },
+                reason: "the bounds of a uniform initializer must be finite, with low <= high",
+            });
+        }
+        let (mut data, n) = self.buffer::<F>("init", shape)?;
+        data.extend((0..n).map(|_| F::of(low + span * self.rng.gen::<f64>())));
+        Self::array("init", shape, data)
     }
 
     /// Glorot (Xavier) uniform, as Keras' default kernel initializer: uniform in
     /// `[-limit, limit]` with `limit = sqrt(6 / (fan_in + fan_out))`, where for a matrix
     /// `fan_in` is the number of rows and `fan_out` the number of columns.
     ///
+    /// # Errors
+    /// As [`Init::uniform`].
+    ///
     /// ```
-    /// let w = dendrite_nn::Init::new(0).glorot_uniform::<f32>(&[784, 32]);
+    /// let w = dendrite_nn::Init::new(0).glorot_uniform::<f32>(&[784, 32])?;
     /// let limit = (6.0_f32 / (784.0 + 32.0)).sqrt();
     /// assert!(w.iter().all(|v| v.abs() <= limit));
+    /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
-    pub fn glorot_uniform<F: Float>(&mut self, shape: &[usize]) -> ArrayD<F> {
+    pub fn glorot_uniform<F: Float>(&mut self, shape: &[usize]) -> Result<ArrayD<F>> {
         let (fan_in, fan_out) = fans(shape);
-        let limit = (6.0 / (fan_in + fan_out).max(1) as f64).sqrt();
+        let limit = (6.0 / fan_in.saturating_add(fan_out).max(1) as f64).sqrt();
         self.uniform(shape, -limit, limit)
     }
 
     /// Zeros (Keras' default bias initializer).
     ///
+    /// # Errors
+    /// As [`Init::uniform`].
+    ///
     /// ```
-    /// assert_eq!(dendrite_nn::Init::new(0).zeros::<f32>(&[3]).sum(), 0.0);
+    /// assert_eq!(dendrite_nn::Init::new(0).zeros::<f32>(&[3])?.sum(), 0.0);
+    /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
-    pub fn zeros<F: Float>(&mut self, shape: &[usize]) -> ArrayD<F> {
-        ArrayD::zeros(IxDyn(shape))
+    pub fn zeros<F: Float>(&mut self, shape: &[usize]) -> Result<ArrayD<F>> {
+        self.filled(shape, F::zero())
     }
 
     /// Ones.
     ///
+    /// # Errors
+    /// As [`Init::uniform`].
+    ///
     /// ```
-    /// assert_eq!(dendrite_nn::Init::new(0).ones::<f32>(&[3]).sum(), 3.0);
+    /// assert_eq!(dendrite_nn::Init::new(0).ones::<f32>(&[3])?.sum(), 3.0);
+    /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
-    pub fn ones<F: Float>(&mut self, shape: &[usize]) -> ArrayD<F> {
-        ArrayD::ones(IxDyn(shape))
+    pub fn ones<F: Float>(&mut self, shape: &[usize]) -> Result<ArrayD<F>> {
+        self.filled(shape, F::one())
+    }
+
+    fn filled<F: Float>(&mut self, shape: &[usize], value: F) -> Result<ArrayD<F>> {
+        let (mut data, n) = self.buffer::<F>("init", shape)?;
+        data.resize(n, value);
+        Self::array("init", shape, data)
     }
 }
 
@@ -343,8 +433,8 @@ fn fans(shape: &[usize]) -> (usize, usize) {
         [n] => (*n, *n),
         [rows, cols] => (*rows, *cols),
         [field @ .., rows, cols] => {
-            let r: usize = field.iter().product();
-            (rows * r, cols * r)
+            let r = field.iter().fold(1usize, |r, &d| r.saturating_mul(d));
+            (rows.saturating_mul(r), cols.saturating_mul(r))
         }
     }
 }

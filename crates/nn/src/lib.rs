@@ -50,7 +50,7 @@ pub use checkpoint::write_atomic;
 pub use dense::Dense;
 pub use error::{NnError, Result};
 pub use float::Float;
-pub use input::{Data, Features, Targets};
+pub use input::{Data, Features, Targets, SCAN_CHUNK};
 pub use layer::{Init, Layer, LayerNodes, PreActivation};
 pub use loss::{Loss, EPSILON};
 pub use metrics::{Mean, Metric};

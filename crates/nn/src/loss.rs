@@ -245,6 +245,7 @@ fn check_targets<F: Float>(
         Ok(())
     } else {
         Err(NnError::TargetMismatch {
+            loss: loss.name(),
             expected: match loss {
                 Loss::SparseCategoricalCrossentropy => 1,
                 _ => width(out_d),

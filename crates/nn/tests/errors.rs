@@ -184,7 +184,19 @@ fn wrong_feature_count() {
             quiet().validation_data(&(x.view(), y.view())),
         )
         .unwrap_err();
-    assert!(matches!(err, NnError::FeatureMismatch { .. }), "{err}");
+    // An error in the validation data says so.
+    match &err {
+        NnError::InData { data, source } => {
+            assert_eq!(*data, "validation");
+            assert!(matches!(**source, NnError::FeatureMismatch { .. }), "{err}");
+        }
+        other => panic!("expected InData, got {other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "in the validation data: the model takes 3 features per sample, but the data has 2"
+    );
+    assert_eq!(model.steps_taken(), 0);
 }
 
 #[test]
@@ -287,20 +299,46 @@ fn targets_of_the_wrong_width() {
         matches!(
             err,
             NnError::TargetMismatch {
+                loss: "categorical_crossentropy",
                 expected: 3,
                 actual: 2
             }
         ),
         "{err}"
     );
+    assert_eq!(
+        err.to_string(),
+        "categorical_crossentropy needs 3 target value(s) per sample, but the data have 2"
+    );
+    // Class indices given to a one-hot loss: the message names the loss and the fix.
     let labels = Array1::<f32>::zeros(4);
-    assert!(matches!(
-        model.fit(&(x.view(), labels.view()), quiet()),
-        Err(NnError::TargetMismatch {
-            expected: 3,
-            actual: 1
-        })
-    ));
+    let err = model.fit(&(x.view(), labels.view()), quiet()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NnError::TargetMismatch {
+                expected: 3,
+                actual: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "categorical_crossentropy needs 3 target value(s) per sample, but the data have 1: these look like class indices; use Loss::SparseCategoricalCrossentropy for them, or give one-hot rows as wide as the output"
+    );
+    // One-hot rows given to the sparse loss: the opposite advice.
+    let mut sparse = classifier(3, 2);
+    let one_hot = Array2::<f32>::zeros((4, 3));
+    let err = sparse
+        .fit(&(x.view(), one_hot.view()), quiet())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "sparse_categorical_crossentropy needs 1 target value(s) per sample, but the data have 3: these look like one-hot rows; use Loss::CategoricalCrossentropy for them, or give one class index per sample"
+    );
+    assert_eq!(sparse.steps_taken(), 0);
     // One-hot targets from a dataset must have as many classes as the model has outputs.
     let mut digits = Sequential::new();
     digits.add(Dense::new(5).input_dim(784).activation(Activation::Softmax));
@@ -311,7 +349,8 @@ fn targets_of_the_wrong_width() {
         digits.fit(&synthetic_digits(10, 0).unwrap(), quiet()),
         Err(NnError::TargetMismatch {
             expected: 5,
-            actual: 10
+            actual: 10,
+            ..
         })
     ));
 }
@@ -363,15 +402,31 @@ fn methods_that_need_a_compiled_model() {
         model.evaluate(&(x.view(), y.view()), 2),
         Err(NnError::NotCompiled { .. })
     ));
+    // These need only a built model, and say so.
     assert!(matches!(
         model.predict(&x.view(), 2),
-        Err(NnError::NotCompiled { .. })
+        Err(NnError::NotBuilt { method: "predict" })
     ));
-    assert!(matches!(model.weights(), Err(NnError::NotCompiled { .. })));
+    assert!(matches!(model.weights(), Err(NnError::NotBuilt { .. })));
     assert!(matches!(
         model.save_weights("/tmp/never.safetensors"),
-        Err(NnError::NotCompiled { .. })
+        Err(NnError::NotBuilt { .. })
     ));
+    let err = model
+        .load_weights("/tmp/never.safetensors")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("I/O error") || err.contains("needs a built model"),
+        "{err}"
+    );
+    assert_eq!(
+        NnError::NotBuilt {
+            method: "load_weights"
+        }
+        .to_string(),
+        "`load_weights` needs a built model: call `build` (or `compile`) first"
+    );
     // Predicting needs only a built model.
     model.build().unwrap();
     assert_eq!(model.predict(&x.view(), 2).unwrap().dim(), (2, 2));

@@ -203,8 +203,8 @@ impl<F: Float> Layer<F> for Affine {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, NnError> {
         Ok(input.to_vec())
     }
-    fn param_count(&self, input: &[usize]) -> usize {
-        2 * input.iter().product::<usize>()
+    fn param_count(&self, input: &[usize]) -> Option<usize> {
+        input.iter().try_fold(2usize, |n, &d| n.checked_mul(d))
     }
     fn build(
         &mut self,
@@ -213,8 +213,8 @@ impl<F: Float> Layer<F> for Affine {
         shape: &[usize],
         init: &mut Init,
     ) -> Result<LayerNodes, NnError> {
-        let scale = g.parameter("scale", init.ones::<F>(shape))?;
-        let shift = g.parameter("shift", init.zeros::<F>(shape))?;
+        let scale = g.parameter("scale", init.ones::<F>(shape)?)?;
+        let shift = g.parameter("shift", init.zeros::<F>(shape)?)?;
         let scaled = g.mul(input, scale)?;
         let output = g.add(scaled, shift)?;
         Ok(LayerNodes::new(output).with_parameters(vec![scale, shift]))

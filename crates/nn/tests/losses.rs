@@ -188,7 +188,8 @@ fn targets_of_the_wrong_shape_are_rejected() {
         err,
         dendrite_nn::NnError::TargetMismatch {
             expected: 3,
-            actual: 2
+            actual: 2,
+            ..
         }
     ));
 }

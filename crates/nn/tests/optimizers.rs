@@ -8,7 +8,7 @@ use dendrite_nn::{Adam, AdamW, NnError, Optimizer, RmsProp, Schedule, Sgd};
 /// Applies `steps` updates with the given gradients (one per step) to a one-element parameter
 /// starting at `w0`, returning the parameter after each step.
 fn run(opt: &mut dyn Optimizer<f64>, w0: f64, grads: &[f64]) -> Vec<f64> {
-    opt.prepare(&[1]);
+    opt.prepare(&[1]).unwrap();
     let mut w = [w0];
     grads
         .iter()
@@ -119,7 +119,7 @@ fn rmsprop_with_and_without_momentum() {
 #[test]
 fn updates_are_elementwise_over_slices() {
     let mut sgd = Sgd::<f32>::new(0.5);
-    sgd.prepare(&[3, 2]);
+    sgd.prepare(&[3, 2]).unwrap();
     sgd.begin_step(0);
     let mut a = [1.0_f32, 2.0, 3.0];
     let mut b = [0.0_f32, 0.0];
@@ -203,7 +203,7 @@ fn bad_hyperparameters_are_rejected() {
 #[test]
 fn unprepared_or_mismatched_state_is_an_error() {
     let mut adam = Adam::<f32>::default();
-    adam.prepare(&[2]);
+    adam.prepare(&[2]).unwrap();
     adam.begin_step(0);
     let mut w = [0.0_f32; 2];
     let err = adam.update(1, &mut w, &[0.0; 2]).unwrap_err();
@@ -228,7 +228,7 @@ fn vector_updates_match_the_scalar_formulas_bit_for_bit() {
         .collect();
     let w0: Vec<f32> = (0..N).map(|i| (i as f32 * 0.61).sin()).collect();
     let fused = |opt: &mut dyn Optimizer<f32>| {
-        opt.prepare(&[N]);
+        opt.prepare(&[N]).unwrap();
         let mut w = w0.clone();
         for (t, g) in grads.iter().enumerate() {
             opt.begin_step(t as u64);

@@ -327,11 +327,12 @@ fn early_stopping_needs_what_it_monitors() {
 
 #[test]
 fn a_non_finite_loss_stops_fit_with_the_last_finite_weights() {
-    // Sample 2 (the third step with batch size 1, no shuffling) holds an infinity.
+    // Sample 2 (the third step with batch size 1, no shuffling) holds an infinity. The data
+    // check refuses it before any step; with the check off, the step that meets it stops.
     let x = array![[1.0_f32, 0.5], [0.0, 1.0], [f32::INFINITY, 0.0], [1.0, 1.0]];
     let y = array![1.0_f32, 0.0, 1.0, 0.0];
     let build = || {
-        let mut model = Sequential::new().with_seed(9);
+        let mut model = Sequential::new().with_seed(9).with_finite_check(false);
         model.add(Dense::new(4).input_dim(2).activation(Activation::Relu));
         model.add(Dense::new(1).activation(Activation::Sigmoid));
         model
@@ -350,6 +351,22 @@ fn a_non_finite_loss_stops_fit_with_the_last_finite_weights() {
             .shuffle(false)
             .verbosity(0)
     };
+    let mut checked = std::mem::take(&mut build()).with_finite_check(true);
+    let err = checked.fit(&(x.view(), y.view()), config()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NnError::NonFiniteData {
+                data: "training",
+                part: "feature",
+                sample: 2,
+                index: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(checked.steps_taken(), 0);
     let mut model = build();
     let err = model.fit(&(x.view(), y.view()), config()).unwrap_err();
     match err {
@@ -373,7 +390,7 @@ fn a_non_finite_loss_stops_fit_with_the_last_finite_weights() {
 }
 
 fn err_text(x: &Array2<f32>, y: &Array1<f32>) -> String {
-    let mut model = Sequential::new().with_seed(9);
+    let mut model = Sequential::new().with_seed(9).with_finite_check(false);
     model.add(Dense::new(1).input_dim(2).activation(Activation::Sigmoid));
     model
         .compile(Sgd::new(0.1), Loss::BinaryCrossentropy, &[])

@@ -116,7 +116,9 @@ impl EarlyStopping {
         self
     }
 
-    /// The smallest change that counts as an improvement.
+    /// The smallest change that counts as an improvement (its absolute value, as in Keras).
+    /// It must be finite: `fit` refuses NaN or ±∞ with [`NnError::Hyperparameter`] before the
+    /// first step (a NaN would make every epoch count as no improvement).
     ///
     /// ```
     /// let stop = dendrite_nn::EarlyStopping::new(dendrite_nn::Monitor::Loss).min_delta(1e-4);
@@ -125,6 +127,20 @@ impl EarlyStopping {
     pub fn min_delta(mut self, delta: f64) -> Self {
         self.min_delta = delta.abs();
         self
+    }
+
+    /// `min_delta` finite.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.min_delta.is_finite() {
+            Ok(())
+        } else {
+            Err(NnError::Hyperparameter {
+                owner: "early stopping",
+                name: "min_delta",
+                value: self.min_delta,
+                reason: "must be finite",
+            })
+        }
     }
 
     /// Whether to end training with the weights of the best epoch.
@@ -365,12 +381,18 @@ impl<'a, F: Float> FitConfig<'a, F> {
         self
     }
 
+    /// Checks everything that does not depend on the data, before `fit` reads any: epochs
+    /// and batch size at least 1, early stopping's `min_delta` finite. (The validation split
+    /// is checked next, against the number of samples.)
     pub(crate) fn check(&self) -> Result<()> {
         if self.epochs == 0 {
             return Err(NnError::ZeroEpochs);
         }
         if self.batch_size == 0 {
             return Err(NnError::ZeroBatchSize);
+        }
+        if let Some(es) = &self.early_stopping {
+            es.check()?;
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use crate::error::{label_error, NnError, Result};
 use crate::float::Float;
 use crate::input::Data;
 use crate::metrics::Mean;
+use crate::optim::{all_finite, Optimizer};
 use std::time::Instant;
 
 /// Training steps between two updates of the progress bar (besides the first and last step).
@@ -30,16 +31,22 @@ impl<F: Float> Sequential<F> {
     /// `(x, y)` pair of ndarray arrays) as `config` says, and returns the per-epoch
     /// [`History`].
     ///
-    /// Inputs and targets are checked once before the first step: the feature count against
-    /// the model, as many targets as samples, class labels in range.
+    /// The configuration, then the inputs and targets (training and validation) are checked
+    /// once before the first step: the feature count against the model, as many targets as
+    /// samples, class labels in range, every value finite (unless
+    /// [turned off](Sequential::with_finite_check)), cross-entropy targets in `[0, 1]`.
+    /// A refused fit has taken no step.
     ///
     /// # Errors
     /// [`NnError::NotCompiled`]; [`NnError::ZeroEpochs`], [`NnError::ZeroBatchSize`],
-    /// [`NnError::ValidationSplit`], [`NnError::MonitorUnavailable`] for a bad configuration;
-    /// [`NnError::EmptyDataset`], [`NnError::FeatureMismatch`], [`NnError::LengthMismatch`],
-    /// [`NnError::TargetMismatch`], [`NnError::LabelOutOfRange`] for bad data;
-    /// [`NnError::NonFiniteLoss`] when the loss stops being finite (the weights are then those
-    /// after the last finite step).
+    /// [`NnError::ValidationSplit`], [`NnError::MonitorUnavailable`], [`NnError::Hyperparameter`]
+    /// (early stopping's `min_delta`) for a bad configuration; [`NnError::EmptyDataset`],
+    /// [`NnError::FeatureMismatch`], [`NnError::LengthMismatch`], [`NnError::TargetMismatch`],
+    /// [`NnError::LabelOutOfRange`] (inside [`NnError::InData`] for validation data),
+    /// [`NnError::NonFiniteData`], [`NnError::TargetOutOfRange`] for bad data;
+    /// [`NnError::NonFiniteLoss`], [`NnError::NonFiniteParameter`] and
+    /// [`NnError::LearningRate`] when training stops being finite (the weights are then those
+    /// after the last finite step); graph errors for batch buffers over the per-tensor limit.
     ///
     /// ```
     /// use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
@@ -57,8 +64,10 @@ impl<F: Float> Sequential<F> {
     ///
     /// One step: write the batch into the reused buffers, run the compiled training plan (loss,
     /// correct counts, gradients), check that the loss is finite, then let the optimizer update
-    /// every parameter in place from the fetched gradients. The loss is checked *before* the
-    /// update, so a NaN stops training with the weights of the last finite step. With two or
+    /// every parameter in place from the fetched gradients, scanning each right after its
+    /// update. The loss is checked *before* the update, and a parameter that the update made
+    /// non-finite is put back with the others the step changed, so a NaN stops training with
+    /// the weights of the last finite step. With two or
     /// more [threads](FitConfig::threads), a second thread writes the next batches while the
     /// current one trains (hence `Sync` data); results are the same bits either way.
     pub fn fit<D: Data<F> + Sync + ?Sized>(
@@ -66,125 +75,41 @@ impl<F: Float> Sequential<F> {
         data: &D,
         mut config: FitConfig<'_, F>,
     ) -> Result<History> {
-        config.check()?;
-        let (net, training) = self.parts_for_fit()?;
-        let (features, targets) = (net.features, training.targets);
-        check_data(data, features, targets, "training")?;
-        let len = data.len();
-        let (train_len, val) = match config.validation {
-            Validation::None => (len, ValSet::None),
-            Validation::Data(v) => {
-                check_data(v, features, targets, "validation")?;
-                (len, ValSet::Other(v))
-            }
-            Validation::Split(split) => {
-                let bad = |reason| NnError::ValidationSplit {
-                    split,
-                    samples: len,
-                    reason,
-                };
-                if !(0.0..1.0).contains(&split) {
-                    return Err(bad("it must lie in [0, 1)"));
-                }
-                // Keras: the first ⌊n (1 - split)⌋ samples train, the rest validate.
-                let at = (len as f64 * (1.0 - split)).floor() as usize;
-                match at {
-                    0 => return Err(bad("it leaves no training samples")),
-                    at if at == len && split > 0.0 => {
-                        return Err(bad("it leaves no validation samples"))
-                    }
-                    at if at == len => (len, ValSet::None),
-                    at => (at, ValSet::Tail(at, len)),
-                }
-            }
-        };
+        let (train_len, val) = self.check_fit(data, &config)?;
+        let (_, training) = self.parts_for_fit()?;
         let validating = !matches!(val, ValSet::None);
-        let has_metric = !training.metrics.is_empty();
-        let mut stopper = match config.early_stopping {
-            Some(es) => {
-                let available = match es.monitor {
-                    super::Monitor::Loss => true,
-                    super::Monitor::Accuracy => has_metric,
-                    super::Monitor::ValLoss => validating,
-                    super::Monitor::ValAccuracy => validating && has_metric,
-                };
-                if !available {
-                    return Err(NnError::MonitorUnavailable {
-                        monitor: es.monitor.name(),
-                        hint: if validating {
-                            ": compile the model with a metric"
-                        } else {
-                            ": give validation data or a validation split"
-                        },
-                    });
-                }
-                Some(Stopper::new(es))
-            }
-            None => None,
-        };
-
+        let mut stopper = make_stopper(&config, validating, !training.metrics.is_empty())?;
+        let expect = self.expect()?;
         let batch_size = config.batch_size.min(train_len);
-        let mut batch = Batch::new(batch_size, features, targets);
+        let mut batch = Batch::new(batch_size, expect.features, expect.targets)?;
         // The ring of buffers a second thread writes batches into, ahead of the steps.
-        let mut ring = (config.threads_value() >= 2).then(|| {
-            (0..prefetch::DEPTH)
-                .map(|_| Batch::new(batch_size, features, targets))
-                .collect::<Vec<_>>()
-        });
-        let mut order = EpochOrder::new(train_len, config.seed)?;
-        let mut progress = Progress::new(config.verbosity, config.epochs, "accuracy");
+        let mut ring = match config.threads_value() >= 2 {
+            true => Some(
+                (0..prefetch::DEPTH)
+                    .map(|_| Batch::new(batch_size, expect.features, expect.targets))
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            false => None,
+        };
+        let mut epochs = Epochs {
+            order: EpochOrder::new(train_len, config.seed)?,
+            val,
+            progress: Progress::new(config.verbosity, config.epochs, "accuracy"),
+        };
         let mut history = History::default();
         for epoch in 1..=config.epochs {
-            let started = Instant::now();
             if config.shuffle {
-                order.shuffle(epoch as u64 - 1);
+                epochs.order.shuffle(epoch as u64 - 1);
             } else {
-                order.sequential();
+                epochs.order.sequential();
             }
             let (net, training) = self.parts_for_fit()?;
-            progress.start_epoch(epoch, train_len.div_ceil(batch_size));
-            let trained = train_epoch(
-                net,
-                training,
-                data,
-                &order,
-                &mut batch,
-                ring.as_mut(),
+            let mut buffers = Buffers {
+                batch: &mut batch,
+                ring: ring.as_mut(),
                 batch_size,
-                epoch,
-                &mut progress,
-            );
-            let (loss, accuracy) = match trained {
-                Ok(means) => means,
-                Err(e) => {
-                    progress.abandon();
-                    return Err(e);
-                }
             };
-            let validation = match val {
-                ValSet::None => None,
-                ValSet::Tail(start, end) => Some(validate(
-                    net, training, data, start, end, &mut batch, batch_size,
-                )?),
-                ValSet::Other(v) => Some(validate(
-                    net,
-                    training,
-                    v,
-                    0,
-                    v.len(),
-                    &mut batch,
-                    batch_size,
-                )?),
-            };
-            let logs = EpochLogs {
-                epoch,
-                loss,
-                accuracy,
-                val_loss: validation.map(|v| v.loss),
-                val_accuracy: validation.and_then(|v| v.accuracy),
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            progress.end_epoch(&logs);
+            let logs = run_epoch(net, training, data, &mut epochs, &mut buffers, epoch)?;
             history.record(&logs);
             let mut stop = false;
             for hook in config.hooks.iter_mut() {
@@ -203,6 +128,137 @@ impl<F: Float> Sequential<F> {
         }
         Ok(history)
     }
+
+    /// Everything `fit` checks before the first step, in order: the configuration, a compiled
+    /// model, the validation split against the number of samples, then the training data and
+    /// any validation data (shape, targets, finite values, the loss's target range). Returns
+    /// the number of training samples and where validation samples come from.
+    fn check_fit<'v, D: Data<F> + ?Sized>(
+        &mut self,
+        data: &D,
+        config: &FitConfig<'v, F>,
+    ) -> Result<(usize, ValSet<'v, F>)> {
+        config.check()?;
+        self.parts_for_fit()?;
+        let expect = self.expect()?;
+        let (train_len, val) = split_validation(config, data.len())?;
+        let validation_from = match val {
+            ValSet::Tail(start, _) => start,
+            _ => usize::MAX,
+        };
+        check_data(data, &expect, "training", validation_from)?;
+        if let ValSet::Other(v) = val {
+            check_data(v, &expect, "validation", 0)?;
+        }
+        Ok((train_len, val))
+    }
+}
+
+/// What every epoch of a fit shares: the sample order, the validation samples, the progress
+/// display.
+struct Epochs<'v, F: Float> {
+    order: EpochOrder,
+    val: ValSet<'v, F>,
+    progress: Progress,
+}
+
+/// One epoch: the training steps, then validation; returns the epoch's logs (also shown).
+fn run_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
+    net: &mut Network<F>,
+    training: &mut Training<F>,
+    data: &D,
+    epochs: &mut Epochs<'_, F>,
+    buffers: &mut Buffers<'_, F>,
+    epoch: usize,
+) -> Result<EpochLogs> {
+    let started = Instant::now();
+    let progress = &mut epochs.progress;
+    progress.start_epoch(epoch, epochs.order.len().div_ceil(buffers.batch_size));
+    let trained = train_epoch(net, training, data, &epochs.order, buffers, epoch, progress);
+    let (loss, accuracy) = trained.inspect_err(|_| progress.abandon())?;
+    let validation = match epochs.val {
+        ValSet::None => None,
+        ValSet::Tail(start, end) => Some(validate(net, training, data, start, end, buffers)?),
+        ValSet::Other(v) => Some(validate(net, training, v, 0, v.len(), buffers)?),
+    };
+    let logs = EpochLogs {
+        epoch,
+        loss,
+        accuracy,
+        val_loss: validation.map(|v| v.loss),
+        val_accuracy: validation.and_then(|v| v.accuracy),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    progress.end_epoch(&logs);
+    Ok(logs)
+}
+
+/// The batch buffers of a fit: the one the steps use without a second thread (and that
+/// validation uses), the prefetch ring, and the batch size.
+struct Buffers<'b, F> {
+    batch: &'b mut Batch<F>,
+    ring: Option<&'b mut Vec<Batch<F>>>,
+    batch_size: usize,
+}
+
+/// The training samples and where validation samples come from: a split must lie in
+/// `[0, 1)` and leave samples on both sides.
+fn split_validation<'v, F: Float>(
+    config: &FitConfig<'v, F>,
+    len: usize,
+) -> Result<(usize, ValSet<'v, F>)> {
+    Ok(match config.validation {
+        Validation::None => (len, ValSet::None),
+        Validation::Data(v) => (len, ValSet::Other(v)),
+        Validation::Split(split) => {
+            let bad = |reason| NnError::ValidationSplit {
+                split,
+                samples: len,
+                reason,
+            };
+            if !(0.0..1.0).contains(&split) {
+                return Err(bad("it must lie in [0, 1)"));
+            }
+            // Keras: the first ⌊n (1 - split)⌋ samples train, the rest validate.
+            let at = (len as f64 * (1.0 - split)).floor() as usize;
+            match at {
+                0 if len > 0 => return Err(bad("it leaves no training samples")),
+                at if at == len && split > 0.0 && len > 0 => {
+                    return Err(bad("it leaves no validation samples"))
+                }
+                at if at >= len => (len, ValSet::None),
+                at => (at, ValSet::Tail(at, len)),
+            }
+        }
+    })
+}
+
+/// Early stopping's state, if configured, once its monitor is known to be computed.
+fn make_stopper<F: Float>(
+    config: &FitConfig<'_, F>,
+    validating: bool,
+    has_metric: bool,
+) -> Result<Option<Stopper<F>>> {
+    let Some(es) = config.early_stopping else {
+        return Ok(None);
+    };
+    let available = match es.monitor {
+        super::Monitor::Loss => true,
+        super::Monitor::Accuracy => has_metric,
+        super::Monitor::ValLoss => validating,
+        super::Monitor::ValAccuracy => validating && has_metric,
+    };
+    if !available {
+        return Err(NnError::MonitorUnavailable {
+            monitor: es.monitor.name(),
+            hint: if validating {
+                ": compile the model with a metric"
+            } else {
+                ": give validation data or a validation split"
+            },
+        });
+    }
+    Ok(Some(Stopper::new(es)))
 }
 
 fn validate<F: Float, D: Data<F> + ?Sized>(
@@ -211,8 +267,7 @@ fn validate<F: Float, D: Data<F> + ?Sized>(
     data: &D,
     start: usize,
     end: usize,
-    batch: &mut Batch<F>,
-    batch_size: usize,
+    buffers: &mut Buffers<'_, F>,
 ) -> Result<super::Evaluation> {
     let m = &training.metrics;
     evaluate_range(
@@ -223,26 +278,24 @@ fn validate<F: Float, D: Data<F> + ?Sized>(
         data,
         start,
         end,
-        batch,
-        batch_size,
+        buffers.batch,
+        buffers.batch_size,
     )
 }
 
 /// One epoch of training steps; returns the mean loss and the first metric's accuracy. With a
 /// ring of batch buffers, the batches are written ahead on a second thread (see [`prefetch`]);
 /// without, each into `batch` just before its step.
-#[allow(clippy::too_many_arguments)]
 fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
     net: &mut Network<F>,
     training: &mut Training<F>,
     data: &D,
     order: &EpochOrder,
-    batch: &mut Batch<F>,
-    ring: Option<&mut Vec<Batch<F>>>,
-    batch_size: usize,
+    buffers: &mut Buffers<'_, F>,
     epoch: usize,
     progress: &mut Progress,
 ) -> Result<(f64, Option<f64>)> {
+    let batch_size = buffers.batch_size;
     let mut loss_mean = Mean::default();
     let mut accuracy = Mean::default();
     let steps = order.len().div_ceil(batch_size);
@@ -255,13 +308,13 @@ fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
         }
         Ok(())
     };
-    let buffers = match ring {
+    let ring = match buffers.ring.as_deref_mut() {
         Some(ring) => ring.iter_mut().collect(),
-        None => vec![batch],
+        None => vec![&mut *buffers.batch],
     };
     prefetch::pipelined(
         order.batches(batch_size)?,
-        buffers,
+        ring,
         |buffer: &mut Batch<F>, indices: &[usize]| buffer.fill(data, indices),
         epoch,
         |s, filled: &Batch<F>, indices| run_step(s, filled, indices.len()),
@@ -270,8 +323,13 @@ fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
 }
 
 /// One training step on the `n` samples in `batch`: run the training plan, check the loss,
-/// update every parameter. Returns the loss; adds the first metric's correct count to
-/// `accuracy`.
+/// update every parameter, check the updated values. Returns the loss; adds the first metric's
+/// correct count to `accuracy`.
+///
+/// A non-finite loss or learning rate stops the step before any update. Each parameter is
+/// copied into the backup (allocated at compile time) before its update and scanned right
+/// after it ([`crate::optim::all_finite`]); a non-finite value puts back every parameter this
+/// step changed, so the weights are those after the last finite step.
 fn train_step<F: Float>(
     net: &mut Network<F>,
     training: &mut Training<F>,
@@ -299,19 +357,86 @@ fn train_step<F: Float>(
         accuracy.add_sum(out.scalar(1)?.as_f64(), m.count(n, net.width) as f64);
     }
     training.optimizer.begin_step(training.step);
-    for (k, &p) in net.params.iter().enumerate() {
+    let lr = training.optimizer.learning_rate();
+    if !(lr.is_finite() && lr >= 0.0) {
+        return Err(NnError::LearningRate {
+            optimizer: training.optimizer.name(),
+            epoch,
+            step: s + 1,
+            value: lr,
+        });
+    }
+    for k in 0..net.params.len() {
         let grad = out.get(1 + n_metrics + k)?;
         let grad = grad
             .as_slice()
-            .ok_or_else(|| non_contiguous(&net.graph, p))?;
-        let mut param = net.graph.parameter_mut(p)?;
-        match param.as_slice_mut() {
-            Some(w) => training.optimizer.update(k, w, grad)?,
-            None => return Err(non_contiguous(&net.graph, p)),
-        }
+            .ok_or_else(|| non_contiguous(&net.graph, net.params[k]))?;
+        let (optimizer, backup) = (training.optimizer.as_mut(), &mut training.backup);
+        update_parameter(net, optimizer, backup, k, grad).map_err(|stop| match stop {
+            NnError::NonFiniteParameter { name, value, .. } => NnError::NonFiniteParameter {
+                name,
+                epoch,
+                step: s + 1,
+                value,
+            },
+            other => other,
+        })?;
     }
     training.step += 1;
     Ok(loss)
+}
+
+/// Updates parameter `k` from its gradient: saves it in the backup, lets the optimizer update
+/// it, scans the result. A non-finite value undoes the step for parameters `0..=k` and is
+/// returned as [`NnError::NonFiniteParameter`] (the caller fills in epoch and step).
+fn update_parameter<F: Float>(
+    net: &mut Network<F>,
+    optimizer: &mut dyn Optimizer<F>,
+    backup: &mut [Vec<F>],
+    k: usize,
+    grad: &[F],
+) -> Result<()> {
+    let p = net.params[k];
+    let mut param = net.graph.parameter_mut(p)?;
+    let Some(w) = param.as_slice_mut() else {
+        drop(param);
+        return Err(non_contiguous(&net.graph, p));
+    };
+    let saved = backup.get_mut(k).filter(|b| b.len() == w.len());
+    let saved = saved.ok_or(NnError::OptimizerState {
+        index: k,
+        expected: w.len(),
+        actual: 0,
+    })?;
+    saved.copy_from_slice(w);
+    optimizer.update(k, w, grad)?;
+    if all_finite(w) {
+        return Ok(());
+    }
+    let value = w
+        .iter()
+        .map(|v| v.as_f64())
+        .find(|v| !v.is_finite())
+        .unwrap_or(f64::NAN);
+    drop(param);
+    undo_step(net, backup, k)?;
+    Err(NnError::NonFiniteParameter {
+        name: net.graph.name(p)?.to_owned(),
+        epoch: 0,
+        step: 0,
+        value,
+    })
+}
+
+/// Puts parameters `0..=last` back to their values before this step.
+fn undo_step<F: Float>(net: &mut Network<F>, backup: &[Vec<F>], last: usize) -> Result<()> {
+    for (&p, saved) in net.params.iter().zip(backup).take(last + 1) {
+        let mut param = net.graph.parameter_mut(p)?;
+        for (w, &v) in param.iter_mut().zip(saved) {
+            *w = v;
+        }
+    }
+    Ok(())
 }
 
 fn non_contiguous<F: Float>(g: &dendrite_graph::Graph<F>, p: dendrite_graph::NodeId) -> NnError {
@@ -356,8 +481,16 @@ impl<F: Float> Stopper<F> {
             if self.config.restore_best_weights {
                 self.best_weights.resize_with(net.params.len(), Vec::new);
                 for (saved, &p) in self.best_weights.iter_mut().zip(&net.params) {
+                    let value = net.graph.value(p)?;
                     saved.clear();
-                    saved.extend(net.graph.value(p)?.iter().copied());
+                    saved.try_reserve_exact(value.len()).map_err(|_| {
+                        NnError::Graph(dendrite_graph::GraphError::AllocationFailed {
+                            op: "early stopping",
+                            node: "best weights".into(),
+                            bytes: value.len().saturating_mul(std::mem::size_of::<F>()),
+                        })
+                    })?;
+                    saved.extend(value.iter().copied());
                 }
             }
             return Ok(false);

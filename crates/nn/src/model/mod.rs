@@ -1,6 +1,7 @@
 //! [`Sequential`]: a stack of layers, compiled once into a training graph and run batch by
 //! batch.
 
+mod build;
 mod config;
 mod fit;
 mod prefetch;
@@ -14,11 +15,11 @@ pub use summary::{Summary, SummaryRow};
 use crate::error::{NnError, Result};
 use crate::float::Float;
 use crate::input::Targets;
-use crate::layer::{Init, Layer, LayerNodes};
+use crate::layer::{Layer, LayerNodes};
 use crate::loss::Loss;
 use crate::metrics::Metric;
 use crate::optim::Optimizer;
-use dendrite_graph::{compile, Graph, NodeId, Plan};
+use dendrite_graph::{Graph, NodeId, Plan};
 use ndarray::ArrayD;
 
 /// Name of the model's input node.
@@ -58,6 +59,9 @@ struct Training<F: Float> {
     eval: Plan<F>,
     /// Optimizer steps taken so far (across `fit` calls).
     step: u64,
+    /// The parameters before the current step's update, to undo an update that made one of
+    /// them non-finite (allocated once, at compile time).
+    backup: Vec<Vec<F>>,
 }
 
 /// A linear stack of layers, trained like a Keras `Sequential` model.
@@ -110,6 +114,8 @@ pub struct Sequential<F: Float = f32> {
     layers: Vec<Entry<F>>,
     net: Option<Network<F>>,
     training: Option<Training<F>>,
+    /// Whether `fit`, `evaluate` and `predict` check that the data are finite.
+    finite_check: bool,
 }
 
 impl Sequential<f32> {
@@ -133,6 +139,7 @@ impl<F: Float> Default for Sequential<F> {
             layers: Vec::new(),
             net: None,
             training: None,
+            finite_check: true,
         }
     }
 }
@@ -150,6 +157,41 @@ impl<F: Float> Sequential<F> {
         self.net = None;
         self.training = None;
         self
+    }
+
+    /// Whether `fit`, `evaluate` and `predict` first check that every feature and target is
+    /// finite (default: yes). The check reads each dataset once before the first step (for
+    /// ndarray data a scan of the elements; `u8` datasets are finite by construction) and
+    /// refuses a NaN or infinite value with [`NnError::NonFiniteData`] naming the data
+    /// (training or validation), the sample and the feature. Turn it off only for data known
+    /// to be finite whose scan costs too much; a NaN that gets through then still stops `fit`
+    /// at the first step it reaches a parameter ([`NnError::NonFiniteParameter`]).
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, NnError, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(1).input_dim(2));
+    /// model.build()?;
+    /// let x = ndarray::array![[1.0_f32, f32::NAN]];
+    /// let err = model.predict(&x.view(), 1).unwrap_err();
+    /// assert!(matches!(err, NnError::NonFiniteData { sample: 0, index: 1, .. }));
+    /// let unchecked = Sequential::new().with_finite_check(false);
+    /// assert!(!unchecked.finite_check());
+    /// # Ok::<(), NnError>(())
+    /// ```
+    pub fn with_finite_check(mut self, check: bool) -> Self {
+        self.finite_check = check;
+        self
+    }
+
+    /// Whether the data are checked for NaN and infinities (see
+    /// [`Sequential::with_finite_check`]).
+    ///
+    /// ```
+    /// assert!(dendrite_nn::Sequential::new().finite_check());
+    /// ```
+    pub fn finite_check(&self) -> bool {
+        self.finite_check
     }
 
     /// Renames the model (shown by the summary).
@@ -258,7 +300,7 @@ impl<F: Float> Sequential<F> {
     /// let mut model = Sequential::new();
     /// model.add(Dense::new(2).input_dim(3));
     /// model.build()?;
-    /// let g = model.graph().ok_or(dendrite_nn::NnError::NotCompiled { method: "graph" })?;
+    /// let g = model.graph().ok_or(dendrite_nn::NnError::NotBuilt { method: "graph" })?;
     /// assert!(g.node_by_name("dense_1/kernel").is_some());
     /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
@@ -268,9 +310,14 @@ impl<F: Float> Sequential<F> {
 
     /// Builds the forward graph and initial weights, if not built yet. `compile` calls it.
     ///
+    /// Each layer's output shape and parameter count are checked before its weights are drawn,
+    /// and the weights are allocated within the per-tensor limit
+    /// (`dendrite_graph::limits`), so a layer too large for memory is an error, not an abort.
+    ///
     /// # Errors
     /// [`NnError::NoLayers`], [`NnError::UnknownInputShape`], [`NnError::LayerInput`],
-    /// [`NnError::DuplicateLayerName`], graph errors from the layers.
+    /// [`NnError::DuplicateLayerName`], [`NnError::ParamCountOverflow`]; graph errors from the
+    /// layers (`TensorTooLarge`, `AllocationFailed` for weights too large).
     ///
     /// ```
     /// use dendrite_nn::{Dense, NnError, Sequential};
@@ -285,86 +332,32 @@ impl<F: Float> Sequential<F> {
         Ok(())
     }
 
-    fn build_network(&mut self) -> Result<Network<F>> {
-        let first = self.layers.first().ok_or(NnError::NoLayers)?;
-        let input_shape = first
-            .layer
-            .input_shape()
-            .ok_or_else(|| NnError::UnknownInputShape {
-                layer: first.name.clone(),
-            })?;
-        let features = match input_shape.as_slice() {
-            [n] if *n > 0 => *n,
-            _ => {
-                return Err(NnError::LayerInput {
-                    layer: first.name.clone(),
-                    shape: input_shape,
-                    reason: "a Sequential model takes a non-empty vector of features per sample",
-                })
-            }
-        };
-        for (i, e) in self.layers.iter().enumerate() {
-            if self.layers[..i].iter().any(|other| other.name == e.name) {
-                return Err(NnError::DuplicateLayerName {
-                    name: e.name.clone(),
-                });
-            }
-        }
-        let mut g = Graph::<F>::new();
-        let x = g.input(INPUT_NAME, [None, Some(features)])?;
-        let mut current = LayerNodes::new(x);
-        let mut shape = vec![features];
-        let mut params = Vec::new();
-        for (i, e) in self.layers.iter_mut().enumerate() {
-            let mut init = Init::for_layer(self.seed, i);
-            let next = e.layer.output_shape(&shape)?;
-            let nodes = g.with_scope(&e.name, |g| {
-                e.layer.build(g, current.output, &shape, &mut init)
-            })?;
-            params.extend_from_slice(&nodes.parameters);
-            current = nodes;
-            shape = next;
-        }
-        let width = match shape.as_slice() {
-            [w] => *w,
-            _ => {
-                return Err(NnError::LayerInput {
-                    layer: self
-                        .layers
-                        .last()
-                        .map(|e| e.name.clone())
-                        .unwrap_or_default(),
-                    shape,
-                    reason: "the last layer of a Sequential model must output a vector per sample",
-                })
-            }
-        };
-        for &p in &params {
-            if !g.value(p)?.is_standard_layout() {
-                return Err(NnError::NonContiguous {
-                    name: g.name(p)?.to_owned(),
-                });
-            }
-        }
-        let predict = compile(&g, &[current.output])?;
-        Ok(Network {
-            graph: g,
-            features,
-            width,
-            output: current,
-            params,
-            predict,
-        })
-    }
-
     /// Builds the model (if needed) and prepares it for training: appends the loss, the
     /// metrics and the gradients to the graph, compiles the training and evaluation plans, and
     /// has the optimizer allocate its state. Compiling again keeps the weights and resets the
     /// optimizer.
     ///
+    /// Every metric is resolved for the loss ([`Metric::resolve`]) and must fit it: sparse
+    /// categorical accuracy needs the sparse loss (class-index targets), categorical accuracy
+    /// one-hot targets and at least two outputs, binary accuracy a loss that is not a
+    /// categorical cross-entropy.
+    ///
     /// # Errors
-    /// Those of [`Sequential::build`]; [`NnError::Hyperparameter`] for a bad optimizer setting;
-    /// graph and autodiff errors.
+    /// Those of [`Sequential::build`]; [`NnError::Hyperparameter`] for a bad optimizer or
+    /// schedule setting; [`NnError::MetricMismatch`] for a metric that does not fit the loss,
+    /// [`NnError::Metric`] for one that cannot be built; graph errors (optimizer state over the
+    /// per-tensor limit among them) and autodiff errors.
+    ///
+    /// ```
+    /// use dendrite_nn::{Activation, Adam, Dense, Loss, Metric, NnError, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(10).input_dim(4).activation(Activation::Softmax));
+    /// let err = model
+    ///     .compile(Adam::default(), Loss::CategoricalCrossentropy, &[Metric::SparseCategoricalAccuracy])
+    ///     .unwrap_err();
+    /// assert!(matches!(err, NnError::MetricMismatch { loss: "categorical_crossentropy", .. }));
+    /// # Ok::<(), NnError>(())
+    /// ```
     ///
     /// ```
     /// use dendrite_nn::{Activation, Adam, Dense, Loss, Metric, Sequential};
@@ -381,56 +374,10 @@ impl<F: Float> Sequential<F> {
         loss: Loss,
         metrics: &[Metric],
     ) -> Result<()> {
-        let mut optimizer: Box<dyn Optimizer<F>> = Box::new(optimizer);
+        let optimizer: Box<dyn Optimizer<F>> = Box::new(optimizer);
         optimizer.validate()?;
         self.build()?;
-        let net = self
-            .net
-            .as_mut()
-            .ok_or(NnError::NotCompiled { method: "compile" })?;
-        let targets = loss.targets(net.width);
-        let g = &mut net.graph;
-        let target_node = match targets {
-            Targets::ClassIndices { .. } => match g.node_by_name(LABELS_NAME) {
-                Some(node) => node,
-                None => g.input(LABELS_NAME, [None])?,
-            },
-            Targets::Values { width } => match g.node_by_name(TARGETS_NAME) {
-                Some(node) => node,
-                None => g.input(TARGETS_NAME, [None, Some(width)])?,
-            },
-        };
-        let output = &net.output;
-        let loss_node = g.with_scope("loss", |g| loss.build(g, output, target_node))?;
-        let metrics: Vec<Metric> = metrics.iter().map(|m| m.resolve(loss, net.width)).collect();
-        let mut counts = Vec::with_capacity(metrics.len());
-        for m in &metrics {
-            counts.push(g.with_scope("metrics", |g| m.build(g, output, target_node))?);
-        }
-        let grads = dendrite_autodiff::grad(g, loss_node, &net.params)?;
-        let mut fetches = vec![loss_node];
-        fetches.extend_from_slice(&counts);
-        let eval = compile(g, &fetches)?;
-        fetches.extend_from_slice(&grads);
-        // Folding, common subexpressions and identities trim the derived gradient graph (the
-        // reference model's step loses a few nodes, each a kernel launch per step).
-        let train_fetches = dendrite_autodiff::simplify(g, &fetches)?.outputs;
-        let train = compile(g, &train_fetches)?;
-        let sizes: Vec<usize> = net
-            .params
-            .iter()
-            .map(|&p| g.value(p).map(|v| v.len()))
-            .collect::<Result<_, _>>()?;
-        optimizer.prepare(&sizes);
-        self.training = Some(Training {
-            optimizer,
-            loss,
-            metrics,
-            targets,
-            train,
-            eval,
-            step: 0,
-        });
+        self.training = Some(self.training(optimizer, loss, metrics)?);
         Ok(())
     }
 
@@ -464,7 +411,7 @@ impl<F: Float> Sequential<F> {
     /// The model's parameters, by name (`dense_1/kernel`, ...), as copies, in layer order.
     ///
     /// # Errors
-    /// [`NnError::NotCompiled`] before the model is built.
+    /// [`NnError::NotBuilt`] before the model is built.
     ///
     /// ```
     /// use dendrite_nn::{Dense, Sequential};
@@ -480,7 +427,7 @@ impl<F: Float> Sequential<F> {
         let net = self
             .net
             .as_ref()
-            .ok_or(NnError::NotCompiled { method: "weights" })?;
+            .ok_or(NnError::NotBuilt { method: "weights" })?;
         net.params
             .iter()
             .map(|&p| {
@@ -492,15 +439,24 @@ impl<F: Float> Sequential<F> {
             .collect()
     }
 
-    /// The parameter nodes, in layer order.
-    pub(crate) fn parameter_nodes(&self) -> Option<(&Graph<F>, &[NodeId])> {
-        self.net.as_ref().map(|n| (&n.graph, n.params.as_slice()))
+    /// The parameter nodes, in layer order; [`NnError::NotBuilt`] naming `method` before
+    /// the model is built.
+    pub(crate) fn parameter_nodes(&self, method: &'static str) -> Result<(&Graph<F>, &[NodeId])> {
+        self.net
+            .as_ref()
+            .map(|n| (&n.graph, n.params.as_slice()))
+            .ok_or(NnError::NotBuilt { method })
     }
 
-    /// Mutable access to the graph holding the parameters, and the parameter nodes.
-    pub(crate) fn parameter_nodes_mut(&mut self) -> Option<(&mut Graph<F>, &[NodeId])> {
+    /// Mutable access to the graph holding the parameters, and the parameter nodes;
+    /// [`NnError::NotBuilt`] naming `method` before the model is built.
+    pub(crate) fn parameter_nodes_mut(
+        &mut self,
+        method: &'static str,
+    ) -> Result<(&mut Graph<F>, &[NodeId])> {
         self.net
             .as_mut()
             .map(|n| (&mut n.graph, n.params.as_slice()))
+            .ok_or(NnError::NotBuilt { method })
     }
 }

@@ -6,7 +6,9 @@ use crate::data::DataError;
 use crate::error::{label_error, NnError, Result};
 use crate::float::Float;
 use crate::input::{Data, Features, Targets};
+use crate::loss::Loss;
 use crate::metrics::{Mean, Metric};
+use crate::optim::{index_vec, zeroed_vec};
 use dendrite_graph::{Element, Graph, Plan};
 use ndarray::{Array2, ArrayViewD, IxDyn};
 
@@ -21,14 +23,16 @@ pub(crate) struct Batch<F> {
 }
 
 impl<F: Float> Batch<F> {
-    pub(crate) fn new(batch_size: usize, features: usize, targets: Targets) -> Self {
-        Batch {
-            x: vec![F::zero(); batch_size * features],
-            y: vec![F::zero(); batch_size * targets.width()],
-            idx: Vec::with_capacity(batch_size),
+    /// Buffers for batches of up to `batch_size` samples, allocated through the per-tensor
+    /// limit and fallibly.
+    pub(crate) fn new(batch_size: usize, features: usize, targets: Targets) -> Result<Self> {
+        Ok(Batch {
+            x: zeroed_vec("batch", INPUT_NAME, &[batch_size, features])?,
+            y: zeroed_vec("batch", "targets", &[batch_size, targets.width()])?,
+            idx: index_vec("batch", batch_size)?,
             features,
             targets,
-        }
+        })
     }
 
     /// Writes the inputs and targets of the samples `indices` into the buffers.
@@ -81,22 +85,133 @@ pub(crate) fn view<'b, F: Element>(data: &'b [F], shape: &[usize]) -> Result<Arr
     ArrayViewD::from_shape(IxDyn(shape), front).map_err(|_| too_small("batch", n))
 }
 
-/// Checks that `data` fits the model: feature count, targets, not empty.
+/// What data must fit: the model's input, the loss's targets, and whether to check that the
+/// values are finite.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expect {
+    pub(crate) features: usize,
+    pub(crate) targets: Targets,
+    pub(crate) loss: Loss,
+    pub(crate) finite: bool,
+}
+
+/// Checks, once before the first step, that `data` fits the model: feature count, targets
+/// (count, width, class labels), not empty, every value finite, binary and categorical
+/// cross-entropy targets in `[0, 1]`. `what` names the data in the errors; samples from `validation_from` on are
+/// named `validation` (a validation split). Errors in validation data that do not name the
+/// data themselves come wrapped in [`NnError::InData`].
 pub(crate) fn check_data<F: Float, D: Data<F> + ?Sized>(
     data: &D,
-    features: usize,
-    targets: Targets,
+    expect: &Expect,
+    what: &'static str,
+    validation_from: usize,
+) -> Result<()> {
+    check_shape(data, expect, what).map_err(|err| match (what, err) {
+        (
+            "validation",
+            err @ (NnError::FeatureMismatch { .. }
+            | NnError::LengthMismatch { .. }
+            | NnError::TargetMismatch { .. }
+            | NnError::LabelOutOfRange { .. }),
+        ) => NnError::InData {
+            data: what,
+            source: Box::new(err),
+        },
+        (_, err) => err,
+    })?;
+    let named = |sample: usize| {
+        if sample >= validation_from {
+            "validation"
+        } else {
+            what
+        }
+    };
+    check_values(data, expect, named)
+}
+
+fn check_shape<F: Float, D: Data<F> + ?Sized>(
+    data: &D,
+    expect: &Expect,
     what: &'static str,
 ) -> Result<()> {
-    if data.features() != features {
+    if data.features() != expect.features {
         return Err(NnError::FeatureMismatch {
-            expected: features,
+            expected: expect.features,
             actual: data.features(),
         });
     }
-    data.check_targets(targets)?;
+    data.check_targets(expect.targets)
+        .map_err(|err| match err {
+            NnError::TargetMismatch {
+                expected, actual, ..
+            } => NnError::TargetMismatch {
+                loss: expect.loss.name(),
+                expected,
+                actual,
+            },
+            other => other,
+        })?;
     if data.is_empty() {
         return Err(NnError::EmptyDataset { what });
+    }
+    Ok(())
+}
+
+/// [`NnError::NonFiniteData`] for the first NaN or infinite feature of `x`.
+fn finite_features<F: Float, X: Features<F> + ?Sized>(x: &X, data: &'static str) -> Result<()> {
+    match x.first_non_finite()? {
+        Some((sample, index, value)) => Err(NnError::NonFiniteData {
+            data,
+            part: "feature",
+            sample,
+            index,
+            value,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Finite features and targets (when asked), targets in the loss's range.
+fn check_values<F: Float, D: Data<F> + ?Sized>(
+    data: &D,
+    expect: &Expect,
+    named: impl Fn(usize) -> &'static str,
+) -> Result<()> {
+    let non_finite = |part, (sample, index, value)| NnError::NonFiniteData {
+        data: named(sample),
+        part,
+        sample,
+        index,
+        value,
+    };
+    if expect.finite {
+        if let Some(found) = data.first_non_finite()? {
+            return Err(non_finite("feature", found));
+        }
+        if let Targets::Values { .. } = expect.targets {
+            let inf = f64::INFINITY;
+            if let Some(found) = data.first_target_outside(expect.targets, -inf, inf)? {
+                return Err(non_finite("target", found));
+            }
+        }
+    }
+    // Cross-entropies on target values are defined for targets in [0, 1] (0/1 labels, one-hot
+    // or soft rows): outside, the loss is unbounded below and training diverges silently.
+    if matches!(
+        expect.loss,
+        Loss::BinaryCrossentropy | Loss::CategoricalCrossentropy
+    ) {
+        if let Some((sample, index, value)) = data.first_target_outside(expect.targets, 0.0, 1.0)? {
+            return Err(NnError::TargetOutOfRange {
+                loss: expect.loss.name(),
+                data: named(sample),
+                sample,
+                index,
+                value,
+                low: 0.0,
+                high: 1.0,
+            });
+        }
     }
     Ok(())
 }
@@ -153,12 +268,30 @@ impl<F: Float> Sequential<F> {
         self.parts("fit")
     }
 
+    /// What data given to `fit` or `evaluate` must fit.
+    pub(super) fn expect(&self) -> Result<Expect> {
+        match (self.net.as_ref(), self.training.as_ref()) {
+            (Some(net), Some(training)) => Ok(Expect {
+                features: net.features,
+                targets: training.targets,
+                loss: training.loss,
+                finite: self.finite_check,
+            }),
+            _ => Err(NnError::NotCompiled { method: "fit" }),
+        }
+    }
+
     /// Mean loss and accuracy of the model on `data`, in batches of `batch_size`. Weights do
     /// not change.
     ///
+    /// The data are checked first, as by `fit`: feature count, targets, and (unless
+    /// [turned off](Sequential::with_finite_check)) that every value is finite.
+    ///
     /// # Errors
     /// [`NnError::NotCompiled`], [`NnError::ZeroBatchSize`], [`NnError::EmptyDataset`],
-    /// [`NnError::FeatureMismatch`] and the target errors of [`Data::check_targets`].
+    /// [`NnError::FeatureMismatch`] and the target errors of [`Data::check_targets`];
+    /// [`NnError::NonFiniteData`] for a NaN or infinite value, [`NnError::TargetOutOfRange`] for
+    /// a cross-entropy target outside `[0, 1]`.
     ///
     /// ```
     /// use dendrite_nn::{Activation, Dense, Loss, Metric, Sequential, Sgd};
@@ -179,10 +312,12 @@ impl<F: Float> Sequential<F> {
         if batch_size == 0 {
             return Err(NnError::ZeroBatchSize);
         }
+        self.parts("evaluate")?;
+        let expect = self.expect()?;
+        check_data(data, &expect, "evaluation", usize::MAX)?;
         let (net, training) = self.parts("evaluate")?;
-        check_data(data, net.features, training.targets, "evaluation")?;
         let bs = batch_size.min(data.len());
-        let mut batch = Batch::new(bs, net.features, training.targets);
+        let mut batch = Batch::new(bs, net.features, training.targets)?;
         evaluate_range(
             &net.graph,
             &mut training.eval,
@@ -202,7 +337,10 @@ impl<F: Float> Sequential<F> {
     /// Needs a built model (`build` or `compile`).
     ///
     /// # Errors
-    /// [`NnError::NotCompiled`], [`NnError::ZeroBatchSize`], [`NnError::FeatureMismatch`].
+    /// [`NnError::NotBuilt`], [`NnError::ZeroBatchSize`], [`NnError::FeatureMismatch`];
+    /// [`NnError::NonFiniteData`] (data `prediction`) for a NaN or infinite feature, unless
+    /// [turned off](Sequential::with_finite_check); graph errors for outputs over the
+    /// per-tensor limit.
     ///
     /// ```
     /// use dendrite_nn::{Activation, Dense, Sequential};
@@ -224,18 +362,23 @@ impl<F: Float> Sequential<F> {
         let net = self
             .net
             .as_mut()
-            .ok_or(NnError::NotCompiled { method: "predict" })?;
+            .ok_or(NnError::NotBuilt { method: "predict" })?;
         if x.features() != net.features {
             return Err(NnError::FeatureMismatch {
                 expected: net.features,
                 actual: x.features(),
             });
         }
+        if self.finite_check {
+            finite_features(x, "prediction")?;
+        }
         let (len, f, w) = (x.len(), net.features, net.width);
-        let mut result = Array2::<F>::zeros((len, w));
+        let mut result =
+            Array2::from_shape_vec((len, w), zeroed_vec("predict", "output", &[len, w])?)
+                .map_err(|_| too_small("predictions", len.saturating_mul(w)))?;
         let bs = batch_size.min(len).max(1);
-        let mut xs = vec![F::zero(); bs * f];
-        let mut idx = Vec::with_capacity(bs);
+        let mut xs = zeroed_vec("predict", INPUT_NAME, &[bs, f])?;
+        let mut idx = index_vec("predict", bs)?;
         let mut at = 0;
         while at < len {
             let stop = (at + bs).min(len);

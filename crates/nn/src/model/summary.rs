@@ -46,6 +46,8 @@ pub struct SummaryRow {
 pub struct Summary {
     name: String,
     rows: Vec<SummaryRow>,
+    /// The rows' total, computed with checked arithmetic when the summary is made.
+    total: usize,
 }
 
 impl Summary {
@@ -70,7 +72,7 @@ impl Summary {
     /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
     pub fn total_params(&self) -> usize {
-        self.rows.iter().map(|r| r.params).sum()
+        self.total
     }
 }
 
@@ -136,8 +138,12 @@ impl<F: Float> Sequential<F> {
     /// The model's summary: each layer's name, type, output shape and parameter count. Works
     /// before the model is built, from the layers' shape rules.
     ///
+    /// Counts are computed with checked arithmetic: a layer whose count overflows `usize` is
+    /// [`NnError::ParamCountOverflow`], a total that does is [`NnError::TotalParamsOverflow`].
+    ///
     /// # Errors
-    /// [`NnError::NoLayers`], [`NnError::UnknownInputShape`], [`NnError::LayerInput`].
+    /// [`NnError::NoLayers`], [`NnError::UnknownInputShape`], [`NnError::LayerInput`],
+    /// [`NnError::ParamCountOverflow`], [`NnError::TotalParamsOverflow`].
     ///
     /// ```
     /// use dendrite_nn::{Dense, Sequential};
@@ -155,9 +161,17 @@ impl<F: Float> Sequential<F> {
                 layer: first.name.clone(),
             })?;
         let mut rows = Vec::with_capacity(self.layers.len());
+        let mut total = 0usize;
         for e in &self.layers {
-            let params = e.layer.param_count(&shape);
-            shape = e.layer.output_shape(&shape)?;
+            let next = e.layer.output_shape(&shape).map_err(|err| e.rename(err))?;
+            let params = e.param_count(&shape)?;
+            total = total
+                .checked_add(params)
+                .ok_or_else(|| NnError::TotalParamsOverflow {
+                    layer: e.name.clone(),
+                    params,
+                })?;
+            shape = next;
             rows.push(SummaryRow {
                 name: e.name.clone(),
                 kind: e.layer.kind(),
@@ -168,6 +182,7 @@ impl<F: Float> Sequential<F> {
         Ok(Summary {
             name: self.name.clone(),
             rows,
+            total,
         })
     }
 }

@@ -14,7 +14,7 @@ use crate::float::Float;
 /// ```
 /// use dendrite_nn::{Adam, Optimizer};
 /// let mut adam = Adam::<f64>::default();
-/// adam.prepare(&[1]);
+/// adam.prepare(&[1])?;
 /// adam.begin_step(0);
 /// let mut w = [1.0];
 /// adam.update(0, &mut w, &[0.5])?;
@@ -160,9 +160,10 @@ impl<F: Float> Optimizer<F> for Adam<F> {
         self.check("adam")
     }
 
-    fn prepare(&mut self, sizes: &[usize]) {
-        self.m = zeroed(sizes);
-        self.v = zeroed(sizes);
+    fn prepare(&mut self, sizes: &[usize]) -> Result<()> {
+        self.m = zeroed("adam first moment", sizes)?;
+        self.v = zeroed("adam second moment", sizes)?;
+        Ok(())
     }
 
     fn begin_step(&mut self, step: u64) {
@@ -186,7 +187,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
 /// ```
 /// use dendrite_nn::{AdamW, Optimizer};
 /// let mut opt = AdamW::<f64>::new(0.1).weight_decay(0.5);
-/// opt.prepare(&[1]);
+/// opt.prepare(&[1])?;
 /// opt.begin_step(0);
 /// let mut w = [2.0];
 /// opt.update(0, &mut w, &[0.0])?; // zero gradient: only the decay acts
@@ -270,8 +271,8 @@ impl<F: Float> Optimizer<F> for AdamW<F> {
         )
     }
 
-    fn prepare(&mut self, sizes: &[usize]) {
-        self.adam.prepare(sizes);
+    fn prepare(&mut self, sizes: &[usize]) -> Result<()> {
+        self.adam.prepare(sizes)
     }
 
     fn begin_step(&mut self, step: u64) {

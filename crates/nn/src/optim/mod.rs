@@ -12,8 +12,11 @@ pub use rmsprop::RmsProp;
 pub use schedule::Schedule;
 pub use sgd::Sgd;
 
+pub(crate) use kernels::all_finite;
+
 use crate::error::{NnError, Result};
 use crate::float::Float;
+use dendrite_graph::{limits, GraphError};
 use std::fmt::Debug;
 
 /// An optimizer updating parameters in place.
@@ -25,7 +28,7 @@ use std::fmt::Debug;
 /// ```
 /// use dendrite_nn::{Optimizer, Sgd};
 /// let mut sgd = Sgd::<f32>::new(0.5);
-/// sgd.prepare(&[2]);
+/// sgd.prepare(&[2])?;
 /// sgd.begin_step(0);
 /// let mut w = [1.0_f32, 2.0];
 /// sgd.update(0, &mut w, &[1.0, -2.0])?;
@@ -64,8 +67,12 @@ pub trait Optimizer<F: Float>: Send + Debug {
     }
 
     /// Allocates the state for parameters of the given sizes (element counts), resetting any
-    /// previous state.
-    fn prepare(&mut self, sizes: &[usize]);
+    /// previous state. Allocate through the per-tensor limit and fallibly
+    /// (`dendrite_graph::limits`), so that state too large for memory is an error.
+    ///
+    /// # Errors
+    /// [`NnError::Graph`] with `TensorTooLarge` or `AllocationFailed`.
+    fn prepare(&mut self, sizes: &[usize]) -> Result<()>;
 
     /// Computes the per-step scalars of step `step` (0-based).
     fn begin_step(&mut self, step: u64);
@@ -135,7 +142,63 @@ pub(crate) fn require(
     }
 }
 
-/// Zeroed state vectors of the given sizes.
-pub(crate) fn zeroed<F: Float>(sizes: &[usize]) -> Vec<Vec<F>> {
-    sizes.iter().map(|&n| vec![F::zero(); n]).collect()
+/// Zeroed buffers of the given sizes (optimizer state, the training step's backup of the
+/// weights), each checked against the per-tensor limit and reserved fallibly, so that state
+/// too large for memory is an error rather than an abort.
+///
+/// # Errors
+/// [`GraphError::TensorTooLarge`] or [`GraphError::AllocationFailed`] (in [`NnError::Graph`]),
+/// naming `what`.
+pub(crate) fn zeroed<F: Float>(what: &'static str, sizes: &[usize]) -> Result<Vec<Vec<F>>> {
+    let mut state = Vec::new();
+    state
+        .try_reserve_exact(sizes.len())
+        .map_err(|_| alloc_error(what, "state", sizes.len()))?;
+    for &n in sizes {
+        state.push(zeroed_vec(what, "state", &[n])?);
+    }
+    Ok(state)
+}
+
+/// A zeroed buffer for a tensor of shape `dims`, checked against the per-tensor limit and
+/// reserved fallibly; `what` and `node` name it in the error.
+///
+/// # Errors
+/// [`GraphError::TensorTooLarge`] or [`GraphError::AllocationFailed`] (in [`NnError::Graph`]).
+pub(crate) fn zeroed_vec<F: Float>(
+    what: &'static str,
+    node: &str,
+    dims: &[usize],
+) -> Result<Vec<F>> {
+    let n = limits::check_size::<F>(what, node, dims)?;
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| alloc_error(what, node, n.saturating_mul(std::mem::size_of::<F>())))?;
+    v.resize(n, F::zero());
+    Ok(v)
+}
+
+/// An empty vector of indices with room for `n`, reserved fallibly (a batch's sample
+/// indices: `n` comes from the batch size).
+///
+/// # Errors
+/// [`GraphError::AllocationFailed`] (in [`NnError::Graph`]).
+pub(crate) fn index_vec(what: &'static str, n: usize) -> Result<Vec<usize>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        alloc_error(
+            what,
+            "indices",
+            n.saturating_mul(std::mem::size_of::<usize>()),
+        )
+    })?;
+    Ok(v)
+}
+
+fn alloc_error(what: &'static str, node: &str, bytes: usize) -> NnError {
+    NnError::Graph(GraphError::AllocationFailed {
+        op: what,
+        node: node.to_owned(),
+        bytes,
+    })
 }

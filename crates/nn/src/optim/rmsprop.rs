@@ -13,7 +13,7 @@ use crate::float::Float;
 /// ```
 /// use dendrite_nn::{Optimizer, RmsProp};
 /// let mut opt = RmsProp::<f64>::new(0.01);
-/// opt.prepare(&[1]);
+/// opt.prepare(&[1])?;
 /// opt.begin_step(0);
 /// let mut w = [1.0];
 /// opt.update(0, &mut w, &[2.0])?; // v = 0.1 · 4 = 0.4
@@ -120,13 +120,14 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
         )
     }
 
-    fn prepare(&mut self, sizes: &[usize]) {
-        self.v = zeroed(sizes);
+    fn prepare(&mut self, sizes: &[usize]) -> Result<()> {
+        self.v = zeroed("rmsprop mean square", sizes)?;
         self.m = if self.momentum > 0.0 {
-            zeroed(sizes)
+            zeroed("rmsprop momentum", sizes)?
         } else {
             Vec::new()
         };
+        Ok(())
     }
 
     fn begin_step(&mut self, step: u64) {

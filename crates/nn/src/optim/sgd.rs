@@ -13,7 +13,7 @@ use crate::float::Float;
 /// ```
 /// use dendrite_nn::{Optimizer, Sgd};
 /// let mut sgd = Sgd::<f64>::new(0.1).momentum(0.9);
-/// sgd.prepare(&[1]);
+/// sgd.prepare(&[1])?;
 /// let mut w = [1.0];
 /// sgd.begin_step(0);
 /// sgd.update(0, &mut w, &[1.0])?; // v = -0.1, w = 0.9
@@ -93,12 +93,13 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
         )
     }
 
-    fn prepare(&mut self, sizes: &[usize]) {
+    fn prepare(&mut self, sizes: &[usize]) -> Result<()> {
         self.velocity = if self.momentum > 0.0 {
-            zeroed(sizes)
+            zeroed("sgd velocity", sizes)?
         } else {
             Vec::new()
         };
+        Ok(())
     }
 
     fn begin_step(&mut self, step: u64) {

@@ -1,0 +1,264 @@
+//! The phases of [`Sequential::build`] and [`Sequential::compile`]: the forward graph with its
+//! initial weights, then the loss, metrics, gradients, plans and optimizer state.
+
+use super::{Entry, Network, Sequential, Training, INPUT_NAME, LABELS_NAME, TARGETS_NAME};
+use crate::error::{NnError, Result};
+use crate::float::Float;
+use crate::input::Targets;
+use crate::layer::{Init, LayerNodes};
+use crate::loss::Loss;
+use crate::metrics::Metric;
+use crate::optim::Optimizer;
+use dendrite_graph::{compile, Graph, NodeId};
+
+impl<F: Float> Entry<F> {
+    /// The layer's parameter count for `input`; an overflow is an error naming the layer.
+    pub(super) fn param_count(&self, input: &[usize]) -> Result<usize> {
+        self.layer
+            .param_count(input)
+            .ok_or_else(|| NnError::ParamCountOverflow {
+                layer: self.name.clone(),
+                kind: self.layer.kind(),
+                input: input.to_vec(),
+            })
+    }
+
+    /// Puts the model's name for the layer (`dense_2`) into a shape error the layer raised
+    /// under the only name it knows.
+    pub(super) fn rename(&self, err: NnError) -> NnError {
+        match err {
+            NnError::LayerInput { shape, reason, .. } => NnError::LayerInput {
+                layer: self.name.clone(),
+                shape,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+impl<F: Float> Sequential<F> {
+    /// The forward graph: input, layers (shapes and parameter counts checked before any
+    /// weight is drawn), prediction plan.
+    pub(super) fn build_network(&mut self) -> Result<Network<F>> {
+        let features = self.input_features()?;
+        self.check_unique_names()?;
+        let mut g = Graph::<F>::new();
+        let x = g.input(INPUT_NAME, [None, Some(features)])?;
+        let (output, shape, params) = self.build_layers(&mut g, x, features)?;
+        let width = self.output_width(shape)?;
+        for &p in &params {
+            if !g.value(p)?.is_standard_layout() {
+                return Err(NnError::NonContiguous {
+                    name: g.name(p)?.to_owned(),
+                });
+            }
+        }
+        let predict = compile(&g, &[output.output])?;
+        Ok(Network {
+            graph: g,
+            features,
+            width,
+            output,
+            params,
+            predict,
+        })
+    }
+
+    /// The first layer's declared feature count.
+    fn input_features(&self) -> Result<usize> {
+        let first = self.layers.first().ok_or(NnError::NoLayers)?;
+        let input_shape = first
+            .layer
+            .input_shape()
+            .ok_or_else(|| NnError::UnknownInputShape {
+                layer: first.name.clone(),
+            })?;
+        match input_shape.as_slice() {
+            [n] if *n > 0 => Ok(*n),
+            _ => Err(NnError::LayerInput {
+                layer: first.name.clone(),
+                shape: input_shape,
+                reason: "a Sequential model takes a non-empty vector of features per sample",
+            }),
+        }
+    }
+
+    fn check_unique_names(&self) -> Result<()> {
+        for (i, e) in self.layers.iter().enumerate() {
+            if self.layers[..i].iter().any(|other| other.name == e.name) {
+                return Err(NnError::DuplicateLayerName {
+                    name: e.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Each layer in its name scope, with its own seeded generator; returns the last layer's
+    /// nodes, its output shape and all parameters.
+    fn build_layers(
+        &mut self,
+        g: &mut Graph<F>,
+        x: NodeId,
+        features: usize,
+    ) -> Result<(LayerNodes, Vec<usize>, Vec<NodeId>)> {
+        let mut current = LayerNodes::new(x);
+        let mut shape = vec![features];
+        let mut params = Vec::new();
+        let seed = self.seed;
+        for (i, e) in self.layers.iter_mut().enumerate() {
+            let next = e.layer.output_shape(&shape).map_err(|err| e.rename(err))?;
+            e.param_count(&shape)?;
+            let mut init = Init::for_layer(seed, i).named(&e.name);
+            let built = g.with_scope(&e.name, |g| {
+                e.layer.build(g, current.output, &shape, &mut init)
+            });
+            let nodes = built.map_err(|err| e.rename(err))?;
+            params.extend_from_slice(&nodes.parameters);
+            current = nodes;
+            shape = next;
+        }
+        Ok((current, shape, params))
+    }
+
+    fn output_width(&self, shape: Vec<usize>) -> Result<usize> {
+        match shape.as_slice() {
+            [w] => Ok(*w),
+            _ => Err(NnError::LayerInput {
+                layer: self
+                    .layers
+                    .last()
+                    .map(|e| e.name.clone())
+                    .unwrap_or_default(),
+                shape,
+                reason: "the last layer of a Sequential model must output a vector per sample",
+            }),
+        }
+    }
+
+    /// `compile` after `build`: metrics checked against the loss before the graph grows,
+    /// then loss, metric counts, gradients, the three plans and the optimizer's state.
+    pub(super) fn training(
+        &mut self,
+        mut optimizer: Box<dyn Optimizer<F>>,
+        loss: Loss,
+        metrics: &[Metric],
+    ) -> Result<Training<F>> {
+        let net = self
+            .net
+            .as_mut()
+            .ok_or(NnError::NotBuilt { method: "compile" })?;
+        check_loss(loss, net.width)?;
+        let resolved = check_metrics(loss, net.width, metrics)?;
+        let targets = loss.targets(net.width);
+        let target_node = target_input(&mut net.graph, targets)?;
+        let g = &mut net.graph;
+        let output = &net.output;
+        let loss_node = g.with_scope("loss", |g| loss.build(g, output, target_node))?;
+        let mut counts = Vec::with_capacity(resolved.len());
+        for m in &resolved {
+            let count = g.with_scope("metrics", |g| m.build(g, output, target_node));
+            counts.push(count.map_err(|source| NnError::Metric {
+                metric: m.name(),
+                loss: loss.name(),
+                source: Box::new(source),
+            })?);
+        }
+        let grads = dendrite_autodiff::grad(g, loss_node, &net.params)?;
+        let mut fetches = vec![loss_node];
+        fetches.extend_from_slice(&counts);
+        let eval = compile(g, &fetches)?;
+        fetches.extend_from_slice(&grads);
+        // Folding, common subexpressions and identities trim the derived gradient graph (the
+        // reference model's step loses a few nodes, each a kernel launch per step).
+        let train_fetches = dendrite_autodiff::simplify(g, &fetches)?.outputs;
+        let train = compile(g, &train_fetches)?;
+        let sizes: Vec<usize> = net
+            .params
+            .iter()
+            .map(|&p| g.value(p).map(|v| v.len()))
+            .collect::<Result<_, _>>()?;
+        optimizer.prepare(&sizes)?;
+        Ok(Training {
+            optimizer,
+            loss,
+            metrics: resolved,
+            targets,
+            train,
+            eval,
+            step: 0,
+            backup: crate::optim::zeroed::<F>("weight backup", &sizes)?,
+        })
+    }
+}
+
+/// The targets input the loss reads (reused when compiling again).
+fn target_input<F: Float>(g: &mut Graph<F>, targets: Targets) -> Result<NodeId> {
+    Ok(match targets {
+        Targets::ClassIndices { .. } => match g.node_by_name(LABELS_NAME) {
+            Some(node) => node,
+            None => g.input(LABELS_NAME, [None])?,
+        },
+        Targets::Values { width } => match g.node_by_name(TARGETS_NAME) {
+            Some(node) => node,
+            None => g.input(TARGETS_NAME, [None, Some(width)])?,
+        },
+    })
+}
+
+/// A categorical cross-entropy needs at least two outputs.
+fn check_loss(loss: Loss, width: usize) -> Result<()> {
+    let categorical = matches!(
+        loss,
+        Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy
+    );
+    if categorical && width < 2 {
+        return Err(NnError::LossOutput {
+            loss: loss.name(),
+            width,
+            reason: "a categorical cross-entropy needs at least 2 outputs (over a single output the normalized probability is always 1 and the loss always 0): use Loss::BinaryCrossentropy with a sigmoid output",
+        });
+    }
+    Ok(())
+}
+
+/// Resolves every metric for `loss` and refuses those that cannot measure it.
+///
+/// | metric | needs |
+/// | --- | --- |
+/// | sparse categorical accuracy | the sparse loss (class-index targets) |
+/// | categorical accuracy | a loss on one-hot rows (not the sparse one) and at least 2 outputs |
+/// | binary accuracy | a loss on 0/1 values: neither categorical cross-entropy |
+pub(crate) fn check_metrics(loss: Loss, width: usize, metrics: &[Metric]) -> Result<Vec<Metric>> {
+    let sparse = loss == Loss::SparseCategoricalCrossentropy;
+    let mut resolved = Vec::with_capacity(metrics.len());
+    for &given in metrics {
+        let m = given.resolve(loss, width);
+        let refusal = match m {
+            Metric::SparseCategoricalAccuracy if !sparse => Some(
+                "it reads one class index per sample, but this loss takes one target value per output: use Metric::CategoricalAccuracy for one-hot targets, Metric::BinaryAccuracy for 0/1 targets, or Metric::Accuracy to pick",
+            ),
+            Metric::CategoricalAccuracy | Metric::Accuracy if sparse => Some(
+                "it reads one-hot target rows, but this loss takes class indices: use Metric::SparseCategoricalAccuracy (or Metric::Accuracy)",
+            ),
+            Metric::CategoricalAccuracy | Metric::Accuracy if width < 2 => Some(
+                "it takes the argmax over the outputs, which for a single output is always 0: use Metric::BinaryAccuracy",
+            ),
+            Metric::BinaryAccuracy if sparse || loss == Loss::CategoricalCrossentropy => Some(
+                "it thresholds every output at 0.5 on its own, which does not measure a categorical classifier: use Metric::CategoricalAccuracy for one-hot targets, Metric::SparseCategoricalAccuracy for class indices (or Metric::Accuracy)",
+            ),
+            _ => None,
+        };
+        if let Some(reason) = refusal {
+            return Err(NnError::MetricMismatch {
+                metric: given.name(),
+                loss: loss.name(),
+                width,
+                reason,
+            });
+        }
+        resolved.push(m);
+    }
+    Ok(resolved)
+}
