@@ -4,7 +4,7 @@
 //! is a legal graph whose values cannot exist. Asking the allocator for them would abort the
 //! process (`memory allocation of N bytes failed`), or, with overcommit, succeed and then get
 //! the process killed when the pages are touched. So every buffer whose size comes from a
-//! shape goes through [`reserve`] (or [`zeros`]), which
+//! shape goes through one fallible growth path (behind [`zeros`] and a plan's buffers), which
 //!
 //! 1. computes the byte count with checked arithmetic,
 //! 2. refuses it when it exceeds [`max_tensor_bytes`] ([`GraphError::TensorTooLarge`]),

@@ -9,7 +9,7 @@
 //! arithmetic and held to the per-tensor limit ([`dendrite_graph::limits`]) and to what the
 //! data can honestly hold *before* anything is allocated from it: a raw file must be exactly
 //! header plus payload long, so a 20-byte file claiming 10^9 images fails at once; a gzip file
-//! cannot inflate to more than [`MAX_GZIP_RATIO`] times its length, so a header claiming more
+//! cannot inflate to more than [`MAX_GZIP_RATIO`](super::MAX_GZIP_RATIO) times its length, so a header claiming more
 //! is refused before decompressing a byte. Gzip input is recognised by its magic bytes
 //! `1f 8b` (not by the file name) and is decompressed with a read limit of the claimed size
 //! plus one byte, which tells "exact", "truncated" and "inflates past the claim" apart without
@@ -279,7 +279,7 @@ fn labels_from(path: &Path, decoded: (Header, Vec<u8>)) -> Result<Vec<u8>, DataE
 /// payload is exactly `count * rows * cols` bytes; [`DataError::TooLarge`] if that size
 /// overflows or exceeds the per-tensor limit ([`dendrite_graph::limits::max_tensor_bytes`]).
 /// For gzip input: [`DataError::ImplausibleClaim`] if the header claims more than
-/// [`MAX_GZIP_RATIO`] times the compressed length, [`DataError::GzipTrailing`] if the stream
+/// [`MAX_GZIP_RATIO`](super::MAX_GZIP_RATIO) times the compressed length, [`DataError::GzipTrailing`] if the stream
 /// inflates past the claim (decompression stops there), [`DataError::GzipTruncated`] /
 /// [`DataError::GzipCorrupt`] for a bad stream. Errors name the path [`IN_MEMORY`].
 ///
