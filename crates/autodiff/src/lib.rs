@@ -36,6 +36,7 @@ mod forward;
 mod reverse;
 pub mod simplify;
 pub mod strategies;
+mod tangent;
 
 pub use check::{
     assert_gradients, check_gradients, check_second_order, CheckConfig, CheckMode, GradCheckReport,

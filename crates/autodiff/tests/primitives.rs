@@ -21,7 +21,7 @@ fn every_primitive_has_a_gradient_check() {
         names.len(),
         "a primitive appears twice in the table: {names:?}"
     );
-    let primitives: BTreeSet<&str> = Op::primitive_names().iter().copied().collect();
+    let primitives: BTreeSet<&str> = Op::<f64>::primitive_names().iter().copied().collect();
     let missing: Vec<_> = primitives.difference(&listed).collect();
     let extra: Vec<_> = listed.difference(&primitives).collect();
     assert!(

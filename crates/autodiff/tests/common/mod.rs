@@ -212,8 +212,8 @@ pub fn table_names() -> Vec<&'static str> {
 }
 
 /// Whether `op`'s name is listed by `Op::primitive_names()`.
-pub fn is_primitive(op: &Op) -> bool {
-    Op::primitive_names().contains(&op.name())
+pub fn is_primitive(op: &Op<f64>) -> bool {
+    Op::<f64>::primitive_names().contains(&op.name())
 }
 
 /// Strategy helper: a case from a strategy of values.

@@ -35,11 +35,11 @@ enum Source {
 }
 
 #[derive(Debug, Clone)]
-struct Step {
+struct Step<F: Element> {
     /// The node this step computes (or copies, for a fetched leaf).
     node: usize,
     name: String,
-    op: Op,
+    op: Op<F>,
     operands: SmallVec<[Source; 3]>,
     /// Declared operand shapes, kept only for broadcasting ops (see [`Op::broadcasts_operands`])
     /// and matmul (whose batch axes broadcast).
@@ -114,7 +114,7 @@ pub struct Plan<F: Element> {
     inputs: Vec<InputSlot>,
     /// Input name to slot: one hash lookup per feed.
     input_index: HashMap<String, usize>,
-    steps: Vec<Step>,
+    steps: Vec<Step<F>>,
     buffers: Vec<Buffer<F>>,
     fetches: Vec<usize>,
     check_finite: bool,
