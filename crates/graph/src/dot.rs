@@ -9,7 +9,8 @@ use std::fmt::Write;
 
 /// Renders the graph, or only what `roots` depend on, as a DOT digraph
 /// (`dot -Tsvg graph.dot -o graph.svg`). Inputs are drawn as ellipses, parameters as filled
-/// boxes, constants as plain text, custom ops as bold boxes under their own name; edges of multi-operand ops are labelled with the slot.
+/// boxes, constants as plain text, custom ops as bold boxes under their own name; edges of
+/// multi-operand ops are labelled with the slot.
 ///
 /// # Errors
 /// A root handle from another graph.

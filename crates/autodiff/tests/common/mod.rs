@@ -1,6 +1,7 @@
 //! Helpers shared by the gradient-check test files, and the table of primitive checks.
 #![allow(dead_code)]
 
+pub mod custom;
 pub mod elementwise;
 pub mod structural;
 
