@@ -160,7 +160,14 @@ pub fn check_second_order(
         Some(t) => t,
         None => graph.scalar(0.0),
     };
-    check_gradients(graph, s, wrt, feeds, config)
+    let mut report = check_gradients(graph, s, wrt, feeds, config)?;
+    for cmp in [&mut report.worst, &mut report.located]
+        .into_iter()
+        .flatten()
+    {
+        cmp.contraction = cmp.contraction.second_order();
+    }
+    Ok(report)
 }
 
 /// Uniform values in [-1, 1] of the given shape.

@@ -224,6 +224,24 @@ pub enum Contraction {
     Cotangent,
     /// `⟨c, J t⟩` for a random cotangent `c` and a random tangent `t` (directional).
     CotangentAndTangent,
+    /// `(H v)_i` for a random vector `v` (second order, elementwise).
+    HessianVector,
+    /// `⟨t, H v⟩` for random vectors `v` and `t` (second order, directional).
+    HessianTangent,
+}
+
+impl Contraction {
+    /// The same comparison made on `⟨∇f, v⟩` for a random `v`: a second-order check.
+    pub(crate) fn second_order(self) -> Self {
+        match self {
+            Contraction::Exact | Contraction::Cotangent | Contraction::HessianVector => {
+                Contraction::HessianVector
+            }
+            Contraction::CotangentAndTangent | Contraction::HessianTangent => {
+                Contraction::HessianTangent
+            }
+        }
+    }
 }
 
 /// One analytic value against its finite-difference estimate.
@@ -276,6 +294,8 @@ impl fmt::Display for Comparison {
             Contraction::CotangentAndTangent => {
                 " (products ⟨c, J t⟩ with a random cotangent c and tangent t)"
             }
+            Contraction::HessianVector => " (products (H v)_i with a random vector v)",
+            Contraction::HessianTangent => " (products ⟨t, H v⟩ with random vectors v and t)",
         };
         write!(
             f,
