@@ -24,7 +24,12 @@ fn shows(name: &str, printed: &str) -> TestResult {
     }
     let shown = std::fs::read_to_string(&path)
         .map_err(|e| format!("{}: {e} (DENDRITE_BLESS=1 writes it)", path.display()))?;
-    assert_eq!(shown, printed, "{} is stale (DENDRITE_BLESS=1 rewrites it)", path.display());
+    assert_eq!(
+        shown,
+        printed,
+        "{} is stale (DENDRITE_BLESS=1 rewrites it)",
+        path.display()
+    );
     Ok(())
 }
 
@@ -123,13 +128,14 @@ fn second_order_comes_free() -> TestResult {
     let hv = hvp(&mut g, f, &[x], &[v])?;
 
     let mut plan = compile(&g, &hv)?;
-    let (xv, vv) = (ndarray::arr1(&[-1.0, 0.5, 3.0]), ndarray::arr1(&[1.0, 1.0, 2.0]));
-    let out = plan.run(&g, &[("x", xv.view().into_dyn()), ("v", vv.view().into_dyn())])?;
+    let xv = ndarray::arr1(&[-1.0, 0.5, 3.0]).into_dyn();
+    let vv = ndarray::arr1(&[1.0, 1.0, 2.0]).into_dyn();
+    let out = plan.run(&g, &[("x", xv.view()), ("v", vv.view())])?;
     let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
     for i in 0..3 {
-        let s = sigmoid(xv[i]);
-        let second = s * (1.0 - s) * (2.0 + xv[i] * (1.0 - 2.0 * s));
-        assert!((out.get(0)?[i] - second * vv[i]).abs() < 1e-12);
+        let (x, s) = (xv[[i]], sigmoid(xv[[i]]));
+        let second = s * (1.0 - s) * (2.0 + x * (1.0 - 2.0 * s));
+        assert!((out.get(0)?[[i]] - second * vv[[i]]).abs() < 1e-12);
     }
     // ANCHOR_END: silu_hvp
     Ok(())
@@ -192,7 +198,11 @@ fn the_checker_catches_the_wrong_rule() -> TestResult {
     use dendrite::autodiff::check::{check_fn, Location};
     use std::sync::Arc;
 
-    let report = check_fn(|g, args| g.custom(Arc::new(WrongSilu), &[args[0]]), &[&[5]], 1)?;
+    let report = check_fn(
+        |g, args| g.custom(Arc::new(WrongSilu), &[args[0]]),
+        &[&[5]],
+        1,
+    )?;
     assert!(!report.passed());
     assert_eq!(report.first.failures, 5); // every element is wrong
     let worst = report.first.worst.as_ref().ok_or("no comparison")?;
@@ -233,7 +243,10 @@ fn a_failed_direction_is_located() -> TestResult {
     let located = report.first.located.as_ref().ok_or("not located")?;
     assert_eq!(
         located.location,
-        Location::Element { node: "arg0".into(), index: vec![737] }
+        Location::Element {
+            node: "arg0".into(),
+            index: vec![737]
+        }
     );
     // ANCHOR_END: locate_wrong_silu
     Ok(())

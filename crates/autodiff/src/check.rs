@@ -16,6 +16,16 @@
 //!
 //! [`check_second_order`] checks Hessian-vector products the same way: the gradient of
 //! `⟨∇f, v⟩` against central differences of `⟨∇f, v⟩`.
+//!
+//! Every [`Comparison`] says what its two numbers are ([`Contraction`]): the derivative itself,
+//! or its product with random vectors. When a direction fails, the checker bisects it to the
+//! element responsible (the error is linear in the tangent: `log₂ n` halvings, two runs each)
+//! and reports that element as [`GradCheckReport::located`].
+//!
+//! [`check_fn`] is the short form, after JAX's `check_grads(f, args, order)`: a closure builds
+//! the function on fresh inputs of given shapes, and first and second order are checked at
+//! seeded random values ([`check_fn_at`] at given values, [`check_fn_strategy`] over a proptest
+//! strategy).
 
 mod function;
 mod harness;

@@ -1,4 +1,4 @@
-//! The closed set of primitive ops.
+//! The closed set of built-in primitive ops, and the door for a user's own ([`custom`]).
 //!
 //! Each family lives in one file holding, side by side, its math (in rustdoc), its enum (one
 //! list of its members, declared with `family!`), its shape rule, its forward kernel, its local
