@@ -43,7 +43,7 @@
 //!         let one = g.scalar(1.0);
 //!         let d = g.add(one, a)?;
 //!         let d2 = g.square(d)?;
-//!         Ok(smallvec::smallvec![Some(g.div(y_bar, d2)?)])
+//!         Ok(OperandGrads::from_slice(&[Some(g.div(y_bar, d2)?)]))
 //!     }
 //! }
 //!
