@@ -39,21 +39,26 @@ pub use dendrite_autodiff as autodiff;
 pub use dendrite_graph as graph;
 pub use dendrite_nn as nn;
 
-/// The names most programs use: graphs and plans, `grad`, and the nn crate's model, layers,
-/// losses, metrics, optimizers and data.
+/// The names most programs use: graphs and plans, `grad`, `hvp`, the gradient checker, DOT
+/// export, and the nn crate's model, layers, losses, metrics, initializers, regularizers,
+/// optimizers and data.
 ///
 /// ```
 /// use dendrite::prelude::*;
 /// let model: Sequential = Sequential::new();
 /// assert!(model.is_empty());
+/// // An optimizer chosen at run time.
+/// let optimizer: Box<dyn Optimizer<f32>> = Box::new(Sgd::new(0.1).clipnorm(1.0));
+/// assert_eq!(optimizer.name(), "sgd");
 /// ```
 pub mod prelude {
-    pub use dendrite_autodiff::{grad, vjp, AutodiffError};
-    pub use dendrite_graph::{compile, Graph, GraphError, NodeId, Plan};
+    pub use dendrite_autodiff::{check_gradients, grad, hvp, vjp, AutodiffError};
+    pub use dendrite_graph::{compile, to_dot, Graph, GraphError, NodeId, Plan};
     pub use dendrite_nn::data::{load_mnist, mnist_dir_from_env, synthetic_mnist, Dataset, Mnist};
     pub use dendrite_nn::{
-        Activation, Adam, AdamW, Dense, EarlyStopping, FitConfig, History, Layer, Loss, Metric,
-        Monitor, NnError, RmsProp, Schedule, Sequential, Sgd,
+        Activation, Adam, AdamW, Clipping, Dense, EarlyStopping, FitConfig, History, Initializer,
+        Layer, Loss, LossFn, Metric, MetricFn, Monitor, NnError, Optimizer, Regularizer, RmsProp,
+        Schedule, Sequential, Sgd,
     };
 }
 

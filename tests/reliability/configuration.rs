@@ -252,7 +252,7 @@ fn metric_that_does_not_fit_the_loss() {
         (Loss::BinaryCrossentropy, Metric::SparseCategoricalAccuracy),
     ];
     for (loss, metric) in refused {
-        let err = compile(10, loss, metric).unwrap_err();
+        let err = compile(10, loss.clone(), metric.clone()).unwrap_err();
         assert!(
             matches!(err, NnError::MetricMismatch { .. }),
             "{loss:?} {metric:?}: {err:?}"
@@ -293,7 +293,10 @@ fn metric_that_does_not_fit_the_loss() {
         (3, Loss::MeanSquaredError, Metric::BinaryAccuracy),
         (10, Loss::CategoricalCrossentropy, Metric::Accuracy),
     ] {
-        assert!(compile(units, loss, metric).is_ok(), "{loss:?} {metric:?}");
+        assert!(
+            compile(units, loss.clone(), metric.clone()).is_ok(),
+            "{loss:?} {metric:?}"
+        );
     }
 }
 

@@ -98,7 +98,7 @@ fn checkpoint_with_nan_loads_nothing() -> TestResult {
         let path = dir.write("bad.safetensors", &file);
         let err = model.load_weights(&path).unwrap_err();
         assert!(
-            matches!(&err, NnError::NonFiniteWeight { name, index: 1, .. } if name == "dense_1/kernel"),
+            matches!(&err, NnError::NonFiniteCheckpoint { name, index: 1, .. } if name == "dense_1/kernel"),
             "{err:?}"
         );
         assert_eq!(

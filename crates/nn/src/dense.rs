@@ -3,14 +3,17 @@
 use crate::activation::Activation;
 use crate::error::{NnError, Result};
 use crate::float::Float;
+use crate::initializer::Initializer;
 use crate::layer::{Init, Layer, LayerNodes};
+use crate::regularizer::Regularizer;
 use dendrite_graph::{Graph, NodeId};
 
 /// A fully connected layer: `y = activation(x · kernel + bias)` with `kernel` of shape
 /// `[inputs, units]` and `bias` of shape `[units]`.
 ///
-/// As in Keras the kernel starts Glorot-uniform and the bias at zero (from the model's seed);
-/// the parameters are named `<layer>/kernel` and `<layer>/bias`. When the activation is softmax
+/// As in Keras the kernel starts Glorot-uniform and the bias at zero (from the model's seed;
+/// see [`Dense::kernel_initializer`]); the parameters are named `<layer>/kernel` and
+/// `<layer>/bias`, and may carry a [`Regularizer`] each. When the activation is softmax
 /// or sigmoid, the logits `x · kernel + bias` are kept as the layer's pre-activation, so the
 /// matching cross-entropy is computed from them.
 ///
@@ -29,6 +32,10 @@ pub struct Dense {
     activation: Activation,
     use_bias: bool,
     name: Option<String>,
+    kernel_initializer: Initializer,
+    bias_initializer: Initializer,
+    kernel_regularizer: Option<Regularizer>,
+    bias_regularizer: Option<Regularizer>,
 }
 
 impl Dense {
@@ -45,7 +52,51 @@ impl Dense {
             activation: Activation::Linear,
             use_bias: true,
             name: None,
+            kernel_initializer: Initializer::GlorotUniform,
+            bias_initializer: Initializer::Zeros,
+            kernel_regularizer: None,
+            bias_regularizer: None,
         }
+    }
+
+    /// How the kernel starts (default: [`Initializer::GlorotUniform`]).
+    ///
+    /// ```
+    /// use dendrite_nn::{Activation, Dense, Initializer, Sequential};
+    /// let mut model = Sequential::new();
+    /// model.add(Dense::new(4).input_dim(3).kernel_initializer(Initializer::Ones).bias_initializer(Initializer::Constant(0.5)));
+    /// model.build()?;
+    /// let w = model.get_weights()?;
+    /// assert!(w[0].iter().all(|&k| k == 1.0) && w[1].iter().all(|&b| b == 0.5));
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn kernel_initializer(mut self, initializer: Initializer) -> Self {
+        self.kernel_initializer = initializer;
+        self
+    }
+
+    /// How the bias starts (default: [`Initializer::Zeros`]).
+    pub fn bias_initializer(mut self, initializer: Initializer) -> Self {
+        self.bias_initializer = initializer;
+        self
+    }
+
+    /// A penalty on the kernel, added to the training loss (default: none).
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Regularizer};
+    /// let layer = Dense::new(32).kernel_regularizer(Regularizer::l2(1e-4));
+    /// # let _ = layer;
+    /// ```
+    pub fn kernel_regularizer(mut self, regularizer: Regularizer) -> Self {
+        self.kernel_regularizer = Some(regularizer);
+        self
+    }
+
+    /// A penalty on the bias, added to the training loss (default: none).
+    pub fn bias_regularizer(mut self, regularizer: Regularizer) -> Self {
+        self.bias_regularizer = Some(regularizer);
+        self
     }
 
     /// Declares the number of input features; needed on the first layer of a model.
@@ -163,15 +214,39 @@ impl<F: Float> Layer<F> for Dense {
         input_shape: &[usize],
         init: &mut Init,
     ) -> Result<LayerNodes> {
+        // A layer refused half-way (an input of another graph, say) leaves the graph as it was.
+        g.atomically(|g| self.build_nodes(g, input, input_shape, init))
+    }
+}
+
+impl Dense {
+    fn build_nodes<F: Float>(
+        &self,
+        g: &mut Graph<F>,
+        input: NodeId,
+        input_shape: &[usize],
+        init: &mut Init,
+    ) -> Result<LayerNodes> {
         let n = self.inputs(input_shape)?;
-        let kernel = g.parameter("kernel", init.glorot_uniform::<F>(&[n, self.units])?)?;
+        let kernel_value = init.initialize::<F>(&self.kernel_initializer, &[n, self.units])?;
+        let kernel = g.parameter("kernel", kernel_value)?;
         let mut parameters = vec![kernel];
+        let mut penalties = Vec::new();
+        if let Some(r) = self.kernel_regularizer {
+            penalties.push(g.with_scope("regularizer", |g| r.penalty(g, kernel))?);
+        }
         let mut z = g.matmul(input, kernel)?;
         if self.use_bias {
-            let bias = g.parameter("bias", init.zeros::<F>(&[self.units])?)?;
+            let bias_value = init.initialize::<F>(&self.bias_initializer, &[self.units])?;
+            let bias = g.parameter("bias", bias_value)?;
             parameters.push(bias);
+            if let Some(r) = self.bias_regularizer {
+                penalties.push(g.with_scope("regularizer", |g| r.penalty(g, bias))?);
+            }
             z = g.add(z, bias)?;
         }
-        Ok(self.activation.nodes(g, z)?.with_parameters(parameters))
+        let mut nodes = self.activation.nodes(g, z)?.with_parameters(parameters);
+        nodes.penalties = penalties;
+        Ok(nodes)
     }
 }

@@ -125,6 +125,52 @@ pub enum NnError {
         /// Why, and what fits.
         reason: &'static str,
     },
+    /// A custom loss whose per-sample node is neither `[batch]` nor a scalar.
+    #[error("custom loss {loss} built a per-sample loss of shape {shape}: it must be [batch] (one value per sample) or a scalar")]
+    LossShape {
+        /// The loss's name.
+        loss: &'static str,
+        /// The shape it built.
+        shape: dendrite_graph::Shape,
+    },
+    /// A custom metric whose per-sample node is not `[batch]`.
+    #[error("custom metric {metric} built values of shape {shape}: it must be [batch] (one value per sample)")]
+    MetricShape {
+        /// The metric's name.
+        metric: &'static str,
+        /// The shape it built.
+        shape: dendrite_graph::Shape,
+    },
+    /// `set_weights` given a different number of arrays than the model has parameters.
+    #[error("set_weights: the model has {expected} weight arrays, {actual} were given")]
+    WeightCount {
+        /// The model's parameter count (arrays, not elements).
+        expected: usize,
+        /// The arrays given.
+        actual: usize,
+    },
+    /// `set_weights` given an array whose shape differs from its parameter's.
+    #[error(
+        "set_weights: weight `{name}` has shape {expected:?}, the array given has shape {actual:?}"
+    )]
+    WeightShape {
+        /// The parameter's name (`dense_1/kernel`).
+        name: String,
+        /// The parameter's shape.
+        expected: Vec<usize>,
+        /// The array's shape.
+        actual: Vec<usize>,
+    },
+    /// A weight that is NaN or infinite, refused by `set_weights` or produced by an initializer.
+    #[error("weight `{name}` would hold {value} at flat index {index}: weights must be finite")]
+    NonFiniteWeight {
+        /// The parameter's name (`dense_1/kernel`).
+        name: String,
+        /// The flat (row-major) index of the first non-finite value.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
     /// A metric that could not be added to the graph.
     #[error("metric {metric} with loss {loss}: {source}")]
     Metric {
@@ -391,7 +437,7 @@ pub enum NnError {
     },
     /// A checkpoint tensor holding NaN or an infinite value; nothing was loaded.
     #[error("{}: tensor `{name}` holds {value} at element {index} (row-major); a checkpoint must hold finite weights, nothing was loaded", path.display())]
-    NonFiniteWeight {
+    NonFiniteCheckpoint {
         /// The file.
         path: PathBuf,
         /// The tensor's name.

@@ -1,12 +1,50 @@
 //! The element types a model can train in.
 
 use crate::data::BatchFloat;
-use dendrite_graph::Element;
+use dendrite_graph::{Element, Graph};
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for f32 {}
-    impl Sealed for f64 {}
+pub(crate) mod sealed {
+    use dendrite_graph::Graph;
+
+    /// Seals [`Float`](super::Float), and lets code generic over it reach the concrete graph
+    /// type: a user's loss or metric has one generic method, which cannot sit behind a `dyn`,
+    /// so it is stored as an `f32` and an `f64` instance and [`Sealed::pick`] calls the one of
+    /// the model's type.
+    pub trait Sealed: dendrite_graph::Element {
+        /// Calls `on_f32` or `on_f64` with the graph, whichever `Self` is.
+        fn pick<R>(
+            g: &mut Graph<Self>,
+            on_f32: impl FnOnce(&mut Graph<f32>) -> R,
+            on_f64: impl FnOnce(&mut Graph<f64>) -> R,
+        ) -> R;
+    }
+    impl Sealed for f32 {
+        fn pick<R>(
+            g: &mut Graph<f32>,
+            on_f32: impl FnOnce(&mut Graph<f32>) -> R,
+            _: impl FnOnce(&mut Graph<f64>) -> R,
+        ) -> R {
+            on_f32(g)
+        }
+    }
+    impl Sealed for f64 {
+        fn pick<R>(
+            g: &mut Graph<f64>,
+            _: impl FnOnce(&mut Graph<f32>) -> R,
+            on_f64: impl FnOnce(&mut Graph<f64>) -> R,
+        ) -> R {
+            on_f64(g)
+        }
+    }
+}
+
+/// Calls `on_f32` or `on_f64` with `g`, whichever element type `F` is.
+pub(crate) fn pick<F: Float, R>(
+    g: &mut Graph<F>,
+    on_f32: impl FnOnce(&mut Graph<f32>) -> R,
+    on_f64: impl FnOnce(&mut Graph<f64>) -> R,
+) -> R {
+    <F as sealed::Sealed>::pick(g, on_f32, on_f64)
 }
 
 /// A floating-point type for models: `f32` (the default, as in Keras) or `f64` (for checks).

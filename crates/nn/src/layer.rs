@@ -180,6 +180,9 @@ pub struct LayerNodes {
     pub pre_activation: Option<PreActivation>,
     /// The layer's trainable parameters, in a fixed order.
     pub parameters: Vec<NodeId>,
+    /// Scalar penalty nodes ([`Regularizer::penalty`](crate::Regularizer::penalty)) the model
+    /// adds to its training loss.
+    pub penalties: Vec<NodeId>,
 }
 
 impl LayerNodes {
@@ -197,6 +200,7 @@ impl LayerNodes {
             output,
             pre_activation: None,
             parameters: Vec::new(),
+            penalties: Vec::new(),
         }
     }
 
@@ -213,6 +217,22 @@ impl LayerNodes {
     /// ```
     pub fn with_parameters(mut self, parameters: Vec<NodeId>) -> Self {
         self.parameters = parameters;
+        self
+    }
+
+    /// Records a regularization penalty (a scalar node) for the model's training loss.
+    ///
+    /// ```
+    /// use dendrite_nn::{LayerNodes, Regularizer};
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let w = g.parameter("w", ndarray::arr1(&[1.0_f32, 2.0]).into_dyn())?;
+    /// let penalty = Regularizer::l2(0.01).penalty(&mut g, w)?;
+    /// let nodes = LayerNodes::new(w).with_parameters(vec![w]).with_penalty(penalty);
+    /// assert_eq!(nodes.penalties, vec![penalty]);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn with_penalty(mut self, penalty: NodeId) -> Self {
+        self.penalties.push(penalty);
         self
     }
 
@@ -258,7 +278,7 @@ impl LayerNodes {
 pub struct Init {
     rng: ChaCha8Rng,
     /// The layer initialized, for errors.
-    layer: String,
+    pub(crate) layer: String,
 }
 
 impl Init {
@@ -290,7 +310,11 @@ impl Init {
 
     /// A buffer for a tensor of shape `shape`, checked against the per-tensor limit and
     /// reserved fallibly.
-    fn buffer<F: Float>(&self, op: &'static str, shape: &[usize]) -> Result<(Vec<F>, usize)> {
+    pub(crate) fn buffer<F: Float>(
+        &self,
+        op: &'static str,
+        shape: &[usize],
+    ) -> Result<(Vec<F>, usize)> {
         let n = limits::check_size::<F>(op, &self.layer, shape)?;
         let mut data = Vec::new();
         data.try_reserve_exact(n)
@@ -302,7 +326,11 @@ impl Init {
         Ok((data, n))
     }
 
-    fn array<F: Float>(op: &'static str, shape: &[usize], data: Vec<F>) -> Result<ArrayD<F>> {
+    pub(crate) fn array<F: Float>(
+        op: &'static str,
+        shape: &[usize],
+        data: Vec<F>,
+    ) -> Result<ArrayD<F>> {
         ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|_| {
             NnError::Graph(GraphError::InvalidShape {
                 op,
@@ -418,7 +446,7 @@ impl Init {
         self.filled(shape, F::one())
     }
 
-    fn filled<F: Float>(&mut self, shape: &[usize], value: F) -> Result<ArrayD<F>> {
+    pub(crate) fn filled<F: Float>(&mut self, shape: &[usize], value: F) -> Result<ArrayD<F>> {
         let (mut data, n) = self.buffer::<F>("init", shape)?;
         data.resize(n, value);
         Self::array("init", shape, data)
@@ -427,7 +455,7 @@ impl Init {
 
 /// Keras' fans: for a matrix `[in, out]` the rows and the columns; for higher ranks the
 /// leading axes multiply in as a receptive field; a vector counts as `[n, n]`.
-fn fans(shape: &[usize]) -> (usize, usize) {
+pub(crate) fn fans(shape: &[usize]) -> (usize, usize) {
     match shape {
         [] => (1, 1),
         [n] => (*n, *n),

@@ -38,24 +38,28 @@ mod dense;
 mod error;
 mod file_read;
 mod float;
+mod initializer;
 mod input;
 mod layer;
 mod loss;
 mod metrics;
 mod model;
 mod optim;
+mod regularizer;
 
 pub use activation::Activation;
 pub use checkpoint::write_atomic;
 pub use dense::Dense;
 pub use error::{NnError, Result};
 pub use float::Float;
+pub use initializer::{CustomInitializer, InitFn, Initializer};
 pub use input::{Data, Features, Targets, SCAN_CHUNK};
 pub use layer::{Init, Layer, LayerNodes, PreActivation};
-pub use loss::{Loss, EPSILON};
-pub use metrics::{Mean, Metric};
+pub use loss::{CustomLoss, Loss, LossFn, EPSILON};
+pub use metrics::{CustomMetric, Mean, Metric, MetricFn};
 pub use model::{
     Control, EarlyStopping, EpochLogs, Evaluation, FitConfig, History, Monitor, Sequential,
     Summary, SummaryRow, INPUT_NAME, LABELS_NAME, TARGETS_NAME,
 };
-pub use optim::{Adam, AdamW, Optimizer, RmsProp, Schedule, Sgd};
+pub use optim::{Adam, AdamW, Clipping, Optimizer, RmsProp, Schedule, Sgd};
+pub use regularizer::Regularizer;

@@ -6,6 +6,8 @@ use crate::float::Float;
 use crate::input::Targets;
 use crate::layer::LayerNodes;
 use dendrite_graph::{Dim, Graph, NodeId};
+use std::fmt::Debug;
+use std::sync::Arc;
 
 /// Keras' `epsilon()`: the clip margin for probabilities.
 pub const EPSILON: f64 = 1e-7;
@@ -49,7 +51,10 @@ pub const EPSILON: f64 = 1e-7;
 ///
 /// Otherwise the outputs are taken as probabilities and clipped into `[1e-7, 1 - 1e-7]`
 /// (Keras' epsilon) before the logarithm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// [`Loss::custom`] wraps a loss of your own (a [`LossFn`]); it is differentiated like the
+/// built-ins.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Loss {
     /// Mean squared error.
     MeanSquaredError,
@@ -61,21 +66,133 @@ pub enum Loss {
     CategoricalCrossentropy,
     /// Categorical cross-entropy with class-index targets; from the logits after a softmax.
     SparseCategoricalCrossentropy,
+    /// A user's loss (see [`Loss::custom`]).
+    Custom(CustomLoss),
+}
+
+/// A loss of your own: the per-sample loss, built as graph nodes from the model's last layer
+/// and the targets. The model averages it over the batch and differentiates it like any other
+/// node, so only differentiable ops may be used (every graph op is).
+///
+/// The method is generic over the element type, so one implementation serves `f32` and `f64`
+/// models alike.
+///
+/// ```
+/// use dendrite_graph::{Graph, NodeId};
+/// use dendrite_nn::{Float, LayerNodes, Loss, LossFn, NnError};
+///
+/// /// Huber loss with δ = 1: ½d² for |d| ≤ 1, |d| - ½ beyond, averaged over the outputs.
+/// #[derive(Debug)]
+/// struct Huber;
+///
+/// impl LossFn for Huber {
+///     fn name(&self) -> &'static str {
+///         "huber"
+///     }
+///     fn per_sample<F: Float>(&self, g: &mut Graph<F>, nodes: &LayerNodes, targets: NodeId) -> Result<NodeId, NnError> {
+///         let d = g.sub(nodes.output, targets)?;
+///         let a = g.abs(d)?;
+///         let one = g.scalar(1.0);
+///         let small = g.minimum(a, one)?; // min(|d|, 1)
+///         let sq = g.square(small)?;
+///         let half = g.scalar(0.5);
+///         let quadratic = g.mul(half, sq)?;
+///         let linear = g.sub(a, small)?; // |d| - min(|d|, 1)
+///         let per_output = g.add(quadratic, linear)?;
+///         Ok(g.mean(per_output, &[1], false)?)
+///     }
+/// }
+///
+/// let huber = Loss::custom(Huber);
+/// assert_eq!(huber.name(), "huber");
+/// assert_eq!(huber, huber.clone());
+/// ```
+pub trait LossFn: Send + Sync + Debug {
+    /// The loss's name, as `fit` reports it.
+    fn name(&self) -> &'static str;
+
+    /// The targets the loss reads for a model with `width` outputs: by default one value per
+    /// output (`[batch, width]`, fed as `targets`); [`Targets::ClassIndices`] for class indices
+    /// (`[batch]`, fed as `labels`).
+    fn targets(&self, width: usize) -> Targets {
+        Targets::Values { width }
+    }
+
+    /// Appends the per-sample loss to `g`: a node of shape `[batch]` (or a scalar, taken as the
+    /// batch's loss as it is). `nodes.output` is the model's output `[batch, width]`,
+    /// `nodes.pre_activation` its logits when the last layer has a softmax or sigmoid.
+    ///
+    /// # Errors
+    /// Graph errors; any [`NnError`] of your own.
+    fn per_sample<F: Float>(
+        &self,
+        g: &mut Graph<F>,
+        nodes: &LayerNodes,
+        targets: NodeId,
+    ) -> Result<NodeId>;
+}
+
+/// The object-safe face of a [`LossFn`]: its generic method at each element type.
+trait ErasedLoss: Send + Sync + Debug {
+    fn name(&self) -> &'static str;
+    fn targets(&self, width: usize) -> Targets;
+    fn per_sample_f32(&self, g: &mut Graph<f32>, nodes: &LayerNodes, y: NodeId) -> Result<NodeId>;
+    fn per_sample_f64(&self, g: &mut Graph<f64>, nodes: &LayerNodes, y: NodeId) -> Result<NodeId>;
+}
+
+impl<T: LossFn> ErasedLoss for T {
+    fn name(&self) -> &'static str {
+        LossFn::name(self)
+    }
+    fn targets(&self, width: usize) -> Targets {
+        LossFn::targets(self, width)
+    }
+    fn per_sample_f32(&self, g: &mut Graph<f32>, nodes: &LayerNodes, y: NodeId) -> Result<NodeId> {
+        self.per_sample(g, nodes, y)
+    }
+    fn per_sample_f64(&self, g: &mut Graph<f64>, nodes: &LayerNodes, y: NodeId) -> Result<NodeId> {
+        self.per_sample(g, nodes, y)
+    }
+}
+
+/// A user's [`LossFn`], shared: what [`Loss::Custom`] holds. Two custom losses are equal when
+/// they are the same instance (clones of one `Loss::custom`).
+#[derive(Debug, Clone)]
+pub struct CustomLoss(Arc<dyn ErasedLoss>);
+
+impl PartialEq for CustomLoss {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.0), Arc::as_ptr(&other.0))
+    }
+}
+
+impl Eq for CustomLoss {}
+
+impl std::hash::Hash for CustomLoss {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name().hash(state);
+    }
 }
 
 impl Loss {
-    /// The loss's name, as Keras spells it.
+    /// Wraps a loss of your own (see [`LossFn`]).
+    pub fn custom(loss: impl LossFn + 'static) -> Loss {
+        Loss::Custom(CustomLoss(Arc::new(loss)))
+    }
+
+    /// The loss's name, as Keras spells it (a custom loss's own name).
     ///
     /// ```
     /// assert_eq!(dendrite_nn::Loss::SparseCategoricalCrossentropy.name(), "sparse_categorical_crossentropy");
     /// ```
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Loss::MeanSquaredError => "mean_squared_error",
             Loss::MeanAbsoluteError => "mean_absolute_error",
             Loss::BinaryCrossentropy => "binary_crossentropy",
             Loss::CategoricalCrossentropy => "categorical_crossentropy",
             Loss::SparseCategoricalCrossentropy => "sparse_categorical_crossentropy",
+            Loss::Custom(c) => c.0.name(),
         }
     }
 
@@ -86,10 +203,14 @@ impl Loss {
     /// assert_eq!(Loss::SparseCategoricalCrossentropy.targets(10), Targets::ClassIndices { classes: 10 });
     /// assert_eq!(Loss::MeanSquaredError.targets(3), Targets::Values { width: 3 });
     /// ```
-    pub fn targets(self, width: usize) -> Targets {
+    pub fn targets(&self, width: usize) -> Targets {
         match self {
             Loss::SparseCategoricalCrossentropy => Targets::ClassIndices { classes: width },
-            _ => Targets::Values { width },
+            Loss::Custom(c) => c.0.targets(width),
+            Loss::MeanSquaredError
+            | Loss::MeanAbsoluteError
+            | Loss::BinaryCrossentropy
+            | Loss::CategoricalCrossentropy => Targets::Values { width },
         }
     }
 
@@ -97,11 +218,12 @@ impl Loss {
     /// `targets` to the graph, and returns the scalar loss node.
     ///
     /// `targets` is `[batch, width]` for every loss but the sparse one, which takes `[batch]`
-    /// class indices.
+    /// class indices (a custom loss says which in [`LossFn::targets`]).
     ///
     /// # Errors
-    /// [`NnError::TargetMismatch`] when `targets` does not have the shape the loss needs; graph
-    /// errors.
+    /// [`NnError::TargetMismatch`] when `targets` does not have the shape the loss needs;
+    /// [`NnError::LossShape`] when a custom loss's per-sample node is neither `[batch]` nor a
+    /// scalar; graph errors.
     ///
     /// ```
     /// use dendrite_graph::compile;
@@ -119,7 +241,7 @@ impl Loss {
     /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
     pub fn build<F: Float>(
-        self,
+        &self,
         g: &mut Graph<F>,
         nodes: &LayerNodes,
         targets: NodeId,
@@ -129,7 +251,7 @@ impl Loss {
     }
 
     fn build_nodes<F: Float>(
-        self,
+        &self,
         g: &mut Graph<F>,
         nodes: &LayerNodes,
         targets: NodeId,
@@ -185,6 +307,23 @@ impl Loss {
                 let one_hot = g.one_hot(targets, classes)?;
                 cross_entropy(g, nodes, from(Activation::Softmax), one_hot, axis)?
             }
+            Loss::Custom(c) => {
+                let per_sample = crate::float::pick(
+                    g,
+                    |g| c.0.per_sample_f32(g, nodes, targets),
+                    |g| c.0.per_sample_f64(g, nodes, targets),
+                )?;
+                match g.shape(per_sample)?.rank() {
+                    0 => return Ok(per_sample),
+                    1 => per_sample,
+                    _ => {
+                        return Err(NnError::LossShape {
+                            loss: c.0.name(),
+                            shape: g.shape(per_sample)?.clone(),
+                        })
+                    }
+                }
+            }
         };
         Ok(g.mean(per_sample, &[0], false)?)
     }
@@ -236,7 +375,7 @@ fn fixed_width<F: Float>(g: &Graph<F>, output: NodeId) -> Result<usize> {
 /// Targets must be `[batch, width]` like the output, or `[batch]` for the sparse loss.
 fn check_targets<F: Float>(
     g: &Graph<F>,
-    loss: Loss,
+    loss: &Loss,
     output: NodeId,
     targets: NodeId,
 ) -> Result<()> {
@@ -247,19 +386,17 @@ fn check_targets<F: Float>(
         Some(Dim::Fixed(n)) => *n,
         _ => 0,
     };
-    let ok = match loss {
-        Loss::SparseCategoricalCrossentropy => tgt_d.len() + 1 == out_d.len(),
-        _ => tgt_d.len() == out_d.len() && width(tgt_d) == width(out_d),
+    let sparse = matches!(loss.targets(width(out_d)), Targets::ClassIndices { .. });
+    let ok = match sparse {
+        true => tgt_d.len() + 1 == out_d.len(),
+        false => tgt_d.len() == out_d.len() && width(tgt_d) == width(out_d),
     };
     if ok {
         Ok(())
     } else {
         Err(NnError::TargetMismatch {
             loss: loss.name(),
-            expected: match loss {
-                Loss::SparseCategoricalCrossentropy => 1,
-                _ => width(out_d),
-            },
+            expected: if sparse { 1 } else { width(out_d) },
             actual: if tgt_d.len() < out_d.len() {
                 1
             } else {

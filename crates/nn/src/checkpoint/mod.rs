@@ -171,7 +171,7 @@ impl<F: Float> Sequential<F> {
     /// [`NnError::FileTooLarge`], [`NnError::FileGrew`], [`NnError::AllocationFailed`],
     /// [`NnError::Io`], [`NnError::CorruptCheckpoint`], [`NnError::MissingTensor`],
     /// [`NnError::UnexpectedTensor`], [`NnError::TensorShape`], [`NnError::TensorDtype`],
-    /// [`NnError::NonFiniteWeight`] (a NaN or infinite value: nothing is loaded).
+    /// [`NnError::NonFiniteCheckpoint`] (a NaN or infinite value: nothing is loaded).
     ///
     /// ```
     /// use dendrite_nn::{Dense, NnError, Sequential};
@@ -223,14 +223,14 @@ impl<F: Float> Sequential<F> {
     }
 }
 
-/// `Err(NonFiniteWeight)` naming the first NaN or infinite value of `tensor`: a checkpoint
+/// `Err(NonFiniteCheckpoint)` naming the first NaN or infinite value of `tensor`: a checkpoint
 /// never loads a weight that training would refuse to produce.
 fn refuse_non_finite<F: Float>(path: &Path, name: &str, tensor: &TensorView<'_>) -> Result<()> {
     let values = tensor.data().chunks_exact(F::BYTES).map(F::read_le);
     for (index, value) in values.enumerate() {
         let value = value.map_or(f64::NAN, |v| v.as_f64());
         if !value.is_finite() {
-            return Err(NnError::NonFiniteWeight {
+            return Err(NnError::NonFiniteCheckpoint {
                 path: path.to_path_buf(),
                 name: name.to_owned(),
                 index,

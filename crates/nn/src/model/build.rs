@@ -1,7 +1,7 @@
 //! The phases of [`Sequential::build`] and [`Sequential::compile`]: the forward graph with its
 //! initial weights, then the loss, metrics, gradients, plans and optimizer state.
 
-use super::{Entry, Network, Sequential, Training, INPUT_NAME, LABELS_NAME, TARGETS_NAME};
+use super::{Entry, Fetched, Network, Sequential, Training, INPUT_NAME, LABELS_NAME, TARGETS_NAME};
 use crate::error::{NnError, Result};
 use crate::float::Float;
 use crate::input::Targets;
@@ -45,7 +45,7 @@ impl<F: Float> Sequential<F> {
         self.check_unique_names()?;
         let mut g = Graph::<F>::new();
         let x = g.input(INPUT_NAME, [None, Some(features)])?;
-        let (output, shape, params) = self.build_layers(&mut g, x, features)?;
+        let (output, shape, params, penalties) = self.build_layers(&mut g, x, features)?;
         let width = self.output_width(shape)?;
         for &p in &params {
             if !g.value(p)?.is_standard_layout() {
@@ -61,6 +61,7 @@ impl<F: Float> Sequential<F> {
             width,
             output,
             params,
+            penalties,
             predict,
         })
     }
@@ -96,16 +97,18 @@ impl<F: Float> Sequential<F> {
     }
 
     /// Each layer in its name scope, with its own seeded generator; returns the last layer's
-    /// nodes, its output shape and all parameters.
+    /// nodes, its output shape, all parameters and all penalties.
+    #[allow(clippy::type_complexity)]
     fn build_layers(
         &mut self,
         g: &mut Graph<F>,
         x: NodeId,
         features: usize,
-    ) -> Result<(LayerNodes, Vec<usize>, Vec<NodeId>)> {
+    ) -> Result<(LayerNodes, Vec<usize>, Vec<NodeId>, Vec<NodeId>)> {
         let mut current = LayerNodes::new(x);
         let mut shape = vec![features];
         let mut params = Vec::new();
+        let mut penalties = Vec::new();
         let seed = self.seed;
         for (i, e) in self.layers.iter_mut().enumerate() {
             let next = e.layer.output_shape(&shape).map_err(|err| e.rename(err))?;
@@ -116,10 +119,11 @@ impl<F: Float> Sequential<F> {
             });
             let nodes = built.map_err(|err| e.rename(err))?;
             params.extend_from_slice(&nodes.parameters);
+            penalties.extend_from_slice(&nodes.penalties);
             current = nodes;
             shape = next;
         }
-        Ok((current, shape, params))
+        Ok((current, shape, params, penalties))
     }
 
     fn output_width(&self, shape: Vec<usize>) -> Result<usize> {
@@ -138,7 +142,8 @@ impl<F: Float> Sequential<F> {
     }
 
     /// `compile` after `build`: metrics checked against the loss before the graph grows,
-    /// then loss, metric counts, gradients, the three plans and the optimizer's state.
+    /// then loss (with the penalties), metric sums, gradients, the three plans and the
+    /// optimizer's state.
     pub(super) fn training(
         &mut self,
         mut optimizer: Box<dyn Optimizer<F>>,
@@ -149,17 +154,17 @@ impl<F: Float> Sequential<F> {
             .net
             .as_mut()
             .ok_or(NnError::NotBuilt { method: "compile" })?;
-        check_loss(loss, net.width)?;
-        let resolved = check_metrics(loss, net.width, metrics)?;
+        check_loss(&loss, net.width)?;
+        let resolved = check_metrics(&loss, net.width, metrics)?;
         let targets = loss.targets(net.width);
         let target_node = target_input(&mut net.graph, targets)?;
+        let (loss_node, penalty) = loss_nodes(net, &loss, target_node)?;
         let g = &mut net.graph;
         let output = &net.output;
-        let loss_node = g.with_scope("loss", |g| loss.build(g, output, target_node))?;
-        let mut counts = Vec::with_capacity(resolved.len());
+        let mut sums = Vec::with_capacity(resolved.len());
         for m in &resolved {
-            let count = g.with_scope("metrics", |g| m.build(g, output, target_node));
-            counts.push(count.map_err(|source| NnError::Metric {
+            let sum = g.with_scope("metrics", |g| m.build(g, output, target_node));
+            sums.push(sum.map_err(|source| NnError::Metric {
                 metric: m.name(),
                 loss: loss.name(),
                 source: Box::new(source),
@@ -167,7 +172,13 @@ impl<F: Float> Sequential<F> {
         }
         let grads = dendrite_autodiff::grad(g, loss_node, &net.params)?;
         let mut fetches = vec![loss_node];
-        fetches.extend_from_slice(&counts);
+        fetches.extend(penalty);
+        let fetched = Fetched {
+            penalty: penalty.map(|_| 1),
+            metrics: fetches.len(),
+            grads: fetches.len() + sums.len(),
+        };
+        fetches.extend_from_slice(&sums);
         let eval = compile(g, &fetches)?;
         fetches.extend_from_slice(&grads);
         // Folding, common subexpressions and identities trim the derived gradient graph (the
@@ -185,17 +196,48 @@ impl<F: Float> Sequential<F> {
         for (k, size) in backup_sizes.iter_mut().enumerate() {
             optimizer.visit_state(k, &mut |state| *size = size.saturating_add(state.len()));
         }
+        let clipping = optimizer.clipping();
+        let clipped = match clipping.is_active() {
+            true => crate::optim::zeroed::<F>("clipped gradients", &sizes)?,
+            false => Vec::new(),
+        };
         Ok(Training {
             optimizer,
             loss,
             metrics: resolved,
+            names: metrics.iter().map(Metric::name).collect(),
             targets,
             train,
             eval,
+            fetched,
+            clipping,
+            clipped,
             step: 0,
             backup: crate::optim::zeroed::<F>("weight backup", &backup_sizes)?,
         })
     }
+}
+
+/// The loss the model minimizes (scope `loss`), and the sum of the layers' penalties (scope
+/// `regularization`) when there are any, which the loss then includes, as in Keras.
+fn loss_nodes<F: Float>(
+    net: &mut Network<F>,
+    loss: &Loss,
+    targets: NodeId,
+) -> Result<(NodeId, Option<NodeId>)> {
+    let output = &net.output;
+    let g = &mut net.graph;
+    let data_loss = g.with_scope("loss", |g| loss.build(g, output, targets))?;
+    let Some((&first, rest)) = net.penalties.split_first() else {
+        return Ok((data_loss, None));
+    };
+    g.with_scope("regularization", |g| {
+        let mut penalty = first;
+        for &p in rest {
+            penalty = g.add(penalty, p)?;
+        }
+        Ok((g.add(data_loss, penalty)?, Some(penalty)))
+    })
 }
 
 /// The targets input the loss reads (reused when compiling again).
@@ -213,7 +255,7 @@ fn target_input<F: Float>(g: &mut Graph<F>, targets: Targets) -> Result<NodeId> 
 }
 
 /// A categorical cross-entropy needs at least two outputs.
-fn check_loss(loss: Loss, width: usize) -> Result<()> {
+fn check_loss(loss: &Loss, width: usize) -> Result<()> {
     let categorical = matches!(
         loss,
         Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy
@@ -232,30 +274,17 @@ fn check_loss(loss: Loss, width: usize) -> Result<()> {
 ///
 /// | metric | needs |
 /// | --- | --- |
-/// | sparse categorical accuracy | the sparse loss (class-index targets) |
-/// | categorical accuracy | a loss on one-hot rows (not the sparse one) and at least 2 outputs |
+/// | sparse categorical accuracy, sparse top-k | class-index targets (the sparse loss) |
+/// | categorical accuracy, top-k | a loss on one-hot rows (not the sparse one) and at least 2 outputs |
 /// | binary accuracy | a loss on 0/1 values: neither categorical cross-entropy |
-pub(crate) fn check_metrics(loss: Loss, width: usize, metrics: &[Metric]) -> Result<Vec<Metric>> {
-    let sparse = loss == Loss::SparseCategoricalCrossentropy;
+/// | mean absolute / squared errors | target values, one per output (not class indices) |
+/// | top-k (both) | `k >= 1` |
+/// | a custom metric | the targets it declares ([`MetricFn::targets`](crate::MetricFn::targets)), if any, are the loss's |
+pub(crate) fn check_metrics(loss: &Loss, width: usize, metrics: &[Metric]) -> Result<Vec<Metric>> {
     let mut resolved = Vec::with_capacity(metrics.len());
-    for &given in metrics {
+    for given in metrics {
         let m = given.resolve(loss, width);
-        let refusal = match m {
-            Metric::SparseCategoricalAccuracy if !sparse => Some(
-                "it reads one class index per sample, but this loss takes one target value per output: use Metric::CategoricalAccuracy for one-hot targets, Metric::BinaryAccuracy for 0/1 targets, or Metric::Accuracy to pick",
-            ),
-            Metric::CategoricalAccuracy | Metric::Accuracy if sparse => Some(
-                "it reads one-hot target rows, but this loss takes class indices: use Metric::SparseCategoricalAccuracy (or Metric::Accuracy)",
-            ),
-            Metric::CategoricalAccuracy | Metric::Accuracy if width < 2 => Some(
-                "it takes the argmax over the outputs, which for a single output is always 0: use Metric::BinaryAccuracy",
-            ),
-            Metric::BinaryAccuracy if sparse || loss == Loss::CategoricalCrossentropy => Some(
-                "it thresholds every output at 0.5 on its own, which does not measure a categorical classifier: use Metric::CategoricalAccuracy for one-hot targets, Metric::SparseCategoricalAccuracy for class indices (or Metric::Accuracy)",
-            ),
-            _ => None,
-        };
-        if let Some(reason) = refusal {
+        if let Some(reason) = refusal(&m, loss, width) {
             return Err(NnError::MetricMismatch {
                 metric: given.name(),
                 loss: loss.name(),
@@ -266,4 +295,46 @@ pub(crate) fn check_metrics(loss: Loss, width: usize, metrics: &[Metric]) -> Res
         resolved.push(m);
     }
     Ok(resolved)
+}
+
+/// Why the resolved metric `m` cannot measure a model trained with `loss`, if it cannot.
+fn refusal(m: &Metric, loss: &Loss, width: usize) -> Option<&'static str> {
+    let targets = loss.targets(width);
+    let sparse = matches!(targets, Targets::ClassIndices { .. });
+    let categorical = matches!(loss, Loss::CategoricalCrossentropy);
+    match m {
+        Metric::SparseCategoricalAccuracy | Metric::SparseTopKCategoricalAccuracy { .. } if !sparse => Some(
+            "it reads one class index per sample, but this loss takes one target value per output: use Metric::CategoricalAccuracy for one-hot targets, Metric::BinaryAccuracy for 0/1 targets, or Metric::Accuracy to pick",
+        ),
+        Metric::CategoricalAccuracy | Metric::Accuracy | Metric::TopKCategoricalAccuracy { .. } if sparse => Some(
+            "it reads one-hot target rows, but this loss takes class indices: use Metric::SparseCategoricalAccuracy (or Metric::Accuracy)",
+        ),
+        Metric::CategoricalAccuracy | Metric::Accuracy | Metric::TopKCategoricalAccuracy { .. } if width < 2 => Some(
+            "it ranks the outputs, which for a single output always gives class 0: use Metric::BinaryAccuracy",
+        ),
+        Metric::TopKCategoricalAccuracy { k: 0 } | Metric::SparseTopKCategoricalAccuracy { k: 0 } => Some(
+            "k must be at least 1 (no class is among the 0 highest scores)",
+        ),
+        Metric::BinaryAccuracy if sparse || categorical => Some(
+            "it thresholds every output at 0.5 on its own, which does not measure a categorical classifier: use Metric::CategoricalAccuracy for one-hot targets, Metric::SparseCategoricalAccuracy for class indices (or Metric::Accuracy)",
+        ),
+        Metric::MeanAbsoluteError | Metric::MeanSquaredError | Metric::RootMeanSquaredError if sparse => Some(
+            "it compares every output with a target value, but this loss takes class indices",
+        ),
+        Metric::Custom(c) => match c.targets(width) {
+            Some(t) if t != targets => Some(
+                "the targets the metric declares (MetricFn::targets) are not those the loss reads",
+            ),
+            _ => None,
+        },
+        Metric::Accuracy
+        | Metric::SparseCategoricalAccuracy
+        | Metric::CategoricalAccuracy
+        | Metric::BinaryAccuracy
+        | Metric::MeanAbsoluteError
+        | Metric::MeanSquaredError
+        | Metric::RootMeanSquaredError
+        | Metric::TopKCategoricalAccuracy { .. }
+        | Metric::SparseTopKCategoricalAccuracy { .. } => None,
+    }
 }

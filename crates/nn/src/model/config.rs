@@ -381,10 +381,11 @@ impl<'a, F: Float> FitConfig<'a, F> {
         self
     }
 
-    /// Checks everything that does not depend on the data, before `fit` reads any: epochs
-    /// and batch size at least 1, early stopping's `min_delta` finite. (The validation split
-    /// is checked next, against the number of samples.)
-    pub(crate) fn check(&self) -> Result<()> {
+    /// Checks the configuration before `fit` reads any data: epochs and batch size at least 1,
+    /// early stopping's `min_delta` finite, a validation split in `[0, 1)` that leaves samples
+    /// on both sides of `samples`, and (once the model is compiled with `metrics` metrics) an
+    /// early-stopping monitor that the fit computes.
+    pub(crate) fn check(&self, samples: usize, metrics: Option<usize>) -> Result<()> {
         if self.epochs == 0 {
             return Err(NnError::ZeroEpochs);
         }
@@ -394,8 +395,63 @@ impl<'a, F: Float> FitConfig<'a, F> {
         if let Some(es) = &self.early_stopping {
             es.check()?;
         }
-        Ok(())
+        let validating = self.check_split(samples)?;
+        match (self.early_stopping, metrics) {
+            (Some(es), Some(metrics)) => check_monitor(es.monitor, validating, metrics > 0),
+            _ => Ok(()),
+        }
     }
+
+    /// A validation split must lie in `[0, 1)` and leave samples on both sides; returns
+    /// whether the fit validates.
+    fn check_split(&self, samples: usize) -> Result<bool> {
+        let split = match self.validation {
+            Validation::None => return Ok(false),
+            Validation::Data(_) => return Ok(true),
+            Validation::Split(split) => split,
+        };
+        let bad = |reason| NnError::ValidationSplit {
+            split,
+            samples,
+            reason,
+        };
+        if !(0.0..1.0).contains(&split) {
+            return Err(bad("it must lie in [0, 1)"));
+        }
+        match split_point(split, samples) {
+            0 if samples > 0 => Err(bad("it leaves no training samples")),
+            at if at == samples && split > 0.0 && samples > 0 => {
+                Err(bad("it leaves no validation samples"))
+            }
+            at => Ok(at < samples),
+        }
+    }
+}
+
+/// Keras' split: the first `⌊n (1 - split)⌋` samples train, the rest validate.
+pub(crate) fn split_point(split: f64, samples: usize) -> usize {
+    (samples as f64 * (1.0 - split)).floor() as usize
+}
+
+/// Early stopping's monitor must be computed by the fit.
+fn check_monitor(monitor: Monitor, validating: bool, has_metric: bool) -> Result<()> {
+    let available = match monitor {
+        Monitor::Loss => true,
+        Monitor::Accuracy => has_metric,
+        Monitor::ValLoss => validating,
+        Monitor::ValAccuracy => validating && has_metric,
+    };
+    if available {
+        return Ok(());
+    }
+    Err(NnError::MonitorUnavailable {
+        monitor: monitor.name(),
+        hint: if validating {
+            ": compile the model with a metric"
+        } else {
+            ": give validation data or a validation split"
+        },
+    })
 }
 
 /// One epoch's results, handed to hooks and recorded in the [`History`].
@@ -408,50 +464,74 @@ impl<'a, F: Float> FitConfig<'a, F> {
 /// });
 /// # let _ = config;
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EpochLogs {
     /// The epoch number, from 1.
     pub epoch: usize,
-    /// Mean training loss over the epoch's samples.
+    /// Mean training loss over the epoch's samples, regularization penalty included.
     pub loss: f64,
-    /// Training accuracy (the first metric), if the model has a metric.
+    /// Training value of the first metric, if the model has a metric.
     pub accuracy: Option<f64>,
     /// Validation loss, when validating.
     pub val_loss: Option<f64>,
-    /// Validation accuracy, when validating with a metric.
+    /// Validation value of the first metric, when validating with a metric.
     pub val_accuracy: Option<f64>,
     /// Seconds the epoch took, validation included.
     pub seconds: f64,
+    /// Every metric's training value, by name, in the order given to `compile`.
+    pub metrics: Vec<(&'static str, f64)>,
+    /// Every metric's validation value, by name (empty when not validating).
+    pub val_metrics: Vec<(&'static str, f64)>,
+    /// The mean regularization penalty over the epoch's steps (included in `loss`), when the
+    /// model has regularizers.
+    pub regularization: Option<f64>,
 }
 
 /// What `fit` reports: one entry per epoch run.
 ///
-/// `accuracy` and the validation vectors are empty when not computed.
+/// `accuracy` and the validation vectors are empty when not computed. `metrics` holds every
+/// metric under its name (`val_metrics` on the validation data), `accuracy` the first one, as
+/// before there were several.
 ///
 /// ```
-/// use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Sequential};
-/// let (x, y) = (ndarray::array![[0.0_f32], [1.0]], ndarray::array![0.0_f32, 1.0]);
+/// use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Regularizer, Sequential};
+/// let (x, y) = (ndarray::array![[0.0_f32], [1.0], [2.0], [3.0]], ndarray::array![[0.0_f32], [2.0], [4.0], [6.0]]);
 /// let mut model = Sequential::new();
-/// model.add(Dense::new(1).input_dim(1).activation(Activation::Sigmoid));
-/// model.compile(Adam::new(0.1), Loss::BinaryCrossentropy, &[])?;
-/// let history = model.fit(&(x.view(), y.view()), FitConfig::default().epochs(3).verbosity(0))?;
-/// assert_eq!((history.epochs(), history.accuracy.len(), history.val_loss.len()), (3, 0, 0));
+/// model.add(Dense::new(1).input_dim(1).kernel_regularizer(Regularizer::l2(1e-3)));
+/// model.compile(Adam::new(0.1), Loss::MeanSquaredError, &[Metric::MeanAbsoluteError, Metric::RootMeanSquaredError])?;
+/// let data = (x.view(), y.view());
+/// let history = model.fit(&data, FitConfig::default().epochs(3).validation_data(&data).verbosity(0))?;
+/// assert_eq!(history.epochs(), 3);
+/// assert_eq!(history.metric("root_mean_squared_error").map(<[f64]>::len), Some(3));
+/// assert_eq!(history.metric("val_mean_absolute_error").map(<[f64]>::len), Some(3));
+/// assert!(history.regularization.iter().all(|&p| p > 0.0));
+/// assert!(history.best_epoch.is_some()); // of val_loss here
 /// # Ok::<(), dendrite_nn::NnError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct History {
-    /// Mean training loss per epoch.
+    /// Mean training loss per epoch (regularization penalty included, as in Keras).
     pub loss: Vec<f64>,
-    /// Training accuracy per epoch (the first metric).
+    /// Training value of the first metric per epoch.
     pub accuracy: Vec<f64>,
     /// Validation loss per epoch.
     pub val_loss: Vec<f64>,
-    /// Validation accuracy per epoch.
+    /// Validation value of the first metric per epoch.
     pub val_accuracy: Vec<f64>,
     /// Seconds per epoch.
     pub seconds: Vec<f64>,
+    /// Every metric's training values per epoch, by name, in the order given to `compile`.
+    pub metrics: Vec<(&'static str, Vec<f64>)>,
+    /// Every metric's validation values per epoch, by name.
+    pub val_metrics: Vec<(&'static str, Vec<f64>)>,
+    /// The mean regularization penalty per epoch (part of `loss`); empty without regularizers.
+    pub regularization: Vec<f64>,
     /// The epoch (from 1) after which early stopping or a hook ended training, if one did.
     pub stopped_epoch: Option<usize>,
+    /// The epoch (from 1) with the best value of the monitored quantity: early stopping's
+    /// monitor when there is one, else the validation loss when validating, else the loss.
+    /// The first such epoch on ties; `None` when no epoch has a finite value.
+    pub best_epoch: Option<usize>,
 }
 
 impl History {
@@ -462,6 +542,26 @@ impl History {
     /// ```
     pub fn epochs(&self) -> usize {
         self.loss.len()
+    }
+
+    /// The per-epoch values recorded under `name`, as Keras' `history.history[name]`: `loss`,
+    /// `val_loss`, `regularization`, a metric's name, or `val_` and a metric's name.
+    pub fn metric(&self, name: &str) -> Option<&[f64]> {
+        fn find<'h>(series: &'h [(&'static str, Vec<f64>)], name: &str) -> Option<&'h [f64]> {
+            let found = series.iter().find(|(n, _)| *n == name);
+            found.map(|(_, v)| v.as_slice())
+        }
+        match name {
+            "loss" => Some(&self.loss),
+            "val_loss" => Some(&self.val_loss),
+            "regularization" => Some(&self.regularization),
+            _ => match name.strip_prefix("val_") {
+                Some(metric) => {
+                    find(&self.val_metrics, metric).or_else(|| find(&self.metrics, name))
+                }
+                None => find(&self.metrics, name),
+            },
+        }
     }
 
     pub(crate) fn record(&mut self, logs: &EpochLogs) {
@@ -476,6 +576,39 @@ impl History {
         if let Some(v) = logs.val_accuracy {
             self.val_accuracy.push(v);
         }
+        if let Some(p) = logs.regularization {
+            self.regularization.push(p);
+        }
+        append(&mut self.metrics, &logs.metrics);
+        append(&mut self.val_metrics, &logs.val_metrics);
+    }
+
+    /// The first epoch (from 1) with the best finite value of `monitor`.
+    pub(crate) fn best(&self, monitor: Monitor) -> Option<usize> {
+        let values = match monitor {
+            Monitor::Loss => &self.loss,
+            Monitor::Accuracy => &self.accuracy,
+            Monitor::ValLoss => &self.val_loss,
+            Monitor::ValAccuracy => &self.val_accuracy,
+        };
+        let better = |a: f64, b: f64| if monitor.maximize() { a > b } else { a < b };
+        let mut best: Option<(usize, f64)> = None;
+        for (i, &v) in values.iter().enumerate() {
+            if v.is_finite() && best.is_none_or(|(_, b)| better(v, b)) {
+                best = Some((i + 1, v));
+            }
+        }
+        best.map(|(epoch, _)| epoch)
+    }
+}
+
+/// Appends one epoch's value of each named series.
+fn append(series: &mut Vec<(&'static str, Vec<f64>)>, values: &[(&'static str, f64)]) {
+    for (i, &(name, value)) in values.iter().enumerate() {
+        match series.get_mut(i) {
+            Some((n, v)) if *n == name => v.push(value),
+            _ => series.insert(i, (name, vec![value])),
+        }
     }
 }
 
@@ -486,17 +619,33 @@ impl History {
 /// let (x, y) = (ndarray::array![[0.0_f32], [1.0]], ndarray::array![[0.0_f32], [1.0]]);
 /// let mut model = Sequential::new();
 /// model.add(Dense::new(1).input_dim(1));
-/// model.compile(Sgd::new(0.1), Loss::MeanSquaredError, &[Metric::BinaryAccuracy])?;
+/// model.compile(Sgd::new(0.1), Loss::MeanSquaredError, &[Metric::BinaryAccuracy, Metric::MeanSquaredError])?;
 /// let result = model.evaluate(&(x.view(), y.view()), 2)?;
 /// assert_eq!(result.samples, 2);
+/// let mse = result.metric("mean_squared_error").ok_or(dendrite_nn::NnError::NoTargets)?;
+/// assert!((mse - result.loss).abs() < 1e-6); // no regularizer: the loss is the MSE
 /// # Ok::<(), dendrite_nn::NnError>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
-    /// Mean loss over the samples.
+    /// Mean loss over the samples (regularization penalty included).
     pub loss: f64,
-    /// Accuracy (the first metric), if the model has a metric.
+    /// The first metric's value, if the model has a metric.
     pub accuracy: Option<f64>,
+    /// Every metric's value, by name, in the order given to `compile`.
+    pub metrics: Vec<(&'static str, f64)>,
+    /// The regularization penalty (included in `loss`), when the model has regularizers.
+    pub regularization: Option<f64>,
     /// Number of samples evaluated.
     pub samples: usize,
+}
+
+impl Evaluation {
+    /// The value of the metric named `name`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v)
+    }
 }

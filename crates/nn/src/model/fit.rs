@@ -1,15 +1,15 @@
 //! The training loop.
 
-use super::config::{EpochLogs, FitConfig, History, Validation};
+use super::config::{EpochLogs, Evaluation, FitConfig, History, Monitor, Validation};
 use super::prefetch;
 use super::progress::Progress;
-use super::run::{check_data, evaluate_range, Batch};
+use super::run::{check_data, evaluate_range, Batch, Tally};
+use super::stopping::Stopper;
 use super::{Network, Sequential, Training};
 use crate::data::EpochOrder;
 use crate::error::{label_error, NnError, Result};
 use crate::float::Float;
 use crate::input::Data;
-use crate::metrics::Mean;
 use crate::optim::{all_finite, Optimizer};
 use std::time::Instant;
 
@@ -75,15 +75,42 @@ impl<F: Float> Sequential<F> {
         data: &D,
         mut config: FitConfig<'_, F>,
     ) -> Result<History> {
-        let (train_len, val) = self.check_fit(data, &config)?;
-        let (_, training) = self.parts_for_fit()?;
-        let validating = !matches!(val, ValSet::None);
-        let mut stopper = make_stopper(&config, validating, !training.metrics.is_empty())?;
+        let mut run = self.prepare_fit(data, &config)?;
+        let mut history = History::default();
+        for epoch in 1..=config.epochs {
+            let logs = self.fit_epoch(data, &config, &mut run, epoch)?;
+            history.record(&logs);
+            if self.should_stop(&mut config, &mut run, &logs, epoch)? {
+                history.stopped_epoch = Some(epoch);
+                break;
+            }
+        }
+        if let (Some(s), Some(net)) = (run.stopper.as_ref(), self.net.as_mut()) {
+            s.restore(net)?;
+        }
+        let monitor = config.early_stopping.map(|es| es.monitor);
+        history.best_epoch = history.best(monitor.unwrap_or(match run.epochs.val {
+            ValSet::None => Monitor::Loss,
+            _ => Monitor::ValLoss,
+        }));
+        Ok(history)
+    }
+
+    /// Everything before the first step: the checks ([`Sequential::check_fit`]), early
+    /// stopping's state, the batch buffers (and the prefetch ring with two threads), the sample
+    /// order and the progress display.
+    fn prepare_fit<'v, D: Data<F> + ?Sized>(
+        &mut self,
+        data: &D,
+        config: &FitConfig<'v, F>,
+    ) -> Result<FitRun<'v, F>> {
+        let (train_len, val) = self.check_fit(data, config)?;
+        let stopper = config.early_stopping.map(Stopper::new);
         let expect = self.expect()?;
         let batch_size = config.batch_size.min(train_len);
-        let mut batch = Batch::new(batch_size, expect.features, expect.targets)?;
+        let batch = Batch::new(batch_size, expect.features, expect.targets)?;
         // The ring of buffers a second thread writes batches into, ahead of the steps.
-        let mut ring = match config.threads_value() >= 2 {
+        let ring = match config.threads_value() >= 2 {
             true => Some(
                 (0..prefetch::DEPTH)
                     .map(|_| Batch::new(batch_size, expect.features, expect.targets))
@@ -91,57 +118,78 @@ impl<F: Float> Sequential<F> {
             ),
             false => None,
         };
-        let mut epochs = Epochs {
+        let (_, training) = self.parts_for_fit()?;
+        let first_metric = training.names.first().copied().unwrap_or("accuracy");
+        let epochs = Epochs {
             order: EpochOrder::new(train_len, config.seed)?,
             val,
-            progress: Progress::new(config.verbosity, config.epochs, "accuracy"),
+            progress: Progress::new(config.verbosity, config.epochs, first_metric),
         };
-        let mut history = History::default();
-        for epoch in 1..=config.epochs {
-            if config.shuffle {
-                epochs.order.shuffle(epoch as u64 - 1);
-            } else {
-                epochs.order.sequential();
-            }
-            let (net, training) = self.parts_for_fit()?;
-            let mut buffers = Buffers {
-                batch: &mut batch,
-                ring: ring.as_mut(),
-                batch_size,
-            };
-            let logs = run_epoch(net, training, data, &mut epochs, &mut buffers, epoch)?;
-            history.record(&logs);
-            let mut stop = false;
-            for hook in config.hooks.iter_mut() {
-                stop |= hook(&logs) == super::Control::Stop;
-            }
-            if let Some(s) = stopper.as_mut() {
-                stop |= s.observe(&logs, epoch, net)?;
-            }
-            if stop {
-                history.stopped_epoch = Some(epoch);
-                break;
-            }
-        }
-        if let (Some(s), Some(net)) = (stopper.as_ref(), self.net.as_mut()) {
-            s.restore(net)?;
-        }
-        Ok(history)
+        Ok(FitRun {
+            epochs,
+            batch,
+            ring,
+            batch_size,
+            stopper,
+        })
     }
 
-    /// Everything `fit` checks before the first step, in order: the configuration, a compiled
-    /// model, the validation split against the number of samples, then the training data and
-    /// any validation data (shape, targets, finite values, the loss's target range). Returns
-    /// the number of training samples and where validation samples come from.
+    /// One epoch: this epoch's sample order, then its steps and validation.
+    fn fit_epoch<D: Data<F> + Sync + ?Sized>(
+        &mut self,
+        data: &D,
+        config: &FitConfig<'_, F>,
+        run: &mut FitRun<'_, F>,
+        epoch: usize,
+    ) -> Result<EpochLogs> {
+        if config.shuffle {
+            run.epochs.order.shuffle(epoch as u64 - 1);
+        } else {
+            run.epochs.order.sequential();
+        }
+        let (net, training) = self.parts_for_fit()?;
+        let mut buffers = Buffers {
+            batch: &mut run.batch,
+            ring: run.ring.as_mut(),
+            batch_size: run.batch_size,
+        };
+        run_epoch(net, training, data, &mut run.epochs, &mut buffers, epoch)
+    }
+
+    /// Whether a hook or early stopping ends training after this epoch.
+    fn should_stop(
+        &mut self,
+        config: &mut FitConfig<'_, F>,
+        run: &mut FitRun<'_, F>,
+        logs: &EpochLogs,
+        epoch: usize,
+    ) -> Result<bool> {
+        let mut stop = false;
+        for hook in config.hooks.iter_mut() {
+            stop |= hook(logs) == super::Control::Stop;
+        }
+        if let Some(s) = run.stopper.as_mut() {
+            let (net, _) = self.parts_for_fit()?;
+            stop |= s.observe(logs, epoch, net)?;
+        }
+        Ok(stop)
+    }
+
+    /// Everything `fit` checks before the first step, in order: a compiled model, the
+    /// configuration ([`FitConfig::check`], against the number of samples and metrics), then
+    /// the training data and any validation data (shape, targets, finite values, the loss's
+    /// target range). Returns the number of training samples and where validation samples
+    /// come from.
     fn check_fit<'v, D: Data<F> + ?Sized>(
         &mut self,
         data: &D,
         config: &FitConfig<'v, F>,
     ) -> Result<(usize, ValSet<'v, F>)> {
-        config.check()?;
+        let metrics = self.training.as_ref().map(|t| t.metrics.len());
+        config.check(data.len(), metrics)?;
         self.parts_for_fit()?;
         let expect = self.expect()?;
-        let (train_len, val) = split_validation(config, data.len())?;
+        let (train_len, val) = split_validation(config, data.len());
         let validation_from = match val {
             ValSet::Tail(start, _) => start,
             _ => usize::MAX,
@@ -152,6 +200,15 @@ impl<F: Float> Sequential<F> {
         }
         Ok((train_len, val))
     }
+}
+
+/// The state of one fit across its epochs.
+struct FitRun<'v, F: Float> {
+    epochs: Epochs<'v, F>,
+    batch: Batch<F>,
+    ring: Option<Vec<Batch<F>>>,
+    batch_size: usize,
+    stopper: Option<Stopper<F>>,
 }
 
 /// What every epoch of a fit shares: the sample order, the validation samples, the progress
@@ -175,19 +232,37 @@ fn run_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
     let progress = &mut epochs.progress;
     progress.start_epoch(epoch, epochs.order.len().div_ceil(buffers.batch_size));
     let trained = train_epoch(net, training, data, &epochs.order, buffers, epoch, progress);
-    let (loss, accuracy) = trained.inspect_err(|_| progress.abandon())?;
+    let trained = trained.inspect_err(|_| progress.abandon())?;
+    let (batch, batch_size) = (&mut *buffers.batch, buffers.batch_size);
     let validation = match epochs.val {
         ValSet::None => None,
-        ValSet::Tail(start, end) => Some(validate(net, training, data, start, end, buffers)?),
-        ValSet::Other(v) => Some(validate(net, training, v, 0, v.len(), buffers)?),
+        ValSet::Tail(start, end) => Some(evaluate_range(
+            net,
+            training,
+            data,
+            (start, end),
+            batch,
+            batch_size,
+        )?),
+        ValSet::Other(v) => Some(evaluate_range(
+            net,
+            training,
+            v,
+            (0, v.len()),
+            batch,
+            batch_size,
+        )?),
     };
     let logs = EpochLogs {
         epoch,
-        loss,
-        accuracy,
-        val_loss: validation.map(|v| v.loss),
-        val_accuracy: validation.and_then(|v| v.accuracy),
+        loss: trained.loss,
+        accuracy: trained.accuracy,
+        val_loss: validation.as_ref().map(|v| v.loss),
+        val_accuracy: validation.as_ref().and_then(|v| v.accuracy),
         seconds: started.elapsed().as_secs_f64(),
+        metrics: trained.metrics,
+        val_metrics: validation.map(|v| v.metrics).unwrap_or_default(),
+        regularization: trained.regularization,
     };
     progress.end_epoch(&logs);
     Ok(logs)
@@ -201,91 +276,22 @@ struct Buffers<'b, F> {
     batch_size: usize,
 }
 
-/// The training samples and where validation samples come from: a split must lie in
-/// `[0, 1)` and leave samples on both sides.
-fn split_validation<'v, F: Float>(
-    config: &FitConfig<'v, F>,
-    len: usize,
-) -> Result<(usize, ValSet<'v, F>)> {
-    Ok(match config.validation {
+/// The training samples and where validation samples come from (the split was checked by
+/// [`FitConfig::check`]). Keras: the first `⌊n (1 - split)⌋` samples train, the rest validate.
+fn split_validation<'v, F: Float>(config: &FitConfig<'v, F>, len: usize) -> (usize, ValSet<'v, F>) {
+    match config.validation {
         Validation::None => (len, ValSet::None),
         Validation::Data(v) => (len, ValSet::Other(v)),
-        Validation::Split(split) => {
-            let bad = |reason| NnError::ValidationSplit {
-                split,
-                samples: len,
-                reason,
-            };
-            if !(0.0..1.0).contains(&split) {
-                return Err(bad("it must lie in [0, 1)"));
-            }
-            // Keras: the first ⌊n (1 - split)⌋ samples train, the rest validate.
-            let at = (len as f64 * (1.0 - split)).floor() as usize;
-            match at {
-                0 if len > 0 => return Err(bad("it leaves no training samples")),
-                at if at == len && split > 0.0 && len > 0 => {
-                    return Err(bad("it leaves no validation samples"))
-                }
-                at if at >= len => (len, ValSet::None),
-                at => (at, ValSet::Tail(at, len)),
-            }
-        }
-    })
-}
-
-/// Early stopping's state, if configured, once its monitor is known to be computed.
-fn make_stopper<F: Float>(
-    config: &FitConfig<'_, F>,
-    validating: bool,
-    has_metric: bool,
-) -> Result<Option<Stopper<F>>> {
-    let Some(es) = config.early_stopping else {
-        return Ok(None);
-    };
-    let available = match es.monitor {
-        super::Monitor::Loss => true,
-        super::Monitor::Accuracy => has_metric,
-        super::Monitor::ValLoss => validating,
-        super::Monitor::ValAccuracy => validating && has_metric,
-    };
-    if !available {
-        return Err(NnError::MonitorUnavailable {
-            monitor: es.monitor.name(),
-            hint: if validating {
-                ": compile the model with a metric"
-            } else {
-                ": give validation data or a validation split"
-            },
-        });
+        Validation::Split(split) => match super::config::split_point(split, len) {
+            at if at >= len => (len, ValSet::None),
+            at => (at, ValSet::Tail(at, len)),
+        },
     }
-    Ok(Some(Stopper::new(es)))
 }
 
-fn validate<F: Float, D: Data<F> + ?Sized>(
-    net: &mut Network<F>,
-    training: &mut Training<F>,
-    data: &D,
-    start: usize,
-    end: usize,
-    buffers: &mut Buffers<'_, F>,
-) -> Result<super::Evaluation> {
-    let m = &training.metrics;
-    evaluate_range(
-        &net.graph,
-        &mut training.eval,
-        m,
-        net.width,
-        data,
-        start,
-        end,
-        buffers.batch,
-        buffers.batch_size,
-    )
-}
-
-/// One epoch of training steps; returns the mean loss and the first metric's accuracy. With a
-/// ring of batch buffers, the batches are written ahead on a second thread (see [`prefetch`]);
-/// without, each into `batch` just before its step.
+/// One epoch of training steps; returns the means of the loss, the penalty and every metric.
+/// With a ring of batch buffers, the batches are written ahead on a second thread (see
+/// [`prefetch`]); without, each into `batch` just before its step.
 fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
     net: &mut Network<F>,
     training: &mut Training<F>,
@@ -294,17 +300,17 @@ fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
     buffers: &mut Buffers<'_, F>,
     epoch: usize,
     progress: &mut Progress,
-) -> Result<(f64, Option<f64>)> {
+) -> Result<Evaluation> {
     let batch_size = buffers.batch_size;
-    let mut loss_mean = Mean::default();
-    let mut accuracy = Mean::default();
+    let mut tally = Tally::new(training.metrics.len());
     let steps = order.len().div_ceil(batch_size);
     let mut run_step = |s: usize, batch: &Batch<F>, n: usize| -> Result<()> {
-        let loss = train_step(net, training, batch, n, epoch, s, &mut accuracy)?;
-        loss_mean.update(loss, n as f64);
+        let loss = train_step(net, training, batch, n, epoch, s, &mut tally)?;
+        tally.loss.update(loss, n as f64);
         let step = s + 1;
         if step % PROGRESS_EVERY == 0 || step == 1 || step == steps {
-            progress.step(step, loss_mean.result().unwrap_or(loss), accuracy.result());
+            let first = tally.first(&training.metrics);
+            progress.step(step, tally.loss.result().unwrap_or(loss), first);
         }
         Ok(())
     };
@@ -319,12 +325,12 @@ fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
         epoch,
         |s, filled: &Batch<F>, indices| run_step(s, filled, indices.len()),
     )?;
-    Ok((loss_mean.result().unwrap_or(f64::NAN), accuracy.result()))
+    Ok(tally.evaluation(training, order.len()))
 }
 
 /// One training step on the `n` samples in `batch`: run the training plan, check the loss,
-/// update every parameter, check the updated values. Returns the loss; adds the first metric's
-/// correct count to `accuracy`.
+/// clip the gradients if asked, update every parameter, check the updated values. Returns the
+/// loss; adds the metrics' sums and the penalty to `tally`.
 ///
 /// A non-finite loss or learning rate stops the step before any update. Each parameter is
 /// copied into the backup (allocated at compile time) before its update and scanned right
@@ -337,9 +343,8 @@ fn train_step<F: Float>(
     n: usize,
     epoch: usize,
     s: usize,
-    accuracy: &mut Mean,
+    tally: &mut Tally,
 ) -> Result<f64> {
-    let n_metrics = training.metrics.len();
     let feeds = batch.feeds(n)?;
     let out = training
         .train
@@ -353,9 +358,7 @@ fn train_step<F: Float>(
             value: loss,
         });
     }
-    if let Some(m) = training.metrics.first() {
-        accuracy.add_sum(out.scalar(1)?.as_f64(), m.count(n, net.width) as f64);
-    }
+    tally.add(&out, training.fetched, &training.metrics, n, net.width)?;
     training.optimizer.begin_step(training.step);
     let lr = training.optimizer.learning_rate();
     if !(lr.is_finite() && lr >= 0.0) {
@@ -366,11 +369,19 @@ fn train_step<F: Float>(
             value: lr,
         });
     }
+    let grads_at = training.fetched.grads;
+    if training.clipping.is_active() {
+        let clipped = &mut training.clipped;
+        clip_gradients(net, training.clipping, clipped, &out, grads_at)?;
+    }
     for k in 0..net.params.len() {
-        let grad = out.get(1 + n_metrics + k)?;
-        let grad = grad
-            .as_slice()
-            .ok_or_else(|| non_contiguous(&net.graph, net.params[k]))?;
+        let fetched = out.get(grads_at + k)?;
+        let grad = match training.clipped.get(k) {
+            Some(clipped) => clipped.as_slice(),
+            None => fetched
+                .as_slice()
+                .ok_or_else(|| non_contiguous(&net.graph, net.params[k]))?,
+        };
         let (optimizer, backup) = (training.optimizer.as_mut(), &mut training.backup);
         update_parameter(net, optimizer, backup, k, grad).map_err(|stop| match stop {
             NnError::NonFiniteParameter {
@@ -390,6 +401,27 @@ fn train_step<F: Float>(
     }
     training.step += 1;
     Ok(loss)
+}
+
+/// Copies the fetched gradients into the clipping buffers (allocated at compile time) and
+/// clips them there as the optimizer's [`Clipping`](crate::Clipping) says.
+fn clip_gradients<F: Float>(
+    net: &Network<F>,
+    clipping: crate::optim::Clipping,
+    clipped: &mut [Vec<F>],
+    out: &dendrite_graph::Outputs<'_, F>,
+    grads_at: usize,
+) -> Result<()> {
+    for (k, clipped) in clipped.iter_mut().enumerate() {
+        let fetched = out.get(grads_at + k)?;
+        let grad = fetched
+            .as_slice()
+            .filter(|g| g.len() == clipped.len())
+            .ok_or_else(|| non_contiguous(&net.graph, net.params[k]))?;
+        clipped.copy_from_slice(grad);
+    }
+    clipping.apply(clipped);
+    Ok(())
 }
 
 /// Updates parameter `k` from its gradient: saves it and its optimizer state in the backup,
@@ -522,73 +554,5 @@ fn undo_step<F: Float>(
 fn non_contiguous<F: Float>(g: &dendrite_graph::Graph<F>, p: dendrite_graph::NodeId) -> NnError {
     NnError::NonContiguous {
         name: g.name(p).map(str::to_owned).unwrap_or_default(),
-    }
-}
-
-/// Early-stopping state: the best value so far, epochs since, and the best weights.
-struct Stopper<F> {
-    config: super::EarlyStopping,
-    best: Option<f64>,
-    wait: usize,
-    best_weights: Vec<Vec<F>>,
-}
-
-impl<F: Float> Stopper<F> {
-    fn new(config: super::EarlyStopping) -> Self {
-        Stopper {
-            config,
-            best: None,
-            wait: 0,
-            best_weights: Vec::new(),
-        }
-    }
-
-    /// Records an epoch; returns whether to stop.
-    fn observe(&mut self, logs: &EpochLogs, epoch: usize, net: &Network<F>) -> Result<bool> {
-        let Some(current) = self.config.monitor.value(logs) else {
-            return Ok(false);
-        };
-        let delta = self.config.min_delta;
-        let improved = match self.best {
-            None => current.is_finite(),
-            Some(best) if self.config.monitor.maximize() => current - delta > best,
-            Some(best) => current + delta < best,
-        };
-        self.wait += 1;
-        if improved {
-            self.best = Some(current);
-            self.wait = 0;
-            if self.config.restore_best_weights {
-                self.best_weights.resize_with(net.params.len(), Vec::new);
-                for (saved, &p) in self.best_weights.iter_mut().zip(&net.params) {
-                    let value = net.graph.value(p)?;
-                    saved.clear();
-                    saved.try_reserve_exact(value.len()).map_err(|_| {
-                        NnError::Graph(dendrite_graph::GraphError::AllocationFailed {
-                            op: "early stopping",
-                            node: "best weights".into(),
-                            bytes: value.len().saturating_mul(std::mem::size_of::<F>()),
-                        })
-                    })?;
-                    saved.extend(value.iter().copied());
-                }
-            }
-            return Ok(false);
-        }
-        Ok(self.wait >= self.config.patience && epoch > 1)
-    }
-
-    /// Puts the best epoch's weights back, when asked to.
-    fn restore(&self, net: &mut Network<F>) -> Result<()> {
-        if !self.config.restore_best_weights || self.best_weights.len() != net.params.len() {
-            return Ok(());
-        }
-        for (saved, &p) in self.best_weights.iter().zip(&net.params) {
-            let mut param = net.graph.parameter_mut(p)?;
-            for (w, &s) in param.iter_mut().zip(saved) {
-                *w = s;
-            }
-        }
-        Ok(())
     }
 }

@@ -7,7 +7,9 @@ mod fit;
 mod prefetch;
 mod progress;
 mod run;
+mod stopping;
 mod summary;
+mod weights;
 
 pub use config::{Control, EarlyStopping, EpochLogs, Evaluation, FitConfig, History, Monitor};
 pub use summary::{Summary, SummaryRow};
@@ -45,7 +47,18 @@ struct Network<F: Float> {
     width: usize,
     output: LayerNodes,
     params: Vec<NodeId>,
+    /// Every layer's regularization penalties (scalar nodes).
+    penalties: Vec<NodeId>,
     predict: Plan<F>,
+}
+
+/// Where a training or evaluation plan's outputs are: the loss first (with the penalties in
+/// it), then the penalty when there is one, the metrics' sums, and (training) the gradients.
+#[derive(Debug, Clone, Copy)]
+struct Fetched {
+    penalty: Option<usize>,
+    metrics: usize,
+    grads: usize,
 }
 
 /// What `compile` adds: loss, metrics, gradients, their plans and the optimizer.
@@ -53,10 +66,19 @@ struct Network<F: Float> {
 struct Training<F: Float> {
     optimizer: Box<dyn Optimizer<F>>,
     loss: Loss,
+    /// The metrics, resolved for the loss ([`Metric::resolve`]).
     metrics: Vec<Metric>,
+    /// The metrics' names as given to `compile` (`accuracy` for [`Metric::Accuracy`], as
+    /// Keras reports it).
+    names: Vec<&'static str>,
     targets: Targets,
     train: Plan<F>,
     eval: Plan<F>,
+    fetched: Fetched,
+    /// The optimizer's clipping, and the buffers the clipped gradients are written into
+    /// (allocated at compile time, empty without clipping).
+    clipping: crate::optim::Clipping,
+    clipped: Vec<Vec<F>>,
     /// Optimizer steps taken so far (across `fit` calls).
     step: u64,
     /// The parameters before the current step's update, to undo an update that made one of
@@ -387,7 +409,7 @@ impl<F: Float> Sequential<F> {
     /// assert_eq!(dendrite_nn::Sequential::new().loss(), None);
     /// ```
     pub fn loss(&self) -> Option<Loss> {
-        self.training.as_ref().map(|t| t.loss)
+        self.training.as_ref().map(|t| t.loss.clone())
     }
 
     /// Whether `compile` has run (since the last `add`).

@@ -81,7 +81,7 @@ impl Progress {
             bar.finish_and_clear();
         }
         if !matches!(self.mode, Mode::Silent) {
-            println!("{}", epoch_line(logs, self.epochs, self.steps, self.metric));
+            println!("{}", epoch_line(logs, self.epochs, self.steps));
         }
     }
 
@@ -93,20 +93,21 @@ impl Progress {
     }
 }
 
-/// `Epoch 1/5 - 1875/1875 - 0.84s - loss: 0.2876 - accuracy: 0.9181 - val_loss: ...`
-pub(crate) fn epoch_line(logs: &EpochLogs, epochs: usize, steps: usize, metric: &str) -> String {
+/// `Epoch 1/5 - 1875/1875 - 0.84s - loss: 0.2876 - accuracy: 0.9181 - val_loss: ...`: every
+/// metric, by name.
+pub(crate) fn epoch_line(logs: &EpochLogs, epochs: usize, steps: usize) -> String {
     let mut line = format!(
         "Epoch {}/{epochs} - {steps}/{steps} - {:.2}s - loss: {:.4}",
         logs.epoch, logs.seconds, logs.loss
     );
-    if let Some(a) = logs.accuracy {
-        line.push_str(&format!(" - {metric}: {a:.4}"));
+    for (name, v) in &logs.metrics {
+        line.push_str(&format!(" - {name}: {v:.4}"));
     }
     if let Some(v) = logs.val_loss {
         line.push_str(&format!(" - val_loss: {v:.4}"));
     }
-    if let Some(v) = logs.val_accuracy {
-        line.push_str(&format!(" - val_{metric}: {v:.4}"));
+    for (name, v) in &logs.val_metrics {
+        line.push_str(&format!(" - val_{name}: {v:.4}"));
     }
     line
 }

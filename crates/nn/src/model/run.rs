@@ -1,7 +1,7 @@
 //! Running plans over batches: the reusable batch buffers, feeding, `evaluate` and `predict`.
 
 use super::config::Evaluation;
-use super::{Network, Sequential, Training, INPUT_NAME, LABELS_NAME, TARGETS_NAME};
+use super::{Fetched, Network, Sequential, Training, INPUT_NAME, LABELS_NAME, TARGETS_NAME};
 use crate::data::DataError;
 use crate::error::{label_error, NnError, Result};
 use crate::float::Float;
@@ -9,7 +9,7 @@ use crate::input::{Data, Features, Targets};
 use crate::loss::Loss;
 use crate::metrics::{Mean, Metric};
 use crate::optim::{index_vec, zeroed_vec};
-use dendrite_graph::{Element, Graph, Plan};
+use dendrite_graph::{Element, Outputs};
 use ndarray::{Array2, ArrayViewD, IxDyn};
 
 /// Batch buffers, allocated once for the largest batch and reused for every batch.
@@ -87,7 +87,7 @@ pub(crate) fn view<'b, F: Element>(data: &'b [F], shape: &[usize]) -> Result<Arr
 
 /// What data must fit: the model's input, the loss's targets, and whether to check that the
 /// values are finite.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Expect {
     pub(crate) features: usize,
     pub(crate) targets: Targets,
@@ -216,22 +216,95 @@ fn check_values<F: Float, D: Data<F> + ?Sized>(
     Ok(())
 }
 
+/// The running means of one epoch or evaluation: the loss, the penalty and every metric.
+/// Allocated once per epoch; adding a step allocates nothing.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    pub(crate) loss: Mean,
+    penalty: Mean,
+    metrics: Vec<Mean>,
+}
+
+impl Tally {
+    pub(crate) fn new(metrics: usize) -> Self {
+        Tally {
+            loss: Mean::default(),
+            penalty: Mean::default(),
+            metrics: vec![Mean::default(); metrics],
+        }
+    }
+
+    /// Adds the metric sums (and the penalty) of one step on `n` samples; the caller adds
+    /// the loss, which it checks first.
+    pub(crate) fn add<F: Float>(
+        &mut self,
+        out: &Outputs<'_, F>,
+        fetched: Fetched,
+        metrics: &[Metric],
+        n: usize,
+        width: usize,
+    ) -> Result<()> {
+        if let Some(at) = fetched.penalty {
+            self.penalty.update(out.scalar(at)?.as_f64(), n as f64);
+        }
+        for (i, (m, mean)) in metrics.iter().zip(&mut self.metrics).enumerate() {
+            let sum = out.scalar(fetched.metrics + i)?.as_f64();
+            mean.add_sum(sum, m.count(n, width) as f64);
+        }
+        Ok(())
+    }
+
+    /// The first metric's value so far (what the progress bar shows).
+    pub(crate) fn first(&self, metrics: &[Metric]) -> Option<f64> {
+        let (m, mean) = metrics.first().zip(self.metrics.first())?;
+        mean.result().map(|v| m.finish(v))
+    }
+
+    /// Every metric's value, by the name given to `compile`, in compile order.
+    pub(crate) fn metrics(
+        &self,
+        metrics: &[Metric],
+        names: &[&'static str],
+    ) -> Vec<(&'static str, f64)> {
+        let values = metrics.iter().zip(names).zip(&self.metrics);
+        values
+            .map(|((m, &name), mean)| (name, m.finish(mean.result().unwrap_or(f64::NAN))))
+            .collect()
+    }
+
+    /// The mean penalty, when the model has one.
+    pub(crate) fn penalty(&self, fetched: Fetched) -> Option<f64> {
+        fetched.penalty.and_then(|_| self.penalty.result())
+    }
+
+    /// The results so far of a model compiled as `training`, over `samples` samples.
+    pub(crate) fn evaluation<F: Float>(
+        &self,
+        training: &Training<F>,
+        samples: usize,
+    ) -> Evaluation {
+        let metrics = &training.metrics;
+        Evaluation {
+            loss: self.loss.result().unwrap_or(f64::NAN),
+            accuracy: self.first(metrics),
+            metrics: self.metrics(metrics, &training.names),
+            regularization: self.penalty(training.fetched),
+            samples,
+        }
+    }
+}
+
 /// Runs the evaluation plan over samples `start..end` of `data`, in batches of the buffers'
-/// size, and returns the mean loss and the accuracies (of `metrics`, into `accuracy`).
-#[allow(clippy::too_many_arguments)]
+/// size, and returns the mean loss, the penalty and the metrics.
 pub(crate) fn evaluate_range<F: Float, D: Data<F> + ?Sized>(
-    graph: &Graph<F>,
-    plan: &mut Plan<F>,
-    metrics: &[Metric],
-    width: usize,
+    net: &Network<F>,
+    training: &mut Training<F>,
     data: &D,
-    start: usize,
-    end: usize,
+    (start, end): (usize, usize),
     batch: &mut Batch<F>,
     batch_size: usize,
 ) -> Result<Evaluation> {
-    let mut loss = Mean::default();
-    let mut first = Mean::default();
+    let mut tally = Tally::new(training.metrics.len());
     let mut at = start;
     while at < end {
         let stop = (at + batch_size).min(end);
@@ -242,18 +315,12 @@ pub(crate) fn evaluate_range<F: Float, D: Data<F> + ?Sized>(
         batch.idx = idx;
         filled?;
         let feeds = batch.feeds(n)?;
-        let out = plan.run(graph, &feeds).map_err(label_error)?;
-        loss.update(out.scalar(0)?.as_f64(), n as f64);
-        if let Some(m) = metrics.first() {
-            first.add_sum(out.scalar(1)?.as_f64(), m.count(n, width) as f64);
-        }
+        let out = training.eval.run(&net.graph, &feeds).map_err(label_error)?;
+        tally.loss.update(out.scalar(0)?.as_f64(), n as f64);
+        tally.add(&out, training.fetched, &training.metrics, n, net.width)?;
         at = stop;
     }
-    Ok(Evaluation {
-        loss: loss.result().unwrap_or(f64::NAN),
-        accuracy: first.result(),
-        samples: end - start,
-    })
+    Ok(tally.evaluation(training, end - start))
 }
 
 impl<F: Float> Sequential<F> {
@@ -274,7 +341,7 @@ impl<F: Float> Sequential<F> {
             (Some(net), Some(training)) => Ok(Expect {
                 features: net.features,
                 targets: training.targets,
-                loss: training.loss,
+                loss: training.loss.clone(),
                 finite: self.finite_check,
             }),
             _ => Err(NnError::NotCompiled { method: "fit" }),
@@ -318,17 +385,7 @@ impl<F: Float> Sequential<F> {
         let (net, training) = self.parts("evaluate")?;
         let bs = batch_size.min(data.len());
         let mut batch = Batch::new(bs, net.features, training.targets)?;
-        evaluate_range(
-            &net.graph,
-            &mut training.eval,
-            &training.metrics,
-            net.width,
-            data,
-            0,
-            data.len(),
-            &mut batch,
-            bs,
-        )
+        evaluate_range(net, training, data, (0, data.len()), &mut batch, bs)
     }
 
     /// The model's outputs for every sample of `x`, in batches of `batch_size`: a matrix of

@@ -1,7 +1,7 @@
 //! Adam and AdamW.
 
-use super::kernels::{self, Rule};
-use super::{require, state, visit_slots, zeroed, Optimizer, Schedule};
+use super::kernels::{self, Update};
+use super::{require, state, visit_slots, zeroed, Clipping, Optimizer, Schedule};
 use crate::error::{NnError, Result};
 use crate::float::Float;
 
@@ -34,6 +34,7 @@ pub struct Adam<F = f32> {
     v: Vec<Vec<F>>,
     lr: f64,
     alpha: f64,
+    clipping: Clipping,
 }
 
 impl<F: Float> Default for Adam<F> {
@@ -59,8 +60,11 @@ impl<F: Float> Adam<F> {
             v: Vec::new(),
             lr: 0.0,
             alpha: 0.0,
+            clipping: Clipping::default(),
         }
     }
+
+    super::clipping_setters!(clipping);
 
     /// Sets `β₁` and `β₂`, each in `[0, 1)`.
     ///
@@ -87,6 +91,7 @@ impl<F: Float> Adam<F> {
 
     fn check(&self, owner: &'static str) -> Result<()> {
         self.schedule.validate()?;
+        self.clipping.validate(owner)?;
         require(
             (0.0..1.0).contains(&self.beta1),
             owner,
@@ -126,13 +131,6 @@ impl<F: Float> Adam<F> {
         grad: &[F],
         decay: Option<F>,
     ) -> Result<()> {
-        let rule = Rule::Adam {
-            b1: F::of(1.0 - self.beta1),
-            b2: F::of(1.0 - self.beta2),
-            alpha: F::of(self.alpha),
-            eps: F::of(self.epsilon),
-            decay,
-        };
         let m = state(&mut self.m, index, param.len(), grad.len())?;
         let v = self.v.get_mut(index).ok_or(NnError::OptimizerState {
             index,
@@ -146,7 +144,16 @@ impl<F: Float> Adam<F> {
                 actual: m.len(),
             });
         }
-        kernels::apply(rule, param, grad, m, v);
+        let update = Update::Adam {
+            b1: F::of(1.0 - self.beta1),
+            b2: F::of(1.0 - self.beta2),
+            alpha: F::of(self.alpha),
+            eps: F::of(self.epsilon),
+            decay,
+            m,
+            v,
+        };
+        kernels::apply(update, param, grad);
         Ok(())
     }
 }
@@ -172,6 +179,10 @@ impl<F: Float> Optimizer<F> for Adam<F> {
 
     fn update(&mut self, index: usize, param: &mut [F], grad: &[F]) -> Result<()> {
         self.adam_update(index, param, grad, None)
+    }
+
+    fn clipping(&self) -> Clipping {
+        self.clipping
     }
 
     fn learning_rate(&self) -> f64 {
@@ -256,6 +267,8 @@ impl<F: Float> AdamW<F> {
         self.adam = self.adam.epsilon(epsilon);
         self
     }
+
+    super::clipping_setters!(adam.clipping);
 }
 
 impl<F: Float> Optimizer<F> for AdamW<F> {
@@ -287,6 +300,10 @@ impl<F: Float> Optimizer<F> for AdamW<F> {
         // Decay and Adam step in one pass; without decay the pass is exactly Adam's.
         let decay = (self.weight_decay > 0.0).then(|| F::of(self.adam.lr * self.weight_decay));
         self.adam.adam_update(index, param, grad, decay)
+    }
+
+    fn clipping(&self) -> Clipping {
+        self.adam.clipping
     }
 
     fn learning_rate(&self) -> f64 {

@@ -3,103 +3,114 @@
 //! Each update reads the gradient and the state (momenta, second moments) and writes the state
 //! and the parameter in a single loop, with every per-step scalar (learning rate, Adam's
 //! bias-corrected step) computed once in [`Optimizer::begin_step`](super::Optimizer) and passed
-//! in a [`Rule`].
+//! in an [`Update`] together with the state it changes.
 //!
 //! On x86-64 the loops are compiled a second time with AVX2 and FMA enabled and chosen at run
-//! time, as the graph crate's matrix kernels are. Unlike those, they are written with separate
-//! multiplies and adds (no `mul_add`), so both builds compute exactly the same floats and a
-//! model trains bit-identically on any x86-64 machine. Fusing bought nothing here: Adam and
-//! RMSprop wait on the divider (one square root and one division per element) and SGD on
-//! memory. What AVX2 buys is width: eight `f32` square roots and divisions per instruction
-//! instead of four, which halves Adam's update of the reference model's 25,450 parameters
-//! (alone: 14.7 µs to 7.4 µs on the 2.6 GHz AMD EPYC it was measured on; inside a training
-//! step: about 19 µs to 10 µs). The same loop without the division runs at 4.5 µs: getting
-//! there would take an approximate reciprocal, which would give up the exact quotient.
+//! time ([`dendrite_graph::cpu::has_avx2_fma`]). They are written with separate multiplies and
+//! adds (no `mul_add`), so both builds compute exactly the same floats and a model trains
+//! bit-identically on any x86-64 machine; what AVX2 buys is width (eight `f32` square roots and
+//! divisions per instruction instead of four). Measurements are on the book's performance page
+//! (`docs/src/performance.md`, "What made it fast").
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use crate::float::Float;
+use dendrite_graph::cpu::has_avx2_fma;
 
-/// One optimizer's update rule with the scalars of the current step, already in `F`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Rule<F> {
+/// One optimizer's update rule with the scalars of the current step, already in `F`, and the
+/// state of the parameter it updates.
+#[derive(Debug)]
+pub(crate) enum Update<'s, F> {
     /// `w -= lr g`.
     Sgd { lr: F },
-    /// `v = μ v - lr g`, `w += v` (state `a` is `v`).
-    Momentum { lr: F, mu: F },
-    /// `v = μ v - lr g`, `w += μ v - lr g` (state `a` is `v`).
-    Nesterov { lr: F, mu: F },
+    /// `v = μ v - lr g`, `w += v`.
+    Momentum { lr: F, mu: F, velocity: &'s mut [F] },
+    /// `v = μ v - lr g`, `w += μ v - lr g`.
+    Nesterov { lr: F, mu: F, velocity: &'s mut [F] },
     /// `m += b1 (g - m)`, `v += b2 (g² - v)`, `w -= α m / (√v + ε)`, after `w -= decay w` when
-    /// `decay` is `Some` (AdamW). State `a` is `m`, `b` is `v`. `b1 = 1 - β₁`, `b2 = 1 - β₂`.
+    /// `decay` is `Some` (AdamW). `b1 = 1 - β₁`, `b2 = 1 - β₂`.
     Adam {
         b1: F,
         b2: F,
         alpha: F,
         eps: F,
         decay: Option<F>,
+        m: &'s mut [F],
+        v: &'s mut [F],
     },
-    /// `v = ρ v + (1-ρ) g²`, `Δ = lr g / √(v + ε)`; `w -= Δ`, or with momentum `μ`,
-    /// `m = μ m + Δ`, `w -= m`. State `a` is `v`, `b` is `m`.
+    /// `v = ρ v + (1-ρ) g²`, `w -= lr g / √(v + ε)`; `v` is the mean square.
     RmsProp {
         rho: F,
         one_minus_rho: F,
         lr: F,
         eps: F,
-        mu: Option<F>,
+        mean_square: &'s mut [F],
+    },
+    /// As `RmsProp`, with `m = μ m + lr g / √(v + ε)` and `w -= m`.
+    RmsPropMomentum {
+        rho: F,
+        one_minus_rho: F,
+        lr: F,
+        eps: F,
+        mu: F,
+        mean_square: &'s mut [F],
+        momentum: &'s mut [F],
     },
 }
 
-/// Applies `rule` to the parameter `w` with gradient `g` and the state slices `a` and `b`
-/// (empty when the rule has no such state). The caller has checked the lengths; the loops run
-/// over the shortest of the slices they use.
-pub(crate) fn apply<F: Float>(rule: Rule<F>, w: &mut [F], g: &[F], a: &mut [F], b: &mut [F]) {
+/// Applies `update` to the parameter `w` with gradient `g`. The caller has checked the
+/// lengths; the loops run over the shortest of the slices they use.
+pub(crate) fn apply<F: Float>(update: Update<'_, F>, w: &mut [F], g: &[F]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA, the features `apply_avx2` is compiled for;
         // the function itself is safe code.
         #[allow(unsafe_code)]
         unsafe {
-            apply_avx2(rule, w, g, a, b);
+            apply_avx2(update, w, g);
         }
         return;
     }
-    body(rule, w, g, a, b);
+    body(update, w, g);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn apply_avx2<F: Float>(rule: Rule<F>, w: &mut [F], g: &[F], a: &mut [F], b: &mut [F]) {
-    body(rule, w, g, a, b);
+fn apply_avx2<F: Float>(update: Update<'_, F>, w: &mut [F], g: &[F]) {
+    body(update, w, g);
 }
 
 /// The loops. Each is a `zip` over equally long slices, which the compiler turns into vector
 /// code without bounds checks.
 #[inline(always)]
-fn body<F: Float>(rule: Rule<F>, w: &mut [F], g: &[F], a: &mut [F], b: &mut [F]) {
-    match rule {
-        Rule::Sgd { lr } => {
+fn body<F: Float>(update: Update<'_, F>, w: &mut [F], g: &[F]) {
+    match update {
+        Update::Sgd { lr } => {
             for (w, &g) in w.iter_mut().zip(g) {
                 *w = *w - lr * g;
             }
         }
-        Rule::Momentum { lr, mu } => {
-            for ((w, v), &g) in w.iter_mut().zip(a.iter_mut()).zip(g) {
+        Update::Momentum { lr, mu, velocity } => {
+            for ((w, v), &g) in w.iter_mut().zip(velocity.iter_mut()).zip(g) {
                 *v = mu * *v - lr * g;
                 *w = *w + *v;
             }
         }
-        Rule::Nesterov { lr, mu } => {
-            for ((w, v), &g) in w.iter_mut().zip(a.iter_mut()).zip(g) {
+        Update::Nesterov { lr, mu, velocity } => {
+            for ((w, v), &g) in w.iter_mut().zip(velocity.iter_mut()).zip(g) {
                 *v = mu * *v - lr * g;
                 *w = *w + mu * *v - lr * g;
             }
         }
-        Rule::Adam {
+        Update::Adam {
             b1,
             b2,
             alpha,
             eps,
             decay,
+            m,
+            v,
         } => {
-            let cells = w.iter_mut().zip(a.iter_mut()).zip(b.iter_mut()).zip(g);
+            let cells = w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g);
             match decay {
                 None => {
                     for (((w, m), v), &g) in cells {
@@ -118,28 +129,34 @@ fn body<F: Float>(rule: Rule<F>, w: &mut [F], g: &[F], a: &mut [F], b: &mut [F])
                 }
             }
         }
-        Rule::RmsProp {
+        Update::RmsProp {
+            rho,
+            one_minus_rho,
+            lr,
+            eps,
+            mean_square,
+        } => {
+            for ((w, v), &g) in w.iter_mut().zip(mean_square.iter_mut()).zip(g) {
+                *v = rho * *v + one_minus_rho * g * g;
+                *w = *w - lr * g / (*v + eps).sqrt();
+            }
+        }
+        Update::RmsPropMomentum {
             rho,
             one_minus_rho,
             lr,
             eps,
             mu,
-        } => match mu {
-            None => {
-                for ((w, v), &g) in w.iter_mut().zip(a.iter_mut()).zip(g) {
-                    *v = rho * *v + one_minus_rho * g * g;
-                    *w = *w - lr * g / (*v + eps).sqrt();
-                }
+            mean_square,
+            momentum,
+        } => {
+            let cells = w.iter_mut().zip(mean_square.iter_mut());
+            for (((w, v), m), &g) in cells.zip(momentum.iter_mut()).zip(g) {
+                *v = rho * *v + one_minus_rho * g * g;
+                *m = mu * *m + lr * g / (*v + eps).sqrt();
+                *w = *w - *m;
             }
-            Some(mu) => {
-                let cells = w.iter_mut().zip(a.iter_mut()).zip(b.iter_mut()).zip(g);
-                for (((w, v), m), &g) in cells {
-                    *v = rho * *v + one_minus_rho * g * g;
-                    *m = mu * *m + lr * g / (*v + eps).sqrt();
-                    *w = *w - *m;
-                }
-            }
-        },
+        }
     }
 }
 
@@ -150,7 +167,7 @@ fn body<F: Float>(rule: Rule<F>, w: &mut [F], g: &[F], a: &mut [F], b: &mut [F])
 /// the parameter.
 pub(crate) fn all_finite<F: Float>(w: &[F]) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA, the features `all_finite_avx2` is compiled
         // for; the function itself is safe code.
         #[allow(unsafe_code)]

@@ -2,12 +2,14 @@
 //! fetched.
 
 mod adam;
+mod clip;
 mod kernels;
 mod rmsprop;
 mod schedule;
 mod sgd;
 
 pub use adam::{Adam, AdamW};
+pub use clip::Clipping;
 pub use rmsprop::RmsProp;
 pub use schedule::Schedule;
 pub use sgd::Sgd;
@@ -86,6 +88,12 @@ pub trait Optimizer<F: Float>: Send + Debug {
     /// The learning rate of the current step.
     fn learning_rate(&self) -> f64;
 
+    /// How `fit` clips the gradients before handing them to [`Optimizer::update`] (default:
+    /// not at all). `update` itself does not clip; see [`Clipping`].
+    fn clipping(&self) -> Clipping {
+        Clipping::default()
+    }
+
     /// Shows `visit` each buffer of state this optimizer keeps for parameter `index` (Adam's
     /// first and second moments, SGD's velocity, ...), in a fixed order. Training backs this
     /// state up before each update and puts it back when the step fails, so that a step
@@ -120,6 +128,75 @@ pub(crate) fn visit_slots<F>(
         }
     }
 }
+
+/// An optimizer chosen at run time is an optimizer.
+///
+/// ```
+/// use dendrite_nn::{Adam, Optimizer, Sgd};
+/// let name = "sgd";
+/// let optimizer: Box<dyn Optimizer<f32>> = match name {
+///     "sgd" => Box::new(Sgd::new(0.1)),
+///     _ => Box::new(Adam::default()),
+/// };
+/// let mut model = dendrite_nn::Sequential::new();
+/// model.add(dendrite_nn::Dense::new(1).input_dim(2));
+/// model.compile(optimizer, dendrite_nn::Loss::MeanSquaredError, &[])?;
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+impl<F: Float> Optimizer<F> for Box<dyn Optimizer<F>> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn validate(&self) -> Result<()> {
+        (**self).validate()
+    }
+    fn prepare(&mut self, sizes: &[usize]) -> Result<()> {
+        (**self).prepare(sizes)
+    }
+    fn begin_step(&mut self, step: u64) {
+        (**self).begin_step(step)
+    }
+    fn update(&mut self, index: usize, param: &mut [F], grad: &[F]) -> Result<()> {
+        (**self).update(index, param, grad)
+    }
+    fn learning_rate(&self) -> f64 {
+        (**self).learning_rate()
+    }
+    fn clipping(&self) -> Clipping {
+        (**self).clipping()
+    }
+    fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
+        (**self).visit_state(index, visit)
+    }
+}
+
+/// The builder methods `clipnorm`, `global_clipnorm` and `clipvalue` of an optimizer whose
+/// [`Clipping`] sits at `$field`.
+macro_rules! clipping_setters {
+    ($($field:ident).+) => {
+        /// Clips each gradient tensor to an L2 norm of at most `c` before the update (Keras'
+        /// `clipnorm`; see [`Clipping`](crate::Clipping)).
+        pub fn clipnorm(mut self, c: f64) -> Self {
+            self.$($field).+ = self.$($field).+.with_norm(c);
+            self
+        }
+
+        /// Clips all gradients together to a joint L2 norm of at most `c` before the update
+        /// (Keras' `global_clipnorm`; see [`Clipping`](crate::Clipping)).
+        pub fn global_clipnorm(mut self, c: f64) -> Self {
+            self.$($field).+ = self.$($field).+.with_global_norm(c);
+            self
+        }
+
+        /// Clamps every gradient element into `[-c, c]` before the update (Keras'
+        /// `clipvalue`; see [`Clipping`](crate::Clipping)).
+        pub fn clipvalue(mut self, c: f64) -> Self {
+            self.$($field).+ = self.$($field).+.with_value(c);
+            self
+        }
+    };
+}
+pub(crate) use clipping_setters;
 
 /// The state slice of parameter `index`, checked against the parameter's and gradient's length.
 pub(crate) fn state<F>(

@@ -1,7 +1,7 @@
 //! RMSprop.
 
-use super::kernels::{self, Rule};
-use super::{require, state, visit_slots, zeroed, Optimizer, Schedule};
+use super::kernels::{self, Update};
+use super::{require, state, visit_slots, zeroed, Clipping, Optimizer, Schedule};
 use crate::error::{NnError, Result};
 use crate::float::Float;
 
@@ -29,6 +29,7 @@ pub struct RmsProp<F = f32> {
     v: Vec<Vec<F>>,
     m: Vec<Vec<F>>,
     lr: f64,
+    clipping: Clipping,
 }
 
 impl<F: Float> Default for RmsProp<F> {
@@ -53,8 +54,11 @@ impl<F: Float> RmsProp<F> {
             v: Vec::new(),
             m: Vec::new(),
             lr: 0.0,
+            clipping: Clipping::default(),
         }
     }
+
+    super::clipping_setters!(clipping);
 
     /// Sets the decay `ρ` in `[0, 1)`.
     ///
@@ -97,6 +101,7 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
 
     fn validate(&self) -> Result<()> {
         self.schedule.validate()?;
+        self.clipping.validate("rmsprop")?;
         require(
             (0.0..1.0).contains(&self.rho),
             "rmsprop",
@@ -135,28 +140,45 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
     }
 
     fn update(&mut self, index: usize, param: &mut [F], grad: &[F]) -> Result<()> {
-        let momentum = self.momentum != 0.0;
-        let rule = Rule::RmsProp {
-            rho: F::of(self.rho),
-            one_minus_rho: F::of(1.0 - self.rho),
-            lr: F::of(self.lr),
-            eps: F::of(self.epsilon),
-            mu: momentum.then(|| F::of(self.momentum)),
-        };
-        let v = state(&mut self.v, index, param.len(), grad.len())?;
-        if !momentum {
-            kernels::apply(rule, param, grad, v, &mut []);
+        let (rho, one_minus_rho) = (F::of(self.rho), F::of(1.0 - self.rho));
+        let (lr, eps) = (F::of(self.lr), F::of(self.epsilon));
+        let mean_square = state(&mut self.v, index, param.len(), grad.len())?;
+        if self.momentum == 0.0 {
+            let update = Update::RmsProp {
+                rho,
+                one_minus_rho,
+                lr,
+                eps,
+                mean_square,
+            };
+            kernels::apply(update, param, grad);
             return Ok(());
         }
-        let m = self.m.get_mut(index).filter(|m| m.len() == v.len()).ok_or(
-            NnError::OptimizerState {
+        let expected = mean_square.len();
+        let momentum = self
+            .m
+            .get_mut(index)
+            .filter(|m| m.len() == expected)
+            .ok_or(NnError::OptimizerState {
                 index,
-                expected: v.len(),
+                expected,
                 actual: param.len(),
-            },
-        )?;
-        kernels::apply(rule, param, grad, v, m);
+            })?;
+        let update = Update::RmsPropMomentum {
+            rho,
+            one_minus_rho,
+            lr,
+            eps,
+            mu: F::of(self.momentum),
+            mean_square,
+            momentum,
+        };
+        kernels::apply(update, param, grad);
         Ok(())
+    }
+
+    fn clipping(&self) -> Clipping {
+        self.clipping
     }
 
     fn learning_rate(&self) -> f64 {

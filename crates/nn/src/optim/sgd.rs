@@ -1,7 +1,7 @@
 //! Stochastic gradient descent, with optional (Nesterov) momentum.
 
-use super::kernels::{self, Rule};
-use super::{require, same_len, state, visit_slots, zeroed, Optimizer, Schedule};
+use super::kernels::{self, Update};
+use super::{require, same_len, state, visit_slots, zeroed, Clipping, Optimizer, Schedule};
 use crate::error::Result;
 use crate::float::Float;
 
@@ -29,6 +29,7 @@ pub struct Sgd<F = f32> {
     nesterov: bool,
     velocity: Vec<Vec<F>>,
     lr: f64,
+    clipping: Clipping,
 }
 
 impl<F: Float> Default for Sgd<F> {
@@ -51,8 +52,11 @@ impl<F: Float> Sgd<F> {
             nesterov: false,
             velocity: Vec::new(),
             lr: 0.0,
+            clipping: Clipping::default(),
         }
     }
+
+    super::clipping_setters!(clipping);
 
     /// Sets the momentum `μ` in `[0, 1)`.
     ///
@@ -84,6 +88,7 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
 
     fn validate(&self) -> Result<()> {
         self.schedule.validate()?;
+        self.clipping.validate("sgd")?;
         require(
             (0.0..1.0).contains(&self.momentum),
             "sgd",
@@ -110,18 +115,22 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
         let lr = F::of(self.lr);
         if self.momentum == 0.0 {
             same_len(index, param.len(), grad.len())?;
-            kernels::apply(Rule::Sgd { lr }, param, grad, &mut [], &mut []);
+            kernels::apply(Update::Sgd { lr }, param, grad);
             return Ok(());
         }
         let mu = F::of(self.momentum);
-        let rule = if self.nesterov {
-            Rule::Nesterov { lr, mu }
+        let velocity = state(&mut self.velocity, index, param.len(), grad.len())?;
+        let update = if self.nesterov {
+            Update::Nesterov { lr, mu, velocity }
         } else {
-            Rule::Momentum { lr, mu }
+            Update::Momentum { lr, mu, velocity }
         };
-        let v = state(&mut self.velocity, index, param.len(), grad.len())?;
-        kernels::apply(rule, param, grad, v, &mut []);
+        kernels::apply(update, param, grad);
         Ok(())
+    }
+
+    fn clipping(&self) -> Clipping {
+        self.clipping
     }
 
     fn learning_rate(&self) -> f64 {
