@@ -34,7 +34,7 @@ pub enum FetchFailure {
         source: io::Error,
     },
     /// Downloading is turned off ([`FetchConfig::download`](super::FetchConfig::download)).
-    #[error("downloading is off")]
+    #[error("off")]
     DownloadOff,
     /// The server answered with an HTTP error status.
     #[error("HTTP status {status}")]
@@ -95,7 +95,7 @@ pub enum FetchFailure {
 /// One place looked at for a file, and why it did not give it.
 #[derive(Debug)]
 pub struct Attempt {
-    /// A cache path or a URL.
+    /// A cache path, a URL, or `download` (for [`FetchFailure::DownloadOff`]).
     pub location: String,
     /// Why it failed.
     pub failure: FetchFailure,
@@ -125,7 +125,7 @@ fn show_attempts(attempts: &[Attempt]) -> String {
 /// let err = fetch(&Source::mnist(), &FetchConfig::new(&cache).download(false)).err();
 /// assert!(matches!(err, Some(DatasetError::Unavailable { .. })));
 /// let line = err.map(|e| e.to_string()).unwrap_or_default();
-/// assert!(line.contains("DENDRITE_MNIST_DIR") && line.contains("downloading is off"));
+/// assert!(line.contains("DENDRITE_MNIST_DIR") && line.contains("download: off"));
 /// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -128,7 +128,7 @@ fn download_file(
     let mut attempts = vec![cached];
     if !config.download {
         attempts.push(Attempt {
-            location: "the mirrors".to_owned(),
+            location: "download".to_owned(),
             failure: FetchFailure::DownloadOff,
         });
         return Err(unavailable(source, file, dir, attempts));
