@@ -350,7 +350,7 @@ fn draw<F: dendrite_graph::Element>(
 ) -> Result<Vec<f64>, GraphError> {
     let mut g = Graph::<F>::new();
     let x = g.input("x", dims)?;
-    let s = g.input("step", IxDyn(&[]))?;
+    let s = g.input("step", dendrite_graph::Shape::scalar())?;
     let r = op(&mut g, x, s, seed)?;
     let mut plan = compile(&g, &[r])?;
     let xs = ArrayD::<F>::zeros(IxDyn(dims));

@@ -153,7 +153,7 @@ impl<F: Element> Graph<F> {
     /// use dendrite_graph::{compile, Graph};
     /// let mut g = Graph::<f32>::new();
     /// let x = g.input("x", [None, Some(4)])?;
-    /// let step = g.input("step", ndarray::IxDyn(&[]))?;
+    /// let step = g.input("step", dendrite_graph::Shape::scalar())?;
     /// let u = g.random_uniform(x, step, 7)?;
     /// let mut plan = compile(&g, &[u])?;
     /// let (xs, s) = (ndarray::Array2::<f32>::zeros((2, 4)).into_dyn(), ndarray::arr0(3.0_f32).into_dyn());
