@@ -319,15 +319,21 @@ fn pooling_shape_rules() {
     assert_eq!(g.shape(y).unwrap().to_string(), "[?, 5, 5, 64]");
     assert!(g.max_pool2d(odd, Pool2d::new([12, 1])).is_err());
     assert!(g.max_pool2d(odd, Pool2d::new([0, 1])).is_err());
-    let huge = Pool2d {
+    let long = Pool2d {
         strides: [1, 1],
         padding: Padding::Same,
-        size: [usize::MAX, 2],
+        size: [20, 2],
     };
     assert!(
-        g.max_pool2d(odd, huge).is_ok(),
+        g.max_pool2d(odd, long).is_ok(),
         "a same window longer than the image is fine"
     );
+    let huge = Pool2d {
+        size: [usize::MAX, 2],
+        ..long
+    };
+    let err = g.max_pool2d(odd, huge).unwrap_err();
+    assert!(err.to_string().contains("overflows"), "{err}");
     let wrong = g
         .input("wrong", [None, Some(6), Some(5), Some(64)])
         .unwrap();
