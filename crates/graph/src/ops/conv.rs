@@ -22,8 +22,8 @@
 //!   the correlation of the input with the cotangent.
 //!
 //! So `x̄ = T(ȳ, w)` and `w̄ = K(x, ȳ)`; and since each of the three is bilinear in its
-//! operands, each one's derivative is again a member of the family (the table on [`vjp`]):
-//! gradients of any order stay within these three kernels.
+//! operands, each one's derivative is again a member of the family (the book's convolution page
+//! lists them): gradients of any order stay within these three kernels.
 //!
 //! Kernels: GEMM over an im2col. Per image, the `OH·OW` windows are copied as rows of a
 //! `[OH·OW, KH·KW·C]` matrix in the step's scratch buffer (kept by the plan across runs, so a
