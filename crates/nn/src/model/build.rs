@@ -180,6 +180,11 @@ impl<F: Float> Sequential<F> {
             .map(|&p| g.value(p).map(|v| v.len()))
             .collect::<Result<_, _>>()?;
         optimizer.prepare(&sizes)?;
+        // Each parameter's backup holds its values and then its optimizer state.
+        let mut backup_sizes = sizes.clone();
+        for (k, size) in backup_sizes.iter_mut().enumerate() {
+            optimizer.visit_state(k, &mut |state| *size = size.saturating_add(state.len()));
+        }
         Ok(Training {
             optimizer,
             loss,
@@ -188,7 +193,7 @@ impl<F: Float> Sequential<F> {
             train,
             eval,
             step: 0,
-            backup: crate::optim::zeroed::<F>("weight backup", &sizes)?,
+            backup: crate::optim::zeroed::<F>("weight backup", &backup_sizes)?,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! RMSprop.
 
 use super::kernels::{self, Rule};
-use super::{require, state, zeroed, Optimizer, Schedule};
+use super::{require, state, visit_slots, zeroed, Optimizer, Schedule};
 use crate::error::{NnError, Result};
 use crate::float::Float;
 
@@ -161,5 +161,9 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
 
     fn learning_rate(&self) -> f64 {
         self.lr
+    }
+
+    fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
+        visit_slots(&mut [&mut self.v, &mut self.m], index, visit);
     }
 }
