@@ -1,6 +1,7 @@
 //! Helpers shared by the gradient-check test files, and the table of primitive checks.
 #![allow(dead_code)]
 
+pub mod conv;
 pub mod custom;
 pub mod elementwise;
 pub mod structural;
@@ -88,6 +89,7 @@ pub fn n(cases: fn() -> Cases, check: impl Fn(&Case) -> R + 'static) -> Entry {
 pub fn table() -> Vec<(&'static str, Entry)> {
     let mut t = elementwise::entries();
     t.extend(structural::entries());
+    t.extend(conv::entries());
     t
 }
 

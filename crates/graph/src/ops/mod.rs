@@ -24,15 +24,19 @@ pub mod axis;
 pub mod binary;
 pub mod broadcast;
 pub mod compare;
+pub mod conv;
 pub mod custom;
 pub mod index;
 pub mod layout;
 pub mod matmul;
+pub mod pool;
+pub mod random;
 pub mod reduce;
 pub mod slice;
 pub mod softmax;
 pub mod stop_gradient;
 pub mod unary;
+pub mod window;
 
 use crate::error::{GraphError, Result};
 use crate::shape::{ConcreteShape, Shape};
@@ -44,13 +48,17 @@ pub use axis::AxisOp;
 pub use binary::BinaryOp;
 pub use broadcast::BroadcastOp;
 pub use compare::CompareOp;
+pub use conv::{Conv2d, ConvOp};
 pub use custom::{Custom, CustomOp, CustomOpError};
 pub use index::IndexOp;
 pub use layout::LayoutOp;
+pub use pool::{Pool2d, PoolOp};
+pub use random::RandomOp;
 pub use reduce::ReduceOp;
 pub use slice::SliceOp;
 pub use softmax::SoftmaxOp;
 pub use unary::UnaryOp;
+pub use window::Padding;
 
 /// A list of axes, stored inline.
 pub type Axes = SmallVec<[usize; 4]>;
@@ -149,6 +157,12 @@ pub enum Op<F: Element> {
     Softmax(SoftmaxOp),
     /// Identity forward, no gradient backward ([`stop_gradient`]).
     StopGradient,
+    /// Convolution of NHWC images and its two gradient maps ([`conv`]).
+    Conv(ConvOp),
+    /// Max and average pooling and their gradient maps ([`pool`]).
+    Pool(PoolOp),
+    /// Counter-based random draws ([`random`]).
+    Random(RandomOp),
     /// A user-defined primitive with its own shape rule, kernel and derivative rules
     /// ([`custom`]).
     Custom(Custom<F>),
@@ -183,6 +197,9 @@ impl<F: Element> std::hash::Hash for Op<F> {
             Op::Slice(s) => s.hash(state),
             Op::Index(i) => i.hash(state),
             Op::Softmax(s) => s.hash(state),
+            Op::Conv(c) => c.hash(state),
+            Op::Pool(p) => p.hash(state),
+            Op::Random(r) => r.hash(state),
             Op::Custom(c) => c.hash(state),
         }
     }
@@ -219,6 +236,9 @@ impl<F: Element> Op<F> {
             Op::Index(i) => i.name(),
             Op::Softmax(s) => s.name(),
             Op::StopGradient => stop_gradient::NAME,
+            Op::Conv(c) => c.name(),
+            Op::Pool(p) => p.name(),
+            Op::Random(r) => r.name(),
             Op::Custom(c) => c.name(),
         }
     }
@@ -233,7 +253,7 @@ impl<F: Element> Op<F> {
     /// assert!(names.contains(&"matmul") && names.contains(&"sin"));
     /// ```
     pub fn primitive_names() -> Vec<&'static str> {
-        let families: [&[&'static str]; 14] = [
+        let families: [&[&'static str]; 17] = [
             UnaryOp::NAMES,
             &[POW],
             BinaryOp::NAMES,
@@ -248,6 +268,9 @@ impl<F: Element> Op<F> {
             IndexOp::NAMES,
             SoftmaxOp::NAMES,
             &[stop_gradient::NAME],
+            ConvOp::NAMES,
+            PoolOp::NAMES,
+            RandomOp::NAMES,
         ];
         families.concat()
     }
@@ -316,6 +339,9 @@ impl<F: Element> Op<F> {
             Op::Index(i) => index::infer(i, node, operands),
             Op::Softmax(s) => softmax::infer(s, node, operands),
             Op::StopGradient => stop_gradient::infer(node, operands),
+            Op::Conv(c) => conv::infer(c, node, operands),
+            Op::Pool(p) => pool::infer(p, node, operands),
+            Op::Random(r) => random::infer(r, node, operands),
             Op::Custom(c) => c.infer_shape(node, operands),
         }
     }
@@ -356,16 +382,19 @@ impl<F: Element> Op<F> {
         let shapes: SmallVec<[&[usize]; 3]> = inputs.iter().map(|v| v.shape()).collect();
         let shape = self.infer_concrete(node, &shapes)?;
         let mut out = crate::limits::zeros::<F>(self.name(), node, &shape)?;
-        self.forward(node, inputs, out.view_mut())?;
+        self.forward(node, inputs, out.view_mut(), &mut Vec::new())?;
         Ok(out)
     }
 
     /// Runs the forward kernel, writing into `out` (already shaped by [`Op::infer_shape`]).
+    /// `scratch` is working space the kernel may grow and reuse (the plan keeps one per step,
+    /// so that it is allocated once, not on every run); only convolutions use it.
     pub(crate) fn forward(
         &self,
         node: &str,
         inputs: &[ArrayViewD<'_, F>],
         out: ArrayViewMutD<'_, F>,
+        scratch: &mut Vec<F>,
     ) -> Result<()> {
         match self {
             Op::Input | Op::Parameter | Op::Constant => Ok(()),
@@ -392,6 +421,9 @@ impl<F: Element> Op<F> {
             Op::Index(i) => index::forward(i, node, inputs, out),
             Op::Softmax(s) => softmax::forward(s, &inputs[0], out),
             Op::StopGradient => stop_gradient::forward(&inputs[0], out),
+            Op::Conv(c) => conv::forward(c, node, inputs, out, scratch),
+            Op::Pool(p) => pool::forward(p, node, inputs, out),
+            Op::Random(r) => random::forward(r, node, inputs, out),
             Op::Custom(c) => c.forward(node, inputs, out),
         }
     }
@@ -509,6 +541,9 @@ impl<F: Element> Graph<F> {
             Op::Index(i) => index::vjp(self, i, &xs, y_bar),
             Op::Softmax(s) => softmax::vjp(self, s, xs[0], node, y_bar),
             Op::StopGradient => Ok(stop_gradient::vjp()),
+            Op::Conv(c) => conv::vjp(self, c, &xs, y_bar),
+            Op::Pool(p) => pool::vjp(self, p, &xs, y_bar),
+            Op::Random(_) => Ok(random::vjp()),
             Op::Custom(c) => c.vjp(self, &xs, node, y_bar),
         }
     }

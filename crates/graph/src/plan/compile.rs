@@ -244,6 +244,7 @@ impl<F: Element> Step<F> {
             declared,
             out: 0,
             cached: None::<(SmallVec<[ConcreteShape; 3]>, ConcreteShape)>,
+            scratch: Vec::new(),
         }
     }
 }

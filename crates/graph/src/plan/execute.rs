@@ -164,7 +164,7 @@ fn run_step<F: Element>(
         }
     })?;
     step.op
-        .forward(&step.name, &views, out)
+        .forward(&step.name, &views, out, &mut step.scratch)
         .map_err(|e| name_error(e, &step.name))?;
     Ok(out_shape)
 }

@@ -48,6 +48,8 @@ struct Step<F: Element> {
     /// Operand shapes of the last run and the output shape they gave: with an unchanged batch
     /// size the shape rule need not run again.
     cached: Option<(SmallVec<[ConcreteShape; 3]>, ConcreteShape)>,
+    /// Working space of the step's kernel (see `Op::forward`), grown on demand and kept.
+    scratch: Vec<F>,
 }
 
 #[derive(Debug, Clone)]
@@ -149,7 +151,8 @@ impl<F: Element> Plan<F> {
         self.buffers.len()
     }
 
-    /// Total capacity, in elements, currently held by the plan's buffers.
+    /// Total capacity, in elements, currently held by the plan's buffers (values and the
+    /// kernels' scratch space).
     ///
     /// ```
     /// # use dendrite_graph::{compile, Graph};
@@ -161,7 +164,13 @@ impl<F: Element> Plan<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn buffer_capacity(&self) -> usize {
-        self.buffers.iter().map(|b| b.data.capacity()).sum()
+        let values: usize = self.buffers.iter().map(|b| b.data.capacity()).sum();
+        values
+            + self
+                .steps
+                .iter()
+                .map(|s| s.scratch.capacity())
+                .sum::<usize>()
     }
 
     /// Makes [`Plan::run`] reject feeds holding NaN or an infinity
