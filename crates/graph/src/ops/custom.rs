@@ -436,7 +436,8 @@ impl<F: Element> Graph<F> {
     /// let mut g = Graph::<f32>::new();
     /// let v = g.input("v", [3])?;
     /// let m = g.input("m", [2, 2])?;
-    /// assert_eq!(g.shape(g.custom(Arc::new(Twice), &[v])?)?, &Shape::from([3]));
+    /// let y = g.custom(Arc::new(Twice), &[v])?;
+    /// assert_eq!(g.shape(y)?, &Shape::from([3]));
     /// let err = g.custom(Arc::new(Twice), &[m]).unwrap_err();
     /// assert!(matches!(err, GraphError::CustomShape { op: "twice", .. }));
     /// # Ok::<(), GraphError>(())
