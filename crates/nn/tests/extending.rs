@@ -129,7 +129,10 @@ fn a_custom_loss_trains_exactly_like_the_built_in_it_restates() {
     let b = custom.fit(&data, quiet()).unwrap();
     assert_eq!(a.loss, b.loss);
     assert!(a.loss[2] < a.loss[0]);
-    assert_eq!(built_in.get_weights().unwrap(), custom.get_weights().unwrap());
+    assert_eq!(
+        built_in.get_weights().unwrap(),
+        custom.get_weights().unwrap()
+    );
     assert_eq!(custom.loss().map(|l| l.name()), Some("hand_mse"));
 }
 
@@ -142,9 +145,7 @@ fn a_custom_metric_is_reported_under_its_name_everywhere() {
     model
         .compile(Sgd::new(0.05), Loss::MeanSquaredError, &metrics)
         .unwrap();
-    let history = model
-        .fit(&data, quiet().validation_data(&data))
-        .unwrap();
+    let history = model.fit(&data, quiet().validation_data(&data)).unwrap();
     let hand = history.metric("hand_mae").unwrap();
     let built_in = history.metric("mean_absolute_error").unwrap();
     assert_eq!(hand.len(), 3);
@@ -164,27 +165,53 @@ fn a_custom_metric_is_reported_under_its_name_everywhere() {
 fn custom_metrics_are_checked_at_compile_time() {
     let mut model = regressor(0);
     let err = model
-        .compile(Sgd::new(0.1), Loss::MeanSquaredError, &[Metric::custom(NeedsLabels)])
+        .compile(
+            Sgd::new(0.1),
+            Loss::MeanSquaredError,
+            &[Metric::custom(NeedsLabels)],
+        )
         .unwrap_err();
     assert!(
-        matches!(err, NnError::MetricMismatch { metric: "needs_labels", loss: "mean_squared_error", .. }),
+        matches!(
+            err,
+            NnError::MetricMismatch {
+                metric: "needs_labels",
+                loss: "mean_squared_error",
+                ..
+            }
+        ),
         "{err}"
     );
     let err = model
-        .compile(Sgd::new(0.1), Loss::MeanSquaredError, &[Metric::custom(WrongShape)])
+        .compile(
+            Sgd::new(0.1),
+            Loss::MeanSquaredError,
+            &[Metric::custom(WrongShape)],
+        )
         .unwrap_err();
     let NnError::Metric { metric, source, .. } = err else {
         panic!("expected a metric error, got {err}");
     };
     assert_eq!(metric, "wrong_shape");
-    assert!(matches!(*source, NnError::MetricShape { metric: "wrong_shape", .. }));
+    assert!(matches!(
+        *source,
+        NnError::MetricShape {
+            metric: "wrong_shape",
+            ..
+        }
+    ));
 }
 
 /// Each metric's value on a batch with known answers, through `evaluate`.
 #[test]
 fn built_in_metrics_give_their_definitions() {
     // A linear layer with fixed weights: predictions are the inputs.
-    let x = array![[1.0_f32, 0.0, 0.0], [0.3, 0.5, 0.2], [0.1, 0.2, 0.7], [0.4, 0.4, 0.2]];
+    let x = array![
+        [1.0_f32, 0.0, 0.0],
+        [0.3, 0.5, 0.2],
+        [0.1, 0.2, 0.7],
+        [0.4, 0.4, 0.2]
+    ];
     let labels = array![0.0_f32, 0.0, 2.0, 2.0];
     let one_hot = Array2::from_shape_fn((4, 3), |(i, j)| f32::from(labels[i] as usize == j));
     let identity = |model: &mut Sequential| {
@@ -284,22 +311,40 @@ fn top_k_needs_k_of_at_least_one_and_the_right_targets() {
     let mut model = Sequential::new();
     model.add(Dense::new(4).input_dim(2).activation(Activation::Softmax));
     let refused = [
-        (Loss::SparseCategoricalCrossentropy, Metric::SparseTopKCategoricalAccuracy { k: 0 }),
-        (Loss::SparseCategoricalCrossentropy, Metric::TopKCategoricalAccuracy { k: 2 }),
-        (Loss::CategoricalCrossentropy, Metric::SparseTopKCategoricalAccuracy { k: 2 }),
-        (Loss::SparseCategoricalCrossentropy, Metric::MeanAbsoluteError),
+        (
+            Loss::SparseCategoricalCrossentropy,
+            Metric::SparseTopKCategoricalAccuracy { k: 0 },
+        ),
+        (
+            Loss::SparseCategoricalCrossentropy,
+            Metric::TopKCategoricalAccuracy { k: 2 },
+        ),
+        (
+            Loss::CategoricalCrossentropy,
+            Metric::SparseTopKCategoricalAccuracy { k: 2 },
+        ),
+        (
+            Loss::SparseCategoricalCrossentropy,
+            Metric::MeanAbsoluteError,
+        ),
     ];
     for (loss, metric) in refused {
         let err = model
             .compile(Adam::default(), loss.clone(), &[metric.clone()])
             .unwrap_err();
-        assert!(matches!(err, NnError::MetricMismatch { .. }), "{loss:?} {metric:?}: {err}");
+        assert!(
+            matches!(err, NnError::MetricMismatch { .. }),
+            "{loss:?} {metric:?}: {err}"
+        );
     }
     model
         .compile(
             Adam::default(),
             Loss::CategoricalCrossentropy,
-            &[Metric::TopKCategoricalAccuracy { k: 2 }, Metric::MeanSquaredError],
+            &[
+                Metric::TopKCategoricalAccuracy { k: 2 },
+                Metric::MeanSquaredError,
+            ],
         )
         .unwrap();
 }
@@ -325,7 +370,11 @@ fn history_records_every_metric_and_the_best_epoch() {
     assert_eq!(names, ["mean_absolute_error", "root_mean_squared_error"]);
     let val_names: Vec<&str> = h.val_metrics.iter().map(|(n, _)| *n).collect();
     assert_eq!(val_names, names);
-    assert!(h.metrics.iter().chain(&h.val_metrics).all(|(_, v)| v.len() == 6));
+    assert!(h
+        .metrics
+        .iter()
+        .chain(&h.val_metrics)
+        .all(|(_, v)| v.len() == 6));
     let best = h.best_epoch.unwrap();
     let min = h.val_loss.iter().copied().fold(f64::INFINITY, f64::min);
     assert_eq!(h.val_loss[best - 1], min);
@@ -375,9 +424,16 @@ fn set_weights_checks_everything_before_writing_anything() {
     );
     assert!(matches!(
         model.set_weights(&before[..3]),
-        Err(NnError::WeightCount { expected: 4, actual: 3 })
+        Err(NnError::WeightCount {
+            expected: 4,
+            actual: 3
+        })
     ));
-    assert_eq!(model.get_weights().unwrap(), before, "a refused call changes nothing");
+    assert_eq!(
+        model.get_weights().unwrap(),
+        before,
+        "a refused call changes nothing"
+    );
 
     let doubled: Vec<_> = before.iter().map(|w| w.mapv(|v| v * 2.0)).collect();
     model.set_weights(&doubled).unwrap();

@@ -26,35 +26,76 @@ fn variance_scaling_initializers_have_keras_variances_and_bounds() {
     let (fan_in, fan_avg) = (400.0_f64, 350.0_f64);
     // (initializer, expected variance, bound on |w|: the uniform limit, or 2σ truncation)
     let cases = [
-        (Initializer::GlorotUniform, 1.0 / fan_avg, (3.0 / fan_avg).sqrt()),
-        (Initializer::GlorotNormal, 1.0 / fan_avg, 2.0 * (1.0 / fan_avg).sqrt() / 0.879_625_661),
+        (
+            Initializer::GlorotUniform,
+            1.0 / fan_avg,
+            (3.0 / fan_avg).sqrt(),
+        ),
+        (
+            Initializer::GlorotNormal,
+            1.0 / fan_avg,
+            2.0 * (1.0 / fan_avg).sqrt() / 0.879_625_661,
+        ),
         (Initializer::HeUniform, 2.0 / fan_in, (6.0 / fan_in).sqrt()),
-        (Initializer::HeNormal, 2.0 / fan_in, 2.0 * (2.0 / fan_in).sqrt() / 0.879_625_661),
-        (Initializer::LecunUniform, 1.0 / fan_in, (3.0 / fan_in).sqrt()),
-        (Initializer::LecunNormal, 1.0 / fan_in, 2.0 * (1.0 / fan_in).sqrt() / 0.879_625_661),
+        (
+            Initializer::HeNormal,
+            2.0 / fan_in,
+            2.0 * (2.0 / fan_in).sqrt() / 0.879_625_661,
+        ),
+        (
+            Initializer::LecunUniform,
+            1.0 / fan_in,
+            (3.0 / fan_in).sqrt(),
+        ),
+        (
+            Initializer::LecunNormal,
+            1.0 / fan_in,
+            2.0 * (1.0 / fan_in).sqrt() / 0.879_625_661,
+        ),
     ];
     for (init, variance, bound) in cases {
         let w = Init::new(11).initialize::<f64>(&init, &shape).unwrap();
         let (mean, var, max) = stats(&w);
         // 120,000 draws: the sample variance is within 1.5% of the truth with room to spare
         // (its relative standard error is about 0.4% for these distributions).
-        assert!((var / variance - 1.0).abs() < 0.015, "{init:?}: variance {var} vs {variance}");
-        assert!(mean.abs() < 4.0 * (variance / w.len() as f64).sqrt(), "{init:?}: mean {mean}");
-        assert!(max <= bound * (1.0 + 1e-12), "{init:?}: {max} beyond {bound}");
+        assert!(
+            (var / variance - 1.0).abs() < 0.015,
+            "{init:?}: variance {var} vs {variance}"
+        );
+        assert!(
+            mean.abs() < 4.0 * (variance / w.len() as f64).sqrt(),
+            "{init:?}: mean {mean}"
+        );
+        assert!(
+            max <= bound * (1.0 + 1e-12),
+            "{init:?}: {max} beyond {bound}"
+        );
         assert!(max > 0.9 * bound, "{init:?}: {max} never nears {bound}");
     }
 }
 
 #[test]
 fn initializers_are_deterministic_and_per_layer() {
-    for init in [Initializer::HeNormal, Initializer::Orthogonal { gain: 2.0 }, Initializer::LecunUniform] {
-        let a = Init::for_layer(5, 2).initialize::<f32>(&init, &[6, 4]).unwrap();
-        let b = Init::for_layer(5, 2).initialize::<f32>(&init, &[6, 4]).unwrap();
-        let c = Init::for_layer(5, 3).initialize::<f32>(&init, &[6, 4]).unwrap();
+    for init in [
+        Initializer::HeNormal,
+        Initializer::Orthogonal { gain: 2.0 },
+        Initializer::LecunUniform,
+    ] {
+        let a = Init::for_layer(5, 2)
+            .initialize::<f32>(&init, &[6, 4])
+            .unwrap();
+        let b = Init::for_layer(5, 2)
+            .initialize::<f32>(&init, &[6, 4])
+            .unwrap();
+        let c = Init::for_layer(5, 3)
+            .initialize::<f32>(&init, &[6, 4])
+            .unwrap();
         assert_eq!(a, b, "{init:?}");
         assert_ne!(a, c, "{init:?}");
         // f32 is the f64 draw rounded.
-        let d = Init::for_layer(5, 2).initialize::<f64>(&init, &[6, 4]).unwrap();
+        let d = Init::for_layer(5, 2)
+            .initialize::<f64>(&init, &[6, 4])
+            .unwrap();
         assert_eq!(a, d.mapv(|v| v as f32), "{init:?}");
     }
 }
@@ -67,7 +108,11 @@ fn orthogonal_is_orthonormal_tall_and_wide() {
             .unwrap()
             .into_dimensionality::<Ix2>()
             .unwrap();
-        let gram = if rows >= cols { w.t().dot(&w) } else { w.dot(&w.t()) };
+        let gram = if rows >= cols {
+            w.t().dot(&w)
+        } else {
+            w.dot(&w.t())
+        };
         let eye = Array2::<f64>::eye(rows.min(cols));
         let err = (&gram - &eye).iter().fold(0.0_f64, |m, d| m.max(d.abs()));
         assert!(err < 1e-12, "{rows}x{cols}: |WᵀW - I| = {err}");
@@ -118,11 +163,18 @@ fn constant_and_custom_initializers_reach_the_layer() {
     );
     model.build().unwrap();
     let w = model.get_weights().unwrap();
-    assert_eq!(w[0].iter().copied().collect::<Vec<f32>>(), [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]);
+    assert_eq!(
+        w[0].iter().copied().collect::<Vec<f32>>(),
+        [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
+    );
     assert!(w[1].iter().all(|&b| b == -1.5));
 
     let mut broken = Sequential::new();
-    broken.add(Dense::new(3).input_dim(2).kernel_initializer(Initializer::custom(Broken)));
+    broken.add(
+        Dense::new(3)
+            .input_dim(2)
+            .kernel_initializer(Initializer::custom(Broken)),
+    );
     let err = broken.build().unwrap_err();
     assert!(
         matches!(&err, NnError::NonFiniteWeight { name, index: 3, .. } if name == "dense_1"),
@@ -131,10 +183,7 @@ fn constant_and_custom_initializers_reach_the_layer() {
 }
 
 fn away_from_zero() -> impl Strategy<Value = Vec<f64>> {
-    proptest::collection::vec(
-        prop_oneof![-3.0..-0.05_f64, 0.05..3.0_f64],
-        1..12,
-    )
+    proptest::collection::vec(prop_oneof![-3.0..-0.05_f64, 0.05..3.0_f64], 1..12)
 }
 
 proptest! {
@@ -163,7 +212,9 @@ proptest! {
 fn l2_penalty_by_hand() {
     // w = (1, -2, 3): 0.1 Σ w² = 1.4, gradient 0.2 w = (0.2, -0.4, 0.6).
     let mut g = Graph::<f64>::new();
-    let p = g.parameter("w", ndarray::arr1(&[1.0, -2.0, 3.0]).into_dyn()).unwrap();
+    let p = g
+        .parameter("w", ndarray::arr1(&[1.0, -2.0, 3.0]).into_dyn())
+        .unwrap();
     let penalty = Regularizer::l2(0.1).penalty(&mut g, p).unwrap();
     let grad = dendrite_autodiff::grad(&mut g, penalty, &[p]).unwrap();
     let mut plan = dendrite_graph::compile(&g, &[penalty, grad[0]]).unwrap();
@@ -199,11 +250,17 @@ fn the_penalty_is_part_of_the_loss_and_reported_on_its_own() {
     let (x, y) = data();
     let data = (x.view(), y.view());
     let mut plain = model(false);
-    plain.compile(Sgd::new(0.1), Loss::MeanSquaredError, &[]).unwrap();
+    plain
+        .compile(Sgd::new(0.1), Loss::MeanSquaredError, &[])
+        .unwrap();
     let mut reg = model(true);
-    reg.compile(Sgd::new(0.1), Loss::MeanSquaredError, &[]).unwrap();
+    reg.compile(Sgd::new(0.1), Loss::MeanSquaredError, &[])
+        .unwrap();
     // Same initial weights: the evaluated loss differs by exactly the penalty.
-    let (a, b) = (plain.evaluate(&data, 48).unwrap(), reg.evaluate(&data, 48).unwrap());
+    let (a, b) = (
+        plain.evaluate(&data, 48).unwrap(),
+        reg.evaluate(&data, 48).unwrap(),
+    );
     let w = reg.get_weights().unwrap();
     let expected = 0.01 * w[0].iter().map(|v| f64::from(v * v)).sum::<f64>()
         + 0.02 * w[1].iter().map(|v| f64::from(v.abs())).sum::<f64>();
@@ -212,12 +269,23 @@ fn the_penalty_is_part_of_the_loss_and_reported_on_its_own() {
     assert!((b.loss - a.loss - penalty).abs() < 1e-6);
     assert_eq!(a.regularization, None);
     // Training minimizes the sum: the penalty shrinks the kernel.
-    let config = || FitConfig::default().epochs(20).batch_size(48).verbosity(0).threads(1);
+    let config = || {
+        FitConfig::default()
+            .epochs(20)
+            .batch_size(48)
+            .verbosity(0)
+            .threads(1)
+    };
     let h = reg.fit(&data, config()).unwrap();
     plain.fit(&data, config()).unwrap();
     assert_eq!(h.regularization.len(), 20);
     assert!(h.regularization[19] < h.regularization[0]);
-    let norm = |m: &Sequential| m.get_weights().unwrap()[0].iter().map(|v| v * v).sum::<f32>();
+    let norm = |m: &Sequential| {
+        m.get_weights().unwrap()[0]
+            .iter()
+            .map(|v| v * v)
+            .sum::<f32>()
+    };
     assert!(norm(&reg) < norm(&plain));
 }
 
@@ -234,7 +302,10 @@ fn clipping_follows_keras() {
     Clipping::global_norm(1.0).apply(&mut g);
     let n: f64 = g.iter().flatten().map(|v| v * v).sum::<f64>().sqrt();
     assert!((n - 1.0).abs() < 1e-12);
-    assert!((g[0][0] / g[1][1] - 3.0 / 12.0).abs() < 1e-12, "direction kept");
+    assert!(
+        (g[0][0] / g[1][1] - 3.0 / 12.0).abs() < 1e-12,
+        "direction kept"
+    );
     let mut g = vec![vec![f64::NAN, 1.0]];
     Clipping::value(0.5).apply(&mut g);
     assert!(g[0][0].is_nan() && g[0][1] == 0.5, "a NaN stays visible");
@@ -244,19 +315,40 @@ fn clipping_follows_keras() {
 fn clipping_settings_are_validated() {
     for (opt, name) in [
         (Adam::<f32>::default().clipnorm(0.0).validate(), "clipnorm"),
-        (Sgd::<f32>::new(0.1).clipvalue(f64::NAN).validate(), "clipvalue"),
-        (RmsProp::<f32>::default().clipnorm(1.0).global_clipnorm(1.0).validate(), "global_clipnorm"),
+        (
+            Sgd::<f32>::new(0.1).clipvalue(f64::NAN).validate(),
+            "clipvalue",
+        ),
+        (
+            RmsProp::<f32>::default()
+                .clipnorm(1.0)
+                .global_clipnorm(1.0)
+                .validate(),
+            "global_clipnorm",
+        ),
     ] {
-        assert!(matches!(opt, Err(NnError::Hyperparameter { name: n, .. }) if n == name), "{opt:?}");
+        assert!(
+            matches!(opt, Err(NnError::Hyperparameter { name: n, .. }) if n == name),
+            "{opt:?}"
+        );
     }
-    assert!(dendrite_nn::AdamW::<f32>::default().global_clipnorm(1.0).validate().is_ok());
+    assert!(dendrite_nn::AdamW::<f32>::default()
+        .global_clipnorm(1.0)
+        .validate()
+        .is_ok());
 }
 
 #[test]
 fn fit_clips_gradients_before_the_update() {
     let (x, y) = data();
     let data = (x.view(), y.view());
-    let config = || FitConfig::default().epochs(2).batch_size(16).verbosity(0).threads(1);
+    let config = || {
+        FitConfig::default()
+            .epochs(2)
+            .batch_size(16)
+            .verbosity(0)
+            .threads(1)
+    };
     let run = |opt: Sgd<f32>| {
         let mut m = model(false);
         m.compile(opt, Loss::MeanSquaredError, &[]).unwrap();
@@ -264,13 +356,22 @@ fn fit_clips_gradients_before_the_update() {
         m.get_weights().unwrap()
     };
     let plain = run(Sgd::new(0.1));
-    assert_eq!(run(Sgd::new(0.1).clipnorm(1e6)), plain, "a loose clip changes nothing");
+    assert_eq!(
+        run(Sgd::new(0.1).clipnorm(1e6)),
+        plain,
+        "a loose clip changes nothing"
+    );
     assert_ne!(run(Sgd::new(0.1).clipvalue(1e-4)), plain);
     // With a tiny global norm every step moves the weights by exactly lr · c in total.
     let mut m = model(false);
     m.build().unwrap();
     let before = m.get_weights().unwrap();
-    m.compile(Sgd::new(0.1).global_clipnorm(1e-3), Loss::MeanSquaredError, &[]).unwrap();
+    m.compile(
+        Sgd::new(0.1).global_clipnorm(1e-3),
+        Loss::MeanSquaredError,
+        &[],
+    )
+    .unwrap();
     m.fit(&data, config().epochs(1).batch_size(48)).unwrap();
     let moved: f64 = m
         .get_weights()
