@@ -1,4 +1,5 @@
-//! Each op family forward and backward at the reference model's shapes (batch 32): one plan
+//! Each op family forward and backward at the reference model's shapes (batch 32; the
+//! convnet's convolutions and pool at batch 128): one plan
 //! per op holding the op alone (forward) or the op and its vector-Jacobian product (backward).
 
 #![allow(clippy::expect_used, missing_docs)] // a bench aborts on a broken setup; criterion macros generate undocumented items
@@ -43,6 +44,22 @@ fn cases() -> Vec<(&'static str, Vec<Vec<usize>>, Build)> {
         ("transpose [784,32]", vec![vec![784, 32]], |g, x| {
             g.transpose(x[0])
         }),
+        // The Keras MNIST convnet's convolutions and first pool, batch 128.
+        (
+            "conv2d [128,28,28,1]*[3,3,1,32]",
+            vec![vec![128, 28, 28, 1], vec![3, 3, 1, 32]],
+            |g, x| g.conv2d(x[0], x[1], Default::default()),
+        ),
+        (
+            "conv2d [128,13,13,32]*[3,3,32,64]",
+            vec![vec![128, 13, 13, 32], vec![3, 3, 32, 64]],
+            |g, x| g.conv2d(x[0], x[1], Default::default()),
+        ),
+        (
+            "max_pool2d 2x2 [128,26,26,32]",
+            vec![vec![128, 26, 26, 32]],
+            |g, x| g.max_pool2d(x[0], dendrite_graph::ops::Pool2d::new([2, 2])),
+        ),
     ]
 }
 

@@ -1097,7 +1097,7 @@ fn derivative_table_lists_every_primitive() -> Result<(), Box<dyn std::error::Er
         .filter_map(|line| line.trim().strip_prefix("| `"))
         .filter_map(|rest| rest.split('`').next())
         .collect();
-    let missing: Vec<&str> = Op::primitive_names()
+    let missing: Vec<&str> = Op::<f64>::primitive_names()
         .iter()
         .copied()
         .filter(|op| !rows.contains(op))

@@ -15,6 +15,9 @@
 //!   random feeds for a plan; readers allocate no more than the file justifies;
 //! - `reliability/hardening.rs`: the model's side of issue 12: parameter counts that overflow,
 //!   layers too large for memory, NaN and infinities in data and weights;
+//! - `reliability/rollback.rs`: a refused step restores the optimizer's state, a checkpoint
+//!   holding NaN or a header longer than its tensors' entries loads nothing, a refused loss or
+//!   metric adds no node;
 //! - `reliability/configuration.rs`: configuration and metrics checked where they are given,
 //!   binary cross-entropy targets, errors in validation data.
 //!
@@ -49,6 +52,8 @@ mod hardening;
 mod idx_files;
 #[path = "../crates/nn/tests/support/largest_allocation.rs"]
 mod largest_allocation;
+#[path = "reliability/rollback.rs"]
+mod rollback;
 
 use common::{classifier, idx_labels, quiet, weight_bits};
 use dendrite_graph::{compile, Graph, GraphError};

@@ -16,15 +16,30 @@
 //!
 //! [`check_second_order`] checks Hessian-vector products the same way: the gradient of
 //! `⟨∇f, v⟩` against central differences of `⟨∇f, v⟩`.
+//!
+//! Every [`Comparison`] says what its two numbers are ([`Contraction`]): the derivative itself,
+//! or its product with random vectors. When a direction fails, the checker bisects it to the
+//! element responsible (the error is linear in the tangent: `log₂ n` halvings, two runs each)
+//! and reports that element as [`GradCheckReport::located`].
+//!
+//! [`check_fn`] is the short form, after JAX's `check_grads(f, args, order)`: a closure builds
+//! the function on fresh inputs of given shapes, and first and second order are checked at
+//! seeded random values ([`check_fn_at`] at given values, [`check_fn_strategy`] over a proptest
+//! strategy).
 
+mod function;
+mod harness;
 mod report;
+mod sweep;
 
-pub use report::{CheckConfig, CheckMode, Comparison, GradCheckReport, Location};
+pub use function::{check_fn, check_fn_at, check_fn_strategy, FnCheckReport};
+pub use report::{CheckConfig, CheckMode, Comparison, Contraction, GradCheckReport, Location};
 
-use crate::error::{AutodiffError, Result};
-use crate::reverse::{grad, vjp};
-use dendrite_graph::{compile, Graph, GraphError, NodeId, Op, Plan, Shape};
-use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn, Zip};
+use crate::error::Result;
+use crate::reverse::grad;
+use dendrite_graph::{compile, Graph, NodeId};
+use harness::Harness;
+use ndarray::{ArrayD, ArrayViewD, ArrayViewMutD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -36,9 +51,9 @@ use rand_chacha::ChaCha8Rng;
 /// the graph: a cotangent input named `check/cotangent…` and the VJP.
 ///
 /// # Errors
-/// [`AutodiffError::InvalidCheckConfig`] for a setting out of range (see
-/// [`CheckConfig::validate`]), [`AutodiffError::NotPerturbable`] for a `wrt` node that is
-/// neither an input nor a parameter, [`GraphError::MissingFeed`] for a `wrt` input without a feed, and any error from
+/// [`AutodiffError::InvalidCheckConfig`](crate::AutodiffError::InvalidCheckConfig) for a setting out of range (see
+/// [`CheckConfig::validate`]), [`AutodiffError::NotPerturbable`](crate::AutodiffError::NotPerturbable) for a `wrt` node that is
+/// neither an input nor a parameter, [`GraphError::MissingFeed`](dendrite_graph::GraphError::MissingFeed) for a `wrt` input without a feed, and any error from
 /// deriving or running the graph. A failed check is *not* an error here: see
 /// [`GradCheckReport::into_result`] and [`assert_gradients`].
 ///
@@ -74,7 +89,7 @@ pub fn check_gradients(
 /// [`check_gradients`], turning a failed check into an error.
 ///
 /// # Errors
-/// [`AutodiffError::CheckFailed`] with the report when a comparison is out of tolerance, and
+/// [`AutodiffError::CheckFailed`](crate::AutodiffError::CheckFailed) with the report when a comparison is out of tolerance, and
 /// every error of [`check_gradients`].
 ///
 /// ```
@@ -155,273 +170,19 @@ pub fn check_second_order(
         Some(t) => t,
         None => graph.scalar(0.0),
     };
-    check_gradients(graph, s, wrt, feeds, config)
+    let mut report = check_gradients(graph, s, wrt, feeds, config)?;
+    for cmp in [&mut report.worst, &mut report.located]
+        .into_iter()
+        .flatten()
+    {
+        cmp.contraction = cmp.contraction.second_order();
+    }
+    Ok(report)
 }
 
 /// Uniform values in [-1, 1] of the given shape.
 fn random_like(rng: &mut ChaCha8Rng, shape: &[usize]) -> ArrayD<f64> {
     ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.gen_range(-1.0..=1.0))
-}
-
-/// Where a `wrt` node's value lives while it is perturbed.
-#[derive(Debug, Clone, Copy)]
-enum Slot {
-    /// A copy of the feed at this position of `Harness::owned`.
-    Feed(usize),
-    /// A parameter, perturbed in the graph.
-    Param(NodeId),
-}
-
-/// The function under test: feeds (with private copies of the perturbed ones), where each
-/// `wrt` value lives, and the original values to restore.
-struct Harness<'a, 'f> {
-    feeds: &'a [(&'a str, ArrayViewD<'f, f64>)],
-    /// (position in `feeds`, working copy).
-    owned: Vec<(usize, ArrayD<f64>)>,
-    slots: Vec<Slot>,
-    originals: Vec<ArrayD<f64>>,
-    names: Vec<String>,
-}
-
-impl<'a, 'f> Harness<'a, 'f> {
-    fn new(
-        g: &Graph<f64>,
-        wrt: &[NodeId],
-        feeds: &'a [(&'a str, ArrayViewD<'f, f64>)],
-    ) -> Result<Self> {
-        let mut h = Harness {
-            feeds,
-            owned: Vec::new(),
-            slots: Vec::with_capacity(wrt.len()),
-            originals: Vec::with_capacity(wrt.len()),
-            names: Vec::with_capacity(wrt.len()),
-        };
-        for &w in wrt {
-            let node = g.node(w)?;
-            let name = node.name().to_owned();
-            let (slot, value) = match node.op() {
-                Op::Parameter => (
-                    Slot::Param(w),
-                    g.value(w)?.as_standard_layout().into_owned(),
-                ),
-                Op::Input => {
-                    let Some(pos) = feeds.iter().position(|(n, _)| *n == name) else {
-                        return Err(GraphError::MissingFeed {
-                            input: name,
-                            expected: node.shape().clone(),
-                        }
-                        .into());
-                    };
-                    let k = match h.owned.iter().position(|(p, _)| *p == pos) {
-                        Some(k) => k,
-                        None => {
-                            let copy = feeds[pos].1.as_standard_layout().into_owned();
-                            h.owned.push((pos, copy));
-                            h.owned.len() - 1
-                        }
-                    };
-                    (Slot::Feed(k), h.owned[k].1.clone())
-                }
-                op => {
-                    return Err(AutodiffError::NotPerturbable {
-                        node: name,
-                        op: op.name(),
-                    })
-                }
-            };
-            h.slots.push(slot);
-            h.originals.push(value);
-            h.names.push(name);
-        }
-        Ok(h)
-    }
-
-    /// The feeds with perturbed copies substituted, then `extra`.
-    fn feed_list<'s>(
-        &'s self,
-        extra: &[(&'s str, ArrayViewD<'s, f64>)],
-    ) -> Vec<(&'s str, ArrayViewD<'s, f64>)> {
-        let mut list: Vec<(&str, ArrayViewD<'_, f64>)> = self
-            .feeds
-            .iter()
-            .enumerate()
-            .map(
-                |(i, (name, value))| match self.owned.iter().find(|(p, _)| *p == i) {
-                    Some((_, copy)) => (*name, copy.view()),
-                    None => (*name, value.view()),
-                },
-            )
-            .collect();
-        list.extend(extra.iter().map(|(n, v)| (*n, v.clone())));
-        list
-    }
-
-    /// Runs `edit` on the live value of `wrt` node `k`.
-    fn edit<R>(
-        &mut self,
-        g: &mut Graph<f64>,
-        k: usize,
-        edit: impl FnOnce(ArrayViewMutD<'_, f64>) -> R,
-    ) -> Result<R> {
-        Ok(match self.slots[k] {
-            Slot::Feed(o) => edit(self.owned[o].1.view_mut()),
-            Slot::Param(id) => edit(g.parameter_mut(id)?),
-        })
-    }
-
-    fn restore(&mut self, g: &mut Graph<f64>) -> Result<()> {
-        for (slot, original) in self.slots.iter().zip(&self.originals) {
-            match *slot {
-                Slot::Feed(o) => self.owned[o].1.assign(original),
-                Slot::Param(id) => g.parameter_mut(id)?.assign(original),
-            }
-        }
-        Ok(())
-    }
-
-    /// `⟨c, f(x)⟩` at the current (perturbed) values.
-    fn contract(&self, g: &Graph<f64>, plan: &mut Plan<f64>, c: &ArrayD<f64>) -> Result<f64> {
-        let out = plan.run(g, &self.feed_list(&[]))?;
-        let y = out.get(0)?;
-        if y.shape() != c.shape() {
-            return Err(GraphError::ValueShape {
-                node: "check/cotangent".to_owned(),
-                expected: Shape::fixed(y.shape()),
-                actual: Shape::fixed(c.shape()),
-            }
-            .into());
-        }
-        Ok(y.iter().zip(c.iter()).map(|(a, b)| a * b).sum())
-    }
-
-    fn check(
-        &mut self,
-        g: &mut Graph<f64>,
-        output: NodeId,
-        wrt: &[NodeId],
-        config: &CheckConfig,
-    ) -> Result<GradCheckReport> {
-        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        let mut f_plan = compile(g, &[output])?;
-        let out_shape: Vec<usize> = f_plan
-            .run(g, &self.feed_list(&[]))?
-            .get(0)?
-            .shape()
-            .to_vec();
-        let declared = g.shape(output)?.clone();
-        let ct_name = free_name(g, "check/cotangent");
-        let ct = g.input(&ct_name, declared.clone())?;
-        let grads = vjp(g, output, wrt, ct)?;
-        let mut g_plan = compile(g, &grads)?;
-        let total: usize = self.originals.iter().map(|o| o.len()).sum();
-        let mode = match config.mode {
-            CheckMode::Auto if total <= config.elementwise_limit => CheckMode::Elementwise,
-            CheckMode::Auto => CheckMode::Directional {
-                trials: config.auto_trials,
-            },
-            mode => mode,
-        };
-        let mut report = GradCheckReport {
-            mode,
-            eps: config.eps,
-            rtol: config.rtol,
-            atol: config.atol,
-            checked: 0,
-            failures: 0,
-            worst: None,
-        };
-        let mut worst_badness = f64::NEG_INFINITY;
-        let mut record = |report: &mut GradCheckReport, cmp: Comparison| {
-            let b = config.badness(cmp.analytic, cmp.numeric);
-            report.checked += 1;
-            if b > 1.0 {
-                report.failures += 1;
-            }
-            if b > worst_badness {
-                worst_badness = b;
-                report.worst = Some(cmp);
-            }
-        };
-        let eps = config.eps;
-        match mode {
-            CheckMode::Elementwise | CheckMode::Auto => {
-                let c = if declared.size() == Some(1) {
-                    ArrayD::ones(IxDyn(&out_shape))
-                } else {
-                    random_like(&mut rng, &out_shape)
-                };
-                let analytic = self.analytic(g, &mut g_plan, &ct_name, &c)?;
-                for (k, grad_k) in analytic.iter().enumerate() {
-                    let original = self.originals[k].clone();
-                    let shape = original.shape().to_vec();
-                    for (i, (&x0, &a)) in original.iter().zip(grad_k.iter()).enumerate() {
-                        self.edit(g, k, |mut v| set_flat(&mut v, i, x0 + eps))?;
-                        let plus = self.contract(g, &mut f_plan, &c)?;
-                        self.edit(g, k, |mut v| set_flat(&mut v, i, x0 - eps))?;
-                        let minus = self.contract(g, &mut f_plan, &c)?;
-                        self.edit(g, k, |mut v| set_flat(&mut v, i, x0))?;
-                        let location = Location::Element {
-                            node: self.names[k].clone(),
-                            index: multi_index(i, &shape),
-                        };
-                        record(
-                            &mut report,
-                            Comparison::new(location, a, (plus - minus) / (2.0 * eps)),
-                        );
-                    }
-                }
-            }
-            CheckMode::Directional { trials } => {
-                for trial in 0..trials {
-                    let c = random_like(&mut rng, &out_shape);
-                    let tangents: Vec<ArrayD<f64>> = self
-                        .originals
-                        .iter()
-                        .map(|o| random_like(&mut rng, o.shape()))
-                        .collect();
-                    let analytic_grads = self.analytic(g, &mut g_plan, &ct_name, &c)?;
-                    let analytic: f64 = analytic_grads
-                        .iter()
-                        .zip(&tangents)
-                        .map(|(a, t)| (a * t).sum())
-                        .sum();
-                    let mut side = |h: &mut Self, g: &mut Graph<f64>, step: f64| -> Result<f64> {
-                        for (k, t) in tangents.iter().enumerate() {
-                            h.edit(g, k, |mut v| {
-                                Zip::from(&mut v).and(t).for_each(|x, &t| *x += step * t)
-                            })?;
-                        }
-                        let value = h.contract(g, &mut f_plan, &c)?;
-                        h.restore(g)?;
-                        Ok(value)
-                    };
-                    let plus = side(self, g, eps)?;
-                    let minus = side(self, g, -eps)?;
-                    record(
-                        &mut report,
-                        Comparison::new(
-                            Location::Direction { trial },
-                            analytic,
-                            (plus - minus) / (2.0 * eps),
-                        ),
-                    );
-                }
-            }
-        }
-        Ok(report)
-    }
-
-    /// The VJP with cotangent `c`, at the unperturbed values.
-    fn analytic(
-        &self,
-        g: &Graph<f64>,
-        plan: &mut Plan<f64>,
-        ct_name: &str,
-        c: &ArrayD<f64>,
-    ) -> Result<Vec<ArrayD<f64>>> {
-        let feeds = self.feed_list(&[(ct_name, c.view())]);
-        Ok(plan.run(g, &feeds)?.to_vec()?)
-    }
 }
 
 /// `base`, or `base_k` for the first free `k`.

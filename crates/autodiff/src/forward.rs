@@ -33,7 +33,7 @@ fn check_pairs<F: Element>(
 }
 
 /// `Σ_i sum(a_i ⊙ b_i)`: the inner product of two lists of same-shaped tensors.
-fn inner<F: Element>(g: &mut Graph<F>, a: &[NodeId], b: &[NodeId]) -> Result<NodeId> {
+pub(crate) fn inner<F: Element>(g: &mut Graph<F>, a: &[NodeId], b: &[NodeId]) -> Result<NodeId> {
     let mut total: Option<NodeId> = None;
     for (&x, &y) in a.iter().zip(b) {
         let p = g.mul(x, y)?;
@@ -52,6 +52,11 @@ fn inner<F: Element>(g: &mut Graph<F>, a: &[NodeId], b: &[NodeId]) -> Result<Nod
 /// Forward-mode product `J t = Σ_i ∂output/∂wrt_i · t_i`, by the transpose trick: the VJP
 /// `u(c) = cᵀ J` is linear in the cotangent `c`, so `J t = ∂⟨u(c), t⟩/∂c`, one more reverse
 /// sweep. The dummy cotangent is zeros (its value never matters, only its position).
+///
+/// When custom ops lie between `wrt` and `output`, tangents are pushed forward node by node
+/// instead, so that a custom op's own JVP rule is used where it has one
+/// ([`CustomOp::jvp`](dendrite_graph::CustomOp::jvp)); a custom op without one has its VJP
+/// rule transposed, and one with neither rule is refused.
 ///
 /// # Errors
 /// [`AutodiffError::CountMismatch`] or [`AutodiffError::PairShape`] for tangents that do not
@@ -81,6 +86,9 @@ pub fn jvp<F: Element>(
 ) -> Result<NodeId> {
     g.atomically(|g| {
         check_pairs(g, wrt, tangents, "tangents")?;
+        if crate::tangent::has_custom_op(g, output, wrt)? {
+            return crate::tangent::forward_sweep(g, output, wrt, tangents);
+        }
         let dummy = g.zeros_like(output)?;
         let u = vjp(g, output, wrt, dummy)?;
         let s = inner(g, &u, tangents)?;

@@ -7,7 +7,7 @@
 //!
 //! - [`check`]: the gradient checker, central finite differences in `f64` against the derived
 //!   gradients (elementwise or along random directions), for first and second order; usable on
-//!   any graph.
+//!   any graph; [`check::check_fn`] checks a function built by a closure in one call.
 //! - [`strategies`]: proptest strategies for shapes, broadcast pairs, tensors inside an op's
 //!   domain and away from its kinks, and random DAGs of primitives.
 //! - [`simplify`](mod@simplify): common-subexpression elimination, constant folding and algebraic
@@ -36,9 +36,11 @@ mod forward;
 mod reverse;
 pub mod simplify;
 pub mod strategies;
+mod tangent;
 
 pub use check::{
-    assert_gradients, check_gradients, check_second_order, CheckConfig, CheckMode, GradCheckReport,
+    assert_gradients, check_fn, check_gradients, check_second_order, CheckConfig, CheckMode,
+    GradCheckReport,
 };
 pub use error::{AutodiffError, Result};
 pub use forward::{hessian, hvp, jacobian, jvp};

@@ -143,7 +143,11 @@ pub fn grad<F: Element>(g: &mut Graph<F>, output: NodeId, wrt: &[NodeId]) -> Res
 
 // ANCHOR: active_nodes
 /// Marks the nodes that lie on some path from a `wrt` node to `output`.
-fn active_nodes<F: Element>(g: &Graph<F>, output: NodeId, wrt: &[NodeId]) -> Result<Vec<bool>> {
+pub(crate) fn active_nodes<F: Element>(
+    g: &Graph<F>,
+    output: NodeId,
+    wrt: &[NodeId],
+) -> Result<Vec<bool>> {
     let n = output.index() + 1;
     // Forward: reachable from wrt. Index order is topological, so one ascending pass suffices.
     let mut from_wrt = vec![false; n];
@@ -175,7 +179,11 @@ fn active_nodes<F: Element>(g: &Graph<F>, output: NodeId, wrt: &[NodeId]) -> Res
 
 // ANCHOR: unbroadcast
 /// Sums a cotangent down to its operand's shape when the op broadcast the operand.
-fn unbroadcast<F: Element>(g: &mut Graph<F>, x_bar: NodeId, x: NodeId) -> Result<NodeId> {
+pub(crate) fn unbroadcast<F: Element>(
+    g: &mut Graph<F>,
+    x_bar: NodeId,
+    x: NodeId,
+) -> Result<NodeId> {
     if same_shape(g.shape(x_bar)?, g.shape(x)?) {
         Ok(x_bar)
     } else {

@@ -161,19 +161,19 @@ fn dependencies<F: Element>(g: &Graph<F>, outputs: &[NodeId]) -> Result<Vec<bool
     Ok(seen)
 }
 
-type ConsKey = (Op, SmallVec<[NodeId; 3]>);
+type ConsKey<F> = (Op<F>, SmallVec<[NodeId; 3]>);
 
-struct Simplifier {
+struct Simplifier<F: Element> {
     /// Hash-consing of rebuilt nodes: (op, new operands) → new node.
-    cons: HashMap<ConsKey, NodeId>,
+    cons: HashMap<ConsKey<F>, NodeId>,
     /// Small constants by (shape, bits of the values).
     consts: HashMap<(Vec<usize>, Vec<u64>), NodeId>,
     stats: SimplifyStats,
 }
 
-impl Simplifier {
+impl<F: Element> Simplifier<F> {
     /// An existing constant, or an equal earlier one.
-    fn known_constant<F: Element>(&mut self, g: &Graph<F>, id: NodeId) -> Result<NodeId> {
+    fn known_constant(&mut self, g: &Graph<F>, id: NodeId) -> Result<NodeId> {
         let value = g.value(id)?;
         if value.len() > DEDUP_LIMIT {
             return Ok(id);
@@ -195,7 +195,7 @@ impl Simplifier {
     }
 
     /// A constant holding `value`, reusing an equal one.
-    fn new_constant<F: Element>(&mut self, g: &mut Graph<F>, value: ArrayD<F>) -> NodeId {
+    fn new_constant(&mut self, g: &mut Graph<F>, value: ArrayD<F>) -> NodeId {
         if value.len() > DEDUP_LIMIT {
             return g.constant(value);
         }
@@ -213,10 +213,10 @@ impl Simplifier {
 
     /// The simplified node computing `op` on the (already simplified) operands `xs`, whose
     /// declared shape is `declared`.
-    fn rebuild<F: Element>(
+    fn rebuild(
         &mut self,
         g: &mut Graph<F>,
-        op: Op,
+        op: Op<F>,
         xs: SmallVec<[NodeId; 3]>,
         declared: &Shape,
     ) -> Result<NodeId> {
@@ -239,10 +239,10 @@ impl Simplifier {
     }
 
     /// Applies an algebraic identity, if one fits.
-    fn identity<F: Element>(
+    fn identity(
         &mut self,
         g: &mut Graph<F>,
-        op: &Op,
+        op: &Op<F>,
         xs: &[NodeId],
         declared: &Shape,
     ) -> Result<Option<NodeId>> {
@@ -394,10 +394,10 @@ impl Simplifier {
     }
 
     /// Evaluates `op` now if every operand it reads is known, giving a constant.
-    fn fold<F: Element>(
+    fn fold(
         &mut self,
         g: &mut Graph<F>,
-        op: &Op,
+        op: &Op<F>,
         xs: &[NodeId],
         declared: &Shape,
     ) -> Result<Option<NodeId>> {
@@ -457,7 +457,7 @@ fn single_value_source<F: Element>(g: &Graph<F>, x: NodeId) -> Result<Option<Nod
 }
 
 /// Whether operand `slot` of `op` contributes only its shape.
-fn shape_only(op: &Op, slot: usize) -> bool {
+fn shape_only<F: Element>(op: &Op<F>, slot: usize) -> bool {
     matches!(
         (op, slot),
         (Op::Broadcast(BroadcastOp::Like | BroadcastOp::SumLike), 1)
@@ -476,6 +476,6 @@ fn filled<F: Element>(g: &Graph<F>, x: NodeId, v: f64) -> Result<bool> {
 }
 
 /// Adds a node computing `op` on `xs`.
-fn emit<F: Element>(g: &mut Graph<F>, op: &Op, xs: &[NodeId]) -> Result<NodeId> {
+fn emit<F: Element>(g: &mut Graph<F>, op: &Op<F>, xs: &[NodeId]) -> Result<NodeId> {
     Ok(g.add_op(op.clone(), xs)?)
 }

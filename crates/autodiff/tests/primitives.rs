@@ -21,7 +21,7 @@ fn every_primitive_has_a_gradient_check() {
         names.len(),
         "a primitive appears twice in the table: {names:?}"
     );
-    let primitives: BTreeSet<&str> = Op::primitive_names().iter().copied().collect();
+    let primitives: BTreeSet<&str> = Op::<f64>::primitive_names().iter().copied().collect();
     let missing: Vec<_> = primitives.difference(&listed).collect();
     let extra: Vec<_> = listed.difference(&primitives).collect();
     assert!(
@@ -52,6 +52,8 @@ fn non_differentiable_primitives_are_the_documented_ones() {
         "argmax",
         "one_hot",
         "stop_gradient",
+        "random_uniform",
+        "random_normal",
     ]
     .into_iter()
     .collect();
@@ -122,6 +124,16 @@ primitive_tests!(
     log_softmax,
     logsumexp,
     stop_gradient,
+    conv2d,
+    conv2d_input_grad,
+    conv2d_kernel_grad,
+    max_pool2d,
+    max_pool2d_scatter,
+    max_pool2d_gather,
+    avg_pool2d,
+    avg_pool2d_grad,
+    random_uniform,
+    random_normal,
 );
 
 #[test]

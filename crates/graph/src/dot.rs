@@ -9,7 +9,8 @@ use std::fmt::Write;
 
 /// Renders the graph, or only what `roots` depend on, as a DOT digraph
 /// (`dot -Tsvg graph.dot -o graph.svg`). Inputs are drawn as ellipses, parameters as filled
-/// boxes, constants as plain text; edges of multi-operand ops are labelled with the slot.
+/// boxes, constants as plain text, custom ops as bold boxes under their own name; edges of
+/// multi-operand ops are labelled with the slot.
 ///
 /// # Errors
 /// A root handle from another graph.
@@ -54,6 +55,7 @@ pub fn to_dot<F: Element>(graph: &Graph<F>, roots: Option<&[NodeId]>) -> Result<
             Op::Input => "shape=ellipse, style=filled, fillcolor=\"#dbeafe\"",
             Op::Parameter => "shape=box, style=filled, fillcolor=\"#fde68a\"",
             Op::Constant => "shape=plaintext",
+            Op::Custom(_) => "shape=box, style=\"rounded,bold\"",
             _ => "shape=box, style=rounded",
         };
         let label = format!(

@@ -237,6 +237,39 @@ pub enum GraphError {
         /// How many values the plan fetches.
         fetches: usize,
     },
+    /// A custom op's shape rule refused its operands' shapes.
+    #[error("{op} `{node}`: {reason}: operand shapes {}", shape_list(operands))]
+    CustomShape {
+        /// The custom op's name.
+        op: &'static str,
+        /// The node's name (the name it would have had, when building fails).
+        node: String,
+        /// What the op's shape rule reported.
+        reason: String,
+        /// The operands' shapes, in slot order.
+        operands: Vec<Shape>,
+    },
+    /// A custom op's kernel refused its operands' values at run time.
+    #[error("{op} `{node}`: kernel failed: {reason}")]
+    CustomKernel {
+        /// The custom op's name.
+        op: &'static str,
+        /// The node's name.
+        node: String,
+        /// What the kernel reported.
+        reason: String,
+    },
+    /// A custom op's derivative rule returned something the reverse sweep cannot use: a
+    /// gradient count or shape that does not fit the operands.
+    #[error("{op} `{node}`: invalid derivative rule: {reason}")]
+    CustomRule {
+        /// The custom op's name.
+        op: &'static str,
+        /// The node's name.
+        node: String,
+        /// What is wrong with what the rule returned.
+        reason: String,
+    },
     /// An axis given twice where axes must be distinct.
     #[error("{op} `{node}`: axis {axis} is repeated")]
     RepeatedAxis {
@@ -247,4 +280,10 @@ pub enum GraphError {
         /// The axis given more than once.
         axis: usize,
     },
+}
+
+/// `[2, 3], [3]` for a list of shapes.
+fn shape_list(shapes: &[Shape]) -> String {
+    let list: Vec<String> = shapes.iter().map(ToString::to_string).collect();
+    list.join(", ")
 }

@@ -7,7 +7,8 @@
 //! - [`Graph`] builds nodes; every builder checks shapes when the node is added and reports a
 //!   typed [`GraphError`] naming the op, the node and the shapes.
 //! - [`ops`] holds the closed set of primitives, one file per family with its math, shape rule,
-//!   kernel and derivative rule; [`composite`] builds relu, softmax & co. from them.
+//!   kernel and derivative rule; [`composite`] builds relu, softmax & co. from them. A user
+//!   adds primitives of their own with [`CustomOp`] and [`Graph::custom`].
 //! - [`compile`] turns fetches into a [`Plan`]; [`Plan::run`] feeds inputs by name.
 //! - [`to_dot`] renders a graph for Graphviz.
 //!
@@ -47,8 +48,8 @@ pub use element::Element;
 pub use error::{GraphError, Result};
 pub use graph::{Graph, Node, NodeId};
 pub use ops::{
-    Axes, AxisOp, BinaryOp, BroadcastOp, CompareOp, IndexOp, LayoutOp, Op, OperandGrads, ReduceOp,
-    SliceOp, SoftmaxOp, UnaryOp,
+    Axes, AxisOp, BinaryOp, BroadcastOp, CompareOp, Custom, CustomOp, CustomOpError, IndexOp,
+    LayoutOp, Op, OperandGrads, ReduceOp, SliceOp, SoftmaxOp, UnaryOp,
 };
 pub use plan::{compile, Outputs, Plan, StepProfile};
 pub use shape::{broadcast_dim, broadcast_shapes, ConcreteShape, Dim, Dims, Shape};

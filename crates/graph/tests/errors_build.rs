@@ -140,7 +140,7 @@ fn invalid_shape() {
         "argmax `argmax`: argmax over axis 1, which is empty: got shape [3, 0]"
     );
     // Leaves have no shape rule, so they cannot be evaluated.
-    let err = Op::Input.evaluate::<f64>("x", &[]).unwrap_err();
+    let err = Op::<f64>::Input.evaluate("x", &[]).unwrap_err();
     assert_eq!(
         err.to_string(),
         "input `x`: leaves carry their own shape: got shape []"
@@ -284,30 +284,30 @@ fn arity() {
         err.to_string(),
         "concat `concat`: expects at least one operand, got 0"
     );
-    let err = Op::Unary(UnaryOp::Exp)
-        .evaluate::<f64>("e", &[])
+    let err = Op::<f64>::Unary(UnaryOp::Exp)
+        .evaluate("e", &[])
         .unwrap_err();
     assert_eq!(err.to_string(), "exp `e`: expects 1 operand, got 0");
     let two = s(2.0);
-    let err = Op::MatMul {
+    let err = Op::<f64>::MatMul {
         transpose_lhs: false,
         transpose_rhs: false,
     }
-    .evaluate::<f64>("mm", &[two.view()])
+    .evaluate("mm", &[two.view()])
     .unwrap_err();
     assert_eq!(err.to_string(), "matmul `mm`: expects 2 operands, got 1");
-    let err = Op::Select
+    let err = Op::<f64>::Select
         .infer_shape("sel", &[&Shape::scalar(); 2])
         .unwrap_err();
     assert_eq!(err.to_string(), "select `sel`: expects 3 operands, got 2");
-    let reduce = Op::Reduce {
+    let reduce = Op::<f64>::Reduce {
         op: ReduceOp::Sum,
         axes: Default::default(),
         keep_dims: false,
     };
     let err = reduce.infer_shape("r", &[&Shape::scalar(); 2]).unwrap_err();
     assert_eq!(err.to_string(), "sum `r`: expects 1 operand, got 2");
-    let err = Op::Constant
+    let err = Op::<f64>::Constant
         .infer_shape("c", &[&Shape::scalar()])
         .unwrap_err();
     assert_eq!(err.to_string(), "constant `c`: expects no operands, got 1");

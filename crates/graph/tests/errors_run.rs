@@ -235,7 +235,7 @@ fn index_out_of_range() {
         assert_eq!(err.to_string(), message);
     }
     let err = Op::Index(dendrite_graph::IndexOp::ScatterAdd(0))
-        .evaluate::<f64>(
+        .evaluate(
             "sa",
             &[
                 t(&[1, 2], &[0.0; 2]).view(),
@@ -249,7 +249,7 @@ fn index_out_of_range() {
         "scatter_add `sa`: index 5 at flat position 0 is not an integer in 0..3"
     );
     let err = Op::Index(dendrite_graph::IndexOp::OneHot(4))
-        .evaluate::<f64>("oh", &[t(&[1], &[f64::NAN]).view()])
+        .evaluate("oh", &[t(&[1], &[f64::NAN]).view()])
         .unwrap_err();
     assert_eq!(
         err.to_string(),

@@ -84,7 +84,7 @@ fn leaves_are_listed_and_typed() {
 
 #[test]
 fn every_primitive_name_is_an_op_name() {
-    let names = Op::primitive_names();
+    let names = Op::<f64>::primitive_names();
     let mut sorted = names.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -100,5 +100,5 @@ fn every_primitive_name_is_an_op_name() {
     ] {
         assert!(names.contains(&op.name()));
     }
-    assert!(names.contains(&Op::StopGradient.name()));
+    assert!(names.contains(&Op::<f64>::StopGradient.name()));
 }

@@ -115,14 +115,12 @@ fn unary_ops_on_rank_0_and_empty_tensors() {
         UnaryOp::Erf,
     ] {
         let y = Op::Unary(build)
-            .evaluate::<f64>("y", &[t(&[0, 3], &[]).view()])
+            .evaluate("y", &[t(&[0, 3], &[]).view()])
             .unwrap();
         assert_eq!(y.shape(), &[0, 3]);
         assert_eq!(
             build.apply(4.0_f64),
-            Op::Unary(build)
-                .evaluate::<f64>("y", &[s(4.0).view()])
-                .unwrap()[[]]
+            Op::Unary(build).evaluate("y", &[s(4.0).view()]).unwrap()[[]]
         );
     }
     let y = unary(&t(&[2, 0, 1], &[]), |g, x| g.pow(x, 3.0));
@@ -308,7 +306,7 @@ fn comparisons_give_one_or_zero_with_ieee_nan_semantics() {
         let y = binary(&a, &b, |g, a, b| g.compare(op, a, b));
         assert_same(&y, &t(&[4], &expected));
         let direct = Op::Compare(op)
-            .evaluate::<f64>("c", &[a.view(), b.view()])
+            .evaluate("c", &[a.view(), b.view()])
             .unwrap();
         assert_same(&direct, &t(&[4], &expected));
     }
@@ -375,8 +373,8 @@ fn select_broadcasts_all_three_operands() {
     );
     assert_same(&out, &t(&[2, 3], &[0.0, 0.0, 0.0, 1.0, 2.0, 3.0]));
     // A rank-0 condition.
-    let out = Op::Select
-        .evaluate::<f64>(
+    let out = Op::<f64>::Select
+        .evaluate(
             "sel",
             &[s(0.0).view(), t(&[2], &[1.0, 2.0]).view(), s(7.0).view()],
         )

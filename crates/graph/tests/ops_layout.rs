@@ -251,7 +251,7 @@ fn gather_rejects_indices_that_are_not_integers_in_range() {
     ] {
         let idx = t(&[2], &[0.0, bad]);
         let err = Op::Index(dendrite_graph::IndexOp::Gather(0))
-            .evaluate::<f64>("lookup", &[x.view(), idx.view()])
+            .evaluate("lookup", &[x.view(), idx.view()])
             .unwrap_err();
         match err {
             GraphError::IndexOutOfRange {
@@ -287,7 +287,7 @@ fn scatter_add_accumulates_repeated_indices() {
     // Axis 1: out[r, idx[j]] += src[r, j].
     let x = t(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     let y = Op::Index(dendrite_graph::IndexOp::ScatterAdd(1))
-        .evaluate::<f64>(
+        .evaluate(
             "s",
             &[
                 x.view(),
@@ -299,7 +299,7 @@ fn scatter_add_accumulates_repeated_indices() {
     assert_same(&y, &t(&[2, 2], &[3.0, 3.0, 9.0, 6.0]));
     // An empty source leaves zeros.
     let y = Op::Index(dendrite_graph::IndexOp::ScatterAdd(0))
-        .evaluate::<f64>(
+        .evaluate(
             "s",
             &[
                 t(&[0, 2], &[]).view(),
@@ -318,10 +318,10 @@ fn scatter_add_is_the_adjoint_of_gather() {
     let idx = t(&[5], &[3.0, 1.0, 3.0, 0.0, 3.0]);
     let y = arange(&[5, 3]).mapv(|v| (v * 0.7).cos());
     let gx = Op::Index(dendrite_graph::IndexOp::Gather(0))
-        .evaluate::<f64>("g", &[x.view(), idx.view()])
+        .evaluate("g", &[x.view(), idx.view()])
         .unwrap();
     let sy = Op::Index(dendrite_graph::IndexOp::ScatterAdd(0))
-        .evaluate::<f64>("s", &[y.view(), idx.view(), x.view()])
+        .evaluate("s", &[y.view(), idx.view(), x.view()])
         .unwrap();
     let lhs: f64 = (&gx * &y).sum();
     let rhs: f64 = (&x * &sy).sum();

@@ -126,7 +126,7 @@ proptest! {
             let (xa, xb) = (filled(&a, 0.1), filled(&b, 0.7));
             let expected = &xa - &xb;
             prop_assert_eq!(Shape::fixed(expected.shape()), out);
-            let got = Op::Binary(BinaryOp::Sub).evaluate::<f64>("d", &[xa.view(), xb.view()]).unwrap();
+            let got = Op::Binary(BinaryOp::Sub).evaluate("d", &[xa.view(), xb.view()]).unwrap();
             prop_assert_eq!(got, expected);
         }
     }
@@ -179,7 +179,7 @@ proptest! {
             prop_assert_eq!(&concrete, &declared);
         }
         // Through the op's shape rule as well.
-        let op = Op::Binary(BinaryOp::Add);
+        let op = Op::<f64>::Binary(BinaryOp::Add);
         let inferred = op.infer_shape("add", &[&mask(&a, mask_a), &mask(&b, mask_b)]).ok();
         prop_assert_eq!(inferred, declared);
     }

@@ -214,6 +214,19 @@ impl<F: Float> Layer<F> for Dense {
         input_shape: &[usize],
         init: &mut Init,
     ) -> Result<LayerNodes> {
+        // A layer refused half-way (an input of another graph, say) leaves the graph as it was.
+        g.atomically(|g| self.build_nodes(g, input, input_shape, init))
+    }
+}
+
+impl Dense {
+    fn build_nodes<F: Float>(
+        &self,
+        g: &mut Graph<F>,
+        input: NodeId,
+        input_shape: &[usize],
+        init: &mut Init,
+    ) -> Result<LayerNodes> {
         let n = self.inputs(input_shape)?;
         let kernel_value = init.initialize::<F>(&self.kernel_initializer, &[n, self.units])?;
         let kernel = g.parameter("kernel", kernel_value)?;

@@ -330,14 +330,17 @@ pub enum NnError {
         /// The loss value.
         value: f64,
     },
-    /// A parameter that became NaN or infinite in an optimizer update; the step was undone, so
-    /// the weights are those after the last finite step. The optimizer's state (momenta,
-    /// moments) may hold the failed step: `compile` again, with a lower learning rate, before
-    /// training on.
-    #[error("parameter `{name}` became {value} at epoch {epoch}, step {step}; training stopped and the weights are those after the last finite step (lower the learning rate, or clip the data)")]
+    /// A parameter, or the optimizer's state for it (momenta, moments), that became NaN or
+    /// infinite in an optimizer update. The step was undone: the weights and the optimizer's
+    /// state are those after the last finite step, so training can go on (with a lower
+    /// learning rate, or clipped data) without compiling again.
+    #[error("parameter `{name}`{} became {value} at epoch {epoch}, step {step}; training stopped and the weights and optimizer state are those after the last finite step (lower the learning rate, or clip the data)", if *in_optimizer_state { " (its optimizer state)" } else { "" })]
     NonFiniteParameter {
         /// The parameter's name (`dense_1/kernel`).
         name: String,
+        /// Whether the value is in the optimizer's state for the parameter rather than in the
+        /// parameter itself (Adam's second moment overflows when a gradient's square does).
+        in_optimizer_state: bool,
         /// The epoch (1-based).
         epoch: usize,
         /// The step within the epoch (1-based).
@@ -431,6 +434,18 @@ pub enum NnError {
         path: PathBuf,
         /// The parser's message.
         reason: String,
+    },
+    /// A checkpoint tensor holding NaN or an infinite value; nothing was loaded.
+    #[error("{}: tensor `{name}` holds {value} at element {index} (row-major); a checkpoint must hold finite weights, nothing was loaded", path.display())]
+    NonFiniteCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// The element's row-major index.
+        index: usize,
+        /// The value.
+        value: f64,
     },
     /// A checkpoint lacking a tensor the model has.
     #[error("{}: checkpoint has no tensor `{name}`", path.display())]

@@ -6,8 +6,8 @@
 //! on the opened handle, and refuses a file longer than the caller's bound (what its format can
 //! honestly need). Readers then read at most the file's length, and refuse a file that holds
 //! more than its metadata says (one that grew while being read, or a special file that reports
-//! length 0) by probing for one byte past it ([`has_more`]). [`read_regular`] reads a whole
-//! file that way, into a buffer of its length reserved fallibly (`try_reserve_exact`).
+//! length 0) by probing for one byte past it ([`has_more`]), into buffers reserved fallibly
+//! (`try_reserve_exact`).
 //!
 //! Callers turn a [`ReadFailure`] into their own error type, with the path.
 
@@ -15,7 +15,7 @@ use std::fs::{File, FileType, Metadata};
 use std::io::{self, Read};
 use std::path::Path;
 
-/// Why [`read_regular`] refused or failed.
+/// Why [`open_regular`] refused or failed.
 #[derive(Debug)]
 pub(crate) enum ReadFailure {
     /// Opening or reading failed.
@@ -24,10 +24,6 @@ pub(crate) enum ReadFailure {
     NotRegular { kind: &'static str },
     /// The file is longer than the bound.
     TooLong { len: u64, limit: u64 },
-    /// The allocator refused a buffer of the file's length.
-    Allocation { bytes: u64 },
-    /// The file holds more bytes than its metadata gave.
-    Grew { len: u64 },
 }
 
 /// What kind of non-regular file `ty` is, in words.
@@ -101,23 +97,4 @@ pub(crate) fn open_regular(path: &Path, limit: u64) -> Result<(File, u64), ReadF
         return Err(ReadFailure::TooLong { len, limit });
     }
     Ok((file, len))
-}
-
-/// The bytes of the regular file at `path`, if it holds at most `limit` bytes. Memory used:
-/// the file's length, reserved once; nothing is read past it.
-pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, ReadFailure> {
-    let (mut file, len) = open_regular(path, limit)?;
-    let cap = usize::try_from(len).map_err(|_| ReadFailure::TooLong { len, limit })?;
-    let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(cap)
-        .map_err(|_| ReadFailure::Allocation { bytes: len })?;
-    (&mut file)
-        .take(len)
-        .read_to_end(&mut bytes)
-        .map_err(ReadFailure::Io)?;
-    if has_more(&mut file).map_err(ReadFailure::Io)? {
-        return Err(ReadFailure::Grew { len });
-    }
-    Ok(bytes)
 }

@@ -34,6 +34,7 @@
 mod activation;
 mod checkpoint;
 pub mod data;
+pub mod datasets;
 mod dense;
 mod error;
 mod file_read;

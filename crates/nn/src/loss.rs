@@ -246,6 +246,16 @@ impl Loss {
         nodes: &LayerNodes,
         targets: NodeId,
     ) -> Result<NodeId> {
+        // A loss refused half-way (a node of another graph, say) leaves the graph as it was.
+        g.atomically(|g| self.build_nodes(g, nodes, targets))
+    }
+
+    fn build_nodes<F: Float>(
+        &self,
+        g: &mut Graph<F>,
+        nodes: &LayerNodes,
+        targets: NodeId,
+    ) -> Result<NodeId> {
         let output = nodes.output;
         check_targets(g, self, output, targets)?;
         let axis = g.shape(output)?.rank().saturating_sub(1);

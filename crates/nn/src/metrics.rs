@@ -282,6 +282,16 @@ impl Metric {
         nodes: &LayerNodes,
         targets: NodeId,
     ) -> Result<NodeId> {
+        // A metric refused half-way leaves the graph as it was.
+        g.atomically(|g| self.build_nodes(g, nodes, targets))
+    }
+
+    fn build_nodes<F: Float>(
+        &self,
+        g: &mut Graph<F>,
+        nodes: &LayerNodes,
+        targets: NodeId,
+    ) -> Result<NodeId> {
         let p = nodes.output;
         let axis = g.shape(p)?.rank().saturating_sub(1);
         // Softmax keeps the order of its inputs, so the predicted class is the argmax of the

@@ -330,7 +330,7 @@ fn top_k_needs_k_of_at_least_one_and_the_right_targets() {
     ];
     for (loss, metric) in refused {
         let err = model
-            .compile(Adam::default(), loss.clone(), &[metric.clone()])
+            .compile(Adam::default(), loss.clone(), std::slice::from_ref(&metric))
             .unwrap_err();
         assert!(
             matches!(err, NnError::MetricMismatch { .. }),

@@ -209,11 +209,48 @@ impl fmt::Display for Location {
     }
 }
 
+/// What the two numbers of a [`Comparison`] are: the derivative itself, or its product with
+/// random vectors (the check of a non-scalar output, or of a direction).
+///
+/// ```
+/// use dendrite_autodiff::check::Contraction;
+/// assert_ne!(Contraction::Exact, Contraction::Cotangent);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contraction {
+    /// `∂f/∂x_i` itself (a scalar output, elementwise).
+    Exact,
+    /// `⟨c, ∂f/∂x_i⟩` for a random cotangent `c` (a non-scalar output, elementwise).
+    Cotangent,
+    /// `⟨c, J t⟩` for a random cotangent `c` and a random tangent `t` (directional).
+    CotangentAndTangent,
+    /// `(H v)_i` for a random vector `v` (second order, elementwise).
+    HessianVector,
+    /// `⟨t, H v⟩` for random vectors `v` and `t` (second order, directional).
+    HessianTangent,
+}
+
+impl Contraction {
+    /// The same comparison made on `⟨∇f, v⟩` for a random `v`: a second-order check.
+    pub(crate) fn second_order(self) -> Self {
+        match self {
+            Contraction::Exact | Contraction::Cotangent | Contraction::HessianVector => {
+                Contraction::HessianVector
+            }
+            Contraction::CotangentAndTangent | Contraction::HessianTangent => {
+                Contraction::HessianTangent
+            }
+        }
+    }
+}
+
 /// One analytic value against its finite-difference estimate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
     /// Where it was made.
     pub location: Location,
+    /// Whether the numbers are products with random vectors.
+    pub contraction: Contraction,
     /// The derivative from the gradient graph.
     pub analytic: f64,
     /// The central-difference estimate.
@@ -225,7 +262,12 @@ pub struct Comparison {
 }
 
 impl Comparison {
-    pub(crate) fn new(location: Location, analytic: f64, numeric: f64) -> Self {
+    pub(crate) fn new(
+        location: Location,
+        contraction: Contraction,
+        analytic: f64,
+        numeric: f64,
+    ) -> Self {
         let abs_error = (analytic - numeric).abs();
         let scale = analytic.abs().max(numeric.abs());
         let rel_error = if scale > 0.0 {
@@ -235,6 +277,7 @@ impl Comparison {
         };
         Comparison {
             location,
+            contraction,
             analytic,
             numeric,
             abs_error,
@@ -245,9 +288,18 @@ impl Comparison {
 
 impl fmt::Display for Comparison {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.contraction {
+            Contraction::Exact => "",
+            Contraction::Cotangent => " (products ⟨c, ∂f/∂x⟩ with a random cotangent c)",
+            Contraction::CotangentAndTangent => {
+                " (products ⟨c, J t⟩ with a random cotangent c and tangent t)"
+            }
+            Contraction::HessianVector => " (products (H v)_i with a random vector v)",
+            Contraction::HessianTangent => " (products ⟨t, H v⟩ with random vectors v and t)",
+        };
         write!(
             f,
-            "{}: analytic {:e}, numeric {:e}, abs error {:.3e}, rel error {:.3e}",
+            "{}{what}: analytic {:e}, numeric {:e}, abs error {:.3e}, rel error {:.3e}",
             self.location, self.analytic, self.numeric, self.abs_error, self.rel_error
         )
     }
@@ -285,6 +337,9 @@ pub struct GradCheckReport {
     pub failures: usize,
     /// The comparison with the largest error relative to its tolerance.
     pub worst: Option<Comparison>,
+    /// When the worst comparison is a failed direction: the element found responsible, by
+    /// bisecting the direction (a few more runs, only on failure), compared on its own.
+    pub located: Option<Comparison>,
 }
 
 impl GradCheckReport {
@@ -293,7 +348,7 @@ impl GradCheckReport {
     /// ```
     /// # use dendrite_autodiff::check::{GradCheckReport, CheckMode};
     /// let empty = GradCheckReport { mode: CheckMode::Elementwise, eps: 1e-6, rtol: 1e-5,
-    ///     atol: 1e-6, checked: 0, failures: 0, worst: None };
+    ///     atol: 1e-6, checked: 0, failures: 0, worst: None, located: None };
     /// assert!(empty.passed());
     /// ```
     pub fn passed(&self) -> bool {
@@ -327,6 +382,9 @@ impl fmt::Display for GradCheckReport {
         )?;
         if let Some(worst) = &self.worst {
             write!(f, "; worst: {worst}")?;
+        }
+        if let Some(located) = &self.located {
+            write!(f, "; located by bisecting that direction: {located}")?;
         }
         Ok(())
     }

@@ -122,6 +122,21 @@ pub enum DagOp {
     },
     /// Sum of every element, as a scalar.
     SumAll(usize),
+    /// A member of the conv or pool family over `arg` laid out as a one-row image
+    /// `[1, 1, n, 1]`, with `same` padding and stride 1 (so the result keeps `arg`'s shape,
+    /// except for the kernel gradient, shaped `[kw]`, `kw = min(2, n)`). `kind` picks, in
+    /// order: `conv2d` and `conv2d_input_grad` (with a `[1, kw, 1, 1]` kernel cut from the
+    /// front of `other`), `conv2d_kernel_grad` (of the image with itself), `max_pool2d`,
+    /// `max_pool2d_scatter`,
+    /// `max_pool2d_gather`, `avg_pool2d`, `avg_pool2d_grad` (pools of `[1, 2]`).
+    Image {
+        /// Which member, `0..8`.
+        kind: usize,
+        /// The image's values.
+        arg: usize,
+        /// Where the kernel comes from.
+        other: usize,
+    },
 }
 
 /// A random DAG: 1-3 inputs of chosen shapes and a list of [`DagOp`]s over them. The last
@@ -253,7 +268,63 @@ fn apply<F: Element>(
         DagOp::LogSoftmax { arg, axis } => g.log_softmax(v(arg), axis),
         DagOp::LogSumExp { arg, axis } => g.logsumexp(v(arg), &[axis], true),
         DagOp::SumAll(a) => g.sum_all(v(a)),
+        DagOp::Image { kind, arg, other } => image(g, kind, v(arg), v(other)),
     }
+}
+
+/// The [`DagOp::Image`] op.
+fn image<F: Element>(
+    g: &mut Graph<F>,
+    kind: usize,
+    arg: NodeId,
+    other: NodeId,
+) -> Result<NodeId, GraphError> {
+    use dendrite_graph::ops::{Conv2d, Padding, Pool2d};
+    let shape: Vec<usize> = g.shape(arg)?.concrete().unwrap_or_default().to_vec();
+    let n: usize = shape.iter().product();
+    let kw = n.min(2);
+    let x = g.reshape(arg, &[1, 1, n, 1][..])?;
+    let kernel = |g: &mut Graph<F>| -> Result<NodeId, GraphError> {
+        let m: usize = g
+            .shape(other)?
+            .concrete()
+            .unwrap_or_default()
+            .iter()
+            .product();
+        let flat = g.reshape(other, &[m][..])?;
+        let cut = g.slice(flat, 0, 0, kw)?;
+        g.reshape(cut, &[1, kw, 1, 1][..])
+    };
+    let conv = Conv2d {
+        padding: Padding::Same,
+        ..Conv2d::default()
+    };
+    let pool = Pool2d {
+        strides: [1, 1],
+        padding: Padding::Same,
+        ..Pool2d::new([1, 2])
+    };
+    let y = match kind % 8 {
+        0 => {
+            let w = kernel(g)?;
+            g.conv2d(x, w, conv)?
+        }
+        1 => {
+            let w = kernel(g)?;
+            g.conv2d_input_grad(x, w, conv, [1, n])?
+        }
+        2 => {
+            return g
+                .conv2d_kernel_grad(x, x, conv, [1, kw])
+                .and_then(|k| g.reshape(k, &[kw][..]))
+        }
+        3 => g.max_pool2d(x, pool)?,
+        4 => g.max_pool2d_scatter(x, x, pool)?,
+        5 => g.max_pool2d_gather(x, x, pool)?,
+        6 => g.avg_pool2d(x, pool)?,
+        _ => g.avg_pool2d_grad(x, pool, [1, n])?,
+    };
+    g.reshape(y, shape.as_slice())
 }
 
 /// Maps `x` into the domain of `op`, away from poles and kinks: finite differences need a

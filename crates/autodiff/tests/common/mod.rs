@@ -1,6 +1,8 @@
 //! Helpers shared by the gradient-check test files, and the table of primitive checks.
 #![allow(dead_code)]
 
+pub mod conv;
+pub mod custom;
 pub mod elementwise;
 pub mod structural;
 
@@ -87,6 +89,7 @@ pub fn n(cases: fn() -> Cases, check: impl Fn(&Case) -> R + 'static) -> Entry {
 pub fn table() -> Vec<(&'static str, Entry)> {
     let mut t = elementwise::entries();
     t.extend(structural::entries());
+    t.extend(conv::entries());
     t
 }
 
@@ -212,8 +215,8 @@ pub fn table_names() -> Vec<&'static str> {
 }
 
 /// Whether `op`'s name is listed by `Op::primitive_names()`.
-pub fn is_primitive(op: &Op) -> bool {
-    Op::primitive_names().contains(&op.name())
+pub fn is_primitive(op: &Op<f64>) -> bool {
+    Op::<f64>::primitive_names().contains(&op.name())
 }
 
 /// Strategy helper: a case from a strategy of values.

@@ -22,7 +22,9 @@ impl<F: Element> Graph<F> {
     /// ```
     pub fn input(&mut self, name: &str, shape: impl Into<Shape>) -> Result<NodeId> {
         let name = self.scoped(name);
-        self.insert_node(name, Op::Input, shape.into(), &[], None)
+        let shape = shape.into();
+        self.check_leaf(&name, &Op::Input, &shape)?;
+        Ok(self.append(name, Op::Input, shape, &[], None))
     }
 
     /// Adds a trainable parameter with its initial value. Its shape is the value's shape.
@@ -39,7 +41,8 @@ impl<F: Element> Graph<F> {
     pub fn parameter(&mut self, name: &str, value: ArrayD<F>) -> Result<NodeId> {
         let name = self.scoped(name);
         let shape = Shape::fixed(value.shape());
-        self.insert_node(name, Op::Parameter, shape, &[], Some(value))
+        self.check_leaf(&name, &Op::Parameter, &shape)?;
+        Ok(self.append(name, Op::Parameter, shape, &[], Some(value)))
     }
 
     /// Adds a constant tensor.
@@ -53,7 +56,8 @@ impl<F: Element> Graph<F> {
     pub fn constant(&mut self, value: ArrayD<F>) -> NodeId {
         let shape = Shape::fixed(value.shape());
         let name = self.auto_name("constant");
-        self.add_checked(name, Op::Constant, shape, &[], Some(value))
+        // An array's shape is representable and an automatic name is free.
+        self.append(name, Op::Constant, shape, &[], Some(value))
     }
 
     /// Adds a rank-0 constant.

@@ -76,21 +76,21 @@ impl NodeId {
 /// # Ok::<(), dendrite_graph::GraphError>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct Node {
+pub struct Node<F: Element> {
     name: String,
-    op: Op,
+    op: Op<F>,
     shape: Shape,
     /// Creation number, never reused (see [`NodeId`]).
     serial: u32,
 }
 
-impl Node {
+impl<F: Element> Node<F> {
     /// The node's unique name within its graph.
     pub fn name(&self) -> &str {
         &self.name
     }
     /// The op that computes the node.
-    pub fn op(&self) -> &Op {
+    pub fn op(&self) -> &Op<F> {
         &self.op
     }
     /// The declared output shape (dynamic dimensions shown as `?`).
@@ -128,7 +128,7 @@ impl Node {
 #[derive(Debug)]
 pub struct Graph<F: Element> {
     id: u32,
-    dag: DiGraph<Node, usize, u32>,
+    dag: DiGraph<Node<F>, usize, u32>,
     values: Vec<Option<ArrayD<F>>>,
     names: HashMap<String, NodeId>,
     next_suffix: HashMap<String, usize>,
@@ -243,7 +243,7 @@ impl<F: Element> Graph<F> {
     /// assert_eq!(g.node(c)?.op().name(), "constant");
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
-    pub fn node(&self, id: NodeId) -> Result<&Node> {
+    pub fn node(&self, id: NodeId) -> Result<&Node<F>> {
         self.check(id)?;
         Ok(&self.dag[NodeIndex::new(id.index())])
     }
@@ -269,7 +269,7 @@ impl<F: Element> Graph<F> {
     /// assert_eq!(g.op(y)?.name(), "exp");
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
-    pub fn op(&self, id: NodeId) -> Result<&Op> {
+    pub fn op(&self, id: NodeId) -> Result<&Op<F>> {
         Ok(&self.node(id)?.op)
     }
 
@@ -355,7 +355,7 @@ impl<F: Element> Graph<F> {
         self.nodes_with_op(|op| matches!(op, Op::Input))
     }
 
-    fn nodes_with_op(&self, pred: impl Fn(&Op) -> bool) -> Vec<NodeId> {
+    fn nodes_with_op(&self, pred: impl Fn(&Op<F>) -> bool) -> Vec<NodeId> {
         self.dag
             .node_indices()
             .filter(|&i| pred(&self.dag[i].op))
@@ -371,12 +371,14 @@ impl<F: Element> Graph<F> {
         }
     }
 
-    pub(crate) fn dag(&self) -> &DiGraph<Node, usize, u32> {
+    pub(crate) fn dag(&self) -> &DiGraph<Node<F>, usize, u32> {
         &self.dag
     }
 
     /// Adds a node computing `op` on `operands`: the general form of every builder method
     /// (`g.exp(x)` is `g.add_op(Op::Unary(UnaryOp::Exp), &[x])`), for code that rewrites graphs.
+    /// It validates the operands, infers the shape (so a refused shape names the op and the
+    /// node it would have been) and names the node after its op.
     ///
     /// # Errors
     /// As the builders: bad handles, operand shapes the op rejects; leaves are added with
@@ -391,12 +393,7 @@ impl<F: Element> Graph<F> {
     /// assert!(g.add_op(Op::Input, &[]).is_err());
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
-    pub fn add_op(&mut self, op: Op, operands: &[NodeId]) -> Result<NodeId> {
-        self.push(op, operands)
-    }
-
-    /// Adds an op node: validates the operands, infers the shape, names the node.
-    pub(crate) fn push(&mut self, op: Op, operands: &[NodeId]) -> Result<NodeId> {
+    pub fn add_op(&mut self, op: Op<F>, operands: &[NodeId]) -> Result<NodeId> {
         for &id in operands {
             self.check(id)?;
         }
@@ -408,29 +405,16 @@ impl<F: Element> Graph<F> {
         let shape = op.infer_shape(&name, &shapes)?;
         drop(shapes);
         representable(op.name(), &name, &shape)?;
-        Ok(self.add_checked(name, op, shape, operands, None))
+        Ok(self.append(name, op, shape, operands, None))
     }
 
-    fn insert_node(
+    /// Appends a node: the one place a node enters the graph (op nodes through
+    /// [`Graph::add_op`], leaves through their builders, which check what this assumes: the
+    /// operands are valid handles, the name is free and the shape representable).
+    fn append(
         &mut self,
         name: String,
-        op: Op,
-        shape: Shape,
-        operands: &[NodeId],
-        value: Option<ArrayD<F>>,
-    ) -> Result<NodeId> {
-        if self.names.contains_key(&name) {
-            return Err(GraphError::DuplicateName { name });
-        }
-        representable(op.name(), &name, &shape)?;
-        Ok(self.add_checked(name, op, shape, operands, value))
-    }
-
-    /// Adds a node whose name is known to be free and whose operands are known to be valid.
-    fn add_checked(
-        &mut self,
-        name: String,
-        op: Op,
+        op: Op<F>,
         shape: Shape,
         operands: &[NodeId],
         value: Option<ArrayD<F>>,
@@ -452,6 +436,17 @@ impl<F: Element> Graph<F> {
         let id = self.handle(index);
         self.names.insert(name, id);
         id
+    }
+
+    /// A leaf's explicit name, refused when taken; its shape, refused when no tensor can
+    /// have it.
+    fn check_leaf(&self, name: &str, op: &Op<F>, shape: &Shape) -> Result<()> {
+        if self.names.contains_key(name) {
+            return Err(GraphError::DuplicateName {
+                name: name.to_owned(),
+            });
+        }
+        representable(op.name(), name, shape)
     }
 }
 

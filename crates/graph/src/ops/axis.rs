@@ -150,7 +150,7 @@ impl<F: Element> Graph<F> {
     /// ```
     pub fn dim_size(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId> {
         let axes = normalize_axes(axes);
-        self.push(Op::Axis(AxisOp::DimSize(axes)), &[x])
+        self.add_op(Op::Axis(AxisOp::DimSize(axes)), &[x])
     }
 
     /// Index of the first maximum along `axis` (the axis is removed). Not differentiable.
@@ -163,7 +163,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn argmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
-        self.push(Op::Axis(AxisOp::ArgMax(axis)), &[x])
+        self.add_op(Op::Axis(AxisOp::ArgMax(axis)), &[x])
     }
 
     /// Running sum along `axis`: `y_i = Σ_{j ≤ i} x_j`, or `Σ_{j ≥ i} x_j` when `reverse`.
@@ -181,6 +181,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn cumsum(&mut self, x: NodeId, axis: usize, reverse: bool) -> Result<NodeId> {
-        self.push(Op::Axis(AxisOp::CumSum { axis, reverse }), &[x])
+        self.add_op(Op::Axis(AxisOp::CumSum { axis, reverse }), &[x])
     }
 }

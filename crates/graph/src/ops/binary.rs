@@ -288,7 +288,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn binary(&mut self, op: BinaryOp, a: NodeId, b: NodeId) -> Result<NodeId> {
-        self.push(Op::Binary(op), &[a, b])
+        self.add_op(Op::Binary(op), &[a, b])
     }
 
     /// `a + b` with broadcasting.

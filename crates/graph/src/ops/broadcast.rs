@@ -191,7 +191,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn broadcast_to(&mut self, x: NodeId, shape: impl Into<Shape>) -> Result<NodeId> {
-        self.push(Op::Broadcast(BroadcastOp::To(shape.into())), &[x])
+        self.add_op(Op::Broadcast(BroadcastOp::To(shape.into())), &[x])
     }
 
     /// Broadcasts `x` to the run-time shape of `like`. No gradient flows into `like`.
@@ -205,7 +205,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn broadcast_like(&mut self, x: NodeId, like: NodeId) -> Result<NodeId> {
-        self.push(Op::Broadcast(BroadcastOp::Like), &[x, like])
+        self.add_op(Op::Broadcast(BroadcastOp::Like), &[x, like])
     }
 
     /// Sums `x` down to the run-time shape of `like` (which must broadcast to `x`): the adjoint
@@ -220,6 +220,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn sum_like(&mut self, x: NodeId, like: NodeId) -> Result<NodeId> {
-        self.push(Op::Broadcast(BroadcastOp::SumLike), &[x, like])
+        self.add_op(Op::Broadcast(BroadcastOp::SumLike), &[x, like])
     }
 }

@@ -177,7 +177,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn compare(&mut self, op: CompareOp, a: NodeId, b: NodeId) -> Result<NodeId> {
-        self.push(Op::Compare(op), &[a, b])
+        self.add_op(Op::Compare(op), &[a, b])
     }
 
     /// `a == b` as 1/0.
@@ -227,6 +227,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn select(&mut self, cond: NodeId, a: NodeId, b: NodeId) -> Result<NodeId> {
-        self.push(Op::Select, &[cond, a, b])
+        self.add_op(Op::Select, &[cond, a, b])
     }
 }

@@ -205,7 +205,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn gather(&mut self, x: NodeId, indices: NodeId, axis: usize) -> Result<NodeId> {
-        self.push(Op::Index(IndexOp::Gather(axis)), &[x, indices])
+        self.add_op(Op::Index(IndexOp::Gather(axis)), &[x, indices])
     }
 
     /// The adjoint of [`Graph::gather`]: adds slices of `src` into zeros shaped like `like`.
@@ -226,7 +226,7 @@ impl<F: Element> Graph<F> {
         like: NodeId,
         axis: usize,
     ) -> Result<NodeId> {
-        self.push(Op::Index(IndexOp::ScatterAdd(axis)), &[src, indices, like])
+        self.add_op(Op::Index(IndexOp::ScatterAdd(axis)), &[src, indices, like])
     }
 
     /// One-hot encodes integer-valued `indices` into `depth` classes (new last axis).
@@ -239,6 +239,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn one_hot(&mut self, indices: NodeId, depth: usize) -> Result<NodeId> {
-        self.push(Op::Index(IndexOp::OneHot(depth)), &[indices])
+        self.add_op(Op::Index(IndexOp::OneHot(depth)), &[indices])
     }
 }

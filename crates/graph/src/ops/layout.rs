@@ -182,7 +182,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn reshape(&mut self, x: NodeId, shape: impl Into<Shape>) -> Result<NodeId> {
-        self.push(Op::Layout(LayoutOp::Reshape(shape.into())), &[x])
+        self.add_op(Op::Layout(LayoutOp::Reshape(shape.into())), &[x])
     }
 
     /// Reorders axes: output axis `i` is input axis `perm[i]`.
@@ -195,7 +195,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn permute(&mut self, x: NodeId, perm: &[usize]) -> Result<NodeId> {
-        self.push(
+        self.add_op(
             Op::Layout(LayoutOp::Permute(perm.iter().copied().collect())),
             &[x],
         )
@@ -235,6 +235,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn expand_dims(&mut self, x: NodeId, axes: &[usize]) -> Result<NodeId> {
-        self.push(Op::Layout(LayoutOp::ExpandDims(normalize_axes(axes))), &[x])
+        self.add_op(Op::Layout(LayoutOp::ExpandDims(normalize_axes(axes))), &[x])
     }
 }

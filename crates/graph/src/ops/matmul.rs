@@ -200,7 +200,7 @@ impl<F: Element> Graph<F> {
         transpose_lhs: bool,
         transpose_rhs: bool,
     ) -> Result<NodeId> {
-        self.push(
+        self.add_op(
             Op::MatMul {
                 transpose_lhs,
                 transpose_rhs,

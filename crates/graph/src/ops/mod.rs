@@ -1,4 +1,4 @@
-//! The closed set of primitive ops.
+//! The closed set of built-in primitive ops, and the door for a user's own ([`custom`]).
 //!
 //! Each family lives in one file holding, side by side, its math (in rustdoc), its enum (one
 //! list of its members, declared with `family!`), its shape rule, its forward kernel, its local
@@ -24,14 +24,19 @@ pub mod axis;
 pub mod binary;
 pub mod broadcast;
 pub mod compare;
+pub mod conv;
+pub mod custom;
 pub mod index;
 pub mod layout;
 pub mod matmul;
+pub mod pool;
+pub mod random;
 pub mod reduce;
 pub mod slice;
 pub mod softmax;
 pub mod stop_gradient;
 pub mod unary;
+pub mod window;
 
 use crate::error::{GraphError, Result};
 use crate::shape::{ConcreteShape, Shape};
@@ -43,12 +48,17 @@ pub use axis::AxisOp;
 pub use binary::BinaryOp;
 pub use broadcast::BroadcastOp;
 pub use compare::CompareOp;
+pub use conv::{Conv2d, ConvOp};
+pub use custom::{Custom, CustomOp, CustomOpError};
 pub use index::IndexOp;
 pub use layout::LayoutOp;
+pub use pool::{Pool2d, PoolOp};
+pub use random::RandomOp;
 pub use reduce::ReduceOp;
 pub use slice::SliceOp;
 pub use softmax::SoftmaxOp;
 pub use unary::UnaryOp;
+pub use window::Padding;
 
 /// A list of axes, stored inline.
 pub type Axes = SmallVec<[usize; 4]>;
@@ -79,8 +89,12 @@ impl std::hash::Hash for Scalar {
     }
 }
 
-/// A primitive op. The set is closed: composites (relu, softmax, ...) are built from these in
-/// [`crate::composite`] and need no derivative rule of their own.
+/// A primitive op. The built-in set is closed: composites (relu, softmax, ...) are built from
+/// these in [`crate::composite`] and need no derivative rule of their own. A user adds a
+/// primitive of their own through [`Op::Custom`] (see [`custom`]).
+///
+/// `Op` is generic over the element type only because a custom op's kernel and rules are
+/// (`Arc<dyn CustomOp<F>>`); every built-in variant is the same for `f32` and `f64`.
 ///
 /// Each family is an enum of its own, declared in its file with the names of its members
 /// (`UnaryOp::ALL`, `SliceOp::NAMES`, ...); every shape rule, kernel and derivative rule of a
@@ -95,8 +109,8 @@ impl std::hash::Hash for Scalar {
 /// assert_eq!(g.op(y)?, &Op::Unary(UnaryOp::Exp));
 /// # Ok::<(), dendrite_graph::GraphError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Op {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op<F: Element> {
     /// A placeholder fed on every run.
     Input,
     /// A trainable value stored in the graph.
@@ -143,6 +157,52 @@ pub enum Op {
     Softmax(SoftmaxOp),
     /// Identity forward, no gradient backward ([`stop_gradient`]).
     StopGradient,
+    /// Convolution of NHWC images and its two gradient maps ([`conv`]).
+    Conv(ConvOp),
+    /// Max and average pooling and their gradient maps ([`pool`]).
+    Pool(PoolOp),
+    /// Counter-based random draws ([`random`]).
+    Random(RandomOp),
+    /// A user-defined primitive with its own shape rule, kernel and derivative rules
+    /// ([`custom`]).
+    Custom(Custom<F>),
+}
+
+/// Equality is exact: scalars compare by bits, custom ops by type, name and parameters.
+impl<F: Element> Eq for Op<F> {}
+
+/// Consistent with `==`; written out (not derived) because `f32` is not `Hash`, and the
+/// derive would demand it of `F`.
+impl<F: Element> std::hash::Hash for Op<F> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Op::Input | Op::Parameter | Op::Constant | Op::Select | Op::StopGradient => {}
+            Op::Unary(u) => u.hash(state),
+            Op::Pow(p) => p.hash(state),
+            Op::Binary(b) => b.hash(state),
+            Op::Compare(c) => c.hash(state),
+            Op::Broadcast(b) => b.hash(state),
+            Op::Reduce {
+                op,
+                axes,
+                keep_dims,
+            } => (op, axes, keep_dims).hash(state),
+            Op::Axis(a) => a.hash(state),
+            Op::Layout(l) => l.hash(state),
+            Op::MatMul {
+                transpose_lhs,
+                transpose_rhs,
+            } => (transpose_lhs, transpose_rhs).hash(state),
+            Op::Slice(s) => s.hash(state),
+            Op::Index(i) => i.hash(state),
+            Op::Softmax(s) => s.hash(state),
+            Op::Conv(c) => c.hash(state),
+            Op::Pool(p) => p.hash(state),
+            Op::Random(r) => r.hash(state),
+            Op::Custom(c) => c.hash(state),
+        }
+    }
 }
 
 /// The names of the single-member families, beside the family enums' own lists.
@@ -150,12 +210,12 @@ pub(crate) const POW: &str = "pow";
 pub(crate) const SELECT: &str = "select";
 pub(crate) const MATMUL: &str = "matmul";
 
-impl Op {
+impl<F: Element> Op<F> {
     /// The op's name as used in node names, errors and DOT output.
     ///
     /// ```
     /// use dendrite_graph::{Op, BinaryOp};
-    /// assert_eq!(Op::Binary(BinaryOp::Mul).name(), "mul");
+    /// assert_eq!(Op::<f32>::Binary(BinaryOp::Mul).name(), "mul");
     /// ```
     pub fn name(&self) -> &'static str {
         match self {
@@ -176,19 +236,24 @@ impl Op {
             Op::Index(i) => i.name(),
             Op::Softmax(s) => s.name(),
             Op::StopGradient => stop_gradient::NAME,
+            Op::Conv(c) => c.name(),
+            Op::Pool(p) => p.name(),
+            Op::Random(r) => r.name(),
+            Op::Custom(c) => c.name(),
         }
     }
 
-    /// Names of every primitive op, family by family, each family's names coming from its
-    /// own list. Tests iterate over this to check that each op has a gradient check, an entry
-    /// in the book's derivative table and a place in the random DAGs.
+    /// Names of every built-in primitive op, family by family, each family's names coming
+    /// from its own list (custom ops are the user's and not listed). Tests iterate over this
+    /// to check that each op has a gradient check, an entry in the book's derivative table and
+    /// a place in the random DAGs.
     ///
     /// ```
-    /// let names = dendrite_graph::Op::primitive_names();
+    /// let names = dendrite_graph::Op::<f64>::primitive_names();
     /// assert!(names.contains(&"matmul") && names.contains(&"sin"));
     /// ```
     pub fn primitive_names() -> Vec<&'static str> {
-        let families: [&[&'static str]; 14] = [
+        let families: [&[&'static str]; 17] = [
             UnaryOp::NAMES,
             &[POW],
             BinaryOp::NAMES,
@@ -203,6 +268,9 @@ impl Op {
             IndexOp::NAMES,
             SoftmaxOp::NAMES,
             &[stop_gradient::NAME],
+            ConvOp::NAMES,
+            PoolOp::NAMES,
+            RandomOp::NAMES,
         ];
         families.concat()
     }
@@ -210,7 +278,7 @@ impl Op {
     /// Whether the op is a leaf (input, parameter or constant) with no kernel.
     ///
     /// ```
-    /// assert!(dendrite_graph::Op::Input.is_leaf());
+    /// assert!(dendrite_graph::Op::<f32>::Input.is_leaf());
     /// ```
     pub fn is_leaf(&self) -> bool {
         matches!(self, Op::Input | Op::Parameter | Op::Constant)
@@ -222,8 +290,8 @@ impl Op {
     ///
     /// ```
     /// use dendrite_graph::{Op, BinaryOp};
-    /// assert!(Op::Binary(BinaryOp::Add).broadcasts_operands());
-    /// assert!(!Op::StopGradient.broadcasts_operands());
+    /// assert!(Op::<f32>::Binary(BinaryOp::Add).broadcasts_operands());
+    /// assert!(!Op::<f32>::StopGradient.broadcasts_operands());
     /// ```
     pub fn broadcasts_operands(&self) -> bool {
         matches!(self, Op::Binary(_) | Op::Compare(_) | Op::Select)
@@ -234,7 +302,7 @@ impl Op {
     ///
     /// ```
     /// use dendrite_graph::{Op, BinaryOp, Shape};
-    /// let out = Op::Binary(BinaryOp::Add).infer_shape("n", &[&Shape::from([3, 1]), &Shape::from([4])])?;
+    /// let out = Op::<f32>::Binary(BinaryOp::Add).infer_shape("n", &[&Shape::from([3, 1]), &Shape::from([4])])?;
     /// assert_eq!(out, Shape::from([3, 4]));
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
@@ -271,6 +339,10 @@ impl Op {
             Op::Index(i) => index::infer(i, node, operands),
             Op::Softmax(s) => softmax::infer(s, node, operands),
             Op::StopGradient => stop_gradient::infer(node, operands),
+            Op::Conv(c) => conv::infer(c, node, operands),
+            Op::Pool(p) => pool::infer(p, node, operands),
+            Op::Random(r) => random::infer(r, node, operands),
+            Op::Custom(c) => c.infer_shape(node, operands),
         }
     }
 
@@ -306,24 +378,23 @@ impl Op {
     /// assert_eq!(c, array![[11.0, 22.0], [13.0, 24.0]].into_dyn());
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
-    pub fn evaluate<F: Element>(
-        &self,
-        node: &str,
-        inputs: &[ArrayViewD<'_, F>],
-    ) -> Result<ndarray::ArrayD<F>> {
+    pub fn evaluate(&self, node: &str, inputs: &[ArrayViewD<'_, F>]) -> Result<ndarray::ArrayD<F>> {
         let shapes: SmallVec<[&[usize]; 3]> = inputs.iter().map(|v| v.shape()).collect();
         let shape = self.infer_concrete(node, &shapes)?;
         let mut out = crate::limits::zeros::<F>(self.name(), node, &shape)?;
-        self.forward(node, inputs, out.view_mut())?;
+        self.forward(node, inputs, out.view_mut(), &mut Vec::new())?;
         Ok(out)
     }
 
     /// Runs the forward kernel, writing into `out` (already shaped by [`Op::infer_shape`]).
-    pub(crate) fn forward<F: Element>(
+    /// `scratch` is working space the kernel may grow and reuse (the plan keeps one per step,
+    /// so that it is allocated once, not on every run); only convolutions use it.
+    pub(crate) fn forward(
         &self,
         node: &str,
         inputs: &[ArrayViewD<'_, F>],
         out: ArrayViewMutD<'_, F>,
+        scratch: &mut Vec<F>,
     ) -> Result<()> {
         match self {
             Op::Input | Op::Parameter | Op::Constant => Ok(()),
@@ -350,6 +421,10 @@ impl Op {
             Op::Index(i) => index::forward(i, node, inputs, out),
             Op::Softmax(s) => softmax::forward(s, &inputs[0], out),
             Op::StopGradient => stop_gradient::forward(&inputs[0], out),
+            Op::Conv(c) => conv::forward(c, node, inputs, out, scratch),
+            Op::Pool(p) => pool::forward(p, node, inputs, out),
+            Op::Random(r) => random::forward(r, node, inputs, out),
+            Op::Custom(c) => c.forward(node, inputs, out),
         }
     }
 }
@@ -466,6 +541,10 @@ impl<F: Element> Graph<F> {
             Op::Index(i) => index::vjp(self, i, &xs, y_bar),
             Op::Softmax(s) => softmax::vjp(self, s, xs[0], node, y_bar),
             Op::StopGradient => Ok(stop_gradient::vjp()),
+            Op::Conv(c) => conv::vjp(self, c, &xs, y_bar),
+            Op::Pool(p) => pool::vjp(self, p, &xs, y_bar),
+            Op::Random(_) => Ok(random::vjp()),
+            Op::Custom(c) => c.vjp(self, &xs, node, y_bar),
         }
     }
     // ANCHOR_END: local_vjp

@@ -278,7 +278,7 @@ impl<F: Element> Graph<F> {
         keep_dims: bool,
     ) -> Result<NodeId> {
         let axes = normalize_axes(axes);
-        self.push(
+        self.add_op(
             Op::Reduce {
                 op,
                 axes,

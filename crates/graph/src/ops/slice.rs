@@ -232,7 +232,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn slice(&mut self, x: NodeId, axis: usize, start: usize, end: usize) -> Result<NodeId> {
-        self.push(Op::Slice(SliceOp::Slice { axis, start, end }), &[x])
+        self.add_op(Op::Slice(SliceOp::Slice { axis, start, end }), &[x])
     }
 
     /// Pads `x` with `before` and `after` zeros along `axis`.
@@ -245,7 +245,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn pad(&mut self, x: NodeId, axis: usize, before: usize, after: usize) -> Result<NodeId> {
-        self.push(
+        self.add_op(
             Op::Slice(SliceOp::Pad {
                 axis,
                 before,
@@ -266,6 +266,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn concat(&mut self, xs: &[NodeId], axis: usize) -> Result<NodeId> {
-        self.push(Op::Slice(SliceOp::Concat(axis)), xs)
+        self.add_op(Op::Slice(SliceOp::Concat(axis)), xs)
     }
 }

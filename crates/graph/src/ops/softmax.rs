@@ -210,7 +210,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn log_softmax(&mut self, x: NodeId, axis: usize) -> Result<NodeId> {
-        self.push(Op::Softmax(SoftmaxOp::LogSoftmax(axis)), &[x])
+        self.add_op(Op::Softmax(SoftmaxOp::LogSoftmax(axis)), &[x])
     }
 
     /// `logsumexp(x) = log Σ e^x` over `axes`, one stable kernel per axis: a lane of all
@@ -229,7 +229,7 @@ impl<F: Element> Graph<F> {
             let axes = crate::ops::normalize_axes(axes);
             let mut kept = x;
             for &axis in &axes {
-                kept = g.push(Op::Softmax(SoftmaxOp::LogSumExp(axis)), &[kept])?;
+                kept = g.add_op(Op::Softmax(SoftmaxOp::LogSumExp(axis)), &[kept])?;
             }
             if keep_dims {
                 Ok(kept)

@@ -42,6 +42,6 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn stop_gradient(&mut self, x: NodeId) -> Result<NodeId> {
-        self.push(Op::StopGradient, &[x])
+        self.add_op(Op::StopGradient, &[x])
     }
 }

@@ -316,7 +316,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn unary(&mut self, op: UnaryOp, x: NodeId) -> Result<NodeId> {
-        self.push(Op::Unary(op), &[x])
+        self.add_op(Op::Unary(op), &[x])
     }
 
     /// `-x`, elementwise.
@@ -501,7 +501,7 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn pow(&mut self, x: NodeId, p: f64) -> Result<NodeId> {
-        self.push(Op::Pow(Scalar(p)), &[x])
+        self.add_op(Op::Pow(Scalar(p)), &[x])
     }
 
     /// `x^n` for an integer exponent (powi): the same op as [`Graph::pow`].

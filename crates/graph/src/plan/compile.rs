@@ -30,9 +30,9 @@ enum Operand {
 }
 
 /// A step whose operands are still nodes.
-struct PendingStep {
+struct PendingStep<F: Element> {
     node: usize,
-    step: Step,
+    step: Step<F>,
     operands: SmallVec<[Operand; 3]>,
 }
 
@@ -124,12 +124,12 @@ fn build_steps<F: Element>(
     fetches: &[NodeId],
     needed: &[bool],
     input_of: &HashMap<usize, usize>,
-) -> Result<Vec<PendingStep>> {
+) -> Result<Vec<PendingStep<F>>> {
     let leaf = |i: usize| match input_of.get(&i) {
         Some(&k) => Operand::Feed(k),
         None => Operand::Stored(i),
     };
-    let mut pending: Vec<PendingStep> = Vec::new();
+    let mut pending: Vec<PendingStep<F>> = Vec::new();
     let mut has_step = vec![false; needed.len()];
     for i in (0..needed.len()).filter(|&i| needed[i]) {
         let id = graph.handle(NodeIndex::new(i));
@@ -180,11 +180,11 @@ fn build_steps<F: Element>(
 /// Gives every step an output slot, reusing a slot once the last reader of its value has run,
 /// and rewrites node operands into slot operands. Returns the steps, the fetched slots and the
 /// number of slots.
-fn assign_slots(
-    pending: Vec<PendingStep>,
+fn assign_slots<F: Element>(
+    pending: Vec<PendingStep<F>>,
     fetch_nodes: &[usize],
     node_count: usize,
-) -> (Vec<Step>, Vec<usize>, usize) {
+) -> (Vec<Step<F>>, Vec<usize>, usize) {
     // Liveness: the last step reading each node's value; fetched values live forever (None).
     let mut last_use: Vec<Option<usize>> = vec![Some(0); node_count];
     for (s, p) in pending.iter().enumerate() {
@@ -234,8 +234,8 @@ fn assign_slots(
     (steps, fetches, slots)
 }
 
-impl Step {
-    fn new(node: usize, name: &str, op: Op, declared: SmallVec<[crate::Shape; 3]>) -> Self {
+impl<F: Element> Step<F> {
+    fn new(node: usize, name: &str, op: Op<F>, declared: SmallVec<[crate::Shape; 3]>) -> Self {
         Step {
             node,
             name: name.to_owned(),
@@ -244,6 +244,7 @@ impl Step {
             declared,
             out: 0,
             cached: None::<(SmallVec<[ConcreteShape; 3]>, ConcreteShape)>,
+            scratch: Vec::new(),
         }
     }
 }

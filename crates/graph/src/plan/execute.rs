@@ -127,7 +127,7 @@ fn check_finite_feed<F: Element>(input: &str, value: &ArrayViewD<'_, F>) -> Resu
 
 /// Runs one step into `data`, returning the output's concrete shape.
 fn run_step<F: Element>(
-    step: &mut Step,
+    step: &mut Step<F>,
     graph: &Graph<F>,
     fed: &[Option<ArrayViewD<'_, F>>],
     buffers: &[Buffer<F>],
@@ -164,14 +164,14 @@ fn run_step<F: Element>(
         }
     })?;
     step.op
-        .forward(&step.name, &views, out)
+        .forward(&step.name, &views, out, &mut step.scratch)
         .map_err(|e| name_error(e, &step.name))?;
     Ok(out_shape)
 }
 
 /// The step's output shape for these operand shapes: from the cache when the shapes are those
 /// of the last run (an unchanged batch size), else from the shape rule.
-fn output_shape(step: &mut Step, shapes: &[&[usize]]) -> Result<ConcreteShape> {
+fn output_shape<F: Element>(step: &mut Step<F>, shapes: &[&[usize]]) -> Result<ConcreteShape> {
     if let Some((inputs, out)) = &step.cached {
         if inputs
             .iter()
@@ -197,7 +197,11 @@ fn output_shape(step: &mut Step, shapes: &[&[usize]]) -> Result<ConcreteShape> {
 
 /// A dimension declared dynamic must not be stretched from 1 by broadcasting: the reverse
 /// sweep decides at build time which axes to sum, and a silent stretch would make it wrong.
-fn check_no_dynamic_stretch(step: &Step, shapes: &[&[usize]], out: &[usize]) -> Result<()> {
+fn check_no_dynamic_stretch<F: Element>(
+    step: &Step<F>,
+    shapes: &[&[usize]],
+    out: &[usize],
+) -> Result<()> {
     // Matmul broadcasts only its batch axes: leave out the two matrix axes of every shape.
     let matrix = if matches!(step.op, Op::MatMul { .. }) {
         2

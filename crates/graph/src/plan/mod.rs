@@ -35,11 +35,11 @@ enum Source {
 }
 
 #[derive(Debug, Clone)]
-struct Step {
+struct Step<F: Element> {
     /// The node this step computes (or copies, for a fetched leaf).
     node: usize,
     name: String,
-    op: Op,
+    op: Op<F>,
     operands: SmallVec<[Source; 3]>,
     /// Declared operand shapes, kept only for broadcasting ops (see [`Op::broadcasts_operands`])
     /// and matmul (whose batch axes broadcast).
@@ -48,6 +48,8 @@ struct Step {
     /// Operand shapes of the last run and the output shape they gave: with an unchanged batch
     /// size the shape rule need not run again.
     cached: Option<(SmallVec<[ConcreteShape; 3]>, ConcreteShape)>,
+    /// Working space of the step's kernel (see `Op::forward`), grown on demand and kept.
+    scratch: Vec<F>,
 }
 
 #[derive(Debug, Clone)]
@@ -114,7 +116,7 @@ pub struct Plan<F: Element> {
     inputs: Vec<InputSlot>,
     /// Input name to slot: one hash lookup per feed.
     input_index: HashMap<String, usize>,
-    steps: Vec<Step>,
+    steps: Vec<Step<F>>,
     buffers: Vec<Buffer<F>>,
     fetches: Vec<usize>,
     check_finite: bool,
@@ -149,7 +151,8 @@ impl<F: Element> Plan<F> {
         self.buffers.len()
     }
 
-    /// Total capacity, in elements, currently held by the plan's buffers.
+    /// Total capacity, in elements, currently held by the plan's buffers (values and the
+    /// kernels' scratch space).
     ///
     /// ```
     /// # use dendrite_graph::{compile, Graph};
@@ -161,7 +164,13 @@ impl<F: Element> Plan<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn buffer_capacity(&self) -> usize {
-        self.buffers.iter().map(|b| b.data.capacity()).sum()
+        let values: usize = self.buffers.iter().map(|b| b.data.capacity()).sum();
+        values
+            + self
+                .steps
+                .iter()
+                .map(|s| s.scratch.capacity())
+                .sum::<usize>()
     }
 
     /// Makes [`Plan::run`] reject feeds holding NaN or an infinity

@@ -63,11 +63,5 @@ pub(crate) fn read_failure(path: &Path, failure: ReadFailure) -> DataError {
         ReadFailure::Io(source) => DataError::Io { path, source },
         ReadFailure::NotRegular { kind } => DataError::NotAFile { path, kind },
         ReadFailure::TooLong { len, limit } => DataError::FileTooLarge { path, len, limit },
-        ReadFailure::Allocation { bytes } => DataError::AllocationFailed {
-            path,
-            what: "the file's bytes",
-            bytes,
-        },
-        ReadFailure::Grew { len } => DataError::FileGrew { path, len },
     }
 }

@@ -53,7 +53,7 @@ mod dataset;
 mod error;
 mod idx;
 mod inflate;
-mod limit;
+pub(crate) mod limit;
 mod mnist;
 mod synthetic;
 

@@ -191,6 +191,11 @@ impl<F: Float> Sequential<F> {
             .map(|&p| g.value(p).map(|v| v.len()))
             .collect::<Result<_, _>>()?;
         optimizer.prepare(&sizes)?;
+        // Each parameter's backup holds its values and then its optimizer state.
+        let mut backup_sizes = sizes.clone();
+        for (k, size) in backup_sizes.iter_mut().enumerate() {
+            optimizer.visit_state(k, &mut |state| *size = size.saturating_add(state.len()));
+        }
         let clipping = optimizer.clipping();
         let clipped = match clipping.is_active() {
             true => crate::optim::zeroed::<F>("clipped gradients", &sizes)?,
@@ -208,7 +213,7 @@ impl<F: Float> Sequential<F> {
             clipping,
             clipped,
             step: 0,
-            backup: crate::optim::zeroed::<F>("weight backup", &sizes)?,
+            backup: crate::optim::zeroed::<F>("weight backup", &backup_sizes)?,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Adam and AdamW.
 
 use super::kernels::{self, Update};
-use super::{require, state, zeroed, Clipping, Optimizer, Schedule};
+use super::{require, state, visit_slots, zeroed, Clipping, Optimizer, Schedule};
 use crate::error::{NnError, Result};
 use crate::float::Float;
 
@@ -188,6 +188,10 @@ impl<F: Float> Optimizer<F> for Adam<F> {
     fn learning_rate(&self) -> f64 {
         self.lr
     }
+
+    fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
+        visit_slots(&mut [&mut self.m, &mut self.v], index, visit);
+    }
 }
 
 /// Adam with decoupled weight decay (Keras' `AdamW`: weight decay `0.004` by default).
@@ -304,5 +308,9 @@ impl<F: Float> Optimizer<F> for AdamW<F> {
 
     fn learning_rate(&self) -> f64 {
         self.adam.lr
+    }
+
+    fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
+        self.adam.visit_state(index, visit);
     }
 }

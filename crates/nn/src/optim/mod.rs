@@ -93,6 +93,40 @@ pub trait Optimizer<F: Float>: Send + Debug {
     fn clipping(&self) -> Clipping {
         Clipping::default()
     }
+
+    /// Shows `visit` each buffer of state this optimizer keeps for parameter `index` (Adam's
+    /// first and second moments, SGD's velocity, ...), in a fixed order. Training backs this
+    /// state up before each update and puts it back when the step fails, so that a step
+    /// refused for a non-finite value leaves no trace; it also scans the state for values
+    /// that are not finite. An optimizer with state must list all of it here (the default
+    /// lists none, which is right only for a state-free rule).
+    ///
+    /// ```
+    /// use dendrite_nn::{Adam, Optimizer};
+    /// let mut adam = Adam::<f32>::new(0.1);
+    /// adam.prepare(&[3])?;
+    /// let mut lengths = Vec::new();
+    /// adam.visit_state(0, &mut |state| lengths.push(state.len()));
+    /// assert_eq!(lengths, [3, 3]); // m and v
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
+        let _ = (index, visit);
+    }
+}
+
+/// Shows `visit` the state of parameter `index` in each of the given per-parameter slots
+/// (skipping slots that are empty, as for SGD without momentum).
+pub(crate) fn visit_slots<F>(
+    slots: &mut [&mut Vec<Vec<F>>],
+    index: usize,
+    visit: &mut dyn FnMut(&mut [F]),
+) {
+    for slot in slots.iter_mut() {
+        if let Some(state) = slot.get_mut(index) {
+            visit(state);
+        }
+    }
 }
 
 /// An optimizer chosen at run time is an optimizer.
@@ -130,6 +164,9 @@ impl<F: Float> Optimizer<F> for Box<dyn Optimizer<F>> {
     }
     fn clipping(&self) -> Clipping {
         (**self).clipping()
+    }
+    fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
+        (**self).visit_state(index, visit)
     }
 }
 

@@ -1,7 +1,7 @@
 //! RMSprop.
 
 use super::kernels::{self, Update};
-use super::{require, state, zeroed, Clipping, Optimizer, Schedule};
+use super::{require, state, visit_slots, zeroed, Clipping, Optimizer, Schedule};
 use crate::error::{NnError, Result};
 use crate::float::Float;
 
@@ -183,5 +183,9 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
 
     fn learning_rate(&self) -> f64 {
         self.lr
+    }
+
+    fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
+        visit_slots(&mut [&mut self.v, &mut self.m], index, visit);
     }
 }

@@ -1,7 +1,7 @@
 //! Stochastic gradient descent, with optional (Nesterov) momentum.
 
 use super::kernels::{self, Update};
-use super::{require, same_len, state, zeroed, Clipping, Optimizer, Schedule};
+use super::{require, same_len, state, visit_slots, zeroed, Clipping, Optimizer, Schedule};
 use crate::error::Result;
 use crate::float::Float;
 
@@ -135,5 +135,9 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
 
     fn learning_rate(&self) -> f64 {
         self.lr
+    }
+
+    fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
+        visit_slots(&mut [&mut self.velocity], index, visit);
     }
 }

@@ -34,9 +34,10 @@ enum Family {
     Slice,
     Index,
     Softmax,
+    Image,
 }
 
-const FAMILIES: [Family; 14] = [
+const FAMILIES: [Family; 15] = [
     Family::Unary,
     Family::Unary,
     Family::Binary,
@@ -51,6 +52,7 @@ const FAMILIES: [Family; 14] = [
     Family::Slice,
     Family::Index,
     Family::Softmax,
+    Family::Image,
 ];
 
 /// The operands and parameter of one raw choice, with their values' shapes and bounds.
@@ -123,6 +125,7 @@ fn propose(family: Family, c: &Choice<'_>) -> Option<Candidate> {
         Family::Slice => slice(c),
         Family::Index => index(c),
         Family::Softmax => softmax(c),
+        Family::Image => image(c),
     }
 }
 
@@ -446,9 +449,44 @@ fn operands(op: &DagOp) -> Vec<usize> {
         | DagOp::LogSoftmax { arg: a, .. }
         | DagOp::LogSumExp { arg: a, .. }
         | DagOp::SumAll(a) => vec![a],
+        DagOp::Image {
+            kind,
+            arg: a,
+            other: b,
+        } => match kind {
+            0 | 1 => vec![a, b],
+            _ => vec![a],
+        },
         DagOp::Binary(_, a, b)
         | DagOp::Select(_, a, b)
         | DagOp::Concat(a, b, _)
         | DagOp::MatMul { lhs: a, rhs: b, .. } => vec![a, b],
     }
+}
+
+/// A member of the conv or pool family over `a` as a one-row image (see [`DagOp::Image`]).
+fn image(c: &Choice<'_>) -> Option<Candidate> {
+    let ((sa, ba), (sb, bb)) = (c.va, c.vb);
+    let n: usize = sa.iter().product();
+    let m: usize = sb.iter().product();
+    if n == 0 || m == 0 {
+        return None;
+    }
+    let (kind, kw) = (c.p % 8, n.min(2));
+    if kind < 2 && m < kw {
+        return None;
+    }
+    let op = DagOp::Image {
+        kind,
+        arg: c.a,
+        other: c.b,
+    };
+    // A window adds at most `kw` (or two pool) terms; the kernel gradient sums `n` products.
+    let (shape, bound) = match kind {
+        0 | 1 => (sa.clone(), kw as f64 * ba * bb),
+        2 => (vec![kw], n as f64 * ba * ba),
+        4 => (sa.clone(), 2.0 * ba),
+        _ => (sa.clone(), *ba),
+    };
+    Some((op, shape, bound))
 }

@@ -1,0 +1,165 @@
+//! The convolution kernels: im2col, GEMM, col2im, one image at a time.
+
+use super::Geometry;
+use crate::error::{GraphError, Result};
+use crate::gemm::matmul_into;
+use crate::limits::grow_to;
+use crate::Element;
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+
+/// One run of a convolution kernel: its geometry, the run's batch size, and names for errors.
+pub(super) struct Run<'a> {
+    pub geo: &'a Geometry,
+    pub batch: usize,
+    pub op: &'static str,
+    pub node: &'a str,
+}
+
+impl Run<'_> {
+    /// Grows the step's scratch to `len` elements and returns them.
+    fn scratch<'s, F: Element>(&self, scratch: &'s mut Vec<F>, len: usize) -> Result<&'s mut [F]> {
+        grow_to(scratch, len, self.op, self.node, &[len])?;
+        Ok(&mut scratch[..len])
+    }
+
+    fn internal(&self) -> GraphError {
+        GraphError::InvalidShape {
+            op: self.op,
+            node: self.node.to_owned(),
+            reason: "internal: a buffer disagrees with the convolution's geometry".into(),
+            shape: crate::Shape::fixed(&[self.batch]),
+        }
+    }
+
+    /// `y = conv2d(x, w)`: per image, `y = im2col(x) · w`.
+    pub fn conv2d<F: Element>(
+        &self,
+        x: &[F],
+        w: &[F],
+        y: &mut [F],
+        scratch: &mut Vec<F>,
+    ) -> Result<()> {
+        let g = self.geo;
+        let (rows, taps) = (g.rows(), g.taps());
+        let cols = self.scratch(scratch, rows * taps)?;
+        let w = ArrayView2::from_shape((taps, g.o), w).map_err(|_| self.internal())?;
+        for (image, y) in x
+            .chunks_exact(g.image())
+            .zip(y.chunks_exact_mut(rows * g.o))
+        {
+            im2col(g, image, cols);
+            let a = ArrayView2::from_shape((rows, taps), &*cols).map_err(|_| self.internal())?;
+            let mut c = ArrayViewMut2::from_shape((rows, g.o), y).map_err(|_| self.internal())?;
+            matmul_into(&a, &w, &mut c);
+        }
+        Ok(())
+    }
+
+    /// `x̄ = T(ȳ, w)`: per image, `col2im(ȳ · wᵀ)`. The kernel is transposed once into the
+    /// scratch, so the product reads both operands row by row.
+    pub fn input_grad<F: Element>(
+        &self,
+        y: &[F],
+        w: &[F],
+        x: &mut [F],
+        scratch: &mut Vec<F>,
+    ) -> Result<()> {
+        let g = self.geo;
+        let (rows, taps) = (g.rows(), g.taps());
+        let space = self.scratch(scratch, rows * taps + taps * g.o)?;
+        let (cols, w_t) = space.split_at_mut(rows * taps);
+        let w = ArrayView2::from_shape((taps, g.o), w).map_err(|_| self.internal())?;
+        ArrayViewMut2::from_shape((g.o, taps), &mut *w_t)
+            .map_err(|_| self.internal())?
+            .assign(&w.t());
+        let w_t = ArrayView2::from_shape((g.o, taps), &*w_t).map_err(|_| self.internal())?;
+        for (y, image) in y
+            .chunks_exact(rows * g.o)
+            .zip(x.chunks_exact_mut(g.image()))
+        {
+            let a = ArrayView2::from_shape((rows, g.o), y).map_err(|_| self.internal())?;
+            let mut c =
+                ArrayViewMut2::from_shape((rows, taps), &mut *cols).map_err(|_| self.internal())?;
+            matmul_into(&a, &w_t, &mut c);
+            col2im(g, cols, image);
+        }
+        Ok(())
+    }
+
+    /// `w̄ = K(x, ȳ) = Σ_images im2col(x)ᵀ · ȳ`, summed over the images in order.
+    pub fn kernel_grad<F: Element>(
+        &self,
+        x: &[F],
+        y: &[F],
+        w: &mut [F],
+        scratch: &mut Vec<F>,
+    ) -> Result<()> {
+        let g = self.geo;
+        let (rows, taps) = (g.rows(), g.taps());
+        let space = self.scratch(scratch, rows * taps + taps * g.o)?;
+        let (cols, partial) = space.split_at_mut(rows * taps);
+        w.fill(F::zero());
+        for (image, y) in x.chunks_exact(g.image()).zip(y.chunks_exact(rows * g.o)) {
+            im2col(g, image, cols);
+            // im2col(x)ᵀ, read through its strides: element (t, r) at r·taps + t.
+            let a = ArrayView2::from_shape((taps, rows).strides((1, taps)), &*cols)
+                .map_err(|_| self.internal())?;
+            let b = ArrayView2::from_shape((rows, g.o), y).map_err(|_| self.internal())?;
+            let mut c = ArrayViewMut2::from_shape((taps, g.o), &mut *partial)
+                .map_err(|_| self.internal())?;
+            matmul_into(&a, &b, &mut c);
+            for (acc, &p) in w.iter_mut().zip(partial.iter()) {
+                *acc = *acc + p;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copies the windows of one image as the rows of `cols` (`[OH·OW, KH·KW·C]`), zeros where a
+/// window reads padding.
+fn im2col<F: Element>(g: &Geometry, image: &[F], cols: &mut [F]) {
+    let ([ah, aw], c) = (g.axes, g.c);
+    let mut segments = cols.chunks_exact_mut(c);
+    for oh in 0..ah.out {
+        for ow in 0..aw.out {
+            for th in 0..ah.k {
+                let ih = ah.source(oh, th);
+                for tw in 0..aw.k {
+                    let Some(dst) = segments.next() else { return };
+                    match (ih, aw.source(ow, tw)) {
+                        (Some(ih), Some(iw)) => {
+                            let start = (ih * aw.n + iw) * c;
+                            dst.copy_from_slice(&image[start..start + c]);
+                        }
+                        _ => dst.fill(F::zero()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: zeros the image, then adds every row segment of `cols` back into
+/// the pixel it was read from (padding segments are dropped).
+fn col2im<F: Element>(g: &Geometry, cols: &[F], image: &mut [F]) {
+    let ([ah, aw], c) = (g.axes, g.c);
+    image.fill(F::zero());
+    let mut segments = cols.chunks_exact(c);
+    for oh in 0..ah.out {
+        for ow in 0..aw.out {
+            for th in 0..ah.k {
+                let ih = ah.source(oh, th);
+                for tw in 0..aw.k {
+                    let Some(src) = segments.next() else { return };
+                    if let (Some(ih), Some(iw)) = (ih, aw.source(ow, tw)) {
+                        let start = (ih * aw.n + iw) * c;
+                        for (acc, &v) in image[start..start + c].iter_mut().zip(src) {
+                            *acc = *acc + v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
