@@ -38,7 +38,8 @@ const TRUNCATED_STDDEV: f64 = 0.879_625_661_034_239_8;
 /// ```
 /// use dendrite_nn::{Init, Initializer};
 /// let w = Init::new(0).initialize::<f64>(&Initializer::Orthogonal { gain: 1.0 }, &[4, 3])?;
-/// let wtw = w.clone().into_dimensionality::<ndarray::Ix2>().map(|w| w.t().dot(w))?;
+/// let w = w.into_dimensionality::<ndarray::Ix2>()?;
+/// let wtw: ndarray::Array2<f64> = w.t().dot(&w);
 /// assert!((wtw - ndarray::Array2::<f64>::eye(3)).iter().all(|d| d.abs() < 1e-12));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
