@@ -20,32 +20,24 @@ use std::path::Path;
 /// The largest header safetensors accepts (its `MAX_HEADER_SIZE`).
 const MAX_HEADER_BYTES: u64 = 100_000_000;
 
-/// Says in words what is wrong with a file safetensors refused. The length prefix is checked
-/// here first, because a truncated file is the common case and deserves the numbers.
+/// Says in words what is wrong with a file safetensors refused.
 fn corrupt_reason(bytes: &[u8], err: &safetensors::SafeTensorError) -> String {
     use safetensors::SafeTensorError as E;
-    let len = bytes.len() as u64;
-    let Some(prefix) = bytes.first_chunk::<8>() else {
-        return format!("the file has {len} bytes, fewer than the 8 of the header length");
-    };
-    let header = u64::from_le_bytes(*prefix);
-    if header > MAX_HEADER_BYTES {
-        return format!("the header length {header} exceeds the limit of {MAX_HEADER_BYTES} bytes");
-    }
-    if header > len - 8 {
-        return format!(
-            "the header claims {header} bytes but only {} follow (the file is truncated)",
-            len - 8
-        );
-    }
+    // `read_header` has already refused a short file, a header over the limit and a header
+    // longer than the file, with the numbers; what is left is safetensors' own checks.
+    let header = bytes
+        .first_chunk::<8>()
+        .map_or(0, |p| u64::from_le_bytes(*p));
+    let data = (bytes.len() as u64)
+        .saturating_sub(8)
+        .saturating_sub(header);
     match err {
         E::InvalidHeader => "the header is not UTF-8 text".to_owned(),
         E::InvalidHeaderStart | E::InvalidHeaderDeserialization | E::JsonError(_) => {
             "the header is not the JSON table of tensors safetensors expects".to_owned()
         }
         E::MetadataIncompleteBuffer => format!(
-            "the tensors' data offsets do not end where the file does ({} bytes of data after the header): the file is truncated or has trailing bytes",
-            len - 8 - header
+            "the tensors' data offsets do not end where the file does ({data} bytes of data after the header): the file is truncated or has trailing bytes"
         ),
         E::InvalidOffset(name) => {
             format!("tensor `{name}` has data offsets that do not follow the previous tensor")
