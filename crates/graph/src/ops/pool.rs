@@ -190,6 +190,37 @@ struct Run {
     c: usize,
 }
 
+/// Channels whose window argmax [`Run::max_route`] finds together (a stack block: any channel
+/// count is done in blocks, with nothing allocated).
+const CHANNEL_BLOCK: usize = 64;
+
+/// For channels `k0..k0 + best.len()` of one image, the maximum over the window's pixels
+/// `taps` into `best` and the pixel holding it into `at`, by the tie rule (an equal value
+/// never replaces: the first maximum wins). A window without pixels leaves pixel 0.
+fn block_argmax<F: Element>(
+    image: &[F],
+    c: usize,
+    k0: usize,
+    taps: impl Iterator<Item = usize>,
+    best: &mut [F],
+    at: &mut [usize],
+) {
+    at.fill(0);
+    for (i, px) in taps.enumerate() {
+        let src = &image[px * c + k0..px * c + k0 + best.len()];
+        if i == 0 {
+            best.copy_from_slice(src);
+            at.fill(px);
+            continue;
+        }
+        for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(src) {
+            if wins(v, *b) {
+                (*b, *a) = (v, px);
+            }
+        }
+    }
+}
+
 impl Run {
     fn in_pixels(&self) -> usize {
         self.axes[0].n * self.axes[1].n
@@ -212,24 +243,6 @@ impl Run {
                 f(oh * aw.out + ow, &mut taps);
             }
         }
-    }
-
-    /// The input pixel holding channel `k`'s maximum in a window, by the tie rule.
-    fn argmax<F: Element>(
-        image: &[F],
-        c: usize,
-        k: usize,
-        pixels: &mut dyn Iterator<Item = usize>,
-    ) -> usize {
-        let mut best: Option<(usize, F)> = None;
-        for px in pixels {
-            let v = image[px * c + k];
-            match best {
-                Some((_, b)) if !wins(v, b) => {}
-                _ => best = Some((px, v)),
-            }
-        }
-        best.map_or(0, |(px, _)| px)
     }
 
     fn max<F: Element>(&self, x: &[F], y: &mut [F]) {
@@ -256,7 +269,21 @@ impl Run {
         }
     }
 
-    /// `S_x(ȳ)` when `scatter`, else `G_x(v)`: both walk the argmax positions of `x`.
+    /// The input pixels of window `(oh, ow)` inside the image, in row-major window order.
+    fn taps(&self, oh: usize, ow: usize) -> impl Iterator<Item = usize> {
+        let [ah, aw] = self.axes;
+        (0..ah.k)
+            .filter_map(move |th| ah.source(oh, th))
+            .flat_map(move |ih| {
+                (0..aw.k)
+                    .filter_map(move |tw| aw.source(ow, tw))
+                    .map(move |iw| ih * aw.n + iw)
+            })
+    }
+
+    /// `S_x(ȳ)` when `scatter`, else `G_x(v)`: both walk the argmax positions of `x`. A
+    /// window's argmax is found for a block of channels at once, reading each pixel's channels
+    /// contiguously (NHWC), so a channel costs a compare per pixel, not a walk of the window.
     fn max_route<F: Element>(&self, x: &[F], v: &[F], out: &mut [F], scatter: bool) {
         let (c, n_in, n_out) = (
             self.c,
@@ -266,18 +293,27 @@ impl Run {
         if scatter {
             out.fill(F::zero());
         }
+        let [ah, aw] = self.axes;
+        let mut best = [F::zero(); CHANNEL_BLOCK];
+        let mut at = [0usize; CHANNEL_BLOCK];
         for b in 0..self.batch {
             let image = &x[b * n_in..(b + 1) * n_in];
-            for k in 0..c {
-                self.each_window(|o, pixels| {
-                    let at = b * n_in + Self::argmax(image, c, k, pixels) * c + k;
-                    let pooled = b * n_out + o * c + k;
-                    if scatter {
-                        out[at] = out[at] + v[pooled];
-                    } else {
-                        out[pooled] = v[at];
+            for (oh, ow) in (0..ah.out).flat_map(|oh| (0..aw.out).map(move |ow| (oh, ow))) {
+                let pooled = b * n_out + (oh * aw.out + ow) * c;
+                for k0 in (0..c).step_by(CHANNEL_BLOCK) {
+                    let width = CHANNEL_BLOCK.min(c - k0);
+                    let (best, at) = (&mut best[..width], &mut at[..width]);
+                    block_argmax(image, c, k0, self.taps(oh, ow), best, at);
+                    for (j, &px) in at.iter().enumerate() {
+                        let input = b * n_in + px * c + k0 + j;
+                        let output = pooled + k0 + j;
+                        if scatter {
+                            out[input] = out[input] + v[output];
+                        } else {
+                            out[output] = v[input];
+                        }
                     }
-                });
+                }
             }
         }
     }
