@@ -466,9 +466,62 @@ fn conv_scratch_is_kept_by_the_plan() {
     let ws = ArrayD::<f32>::ones(IxDyn(&[3, 3, 2, 4]));
     plan.run(&g, &[("x", xs.view()), ("w", ws.view())]).unwrap();
     let held = plan.buffer_capacity();
-    // Output 3·4·4·4 plus one image's im2col 16·18.
-    assert_eq!(held, 3 * 4 * 4 * 4 + 16 * 18);
+    // Output 3·4·4·4 plus the im2col of one group of images, 16·18 each: a group takes
+    // images until a product has 2048 rows, so here the whole batch of three.
+    assert_eq!(held, 3 * 4 * 4 * 4 + 3 * 16 * 18);
     let out = plan.run(&g, &[("x", xs.view()), ("w", ws.view())]).unwrap();
     assert_eq!(out.get(0).unwrap()[[2, 3, 3, 3]], 18.0);
     assert_eq!(plan.buffer_capacity(), held);
+}
+
+/// The kernels multiply a group of images at a time (as many as give a product of 2048 rows):
+/// a batch that spans several groups, the last one partial, gives what the images give one
+/// at a time, for the convolution, its input gradient and its kernel gradient (the sum of the
+/// images' kernel gradients).
+#[test]
+fn grouped_images_agree_with_one_image_at_a_time() {
+    // 28x28 'same' images have 784 rows: groups of three, so a batch of 7 is 3 + 3 + 1.
+    let conv = Conv2d {
+        padding: Padding::Same,
+        ..Conv2d::default()
+    };
+    let pseudo = |n: usize, k: usize| ((n * 7919 + k * 104_729) % 1000) as f64 / 500.0 - 1.0;
+    let x = Array::from_shape_fn(IxDyn(&[7, 28, 28, 2]), |i| {
+        pseudo(i[0] * 10_000 + i[1] * 100 + i[2], i[3])
+    });
+    let w = Array::from_shape_fn(IxDyn(&[3, 3, 2, 4]), |i| {
+        pseudo(i[0] * 10 + i[1], i[2] * 4 + i[3])
+    });
+    let y_bar = Array::from_shape_fn(IxDyn(&[7, 28, 28, 4]), |i| {
+        pseudo(i[1] * 31 + i[2], i[0] + i[3])
+    });
+    let all = |x: &ArrayD<f64>, y_bar: &ArrayD<f64>| {
+        run(&[x, &w, y_bar], |g, v| {
+            Ok(vec![
+                g.conv2d(v[0], v[1], conv)?,
+                g.conv2d_input_grad(v[2], v[1], conv, [28, 28])?,
+                g.conv2d_kernel_grad(v[0], v[2], conv, [3, 3])?,
+            ])
+        })
+    };
+    let batch = all(&x, &y_bar);
+    let mut kernel_sum = ArrayD::<f64>::zeros(IxDyn(&[3, 3, 2, 4]));
+    for n in 0..7 {
+        let one = |a: &ArrayD<f64>| a.slice_axis(ndarray::Axis(0), (n..n + 1).into()).to_owned();
+        let single = all(&one(&x), &one(&y_bar));
+        for k in 0..2 {
+            let mine = one(&batch[k]);
+            assert!(
+                mine.iter()
+                    .zip(single[k].iter())
+                    .all(|(a, b)| (a - b).abs() < 1e-12),
+                "image {n}, output {k}"
+            );
+        }
+        kernel_sum = kernel_sum + &single[2];
+    }
+    assert!(batch[2]
+        .iter()
+        .zip(kernel_sum.iter())
+        .all(|(a, b)| (a - b).abs() < 1e-11));
 }

@@ -31,7 +31,21 @@ impl Run<'_> {
         }
     }
 
-    /// `y = conv2d(x, w)`: per image, `y = im2col(x) · w`.
+    /// Images per product: enough that one GEMM sees at least [`GROUP_ROWS`] rows (a single
+    /// small image's product is dominated by the GEMM's packing and edges), within
+    /// [`GROUP_BYTES`] of im2col scratch. It depends on the geometry and the batch only, never
+    /// on the thread count, so sums over a group are the same on every run.
+    fn group<F>(&self) -> usize {
+        let g = self.geo;
+        let per_image = (g.rows() * g.taps())
+            .saturating_mul(std::mem::size_of::<F>())
+            .max(1);
+        let by_rows = GROUP_ROWS.div_ceil(g.rows().max(1));
+        let by_bytes = (GROUP_BYTES / per_image).max(1);
+        by_rows.min(by_bytes).clamp(1, self.batch.max(1))
+    }
+
+    /// `y = conv2d(x, w)`: per group of images, `y = im2col(x) · w`, one product for the group.
     pub fn conv2d<F: Element>(
         &self,
         x: &[F],
@@ -40,23 +54,32 @@ impl Run<'_> {
         scratch: &mut Vec<F>,
     ) -> Result<()> {
         let g = self.geo;
-        let (rows, taps) = (g.rows(), g.taps());
-        let cols = self.scratch(scratch, rows * taps)?;
+        let (rows, taps, group) = (g.rows(), g.taps(), self.group::<F>());
+        let cols = self.scratch(scratch, group * rows * taps)?;
         let w = ArrayView2::from_shape((taps, g.o), w).map_err(|_| self.internal())?;
-        for (image, y) in x
-            .chunks_exact(g.image())
-            .zip(y.chunks_exact_mut(rows * g.o))
+        for (images, y) in x
+            .chunks(group * g.image())
+            .zip(y.chunks_mut(group * rows * g.o))
         {
-            im2col(g, image, cols);
-            let a = ArrayView2::from_shape((rows, taps), &*cols).map_err(|_| self.internal())?;
-            let mut c = ArrayViewMut2::from_shape((rows, g.o), y).map_err(|_| self.internal())?;
+            let n = images.len() / g.image();
+            let cols = &mut cols[..n * rows * taps];
+            for (image, cols) in images
+                .chunks_exact(g.image())
+                .zip(cols.chunks_exact_mut(rows * taps))
+            {
+                im2col(g, image, cols);
+            }
+            let a =
+                ArrayView2::from_shape((n * rows, taps), &*cols).map_err(|_| self.internal())?;
+            let mut c =
+                ArrayViewMut2::from_shape((n * rows, g.o), y).map_err(|_| self.internal())?;
             matmul_into(&a, &w, &mut c);
         }
         Ok(())
     }
 
-    /// `x̄ = T(ȳ, w)`: per image, `col2im(ȳ · wᵀ)`. The kernel is transposed once into the
-    /// scratch, so the product reads both operands row by row.
+    /// `x̄ = T(ȳ, w)`: per group of images, `col2im(ȳ · wᵀ)`. The kernel is transposed once
+    /// into the scratch, so the product reads both operands row by row.
     pub fn input_grad<F: Element>(
         &self,
         y: &[F],
@@ -65,28 +88,36 @@ impl Run<'_> {
         scratch: &mut Vec<F>,
     ) -> Result<()> {
         let g = self.geo;
-        let (rows, taps) = (g.rows(), g.taps());
-        let space = self.scratch(scratch, rows * taps + taps * g.o)?;
-        let (cols, w_t) = space.split_at_mut(rows * taps);
+        let (rows, taps, group) = (g.rows(), g.taps(), self.group::<F>());
+        let space = self.scratch(scratch, group * rows * taps + taps * g.o)?;
+        let (cols, w_t) = space.split_at_mut(group * rows * taps);
         let w = ArrayView2::from_shape((taps, g.o), w).map_err(|_| self.internal())?;
         ArrayViewMut2::from_shape((g.o, taps), &mut *w_t)
             .map_err(|_| self.internal())?
             .assign(&w.t());
         let w_t = ArrayView2::from_shape((g.o, taps), &*w_t).map_err(|_| self.internal())?;
-        for (y, image) in y
-            .chunks_exact(rows * g.o)
-            .zip(x.chunks_exact_mut(g.image()))
+        for (y, images) in y
+            .chunks(group * rows * g.o)
+            .zip(x.chunks_mut(group * g.image()))
         {
-            let a = ArrayView2::from_shape((rows, g.o), y).map_err(|_| self.internal())?;
-            let mut c =
-                ArrayViewMut2::from_shape((rows, taps), &mut *cols).map_err(|_| self.internal())?;
+            let n = images.len() / g.image();
+            let cols = &mut cols[..n * rows * taps];
+            let a = ArrayView2::from_shape((n * rows, g.o), y).map_err(|_| self.internal())?;
+            let mut c = ArrayViewMut2::from_shape((n * rows, taps), &mut *cols)
+                .map_err(|_| self.internal())?;
             matmul_into(&a, &w_t, &mut c);
-            col2im(g, cols, image);
+            for (cols, image) in cols
+                .chunks_exact(rows * taps)
+                .zip(images.chunks_exact_mut(g.image()))
+            {
+                col2im(g, cols, image);
+            }
         }
         Ok(())
     }
 
-    /// `w̄ = K(x, ȳ) = Σ_images im2col(x)ᵀ · ȳ`, summed over the images in order.
+    /// `w̄ = K(x, ȳ) = Σ_images im2col(x)ᵀ · ȳ`: one product per group of images (the sum
+    /// over a group's images is the product's inner dimension), the groups added in order.
     pub fn kernel_grad<F: Element>(
         &self,
         x: &[F],
@@ -95,16 +126,26 @@ impl Run<'_> {
         scratch: &mut Vec<F>,
     ) -> Result<()> {
         let g = self.geo;
-        let (rows, taps) = (g.rows(), g.taps());
-        let space = self.scratch(scratch, rows * taps + taps * g.o)?;
-        let (cols, partial) = space.split_at_mut(rows * taps);
+        let (rows, taps, group) = (g.rows(), g.taps(), self.group::<F>());
+        let space = self.scratch(scratch, group * rows * taps + taps * g.o)?;
+        let (cols, partial) = space.split_at_mut(group * rows * taps);
         w.fill(F::zero());
-        for (image, y) in x.chunks_exact(g.image()).zip(y.chunks_exact(rows * g.o)) {
-            im2col(g, image, cols);
+        for (images, y) in x
+            .chunks(group * g.image())
+            .zip(y.chunks(group * rows * g.o))
+        {
+            let n = images.len() / g.image();
+            let cols = &mut cols[..n * rows * taps];
+            for (image, cols) in images
+                .chunks_exact(g.image())
+                .zip(cols.chunks_exact_mut(rows * taps))
+            {
+                im2col(g, image, cols);
+            }
             // im2col(x)ᵀ, read through its strides: element (t, r) at r·taps + t.
-            let a = ArrayView2::from_shape((taps, rows).strides((1, taps)), &*cols)
+            let a = ArrayView2::from_shape((taps, n * rows).strides((1, taps)), &*cols)
                 .map_err(|_| self.internal())?;
-            let b = ArrayView2::from_shape((rows, g.o), y).map_err(|_| self.internal())?;
+            let b = ArrayView2::from_shape((n * rows, g.o), y).map_err(|_| self.internal())?;
             let mut c = ArrayViewMut2::from_shape((taps, g.o), &mut *partial)
                 .map_err(|_| self.internal())?;
             matmul_into(&a, &b, &mut c);
@@ -115,6 +156,11 @@ impl Run<'_> {
         Ok(())
     }
 }
+
+/// Rows (output pixels) one product should see at least: see [`Run::group`].
+const GROUP_ROWS: usize = 2048;
+/// The most im2col scratch a group may take, in bytes.
+const GROUP_BYTES: usize = 8 << 20;
 
 /// Copies the windows of one image as the rows of `cols` (`[OH·OW, KH·KW·C]`), zeros where a
 /// window reads padding.
