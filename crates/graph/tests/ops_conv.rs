@@ -518,7 +518,7 @@ fn grouped_images_agree_with_one_image_at_a_time() {
                 "image {n}, output {k}"
             );
         }
-        kernel_sum = kernel_sum + &single[2];
+        kernel_sum += &single[2];
     }
     assert!(batch[2]
         .iter()
