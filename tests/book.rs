@@ -1632,7 +1632,7 @@ fn xor_accuracy(activation: dendrite_nn::Activation) -> Result<f64, Box<dyn Erro
     let correct = p
         .iter()
         .zip(&y)
-        .filter(|(&p, &y)| (p > 0.5) == (y > 0.5))
+        .filter(|&(&p, &y)| (p > 0.5) == (y > 0.5))
         .count();
     Ok(correct as f64 / 4.0)
 }
@@ -3010,7 +3010,7 @@ fn training_by_hand() -> Result<(), Box<dyn std::error::Error>> {
         .get(0)?
         .iter()
         .zip(test.labels())
-        .filter(|(&p, &y)| p == f32::from(y))
+        .filter(|&(&p, &y)| p == f32::from(y))
         .count();
     let accuracy = correct as f64 / test.len() as f64;
     assert!(accuracy > 0.8, "accuracy {accuracy}");

@@ -166,7 +166,7 @@ fn initializers_and_one_of_your_own() -> Result<(), Box<dyn std::error::Error>> 
         ) -> Result<(), NnError> {
             for v in values.iter_mut() {
                 // Irwin–Hall: the sum of 12 uniforms minus 6 is close to N(0, 1).
-                let z: f64 = (0..12).map(|_| init.rng().gen::<f64>()).sum::<f64>() - 6.0;
+                let z: f64 = (0..12).map(|_| init.rng().r#gen::<f64>()).sum::<f64>() - 6.0;
                 *v = 0.05 * z;
             }
             Ok(())

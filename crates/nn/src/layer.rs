@@ -397,7 +397,7 @@ impl Init {
             });
         }
         let (mut data, n) = self.buffer::<F>("init", shape)?;
-        data.extend((0..n).map(|_| F::of(low + span * self.rng.gen::<f64>())));
+        data.extend((0..n).map(|_| F::of(low + span * self.rng.r#gen::<f64>())));
         Self::array("init", shape, data)
     }
 

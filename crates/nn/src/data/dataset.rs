@@ -57,7 +57,7 @@ impl BatchFloat for f64 {
 /// [`convert`] compiled for the best instruction set this CPU has.
 fn pixels_f32(pixels: &[u8], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if dendrite_graph::cpu::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA, the features `convert_avx2` is compiled for;
         // the function itself is safe code.
         #[allow(unsafe_code)]
