@@ -187,6 +187,18 @@ pub enum GraphError {
         /// Why no derivative rule applies.
         reason: &'static str,
     },
+    /// A broken internal invariant: a bug in this crate, never a consequence of the input
+    /// (the shape rules admit only what the kernels can run, so this cannot be caused by
+    /// building or feeding a graph).
+    #[error("{op} `{node}`: internal invariant broken: {what}")]
+    Internal {
+        /// The op being run.
+        op: &'static str,
+        /// The node's name (empty where the kernel does not know it).
+        node: String,
+        /// The invariant that does not hold.
+        what: &'static str,
+    },
     /// A plan used with a graph other than the one it was compiled from.
     #[error("plan was compiled from graph {plan_graph} but run with graph {graph}")]
     PlanGraphMismatch {

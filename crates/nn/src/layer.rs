@@ -332,11 +332,10 @@ impl Init {
         data: Vec<F>,
     ) -> Result<ArrayD<F>> {
         ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|_| {
-            NnError::Graph(GraphError::InvalidShape {
+            NnError::Graph(GraphError::Internal {
                 op,
                 node: String::new(),
-                reason: "internal: an initializer's buffer disagrees with its shape".into(),
-                shape: dendrite_graph::Shape::fixed(shape),
+                what: "an initializer's buffer disagrees with its shape",
             })
         })
     }

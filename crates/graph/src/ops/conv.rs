@@ -286,23 +286,20 @@ pub(crate) fn forward<F: Element>(
         Shape::fixed(inputs[1].shape()),
     ];
     let geo = geometry(op, node, &[&shapes[0], &shapes[1]])?;
-    let batch = inputs[0].shape()[0];
     let (a, b) = (
         inputs[0].as_standard_layout(),
         inputs[1].as_standard_layout(),
     );
     let mut out = out;
     let (Some(a), Some(b), Some(out)) = (a.as_slice(), b.as_slice(), out.as_slice_mut()) else {
-        return Err(GraphError::InvalidShape {
+        return Err(GraphError::Internal {
             op: op.name(),
             node: node.to_owned(),
-            reason: "internal: an operand or the output is not contiguous".into(),
-            shape: shapes[0].clone(),
+            what: "an operand or the output is not contiguous",
         });
     };
     let run = kernel::Run {
         geo: &geo,
-        batch,
         op: op.name(),
         node,
     };

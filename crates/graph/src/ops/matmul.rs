@@ -72,12 +72,10 @@ pub(crate) fn forward<F: Element>(
 ) -> Result<()> {
     let (tl, tr) = flags;
     let (a, b) = (&inputs[0], &inputs[1]);
-    let internal = || GraphError::IncompatibleShapes {
+    let internal = || GraphError::Internal {
         op: "matmul",
         node: String::new(),
-        reason: "internal: operands do not match the inferred output",
-        lhs: Shape::fixed(a.shape()),
-        rhs: Shape::fixed(b.shape()),
+        what: "operands do not match the inferred output",
     };
     let rank = out.ndim();
     if a.ndim() == 2 && b.ndim() == 2 {

@@ -355,11 +355,10 @@ impl<F: Element> Op<F> {
         let shapes: SmallVec<[Shape; 3]> = operands.iter().map(|s| Shape::fixed(s)).collect();
         let refs: SmallVec<[&Shape; 3]> = shapes.iter().collect();
         let out = self.infer_shape(node, &refs)?;
-        out.concrete().ok_or_else(|| GraphError::InvalidShape {
+        out.concrete().ok_or_else(|| GraphError::Internal {
             op: self.name(),
             node: node.to_owned(),
-            reason: "internal: a shape rule left a dimension dynamic at run time".to_owned(),
-            shape: out.clone(),
+            what: "a shape rule left a dimension dynamic at run time",
         })
     }
 
