@@ -82,8 +82,8 @@ fn convert_avx2(pixels: &[u8], out: &mut [f32]) {
 /// it exact, `q = p r`, then `q + (p - 255 q) r` with `r = 1/255` rounded: the classic
 /// refinement of a quotient, which for each of the 256 possible inputs gives the correctly
 /// rounded `p / 255` (checked for all of them by `pixels_are_exact_quotients` below), so both
-/// builds write the same floats. With AVX2 it is about a quarter faster than dividing eight
-/// at a time: 2.0 µs for a batch of 32 MNIST images already in cache, against 2.7 µs.
+/// builds write the same floats. With AVX2 it is faster than dividing eight at a time
+/// (measured on the book's performance page, `docs/src/performance.md`).
 #[inline(always)]
 fn convert<const FMA: bool>(pixels: &[u8], out: &mut [f32]) {
     const INV: f32 = 1.0 / 255.0;
