@@ -3,7 +3,7 @@
 //!
 //! The page pulls the regions between `// ANCHOR: name` and `// ANCHOR_END: name` out of this
 //! file with `{{#include ../../../tests/book_extending_nn.rs:name}}`, as the other chapters do
-//! with `tests/book.rs`. Each listing holds its own `use` lines.
+//! with `tests/book/`. Each listing holds its own `use` lines.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 // ANCHOR: huber
