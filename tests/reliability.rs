@@ -28,9 +28,6 @@
     clippy::panic,
     clippy::result_large_err
 )]
-// The allocation tracker (`crates/nn/tests/support/largest_allocation.rs`) implements
-// `GlobalAlloc`, which is unsafe.
-#![allow(unsafe_code)]
 
 // A crate root finds its modules beside it, so the helpers under `reliability/` are named by
 // path (a `reliability/main.rs` would make Cargo build a second test target).
@@ -48,12 +45,12 @@ mod files;
 mod fuzz;
 #[path = "reliability/hardening.rs"]
 mod hardening;
-#[path = "../crates/nn/tests/support/idx_files.rs"]
-mod idx_files;
-#[path = "../crates/nn/tests/support/largest_allocation.rs"]
-mod largest_allocation;
 #[path = "reliability/rollback.rs"]
 mod rollback;
+
+/// Records the largest single allocation, for the tests of files that lie about their size.
+#[global_allocator]
+static ALLOCATOR: dendrite_test_support::alloc::Tracking = dendrite_test_support::alloc::Tracking;
 
 use common::{classifier, idx_labels, quiet, weight_bits};
 use dendrite_graph::{compile, Graph, GraphError};

@@ -1,12 +1,27 @@
 //! The largest single allocation made by the current thread, to show that a file whose header
-//! lies about its size does not make a reader reserve what it claims. Installs itself as the
-//! global allocator of the test crate that includes it (`crates/nn/tests/data.rs` and the
-//! workspace's `tests/reliability.rs`, by `#[path]`: one copy for both).
+//! lies about its size does not make a reader reserve what it claims. A test crate installs
+//! [`Tracking`] as its global allocator (a library cannot: a test crate that has its own, such
+//! as the one counting allocations per step, would then have two):
+//!
+//! ```
+//! use dendrite_test_support::alloc::{largest_allocation, Tracking};
+//!
+//! #[global_allocator]
+//! static ALLOCATOR: Tracking = Tracking;
+//!
+//! let (v, largest) = largest_allocation(|| vec![0u8; 1000]);
+//! assert_eq!(v.len(), 1000);
+//! assert!(largest >= 1000);
+//! ```
+
+// `GlobalAlloc` is an unsafe trait.
+#![allow(unsafe_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-struct Tracking;
+/// The system allocator, noting the size of each allocation of the current thread.
+pub struct Tracking;
 
 thread_local! {
     static LARGEST: Cell<usize> = const { Cell::new(0) };
@@ -40,10 +55,8 @@ unsafe impl GlobalAlloc for Tracking {
     }
 }
 
-#[global_allocator]
-static ALLOCATOR: Tracking = Tracking;
-
-/// Runs `f` and returns its result with the largest single allocation it made on this thread.
+/// Runs `f` and returns its result with the largest single allocation it made on this thread
+/// (0 unless [`Tracking`] is the global allocator).
 pub fn largest_allocation<R>(f: impl FnOnce() -> R) -> (R, usize) {
     LARGEST.with(|c| c.set(0));
     let r = f();
