@@ -32,7 +32,8 @@ impl LossFn for Huber {
         let delta = g.scalar(self.delta);
         let inner = g.minimum(a, delta)?; // min(|d|, δ)
         let outer = g.sub(a, inner)?; // |d| - min(|d|, δ)
-                                      // ½ min(|d|, δ)² + δ (|d| - min(|d|, δ)): both pieces and their slopes meet at |d| = δ.
+                                      // ½ min(|d|, δ)² + δ (|d| - min(|d|, δ)): both pieces and
+                                      // their slopes meet at |d| = δ.
         let sq = g.square(inner)?;
         let half = g.scalar(0.5);
         let quadratic = g.mul(half, sq)?;

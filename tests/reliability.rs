@@ -428,7 +428,10 @@ fn non_finite_loss_stops_fit() -> TestResult {
     assert!(epoch > 1 && value == f64::INFINITY, "{err}");
     assert_eq!(
         err.to_string(),
-        format!("loss became inf at epoch {epoch}, step {step}; training stopped and the weights are those after the last finite step")
+        format!(
+            "loss became inf at epoch {epoch}, step {step}; training stopped and the weights \
+                 are those after the last finite step"
+        )
     );
     // Every finite step was taken, and the failing one was not applied...
     let finite_steps = (epoch - 1) * 4 + (step - 1);
@@ -464,7 +467,11 @@ fn nan_loss_names_epoch_and_step() -> TestResult {
     let config = quiet().epochs(3).batch_size(1).shuffle(false);
     let err = model.fit(&(x.view(), y.view()), config).unwrap_err();
     assert!(matches!(err, NnError::NonFiniteLoss { epoch: 1, step: 3, value } if value.is_nan()));
-    assert_eq!(err.to_string(), "loss became NaN at epoch 1, step 3; training stopped and the weights are those after the last finite step");
+    assert_eq!(
+        err.to_string(),
+        "loss became NaN at epoch 1, step 3; training stopped and the \
+                                 weights are those after the last finite step"
+    );
     assert_eq!(model.steps_taken(), 2);
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Exercises (`#[ignore]`d: the reader makes them pass) and their solutions (run by every test run).
+//! Exercises (`#[ignore]`d: the reader makes them pass) and their solutions (run by every test
+//! run).
 
 use super::*;
 use crate::initialization::{deep_stack, InitRule};

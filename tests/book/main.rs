@@ -23,7 +23,8 @@ mod backward;
 mod chain_rule;
 /// Chapter 5: gradient checking.
 mod checking;
-/// Exercises (`#[ignore]`d: the reader makes them pass) and their solutions (run by every test run).
+/// Exercises (`#[ignore]`d: the reader makes them pass) and their solutions (run by every test
+/// run).
 mod exercises;
 /// Chapter 1: computational graphs.
 mod graphs;

@@ -244,7 +244,8 @@ fn optimizer_first_steps() -> Result<(), Box<dyn std::error::Error>> {
     // Adam: thanks to bias correction the first step has length ≈ η whatever the size of g.
     let first = 1.0 - run(&mut Adam::new(1e-3), 1)?;
     assert!((first - 1e-3).abs() < 1e-8); // ε = 1e-7 shortens it by 6e-9
-                                          // Without it, m₁ / √v₁ = (1-β₁) g / (√(1-β₂) |g|) ≈ 3.16: a first step three times too long.
+                                          // Without it, m₁ / √v₁ = (1-β₁) g / (√(1-β₂) |g|) ≈ 3.16:
+                                          // a first step three times too long.
     let uncorrected = (1.0 - 0.9) * 0.5 / ((1.0_f64 - 0.999).sqrt() * 0.5);
     assert!((uncorrected - 3.162).abs() < 1e-3);
     Ok(())

@@ -18,7 +18,10 @@ pub type Result<T, E = GraphError> = std::result::Result<T, E>;
 /// let b = g.input("b", [32, 10])?;
 /// let err = g.matmul(a, b).unwrap_err();
 /// assert!(matches!(err, GraphError::IncompatibleShapes { .. }));
-/// assert_eq!(err.to_string(), "matmul `matmul`: inner dimensions differ: lhs [?, 784] vs rhs [32, 10]");
+/// assert_eq!(
+///     err.to_string(),
+///     "matmul `matmul`: inner dimensions differ: lhs [?, 784] vs rhs [32, 10]"
+/// );
 /// # Ok::<(), GraphError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -210,7 +213,8 @@ pub enum GraphError {
     /// A tensor bigger than the per-tensor limit (see [`crate::limits`]), or whose byte count
     /// does not fit in `usize`.
     #[error(
-        "{op} `{node}`: a tensor of shape {shape} needs {} bytes, over the per-tensor limit of {limit} (raise it with `limits::set_max_tensor_bytes`)",
+        "{op} `{node}`: a tensor of shape {shape} needs {} bytes, over the per-tensor limit of \
+         {limit} (raise it with `limits::set_max_tensor_bytes`)",
         bytes.map_or_else(|| "more than usize::MAX".to_owned(), |b| b.to_string())
     )]
     TensorTooLarge {

@@ -10,8 +10,9 @@
 //! broadcast: 15 of the 16 AVX registers; a 3x32 tile needs 17 and spills), 4x16 for a
 //! remainder of 2 or 4 rows, and 8x8 for a last strip of at most 8 columns. Six rows per tile
 //! also means each vector of `b` fetched from L2 feeds six multiply-adds, which is what the
-//! 784x32 kernel of the reference model, streamed from L2 once per tile, needs. The safe generic kernels in `mod.rs` use 4x16 blocks (8
-//! accumulators) and pay a bounds check per load; this one proves its bounds once, up front.
+//! 784x32 kernel of the reference model, streamed from L2 once per tile, needs. The safe
+//! generic kernels in `mod.rs` use 4x16 blocks (8 accumulators) and pay a bounds check per
+//! load; this one proves its bounds once, up front.
 //!
 //! Each element of `c` is one accumulator lane summed over `p` in increasing order, whatever
 //! the tile it falls in, so a ragged edge never changes a result.

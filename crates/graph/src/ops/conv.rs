@@ -5,7 +5,8 @@
 //! `(sh, sw)`, dilation `(dh, dw)` and `valid` or `same` padding (see [`window`](super::window)):
 //!
 //! ```text
-//! conv2d(x, w)[n, i, j, o] = Σ_{p, q, c} x[n, i·sh + p·dh - top, j·sw + q·dw - left, c] · w[p, q, c, o]
+//! conv2d(x, w)[n, i, j, o]
+//!     = Σ_{p, q, c} x[n, i·sh + p·dh - top, j·sw + q·dw - left, c] · w[p, q, c, o]
 //! ```
 //!
 //! where positions outside the image read zero. Shape rule: `x` has rank 4 with known height,
@@ -15,11 +16,13 @@
 //! The output is bilinear in `(x, w)`: `⟨conv2d(x, w), ȳ⟩ = ⟨x, T(ȳ, w)⟩ = ⟨w, K(x, ȳ)⟩`, which
 //! defines the two other members of the family:
 //!
-//! - `conv2d_input_grad` `T(ȳ, w)[n, h, v, c] = Σ_{i, j, p, q, o : i·sh + p·dh - top = h, j·sw + q·dw - left = v} ȳ[n, i, j, o] w[p, q, c, o]`,
-//!   the transposed convolution (every output pixel sends its value back along the taps that
-//!   read it);
-//! - `conv2d_kernel_grad` `K(x, ȳ)[p, q, c, o] = Σ_{n, i, j} x[n, i·sh + p·dh - top, j·sw + q·dw - left, c] ȳ[n, i, j, o]`,
-//!   the correlation of the input with the cotangent.
+//! - `conv2d_input_grad`, the transposed convolution (every output pixel sends its value back
+//!   along the taps that read it):
+//!   `T(ȳ, w)[n, h, v, c] = Σ ȳ[n, i, j, o] w[p, q, c, o]` over the `i, j, p, q, o` with
+//!   `i·sh + p·dh - top = h` and `j·sw + q·dw - left = v`;
+//! - `conv2d_kernel_grad`, the correlation of the input with the cotangent:
+//!   `K(x, ȳ)[p, q, c, o] = Σ_{n, i, j} x[n, i·sh + p·dh - top, j·sw + q·dw - left, c]
+//!   ȳ[n, i, j, o]`.
 //!
 //! So `x̄ = T(ȳ, w)` and `w̄ = K(x, ȳ)`; and since each of the three is bilinear in its
 //! operands, each one's derivative is again a member of the family (the book's convolution page

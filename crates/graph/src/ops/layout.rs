@@ -168,7 +168,8 @@ pub(crate) fn vjp<F: Element>(
                 return Err(GraphError::NotDifferentiable {
                     op: "reshape",
                     node: g.name(y)?.to_owned(),
-                    reason: "the operand has more than one dynamic dimension, so its shape cannot be restored",
+                    reason: "the operand has more than one dynamic dimension, \
+                             so its shape cannot be restored",
                 });
             }
             g.reshape(y_bar, shape)?

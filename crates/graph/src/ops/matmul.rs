@@ -8,8 +8,8 @@
 //!
 //! Derivative (for `C = A B`): `A_bar = C_bar Bᵀ`, `B_bar = Aᵀ C_bar`. The transposes are flags
 //! of the product, not copies: GEMM reads the operand through its strides. With the flags set
-//! the same identities give the four cases in the table on `vjp`. Batch axes that were broadcast are
-//! summed back by the reverse sweep.
+//! the same identities give the four cases in the table on `vjp`. Batch axes that were
+//! broadcast are summed back by the reverse sweep.
 
 use crate::error::{GraphError, Result};
 use crate::ops::{check_arity, OperandGrads, MATMUL};

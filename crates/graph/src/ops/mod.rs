@@ -302,7 +302,8 @@ impl<F: Element> Op<F> {
     ///
     /// ```
     /// use dendrite_graph::{Op, BinaryOp, Shape};
-    /// let out = Op::<f32>::Binary(BinaryOp::Add).infer_shape("n", &[&Shape::from([3, 1]), &Shape::from([4])])?;
+    /// let add = Op::<f32>::Binary(BinaryOp::Add);
+    /// let out = add.infer_shape("n", &[&Shape::from([3, 1]), &Shape::from([4])])?;
     /// assert_eq!(out, Shape::from([3, 4]));
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
