@@ -1,7 +1,7 @@
 //! Helpers shared by the tests, benches and examples of the Dendrite workspace (a dev-only
 //! crate, never published), so that each exists once instead of being included by path:
 //!
-//! - [`reference`]: the reference model (Dense 784->32 relu, Dense 32->10, softmax
+//! - [`reference`](mod@reference): the reference model (Dense 784->32 relu, Dense 32->10, softmax
 //!   cross-entropy), as a training graph and as a [`dendrite_nn::Sequential`], so that the
 //!   benches, the profiling example and the allocation tests measure the same model;
 //! - [`idx`]: hand-built IDX files, gzip-compressed or not;
