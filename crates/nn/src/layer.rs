@@ -364,7 +364,7 @@ impl Init {
     /// ```
     /// use rand::Rng;
     /// let mut init = dendrite_nn::Init::new(3);
-    /// let coin: bool = init.rng().gen();
+    /// let coin: bool = init.rng().r#gen();
     /// # let _ = coin;
     /// ```
     pub fn rng(&mut self) -> &mut ChaCha8Rng {
