@@ -5,13 +5,10 @@
 
 #![allow(clippy::expect_used, missing_docs)] // a bench aborts on a broken setup; criterion macros generate undocumented items
 
-#[path = "../tests/shared/reference_graph.rs"]
-mod reference_graph;
-
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use dendrite_graph::compile;
+use dendrite_test_support::reference::{reference_model, reference_training_graph};
 use ndarray::{Array1, Array2};
-use reference_graph::reference_training_graph;
 use std::hint::black_box;
 
 fn training_step(c: &mut Criterion) {
@@ -41,20 +38,11 @@ fn training_step(c: &mut Criterion) {
 /// (batch writing, forward, backward, Adam, metrics), reported per ten steps.
 fn sequential_fit(c: &mut Criterion) {
     use dendrite_nn::data::synthetic_digits;
-    use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
+    use dendrite_nn::FitConfig;
     let mut group = c.benchmark_group("Sequential::fit, ten steps");
     for batch in [32usize, 128] {
         let data = synthetic_digits(batch * 10, 0).expect("synthetic digits");
-        let mut model = Sequential::new();
-        model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
-        model.add(Dense::new(10).activation(Activation::Softmax));
-        model
-            .compile(
-                Adam::default(),
-                Loss::SparseCategoricalCrossentropy,
-                &[Metric::Accuracy],
-            )
-            .expect("the reference model compiles");
+        let mut model = reference_model().expect("the reference model compiles");
         group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
             b.iter(|| {
                 let config = FitConfig::default()

@@ -3,12 +3,9 @@
 //!
 //! `cargo run --release --example profile_step -- [batch] [runs]`
 
-#[path = "../tests/shared/reference_graph.rs"]
-mod reference_graph;
-
 use dendrite_graph::compile;
+use dendrite_test_support::reference::reference_training_graph;
 use ndarray::{Array1, Array2};
-use reference_graph::reference_training_graph;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch: usize = std::env::args()

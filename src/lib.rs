@@ -24,7 +24,8 @@
 //! let dx = grad(&mut g, loss, &[x])?;
 //! let mut plan = compile(&g, &dx)?;
 //! let xv = array![1.0, -2.0, 0.5].into_dyn();
-//! assert_eq!(plan.run(&g, &[("x", xv.view())])?.get(0)?, array![2.0, -4.0, 1.0].into_dyn().view());
+//! assert_eq!(plan.run(&g, &[("x", xv.view())])?.get(0)?, array![2.0, -4.0,
+//! 1.0].into_dyn().view());
 //!
 //! // A model, Keras style.
 //! let mut model = Sequential::new();

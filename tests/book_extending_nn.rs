@@ -3,7 +3,7 @@
 //!
 //! The page pulls the regions between `// ANCHOR: name` and `// ANCHOR_END: name` out of this
 //! file with `{{#include ../../../tests/book_extending_nn.rs:name}}`, as the other chapters do
-//! with `tests/book.rs`. Each listing holds its own `use` lines.
+//! with `tests/book/`. Each listing holds its own `use` lines.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 // ANCHOR: huber
@@ -32,7 +32,8 @@ impl LossFn for Huber {
         let delta = g.scalar(self.delta);
         let inner = g.minimum(a, delta)?; // min(|d|, δ)
         let outer = g.sub(a, inner)?; // |d| - min(|d|, δ)
-                                      // ½ min(|d|, δ)² + δ (|d| - min(|d|, δ)): both pieces and their slopes meet at |d| = δ.
+                                      // ½ min(|d|, δ)² + δ (|d| - min(|d|, δ)): both pieces and
+                                      // their slopes meet at |d| = δ.
         let sq = g.square(inner)?;
         let half = g.scalar(0.5);
         let quadratic = g.mul(half, sq)?;
@@ -166,7 +167,7 @@ fn initializers_and_one_of_your_own() -> Result<(), Box<dyn std::error::Error>> 
         ) -> Result<(), NnError> {
             for v in values.iter_mut() {
                 // Irwin–Hall: the sum of 12 uniforms minus 6 is close to N(0, 1).
-                let z: f64 = (0..12).map(|_| init.rng().gen::<f64>()).sum::<f64>() - 6.0;
+                let z: f64 = (0..12).map(|_| init.rng().r#gen::<f64>()).sum::<f64>() - 6.0;
                 *v = 0.05 * z;
             }
             Ok(())

@@ -1,7 +1,7 @@
 //! The code listings of the book's chapter "Extending Dendrite: a primitive of your own"
 //! (`docs/src/extending/custom-ops.md`), compiled and run by `cargo test --test
 //! book_extending_ops`. The book pulls the regions between `// ANCHOR: name` and
-//! `// ANCHOR_END: name` out of this file, as it does from `tests/book.rs`.
+//! `// ANCHOR_END: name` out of this file, as it does from `tests/book/`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,7 +14,7 @@ use std::error::Error;
 type TestResult = Result<(), Box<dyn Error>>;
 
 /// Compares a listing's printed output with the copy the book shows
-/// (`docs/src/output/NAME.txt`), as `tests/book.rs` does; `DENDRITE_BLESS=1` writes it.
+/// (`docs/src/output/NAME.txt`), as `tests/book/` does; `DENDRITE_BLESS=1` writes it.
 fn shows(name: &str, printed: &str) -> TestResult {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join(format!("docs/src/output/{name}.txt"));

@@ -4,11 +4,8 @@
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use dendrite_graph::compile;
-
-#[path = "shared/reference_graph.rs"]
-mod reference_graph;
+use dendrite_test_support::reference::reference_training_graph;
 use ndarray::{Array1, Array2};
-use reference_graph::reference_training_graph;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 

@@ -28,9 +28,6 @@
     clippy::panic,
     clippy::result_large_err
 )]
-// The allocation tracker (`crates/nn/tests/support/largest_allocation.rs`) implements
-// `GlobalAlloc`, which is unsafe.
-#![allow(unsafe_code)]
 
 // A crate root finds its modules beside it, so the helpers under `reliability/` are named by
 // path (a `reliability/main.rs` would make Cargo build a second test target).
@@ -48,12 +45,12 @@ mod files;
 mod fuzz;
 #[path = "reliability/hardening.rs"]
 mod hardening;
-#[path = "../crates/nn/tests/support/idx_files.rs"]
-mod idx_files;
-#[path = "../crates/nn/tests/support/largest_allocation.rs"]
-mod largest_allocation;
 #[path = "reliability/rollback.rs"]
 mod rollback;
+
+/// Records the largest single allocation, for the tests of files that lie about their size.
+#[global_allocator]
+static ALLOCATOR: dendrite_test_support::alloc::Tracking = dendrite_test_support::alloc::Tracking;
 
 use common::{classifier, idx_labels, quiet, weight_bits};
 use dendrite_graph::{compile, Graph, GraphError};
@@ -431,7 +428,10 @@ fn non_finite_loss_stops_fit() -> TestResult {
     assert!(epoch > 1 && value == f64::INFINITY, "{err}");
     assert_eq!(
         err.to_string(),
-        format!("loss became inf at epoch {epoch}, step {step}; training stopped and the weights are those after the last finite step")
+        format!(
+            "loss became inf at epoch {epoch}, step {step}; training stopped and the weights \
+                 are those after the last finite step"
+        )
     );
     // Every finite step was taken, and the failing one was not applied...
     let finite_steps = (epoch - 1) * 4 + (step - 1);
@@ -467,7 +467,11 @@ fn nan_loss_names_epoch_and_step() -> TestResult {
     let config = quiet().epochs(3).batch_size(1).shuffle(false);
     let err = model.fit(&(x.view(), y.view()), config).unwrap_err();
     assert!(matches!(err, NnError::NonFiniteLoss { epoch: 1, step: 3, value } if value.is_nan()));
-    assert_eq!(err.to_string(), "loss became NaN at epoch 1, step 3; training stopped and the weights are those after the last finite step");
+    assert_eq!(
+        err.to_string(),
+        "loss became NaN at epoch 1, step 3; training stopped and the \
+                                 weights are those after the last finite step"
+    );
     assert_eq!(model.steps_taken(), 2);
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Helpers shared by the reliability tests: scratch directories, hand-built IDX files, small
 //! models, bit patterns, and the largest single allocation (the tracker itself lives in
-//! `crates/nn/tests/support/largest_allocation.rs`, shared with the nn crate's data tests).
+//! `dendrite_test_support::alloc`, shared with the nn crate's data tests).
 
 use dendrite_nn::data::{TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
 use dendrite_nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, Sequential};
@@ -54,7 +54,7 @@ impl Drop for Scratch {
 // ---------------------------------------------------------------------------------------------
 // Hand-built IDX files (the format is described in `dendrite_nn::data`).
 
-pub use crate::idx_files::{gzip, idx_images, idx_labels};
+pub use dendrite_test_support::idx::{gzip, idx_images, idx_labels};
 
 /// Four 28x28 images with labels 0..4, as the MNIST example needs them.
 pub fn digit_images() -> Vec<u8> {
@@ -123,7 +123,7 @@ pub fn f64_bits(values: &[f64]) -> Vec<u64> {
 // The largest single allocation made by the current thread (the tracker shared with the nn
 // crate's data tests), and what a file of a given length justifies.
 
-pub use crate::largest_allocation::largest_allocation;
+pub use dendrite_test_support::alloc::largest_allocation;
 
 /// The largest single allocation a reader may make for a file of `len` bytes: the file itself,
 /// or for gzip (a name ending in `.gz`) what deflate can expand it to (at most 1032:1) plus the

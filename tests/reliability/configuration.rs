@@ -239,7 +239,8 @@ fn metric_that_does_not_fit_the_loss() {
         "{err:?}"
     );
     assert!(err.to_string().starts_with(
-        "metric sparse_categorical_accuracy does not fit loss categorical_crossentropy with 10 output(s)"
+        "metric sparse_categorical_accuracy does not fit loss categorical_crossentropy with 10 \
+         output(s)"
     ));
     let refused = [
         (
@@ -318,7 +319,8 @@ fn binary_crossentropy_target_outside_unit_interval() -> TestResult {
     );
     assert_eq!(
         err.to_string(),
-        "binary_crossentropy needs targets in [0, 1], but the training data hold 2 at sample 2, target 0"
+        "binary_crossentropy needs targets in [0, 1], but the training data hold 2 at sample 2, \
+         target 0"
     );
     let negative = array![[0.0_f32], [-0.5], [1.0], [1.0]];
     let err = model.evaluate(&(x.view(), negative.view()), 2).unwrap_err();

@@ -88,7 +88,8 @@ fn checkpoint_misshaped_tensor() -> TestResult {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: tensor `dense_1/kernel` has shape [3, 8], but the model's parameter has shape [3, 4]",
+            "{}: tensor `dense_1/kernel` has shape [3, 8], but the model's parameter has shape \
+             [3, 4]",
             path.display()
         )
     );
@@ -277,7 +278,8 @@ fn gzip_header_claims_more_than_deflate_can_inflate() -> TestResult {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: the IDX header claims 784000000016 bytes, but {n} bytes of gzip cannot inflate to more than {} (at most 1032:1)",
+            "{}: the IDX header claims 784000000016 bytes, but {n} bytes of gzip cannot inflate \
+             to more than {} (at most 1032:1)",
             path.display(),
             n * 1032
         )
@@ -302,7 +304,8 @@ fn gzip_stream_longer_than_its_header_claims() -> TestResult {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}: the gzip stream inflates past the 10 bytes the IDX header describes (decompression stopped there)",
+            "{}: the gzip stream inflates past the 10 bytes the IDX header describes \
+             (decompression stopped there)",
             path.display()
         )
     );
@@ -316,7 +319,10 @@ fn gzip_stream_longer_than_its_header_claims() -> TestResult {
 fn device_files_are_refused_not_read() -> TestResult {
     let zero = std::path::Path::new("/dev/zero");
     let message = |what: &str| {
-        format!("/dev/zero: a character device, not a regular file: {what} are read only from regular files, whose length bounds what is read")
+        format!(
+            "/dev/zero: a character device, not a regular file: {what} are read only from \
+                 regular files, whose length bounds what is read"
+        )
     };
     let err = read_idx_images(zero).unwrap_err();
     assert!(matches!(
@@ -367,7 +373,8 @@ fn train_and_test_images_of_different_sizes() -> TestResult {
     assert_eq!(
         err.to_string(),
         format!(
-            "{} holds images of {train_rows}x{train_cols} but {} holds images of 3x2: training and test images must have one size",
+            "{} holds images of {train_rows}x{train_cols} but {} holds images of 3x2: training \
+             and test images must have one size",
             train_path.display(),
             test.display()
         )
@@ -407,7 +414,8 @@ fn data_directory_does_not_exist() -> TestResult {
     assert_eq!(
         err.to_string(),
         format!(
-            "data directory {} does not exist or is not a directory (it must hold the four MNIST IDX files, e.g. train-images-idx3-ubyte.gz)",
+            "data directory {} does not exist or is not a directory (it must hold the four MNIST \
+             IDX files, e.g. train-images-idx3-ubyte.gz)",
             absent.display()
         )
     );

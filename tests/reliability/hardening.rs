@@ -67,7 +67,10 @@ fn expected_total(sizes: &[usize; 3]) -> Option<usize> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(256) })]
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(256)
+    })]
 
     /// Dense/Sequential `summary` and `build` on hostile sizes: the exact count (computed in
     /// u128 here) or a typed error, never a panic or an abort; only small models allocate.
@@ -136,7 +139,10 @@ fn huge_dense_layer_is_an_error_not_an_abort() -> TestResult {
     );
     assert!(stdout.contains("1 passed"), "{stdout}");
     assert!(
-        stdout.contains("child error: init `dense_1`: a tensor of shape [1048576, 1048576] needs 4398046511104 bytes, over the per-tensor limit"),
+        stdout.contains(
+            "child error: init `dense_1`: a tensor of shape [1048576, 1048576] needs \
+                         4398046511104 bytes, over the per-tensor limit"
+        ),
         "{stdout}"
     );
     assert!(!stderr.contains("memory allocation"), "{stderr}");
@@ -172,7 +178,12 @@ fn nan_feature_names_sample_and_feature() -> TestResult {
         matches!(err, NnError::NonFiniteData { data: "training", part: "feature", sample: 3, index: 1, value } if value.is_nan()),
         "{err:?}"
     );
-    assert_eq!(err.to_string(), "the training data hold NaN at sample 3, feature 1: features and targets must be finite (fix or drop the sample, or turn the check off with `with_finite_check(false)`)");
+    assert_eq!(
+        err.to_string(),
+        "the training data hold NaN at sample 3, feature 1: features and \
+                                 targets must be finite (fix or drop the sample, or turn the \
+                                 check off with `with_finite_check(false)`)"
+    );
     assert_eq!((model.steps_taken(), weight_bits(&model)), (0, before));
     // In the held-out tail of a validation split, the error says validation.
     let (x, y) = with_nan((9, 2));

@@ -104,7 +104,8 @@ fn checkpoint_with_nan_loads_nothing() -> TestResult {
         assert_eq!(
             err.to_string(),
             format!(
-                "{}: tensor `dense_1/kernel` holds {shown} at element 1 (row-major); a checkpoint must hold finite weights, nothing was loaded",
+                "{}: tensor `dense_1/kernel` holds {shown} at element 1 (row-major); a checkpoint \
+                 must hold finite weights, nothing was loaded",
                 path.display()
             )
         );

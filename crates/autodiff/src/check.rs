@@ -51,11 +51,13 @@ use rand_chacha::ChaCha8Rng;
 /// the graph: a cotangent input named `check/cotangent…` and the VJP.
 ///
 /// # Errors
-/// [`AutodiffError::InvalidCheckConfig`](crate::AutodiffError::InvalidCheckConfig) for a setting out of range (see
-/// [`CheckConfig::validate`]), [`AutodiffError::NotPerturbable`](crate::AutodiffError::NotPerturbable) for a `wrt` node that is
-/// neither an input nor a parameter, [`GraphError::MissingFeed`](dendrite_graph::GraphError::MissingFeed) for a `wrt` input without a feed, and any error from
-/// deriving or running the graph. A failed check is *not* an error here: see
-/// [`GradCheckReport::into_result`] and [`assert_gradients`].
+/// [`AutodiffError::InvalidCheckConfig`](crate::AutodiffError::InvalidCheckConfig) for a
+/// setting out of range (see [`CheckConfig::validate`]),
+/// [`AutodiffError::NotPerturbable`](crate::AutodiffError::NotPerturbable) for a `wrt` node
+/// that is neither an input nor a parameter,
+/// [`GraphError::MissingFeed`](dendrite_graph::GraphError::MissingFeed) for a `wrt` input
+/// without a feed, and any error from deriving or running the graph. A failed check is *not*
+/// an error here: see [`GradCheckReport::into_result`] and [`assert_gradients`].
 ///
 /// ```
 /// use dendrite_autodiff::check::{check_gradients, CheckConfig};
@@ -89,8 +91,8 @@ pub fn check_gradients(
 /// [`check_gradients`], turning a failed check into an error.
 ///
 /// # Errors
-/// [`AutodiffError::CheckFailed`](crate::AutodiffError::CheckFailed) with the report when a comparison is out of tolerance, and
-/// every error of [`check_gradients`].
+/// [`AutodiffError::CheckFailed`](crate::AutodiffError::CheckFailed) with the report when a
+/// comparison is out of tolerance, and every error of [`check_gradients`].
 ///
 /// ```
 /// use dendrite_autodiff::check::{assert_gradients, CheckConfig};

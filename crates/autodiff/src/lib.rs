@@ -32,7 +32,7 @@
 
 pub mod check;
 mod error;
-mod forward;
+mod higher_order;
 mod reverse;
 pub mod simplify;
 pub mod strategies;
@@ -43,6 +43,6 @@ pub use check::{
     GradCheckReport,
 };
 pub use error::{AutodiffError, Result};
-pub use forward::{hessian, hvp, jacobian, jvp};
+pub use higher_order::{hessian, hvp, jacobian, jvp};
 pub use reverse::{grad, vjp};
 pub use simplify::{simplify, Simplified, SimplifyStats};

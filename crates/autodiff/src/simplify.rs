@@ -24,10 +24,11 @@
 //! | `stop_gradient(constant)` → the constant | always |
 //! | reductions over no axes (or size-1 axes kept), empty `expand_dims`, a one-operand `concat`, a full `slice`, a zero `pad` → `x` | shape preserved |
 
+mod identity;
+
 use crate::error::Result;
 use dendrite_graph::{
-    AxisOp, BinaryOp, BroadcastOp, Dim, Element, Graph, GraphError, IndexOp, LayoutOp, NodeId, Op,
-    Shape, SliceOp, UnaryOp,
+    AxisOp, BroadcastOp, Element, Graph, GraphError, IndexOp, LayoutOp, NodeId, Op, Shape,
 };
 use ndarray::{ArrayD, IxDyn};
 use smallvec::SmallVec;
@@ -139,10 +140,13 @@ pub fn simplify<F: Element>(g: &mut Graph<F>, outputs: &[NodeId]) -> Result<Simp
     })
 }
 
+/// A node whose operand was not rebuilt before it: a broken invariant (nodes are visited in
+/// insertion order, which is a topological order).
 fn internal<F: Element>(g: &Graph<F>, id: NodeId) -> crate::AutodiffError {
-    GraphError::UnknownNode {
-        graph: g.id(),
-        index: id.index(),
+    GraphError::Internal {
+        op: "simplify",
+        node: g.node(id).map(|n| n.name().to_owned()).unwrap_or_default(),
+        what: "an operand was not rebuilt before the node using it",
     }
     .into()
 }
@@ -238,161 +242,6 @@ impl<F: Element> Simplifier<F> {
         Ok(id)
     }
 
-    /// Applies an algebraic identity, if one fits.
-    fn identity(
-        &mut self,
-        g: &mut Graph<F>,
-        op: &Op<F>,
-        xs: &[NodeId],
-        declared: &Shape,
-    ) -> Result<Option<NodeId>> {
-        let same = |g: &Graph<F>, x: NodeId| -> Result<bool> { Ok(g.shape(x)? == declared) };
-        let fixed_same = |g: &Graph<F>, x: NodeId| -> Result<bool> {
-            Ok(declared.is_fixed() && g.shape(x)? == declared)
-        };
-        let x = xs.first().copied();
-        let Some(a) = x else { return Ok(None) };
-        Ok(match op {
-            Op::Binary(b) => {
-                let c = xs[1];
-                let (unit, commutes) = match b {
-                    BinaryOp::Mul => (1.0, true),
-                    BinaryOp::Add => (0.0, true),
-                    BinaryOp::Sub => (0.0, false),
-                    BinaryOp::Div | BinaryOp::Power => (1.0, false),
-                    BinaryOp::Maximum | BinaryOp::Minimum => return Ok(None),
-                };
-                if filled(g, c, unit)? && same(g, a)? {
-                    Some(a)
-                } else if commutes && filled(g, a, unit)? && same(g, c)? {
-                    Some(c)
-                } else {
-                    None
-                }
-            }
-            Op::Unary(UnaryOp::Neg) => match g.op(a)? {
-                Op::Unary(UnaryOp::Neg) => Some(g.operands(a)?[0]),
-                _ => None,
-            },
-            Op::Layout(LayoutOp::Permute(q)) => {
-                if is_identity(q) {
-                    return Ok(Some(a));
-                }
-                let Op::Layout(LayoutOp::Permute(p)) = g.op(a)?.clone() else {
-                    return Ok(None);
-                };
-                let inner = g.operands(a)?[0];
-                let composed: SmallVec<[usize; 4]> = q.iter().map(|&i| p[i]).collect();
-                if is_identity(&composed) {
-                    Some(inner)
-                } else {
-                    Some(self.rebuild(
-                        g,
-                        Op::Layout(LayoutOp::Permute(composed)),
-                        SmallVec::from_slice(&[inner]),
-                        declared,
-                    )?)
-                }
-            }
-            Op::Layout(LayoutOp::Reshape(target)) => {
-                let dynamic = g
-                    .shape(a)?
-                    .dims()
-                    .iter()
-                    .filter(|d| **d == Dim::Dynamic)
-                    .count();
-                if same(g, a)? && dynamic <= 1 {
-                    return Ok(Some(a));
-                }
-                // expand_dims is a reshape too.
-                if !matches!(
-                    g.op(a)?,
-                    Op::Layout(LayoutOp::Reshape(_) | LayoutOp::ExpandDims(_))
-                ) {
-                    return Ok(None);
-                }
-                let inner = g.operands(a)?[0];
-                match op.infer_shape("simplify", &[g.shape(inner)?]) {
-                    Ok(s) if s == *declared => Some(self.rebuild(
-                        g,
-                        Op::Layout(LayoutOp::Reshape(target.clone())),
-                        SmallVec::from_slice(&[inner]),
-                        declared,
-                    )?),
-                    _ => None,
-                }
-            }
-            Op::Broadcast(BroadcastOp::To(_) | BroadcastOp::Like) => {
-                if fixed_same(g, a)? {
-                    return Ok(Some(a));
-                }
-                // Broadcasting a replicated single value: broadcast the value itself.
-                let Some(y) = single_value_source(g, a)? else {
-                    return Ok(None);
-                };
-                let mut operands: SmallVec<[NodeId; 3]> = SmallVec::from_slice(xs);
-                operands[0] = y;
-                let shapes: Vec<&Shape> = operands
-                    .iter()
-                    .map(|&o| g.shape(o))
-                    .collect::<Result<_, _>>()?;
-                match op.infer_shape("simplify", &shapes) {
-                    Ok(s) if s == *declared => {
-                        Some(self.rebuild(g, op.clone(), operands, declared)?)
-                    }
-                    _ => None,
-                }
-            }
-            Op::Broadcast(BroadcastOp::SumLike) => {
-                if fixed_same(g, a)? {
-                    return Ok(Some(a));
-                }
-                // sum_like(broadcast(y), like) back to y's shape: n copies of y summed.
-                if !matches!(
-                    g.op(a)?,
-                    Op::Broadcast(BroadcastOp::Like | BroadcastOp::To(_))
-                ) || !g.shape(a)?.is_fixed()
-                {
-                    return Ok(None);
-                }
-                let y = g.operands(a)?[0];
-                let (big, small) = (g.shape(a)?.size(), g.shape(y)?.size());
-                match (fixed_same(g, y)?, big, small) {
-                    (true, Some(big), Some(small)) if small > 0 => {
-                        let n = self
-                            .new_constant(g, ndarray::arr0(F::of((big / small) as f64)).into_dyn());
-                        Some(self.rebuild(
-                            g,
-                            Op::Binary(BinaryOp::Mul),
-                            SmallVec::from_slice(&[y, n]),
-                            declared,
-                        )?)
-                    }
-                    _ => None,
-                }
-            }
-            Op::StopGradient => matches!(g.op(a)?, Op::Constant).then_some(a),
-            Op::Reduce {
-                axes, keep_dims, ..
-            } => {
-                let dims = g.shape(a)?.dims().to_vec();
-                let trivial = axes.is_empty()
-                    || (*keep_dims && axes.iter().all(|&i| dims.get(i) == Some(&Dim::Fixed(1))));
-                (trivial && same(g, a)?).then_some(a)
-            }
-            Op::Layout(LayoutOp::ExpandDims(axes)) => (axes.is_empty() && same(g, a)?).then_some(a),
-            Op::Slice(SliceOp::Concat(_)) => (xs.len() == 1 && same(g, a)?).then_some(a),
-            Op::Slice(SliceOp::Slice { .. }) => fixed_same(g, a)?.then_some(a),
-            Op::Slice(SliceOp::Pad {
-                before: 0,
-                after: 0,
-                ..
-            }) => same(g, a)?.then_some(a),
-            Op::Select if xs[1] == xs[2] => same(g, xs[1])?.then_some(xs[1]),
-            _ => None,
-        })
-    }
-
     /// Evaluates `op` now if every operand it reads is known, giving a constant.
     fn fold(
         &mut self,
@@ -464,15 +313,6 @@ fn shape_only<F: Element>(op: &Op<F>, slot: usize) -> bool {
             | (Op::Index(IndexOp::ScatterAdd(_)), 2)
             | (Op::Axis(AxisOp::DimSize(_)), 0)
     )
-}
-
-fn is_identity(perm: &[usize]) -> bool {
-    perm.iter().enumerate().all(|(i, &p)| i == p)
-}
-
-/// Whether `x` is a constant whose every element equals `v`.
-fn filled<F: Element>(g: &Graph<F>, x: NodeId, v: f64) -> Result<bool> {
-    Ok(matches!(g.op(x)?, Op::Constant) && g.value(x)?.iter().all(|e| e.as_f64() == v))
 }
 
 /// Adds a node computing `op` on `xs`.

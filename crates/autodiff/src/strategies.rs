@@ -90,7 +90,8 @@ pub fn shape_with_rank(rank: std::ops::RangeInclusive<usize>) -> impl Strategy<V
 /// use dendrite_autodiff::strategies::broadcastable_to;
 /// use proptest::strategy::{Strategy, ValueTree};
 /// let mut runner = proptest::test_runner::TestRunner::deterministic();
-/// let s = broadcastable_to(vec![2, 3]).new_tree(&mut runner).map_err(|e| e.to_string())?.current();
+/// let tree = broadcastable_to(vec![2, 3]).new_tree(&mut runner);
+/// let s = tree.map_err(|e| e.to_string())?.current();
 /// assert!(s.len() <= 2);
 /// # Ok::<(), String>(())
 /// ```
@@ -112,7 +113,8 @@ pub fn broadcastable_to(full: Vec<usize>) -> impl Strategy<Value = Vec<usize>> {
 /// use dendrite_graph::{broadcast_shapes, Shape};
 /// use proptest::strategy::{Strategy, ValueTree};
 /// let mut runner = proptest::test_runner::TestRunner::deterministic();
-/// let (from, to) = broadcast_to_pair().new_tree(&mut runner).map_err(|e| e.to_string())?.current();
+/// let tree = broadcast_to_pair().new_tree(&mut runner);
+/// let (from, to) = tree.map_err(|e| e.to_string())?.current();
 /// assert_eq!(broadcast_shapes(&Shape::fixed(&from), &Shape::fixed(&to)), Some(Shape::fixed(&to)));
 /// # Ok::<(), String>(())
 /// ```
@@ -142,7 +144,8 @@ pub fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
 /// use dendrite_autodiff::strategies::values_in;
 /// use proptest::strategy::{Strategy, ValueTree};
 /// let mut runner = proptest::test_runner::TestRunner::deterministic();
-/// let x = values_in(vec![2, 3], 0.5..1.5).new_tree(&mut runner).map_err(|e| e.to_string())?.current();
+/// let tree = values_in(vec![2, 3], 0.5..1.5).new_tree(&mut runner);
+/// let x = tree.map_err(|e| e.to_string())?.current();
 /// assert_eq!(x.shape(), &[2, 3]);
 /// assert!(x.iter().all(|v| (0.5..1.5).contains(v)));
 /// # Ok::<(), String>(())
@@ -211,7 +214,8 @@ pub fn away_from_zero(shape: Vec<usize>) -> impl Strategy<Value = ArrayD<f64>> {
 /// use dendrite_autodiff::strategies::distinct_in;
 /// use proptest::strategy::{Strategy, ValueTree};
 /// let mut runner = proptest::test_runner::TestRunner::deterministic();
-/// let x = distinct_in(vec![2, 3], -1.0..1.0).new_tree(&mut runner).map_err(|e| e.to_string())?.current();
+/// let tree = distinct_in(vec![2, 3], -1.0..1.0).new_tree(&mut runner);
+/// let x = tree.map_err(|e| e.to_string())?.current();
 /// let mut v: Vec<f64> = x.iter().copied().collect();
 /// v.sort_by(f64::total_cmp);
 /// assert!(v.windows(2).all(|w| w[1] - w[0] > 0.1));

@@ -11,7 +11,7 @@
 //! cheaper to build.
 
 use crate::error::Result;
-use crate::forward::inner;
+use crate::higher_order::inner;
 use crate::reverse::{active_nodes, unbroadcast, vjp};
 use dendrite_graph::{Element, Graph, GraphError, NodeId, Op};
 use smallvec::SmallVec;

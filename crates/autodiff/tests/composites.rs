@@ -41,7 +41,11 @@ fn with_axes() -> impl Strategy<Value = (ArrayD<f64>, Vec<usize>, bool)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn relu(x in shape().prop_flat_map(away_from_zero)) {
@@ -111,7 +115,9 @@ proptest! {
     }
 
     #[test]
-    fn logsumexp_of_large_logits_is_stable(x in shape_with_rank(1..=2).prop_flat_map(|s| values_in(s, 500.0..600.0))) {
+    fn logsumexp_of_large_logits_is_stable(
+        x in shape_with_rank(1..=2).prop_flat_map(|s| values_in(s, 500.0..600.0))
+    ) {
         // exp(600) overflows; the stopped max keeps values and gradients finite and right.
         let last = x.ndim() - 1;
         prop(both(&x, Box::new(move |g, x| g.logsumexp(x[0], &[last], false))))?;

@@ -151,7 +151,8 @@ fn a_jvp_only_op_has_no_gradient_and_an_op_without_rules_has_no_jvp() -> TestRes
     let err = grad(&mut g, f, &[x]).unwrap_err();
     assert!(matches!(
         err,
-        AutodiffError::Graph(GraphError::NotDifferentiable { op: "softsign", ref node, .. }) if node == "softsign"
+        AutodiffError::Graph(GraphError::NotDifferentiable { op: "softsign", ref node, .. })
+            if node == "softsign"
     ));
     let t = g.input("t", [3])?;
     let leaky = g.custom(Arc::new(Leaky(0.1)), &[x])?;
@@ -252,7 +253,8 @@ fn a_rule_returning_the_wrong_gradient_count_is_refused() -> TestResult {
     let err = grad(&mut g, f, &[x]).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "too_many `too_many`: invalid derivative rule: the VJP rule returned 2 gradients for 1 operands"
+        "too_many `too_many`: invalid derivative rule: the VJP rule returned 2 gradients for 1 \
+         operands"
     );
     Ok(())
 }

@@ -308,6 +308,7 @@ fn autodiff_errors_for_sizes_are_typed() {
         "{err:?}"
     );
     assert!(err.to_string().starts_with(
-        "jacobian of `exp`: 1048576 rows of 1048576 elements each is too large: the result would not fit"
+        "jacobian of `exp`: 1048576 rows of 1048576 elements each is too large: the result would \
+         not fit"
     ));
 }

@@ -30,27 +30,38 @@ fn config() -> CheckConfig {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1024, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 1024,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_dags_have_correct_gradients((dag, values) in dag_with_values(2..=30)) {
         let mut g = Graph::<f64>::new();
         let (inputs, output) = dag.build(&mut g).unwrap();
         let names: Vec<String> = (0..inputs.len()).map(RandomDag::input_name).collect();
-        let report = check_gradients(&mut g, output, &inputs, &feeds(&names, &values), &config()).unwrap();
+        let feeds = feeds(&names, &values);
+        let report = check_gradients(&mut g, output, &inputs, &feeds, &config()).unwrap();
         prop_assert!(report.passed(), "{}\n{:?}", report, dag);
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_dags_have_correct_hessian_vector_products((dag, values) in dag_with_values(2..=12)) {
         let mut g = Graph::<f64>::new();
         let (inputs, output) = dag.build(&mut g).unwrap();
         let names: Vec<String> = (0..inputs.len()).map(RandomDag::input_name).collect();
-        let report = check_second_order(&mut g, output, &inputs, &feeds(&names, &values), &config().with_eps(1e-5)).unwrap();
+        let feeds = feeds(&names, &values);
+        let config = config().with_eps(1e-5);
+        let report = check_second_order(&mut g, output, &inputs, &feeds, &config).unwrap();
         prop_assert!(report.passed(), "{}\n{:?}", report, dag);
     }
 }

@@ -53,15 +53,25 @@ fn simplify_and_compare(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
-    fn simplified_random_dags_and_gradients_keep_their_values((dag, values) in dag_with_values(2..=30)) {
+    fn simplified_random_dags_and_gradients_keep_their_values(
+        (dag, values) in dag_with_values(2..=30)
+    ) {
         let mut g = Graph::<f64>::new();
         let (inputs, output) = dag.build(&mut g).unwrap();
         let grads = grad(&mut g, output, &inputs).unwrap();
         let names: Vec<String> = (0..inputs.len()).map(RandomDag::input_name).collect();
-        let feeds: Vec<_> = names.iter().zip(&values).map(|(n, v)| (n.as_str(), v.view())).collect();
+        let feeds: Vec<_> = names
+            .iter()
+            .zip(&values)
+            .map(|(n, v)| (n.as_str(), v.view()))
+            .collect();
         let fetches: Vec<NodeId> = std::iter::once(output).chain(grads).collect();
         simplify_and_compare(&mut g, &fetches, &feeds);
     }

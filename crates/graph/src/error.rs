@@ -18,7 +18,10 @@ pub type Result<T, E = GraphError> = std::result::Result<T, E>;
 /// let b = g.input("b", [32, 10])?;
 /// let err = g.matmul(a, b).unwrap_err();
 /// assert!(matches!(err, GraphError::IncompatibleShapes { .. }));
-/// assert_eq!(err.to_string(), "matmul `matmul`: inner dimensions differ: lhs [?, 784] vs rhs [32, 10]");
+/// assert_eq!(
+///     err.to_string(),
+///     "matmul `matmul`: inner dimensions differ: lhs [?, 784] vs rhs [32, 10]"
+/// );
 /// # Ok::<(), GraphError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -187,6 +190,18 @@ pub enum GraphError {
         /// Why no derivative rule applies.
         reason: &'static str,
     },
+    /// A broken internal invariant: a bug in this crate, never a consequence of the input
+    /// (the shape rules admit only what the kernels can run, so this cannot be caused by
+    /// building or feeding a graph).
+    #[error("{op} `{node}`: internal invariant broken: {what}")]
+    Internal {
+        /// The op being run.
+        op: &'static str,
+        /// The node's name (empty where the kernel does not know it).
+        node: String,
+        /// The invariant that does not hold.
+        what: &'static str,
+    },
     /// A plan used with a graph other than the one it was compiled from.
     #[error("plan was compiled from graph {plan_graph} but run with graph {graph}")]
     PlanGraphMismatch {
@@ -198,7 +213,8 @@ pub enum GraphError {
     /// A tensor bigger than the per-tensor limit (see [`crate::limits`]), or whose byte count
     /// does not fit in `usize`.
     #[error(
-        "{op} `{node}`: a tensor of shape {shape} needs {} bytes, over the per-tensor limit of {limit} (raise it with `limits::set_max_tensor_bytes`)",
+        "{op} `{node}`: a tensor of shape {shape} needs {} bytes, over the per-tensor limit of \
+         {limit} (raise it with `limits::set_max_tensor_bytes`)",
         bytes.map_or_else(|| "more than usize::MAX".to_owned(), |b| b.to_string())
     )]
     TensorTooLarge {

@@ -134,12 +134,9 @@ pub fn zeros<F: Element>(
     let n = check_size::<F>(op, node, dims)?;
     let mut data = Vec::new();
     grow_to(&mut data, n, op, node, dims)?;
-    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), data).map_err(|_| {
-        GraphError::InvalidShape {
-            op,
-            node: node.to_owned(),
-            reason: "internal: a buffer disagrees with its shape".into(),
-            shape: Shape::fixed(dims),
-        }
+    ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(dims), data).map_err(|_| GraphError::Internal {
+        op,
+        node: node.to_owned(),
+        what: "a buffer disagrees with its shape",
     })
 }

@@ -1,8 +1,9 @@
 //! `e^x` over whole `f32` slices, in a form the compiler turns into vector code.
 //!
-//! The `exp` of the standard library is one call per element (glibc's `expf`, about 3 ns each).
-//! The softmax of a training step takes one per logit, twice (the loss and its gradient), which
-//! at batch 128 was the slowest kernel after the matrix products. [`exp_f32`] computes the same
+//! The `exp` of the standard library is one call per element (glibc's `expf`), which does not
+//! vectorize. The softmax of a training step takes one per logit, twice (the loss and its
+//! gradient), which made it the slowest kernel after the matrix products (measurements on the
+//! book's performance page, `docs/src/performance.md`). [`exp_f32`] computes the same
 //! function with branch-free arithmetic on each element, so a loop over a slice compiles to
 //! AVX2 code (8 lanes) when called from a function built for AVX2, and to SSE2 code otherwise.
 //!

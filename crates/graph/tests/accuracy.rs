@@ -247,7 +247,8 @@ fn unary_primitives_are_accurate_to_a_few_ulps_across_their_domains() {
         let (b64, b32) = bound(op);
         if e64 > b64 || e32 > b32 {
             failures.push(format!(
-                "{}: {e64} ulps at {at64:e} in f64 (bound {b64}), {e32} at {at32:e} in f32 (bound {b32})",
+                "{}: {e64} ulps at {at64:e} in f64 (bound {b64}), {e32} at {at32:e} in f32 (bound \
+                 {b32})",
                 op.name()
             ));
         }

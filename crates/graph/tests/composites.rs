@@ -274,7 +274,8 @@ fn variance_is_the_population_variance() {
         &t(&[4], &[4.0, 2.25, 1.0, 0.25]),
         1e-15,
     );
-    // Over everything: mean 3.75, Σ(x - m)² = 7.5625 + 3.0625 + 0.5625 + 0.0625 + 4 · 1.5625 = 17.5.
+    // Over everything: mean 3.75, Σ(x - m)² = 7.5625 + 3.0625 + 0.5625 + 0.0625 + 4 · 1.5625 =
+    // 17.5.
     assert_close(
         &unary(&x, |g, x| g.variance(x, &[0, 1], false)),
         &s(17.5 / 8.0),

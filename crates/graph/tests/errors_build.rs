@@ -51,8 +51,14 @@ fn incompatible_shapes_from_other_ops() {
     let b = g.input("b", [4]).unwrap();
     let v = g.input("v", [3]).unwrap();
     let cases = [
-        (g.add(a, b).unwrap_err(), "add `add`: shapes do not broadcast: lhs [2, 3] vs rhs [4]"),
-        (g.less(a, b).unwrap_err(), "lt `lt`: shapes do not broadcast: lhs [2, 3] vs rhs [4]"),
+        (
+            g.add(a, b).unwrap_err(),
+            "add `add`: shapes do not broadcast: lhs [2, 3] vs rhs [4]",
+        ),
+        (
+            g.less(a, b).unwrap_err(),
+            "lt `lt`: shapes do not broadcast: lhs [2, 3] vs rhs [4]",
+        ),
         (
             g.matmul(a, v).unwrap_err(),
             "matmul `matmul`: both operands need at least two axes: lhs [2, 3] vs rhs [3]",
@@ -67,15 +73,18 @@ fn incompatible_shapes_from_other_ops() {
         ),
         (
             g.broadcast_to(a, [3, 3]).unwrap_err(),
-            "broadcast_to `broadcast_to`: operand does not broadcast to the target: lhs [2, 3] vs rhs [3, 3]",
+            "broadcast_to `broadcast_to`: operand does not broadcast to the target: lhs [2, 3] vs \
+             rhs [3, 3]",
         ),
         (
             g.broadcast_to(a, [3]).unwrap_err(),
-            "broadcast_to `broadcast_to`: operand has more axes than the target: lhs [2, 3] vs rhs [3]",
+            "broadcast_to `broadcast_to`: operand has more axes than the target: lhs [2, 3] vs \
+             rhs [3]",
         ),
         (
             g.sum_like(v, a).unwrap_err(),
-            "sum_like `sum_like`: reference shape does not broadcast to the operand: lhs [3] vs rhs [2, 3]",
+            "sum_like `sum_like`: reference shape does not broadcast to the operand: lhs [3] vs \
+             rhs [2, 3]",
         ),
         (
             g.concat(&[a, b], 0).unwrap_err(),
@@ -118,16 +127,29 @@ fn invalid_shape() {
     let cases = [
         (
             g.reshape(x, [None, None]).unwrap_err(),
-            "reshape `reshape`: a reshape target may have at most one dynamic dimension: got shape [?, ?]",
+            "reshape `reshape`: a reshape target may have at most one dynamic dimension: got \
+             shape [?, ?]",
         ),
-        (g.slice(x, 0, 2, 5).unwrap_err(), "slice `slice`: range 2..5 does not fit axis 0: got shape [4]"),
-        (g.slice(x, 0, 3, 2).unwrap_err(), "slice `slice`: range 3..2 does not fit axis 0: got shape [4]"),
+        (
+            g.slice(x, 0, 2, 5).unwrap_err(),
+            "slice `slice`: range 2..5 does not fit axis 0: got shape [4]",
+        ),
+        (
+            g.slice(x, 0, 3, 2).unwrap_err(),
+            "slice `slice`: range 3..2 does not fit axis 0: got shape [4]",
+        ),
         (
             g.permute(x, &[0, 0]).unwrap_err(),
             "permute `permute`: [0, 0] is not a permutation of the operand's axes: got shape [4]",
         ),
-        (g.one_hot(x, 0).unwrap_err(), "one_hot `one_hot`: depth must be at least 1: got shape [4]"),
-        (g.transpose(x).unwrap_err(), "permute `x`: transpose needs at least two axes: got shape [4]"),
+        (
+            g.one_hot(x, 0).unwrap_err(),
+            "one_hot `one_hot`: depth must be at least 1: got shape [4]",
+        ),
+        (
+            g.transpose(x).unwrap_err(),
+            "permute `x`: transpose needs at least two axes: got shape [4]",
+        ),
     ];
     for (err, message) in cases {
         assert!(matches!(err, GraphError::InvalidShape { .. }), "{err:?}");
@@ -503,7 +525,8 @@ fn not_differentiable() {
     );
     assert_eq!(
         err.to_string(),
-        "reshape `reshape`: not differentiable: the operand has more than one dynamic dimension, so its shape cannot be restored"
+        "reshape `reshape`: not differentiable: the operand has more than one dynamic dimension, \
+         so its shape cannot be restored"
     );
     let v = g.input("v", [None]).unwrap();
     let sliced = g.slice(v, 0, 1, 2).unwrap();

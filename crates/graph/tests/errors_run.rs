@@ -173,9 +173,10 @@ fn non_finite_feed() {
     assert!(plan.run(&g, &[("x", bad.view())]).is_ok());
     let mut plan = plan.check_finite_feeds(true);
     let err = plan.run(&g, &[("x", bad.view())]).unwrap_err();
-    assert!(
-        matches!(err, GraphError::NonFiniteFeed { ref input, index: 2, value } if input == "x" && value.is_nan())
-    );
+    assert!(matches!(
+        err,
+        GraphError::NonFiniteFeed { ref input, index: 2, value } if input == "x" && value.is_nan()
+    ));
     assert_eq!(
         err.to_string(),
         "feed for input `x` holds a non-finite value NaN at flat index 2"

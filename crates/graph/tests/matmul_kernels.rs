@@ -32,9 +32,20 @@ fn run<F: Element>(a: &Array2<F>, b: &Array2<F>, ta: bool, tb: bool) -> ArrayD<F
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
     #[test]
-    fn every_layout_matches_the_naive_product(m in 0usize..21, k in 0usize..40, n in 0usize..37, ta: bool, tb: bool, seed in 0u64..1000) {
-        let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 7 + seed as usize) % 23) as f64 / 7.0 - 1.5);
-        let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 13 + j * 11 + seed as usize) % 19) as f64 / 5.0 - 1.8);
+    fn every_layout_matches_the_naive_product(
+        m in 0usize..21,
+        k in 0usize..40,
+        n in 0usize..37,
+        ta: bool,
+        tb: bool,
+        seed in 0u64..1000,
+    ) {
+        let a = Array2::from_shape_fn((m, k), |(i, j)| {
+            ((i * 31 + j * 7 + seed as usize) % 23) as f64 / 7.0 - 1.5
+        });
+        let b = Array2::from_shape_fn((k, n), |(i, j)| {
+            ((i * 13 + j * 11 + seed as usize) % 19) as f64 / 5.0 - 1.8
+        });
         let expected = naive(&a, &b).into_dyn();
         let got = run(&a, &b, ta, tb);
         prop_assert_eq!(got.shape(), expected.shape());
@@ -49,9 +60,20 @@ proptest! {
     /// transposed rhs (read across its rows) is too big to copy to the stack and goes through
     /// the safe kernels, which `k` up to 130 reaches.
     #[test]
-    fn every_layout_matches_the_naive_product_in_f32(m in 0usize..21, k in 0usize..130, n in 0usize..37, ta: bool, tb: bool, seed in 0u64..1000) {
-        let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 31 + j * 7 + seed as usize) % 23) as f64 / 7.0 - 1.5);
-        let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 13 + j * 11 + seed as usize) % 19) as f64 / 5.0 - 1.8);
+    fn every_layout_matches_the_naive_product_in_f32(
+        m in 0usize..21,
+        k in 0usize..130,
+        n in 0usize..37,
+        ta: bool,
+        tb: bool,
+        seed in 0u64..1000,
+    ) {
+        let a = Array2::from_shape_fn((m, k), |(i, j)| {
+            ((i * 31 + j * 7 + seed as usize) % 23) as f64 / 7.0 - 1.5
+        });
+        let b = Array2::from_shape_fn((k, n), |(i, j)| {
+            ((i * 13 + j * 11 + seed as usize) % 19) as f64 / 5.0 - 1.8
+        });
         let expected = naive(&a, &b).into_dyn();
         let got = run(&a.mapv(|v| v as f32), &b.mapv(|v| v as f32), ta, tb);
         prop_assert_eq!(got.shape(), expected.shape());

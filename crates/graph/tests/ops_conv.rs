@@ -79,7 +79,8 @@ fn conv2d_by_hand_valid() {
 /// `same` with a 2x2 kernel on 3x3: total padding (3-1)·1 + 2 - 3 = 1, all of it after (the
 /// bottom row and right column). y[0,2] = 1·x[0,2] + 3·x[1,2] = 3 + 18 = 21, y[2,2] = 1·x[2,2] = 9,
 /// y[2,0] = 1·7 + 2·8 = 23. The gradient for L = Σy: x[0,0] is read by tap (0,0) only (1);
-/// x[2,2] by all four windows that reach it: 1+2+3+4 = 10; w[1,1] reads x[1..3, 1..3]: 5+6+8+9 = 28,
+/// x[2,2] by all four windows that reach it: 1+2+3+4 = 10; w[1,1] reads x[1..3, 1..3]: 5+6+8+9 =
+/// 28,
 /// w[0,0] reads every pixel: 45.
 #[test]
 fn conv2d_by_hand_same() {
@@ -100,7 +101,8 @@ fn conv2d_by_hand_same() {
 
 /// Stride 2 and dilation 2 on a 5x5 ramp x[h,v] = 5h + v with a 2x2 kernel of ones:
 /// dilated taps are 2 apart (span 3), so valid gives out = (5-3)/2 + 1 = 2 and
-/// y[i,j] = x[2i,2j] + x[2i,2j+2] + x[2i+2,2j] + x[2i+2,2j+2] = 4·x[2i+1, 2j+1] (the ramp is linear).
+/// y[i,j] = x[2i,2j] + x[2i,2j+2] + x[2i+2,2j] + x[2i+2,2j+2] = 4·x[2i+1, 2j+1] (the ramp is
+/// linear).
 #[test]
 fn conv2d_strided_dilated() {
     let x = Array::from_shape_fn(IxDyn(&[1, 5, 5, 1]), |d| (5 * d[1] + d[2]) as f64);
@@ -132,7 +134,8 @@ fn conv2d_matches_direct_sum() {
         ..Conv2d::default()
     };
     let y = &conv_and_grads(&x, &w, conv)[0];
-    // same: heights 4 → 4 (pad total 2, top 1), widths 5 → 3 (pad total (3-1)·2 + 2 - 5 = 1, left 0).
+    // same: heights 4 → 4 (pad total 2, top 1), widths 5 → 3 (pad total (3-1)·2 + 2 - 5 = 1, left
+    // 0).
     assert_eq!(y.shape(), &[2, 4, 3, 3]);
     for n in 0..2 {
         for i in 0..4 {
@@ -268,7 +271,8 @@ fn max_pool_tie_rule() {
         Ok(vec![y, x_bar[0].unwrap()])
     });
     assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), [1.0, 3.0]);
-    // Window 1: four ones, the first (top left) wins. Window 2: 3 at (0,3) comes before (1,2), (1,3).
+    // Window 1: four ones, the first (top left) wins. Window 2: 3 at (0,3) comes before (1,2),
+    // (1,3).
     assert_eq!(
         out[1].iter().copied().collect::<Vec<_>>(),
         [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]

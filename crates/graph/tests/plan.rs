@@ -466,7 +466,11 @@ fn push_random_op(g: &mut Graph<f64>, nodes: &mut Vec<NodeId>, choice: u8, i: us
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn plans_agree_with_a_naive_interpreter(
@@ -497,7 +501,8 @@ proptest! {
                 let want = &expected[f.index()];
                 prop_assert_eq!(got.shape(), want.shape());
                 for (u, v) in got.iter().zip(want.iter()) {
-                    prop_assert!(u.to_bits() == v.to_bits() || (u.is_nan() && v.is_nan()), "{} vs {}", u, v);
+                    let same = u.to_bits() == v.to_bits() || (u.is_nan() && v.is_nan());
+                    prop_assert!(same, "{} vs {}", u, v);
                 }
             }
         }

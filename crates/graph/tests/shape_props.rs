@@ -122,7 +122,8 @@ proptest! {
         let theirs = ndarray_broadcast(&a, &b);
         prop_assert_eq!(ours.clone(), theirs.as_deref().map(Shape::fixed));
         if let Some(out) = ours {
-            // ndarray's co-broadcasting arithmetic gives the same shape, and our kernel the same values.
+            // ndarray's co-broadcasting arithmetic gives the same shape, and our kernel the same
+            // values.
             let (xa, xb) = (filled(&a, 0.1), filled(&b, 0.7));
             let expected = &xa - &xb;
             prop_assert_eq!(Shape::fixed(expected.shape()), out);
@@ -151,7 +152,9 @@ proptest! {
         let (va, vb) = (xa.broadcast(shape.clone()).unwrap(), xb.broadcast(shape).unwrap());
         let max = ndarray::Zip::from(&va).and(&vb).map_collect(|&p, &q| p.max(q));
         prop_assert_eq!(&out[2], &max);
-        let greater = ndarray::Zip::from(&va).and(&vb).map_collect(|&p, &q| if p > q { 1.0 } else { 0.0 });
+        let greater = ndarray::Zip::from(&va)
+            .and(&vb)
+            .map_collect(|&p, &q| if p > q { 1.0 } else { 0.0 });
         prop_assert_eq!(&out[3], &greater);
         prop_assert_eq!(&out[4], &max);
     }
@@ -197,8 +200,11 @@ proptest! {
             for y in sizes(b) {
                 let concrete = broadcast_dim(Dim::Fixed(x), Dim::Fixed(y));
                 match (declared, concrete) {
-                    (Some(Dim::Fixed(d)), Some(Dim::Fixed(c))) => prop_assert_eq!(d, c, "{:?} {:?} as {} {}", a, b, x, y),
-                    (None, Some(c)) => prop_assert!(false, "{:?} {:?} rejected, but {} {} gives {:?}", a, b, x, y, c),
+                    (Some(Dim::Fixed(d)), Some(Dim::Fixed(c))) => {
+                        prop_assert_eq!(d, c, "{:?} {:?} as {} {}", a, b, x, y)
+                    }
+                    (None, Some(c)) => prop_assert!(false, "{:?} {:?} rejected, but {} {} gives \
+                                                            {:?}", a, b, x, y, c),
                     _ => {}
                 }
             }
@@ -217,16 +223,26 @@ proptest! {
     }
 
     #[test]
-    fn reshape_round_trips(shape in prop::collection::vec(0_usize..=4, 0..=4), dynamic in any::<bool>()) {
+    fn reshape_round_trips(
+        shape in prop::collection::vec(0_usize..=4, 0..=4),
+        dynamic in any::<bool>(),
+    ) {
         let x = filled(&shape, 2.0);
         let n = x.len();
         let mut g = Graph::<f64>::new();
         let xi = g.input("x", Shape::fixed(&shape)).unwrap();
-        let flat = if dynamic && n > 0 { g.reshape(xi, [None]).unwrap() } else { g.reshape(xi, [n]).unwrap() };
+        let flat = if dynamic && n > 0 {
+            g.reshape(xi, [None]).unwrap()
+        } else {
+            g.reshape(xi, [n]).unwrap()
+        };
         prop_assert_eq!(g.shape(flat).unwrap(), &Shape::from([n]));
         let back = g.reshape(flat, Shape::fixed(&shape)).unwrap();
         let out = common::run_all(&g, &[flat, back], &[("x", &x)]).unwrap();
-        prop_assert_eq!(out[0].iter().copied().collect::<Vec<_>>(), x.iter().copied().collect::<Vec<_>>());
+        prop_assert_eq!(
+            out[0].iter().copied().collect::<Vec<_>>(),
+            x.iter().copied().collect::<Vec<_>>()
+        );
         prop_assert_eq!(&out[1], &x);
     }
 
@@ -261,7 +277,12 @@ proptest! {
 
     #[test]
     fn matmul_shapes_and_values(
-        (batch_a, batch_b) in (prop::collection::vec(1_usize..=3, 0..=2), any::<u8>(), 0_usize..=2, 0_usize..=2)
+        (batch_a, batch_b) in (
+            prop::collection::vec(1_usize..=3, 0..=2),
+            any::<u8>(),
+            0_usize..=2,
+            0_usize..=2,
+        )
             .prop_map(|(common, bits, da, db)| {
                 let side = |drop: usize, shift: u32| {
                     common[drop.min(common.len())..]
@@ -283,7 +304,11 @@ proptest! {
         let a = g.input("a", Shape::fixed(&sa)).unwrap();
         let b = g.input("b", Shape::fixed(&sb)).unwrap();
         let c = g.matmul_t(a, b, tl, tr).unwrap();
-        let mut expected = broadcast_shapes(&Shape::fixed(&batch_a), &Shape::fixed(&batch_b)).unwrap().concrete().unwrap().to_vec();
+        let mut expected = broadcast_shapes(&Shape::fixed(&batch_a), &Shape::fixed(&batch_b))
+            .unwrap()
+            .concrete()
+            .unwrap()
+            .to_vec();
         let batch = expected.clone();
         expected.extend([m, n]);
         prop_assert_eq!(g.shape(c).unwrap(), &Shape::fixed(&expected));
@@ -294,10 +319,18 @@ proptest! {
         let full = |x: &ArrayD<f64>| {
             let mut s = batch.clone();
             s.extend_from_slice(&x.shape()[x.ndim() - 2..]);
-            x.broadcast(IxDyn(&s)).unwrap().to_owned().into_shape_with_order(IxDyn(&[batch.iter().product::<usize>(), s[s.len() - 2], s[s.len() - 1]])).unwrap()
+            let batches = batch.iter().product::<usize>();
+            x.broadcast(IxDyn(&s))
+                .unwrap()
+                .to_owned()
+                .into_shape_with_order(IxDyn(&[batches, s[s.len() - 2], s[s.len() - 1]]))
+                .unwrap()
         };
         let (fa, fb) = (full(&xa), full(&xb));
-        let flat_out = out.clone().into_shape_with_order(IxDyn(&[batch.iter().product::<usize>(), m, n])).unwrap();
+        let flat_out = out
+            .clone()
+            .into_shape_with_order(IxDyn(&[batch.iter().product::<usize>(), m, n]))
+            .unwrap();
         for i in 0..fa.shape()[0] {
             let mut am = fa.index_axis(Axis(0), i).to_owned();
             let mut bm = fb.index_axis(Axis(0), i).to_owned();
@@ -335,7 +368,8 @@ proptest! {
         let mut want_max = x.clone();
         for &a in axes.iter().rev() {
             want_sum = want_sum.sum_axis(Axis(a));
-            want_max = want_max.map_axis(Axis(a), |lane| lane.fold(f64::NEG_INFINITY, |m, &v| m.max(v)));
+            want_max =
+                want_max.map_axis(Axis(a), |lane| lane.fold(f64::NEG_INFINITY, |m, &v| m.max(v)));
             if keep_dims {
                 want_sum.insert_axis_inplace(Axis(a));
                 want_max.insert_axis_inplace(Axis(a));

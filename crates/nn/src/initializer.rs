@@ -204,8 +204,8 @@ impl Init {
     /// One draw of `N(0, 1)` (Box–Muller, the cosine half).
     fn standard_normal(&mut self) -> f64 {
         // 1 - u lies in (0, 1], so the logarithm is finite.
-        let u: f64 = 1.0 - self.rng().gen::<f64>();
-        let v: f64 = self.rng().gen::<f64>();
+        let u: f64 = 1.0 - self.rng().r#gen::<f64>();
+        let v: f64 = self.rng().r#gen::<f64>();
         (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
     }
 

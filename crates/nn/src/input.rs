@@ -280,7 +280,7 @@ impl<F: Float> Data<F> for Dataset {
                         .labels()
                         .iter()
                         .enumerate()
-                        .find(|(_, &l)| usize::from(l) >= classes)
+                        .find(|&(_, &l)| usize::from(l) >= classes)
                     {
                         return Err(NnError::LabelOutOfRange {
                             index,

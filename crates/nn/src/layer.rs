@@ -332,11 +332,10 @@ impl Init {
         data: Vec<F>,
     ) -> Result<ArrayD<F>> {
         ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|_| {
-            NnError::Graph(GraphError::InvalidShape {
+            NnError::Graph(GraphError::Internal {
                 op,
                 node: String::new(),
-                reason: "internal: an initializer's buffer disagrees with its shape".into(),
-                shape: dendrite_graph::Shape::fixed(shape),
+                what: "an initializer's buffer disagrees with its shape",
             })
         })
     }
@@ -365,7 +364,7 @@ impl Init {
     /// ```
     /// use rand::Rng;
     /// let mut init = dendrite_nn::Init::new(3);
-    /// let coin: bool = init.rng().gen();
+    /// let coin: bool = init.rng().r#gen();
     /// # let _ = coin;
     /// ```
     pub fn rng(&mut self) -> &mut ChaCha8Rng {
@@ -397,7 +396,7 @@ impl Init {
             });
         }
         let (mut data, n) = self.buffer::<F>("init", shape)?;
-        data.extend((0..n).map(|_| F::of(low + span * self.rng.gen::<f64>())));
+        data.extend((0..n).map(|_| F::of(low + span * self.rng.r#gen::<f64>())));
         Self::array("init", shape, data)
     }
 

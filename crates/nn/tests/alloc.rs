@@ -11,6 +11,7 @@ use dendrite_nn::data::synthetic_digits;
 use dendrite_nn::{
     Activation, Adam, Dense, FitConfig, Initializer, Loss, Metric, Regularizer, Sequential,
 };
+use dendrite_test_support::reference::reference_model;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,14 +26,17 @@ static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.alloc(layout)
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        System.realloc(ptr, layout, new_size)
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 
@@ -65,21 +69,6 @@ fn fit_allocations(
     allocations() - before
 }
 
-/// The 784-32-10 reference model.
-fn reference() -> Sequential {
-    let mut model = Sequential::new();
-    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
-    model.add(Dense::new(10).activation(Activation::Softmax));
-    model
-        .compile(
-            Adam::default(),
-            Loss::SparseCategoricalCrossentropy,
-            &[Metric::Accuracy],
-        )
-        .unwrap();
-    model
-}
-
 /// The same shape with clipping, regularizers, an initializer and several metrics.
 fn with_options() -> Sequential {
     let mut model = Sequential::new();
@@ -108,7 +97,10 @@ fn with_options() -> Sequential {
 #[test]
 fn training_steps_do_not_allocate() {
     let data = synthetic_digits(32 * 40, 0).unwrap();
-    for (name, mut model) in [("reference", reference()), ("with options", with_options())] {
+    for (name, mut model) in [
+        ("reference", reference_model().unwrap()),
+        ("with options", with_options()),
+    ] {
         // Warm up: the plan's buffers reach their size on the first full batch.
         // One thread, and two: the second gathers each batch's bytes ahead of the step.
         for threads in [1, 2] {

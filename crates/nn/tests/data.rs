@@ -2,9 +2,6 @@
 //! digits, datasets and batching.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-// The allocation tracker (`support/largest_allocation.rs`) needs `unsafe impl GlobalAlloc`; it
-// only forwards to `System`.
-#![allow(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -17,12 +14,11 @@ use proptest::prelude::*;
 
 #[path = "data/bounds.rs"]
 mod bounds;
-#[path = "support/idx_files.rs"]
-mod idx_files;
-#[path = "support/largest_allocation.rs"]
-mod largest_allocation;
-use idx_files::{gzip, idx_images, idx_labels};
-use largest_allocation::largest_allocation;
+use dendrite_test_support::alloc::{largest_allocation, Tracking};
+use dendrite_test_support::idx::{gzip, idx_images, idx_labels};
+
+#[global_allocator]
+static ALLOCATOR: Tracking = Tracking;
 
 // ---------------------------------------------------------------------------------------------
 // Hand-built IDX files.

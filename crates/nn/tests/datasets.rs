@@ -1,5 +1,5 @@
 //! Tests of `dendrite_nn::datasets` against a real HTTP server on 127.0.0.1
-//! (`support/http_server.rs`) serving small generated fixtures, with every cache in a
+//! (`dendrite_test_support::http`) serving small generated fixtures, with every cache in a
 //! scratch directory and every setting explicit: no test reads or writes the environment,
 //! the user's cache or the network.
 
@@ -15,12 +15,8 @@ use dendrite_nn::datasets::{
 };
 use sha2::{Digest, Sha256};
 
-#[path = "support/http_server.rs"]
-mod http_server;
-#[path = "support/idx_files.rs"]
-mod idx_files;
-use http_server::{Reply, Server};
-use idx_files::{gzip, idx_images, idx_labels};
+use dendrite_test_support::http::{Reply, Server};
+use dendrite_test_support::idx::{gzip, idx_images, idx_labels};
 
 /// A fresh, empty directory under Cargo's per-target scratch space.
 fn scratch_dir(name: &str) -> PathBuf {

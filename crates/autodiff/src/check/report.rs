@@ -28,7 +28,9 @@ pub enum CheckMode {
 ///
 /// ```
 /// use dendrite_autodiff::check::{CheckConfig, CheckMode};
-/// let config = CheckConfig::default().with_tolerances(1e-4, 1e-6).with_mode(CheckMode::Elementwise);
+/// let config = CheckConfig::default()
+///     .with_tolerances(1e-4, 1e-6)
+///     .with_mode(CheckMode::Elementwise);
 /// assert_eq!(config.eps, 1e-6);
 /// assert_eq!(config.rtol, 1e-4);
 /// ```
@@ -125,7 +127,8 @@ impl CheckConfig {
     /// let err = CheckConfig::default().with_mode(CheckMode::Directional { trials: 0 }).validate();
     /// assert_eq!(
     ///     err.unwrap_err().to_string(),
-    ///     "check config: trials = 0 is invalid: at least one direction is needed, or nothing is checked"
+    ///     "check config: trials = 0 is invalid: \
+    ///      at least one direction is needed, or nothing is checked"
     /// );
     /// ```
     pub fn validate(&self) -> Result<()> {

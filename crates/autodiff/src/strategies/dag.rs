@@ -402,7 +402,8 @@ pub fn random_dag(ops: std::ops::RangeInclusive<usize>) -> impl Strategy<Value =
 /// use dendrite_autodiff::strategies::dag_with_values;
 /// use proptest::strategy::{Strategy, ValueTree};
 /// let mut runner = proptest::test_runner::TestRunner::deterministic();
-/// let (dag, values) = dag_with_values(2..=5).new_tree(&mut runner).map_err(|e| e.to_string())?.current();
+/// let tree = dag_with_values(2..=5).new_tree(&mut runner);
+/// let (dag, values) = tree.map_err(|e| e.to_string())?.current();
 /// assert_eq!(dag.inputs.len(), values.len());
 /// # Ok::<(), String>(())
 /// ```

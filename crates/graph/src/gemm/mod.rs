@@ -7,9 +7,9 @@
 //! packing-free kernels here, and only unusual or large layouts go to the `gemm` crate:
 //!
 //! - `f32` on x86-64 with AVX2 and FMA (the training case): [`avx2`], 6x16 register tiles over
-//!   raw pointers whose bounds are proven once per call, 103-107 GFLOP/s on one Zen 2 core
-//!   (peak 116) for the reference model's 784-wide products (the safe kernels below: 53-57).
-//!   A `b` read across its rows is copied row-major onto the stack first when it is small.
+//!   raw pointers whose bounds are proven once per call, about twice as fast as the safe
+//!   kernels below on the reference model's 784-wide products. A `b` read across its rows is
+//!   copied row-major onto the stack first when it is small.
 //! - everything else (`f64`, other CPUs), in safe code compiled twice (see below):
 //!   - *row panel* (`b` has unit column stride): a block of `MR` rows of `c` is accumulated as
 //!     `c[i, j..j+NB] += a[i, p] * b[p, j..j+NB]` over `p`, an outer product per step whose
@@ -18,14 +18,14 @@
 //!     row-major): each `c[i, j]` is a contiguous dot product.
 //!
 //! Each element of `c` is summed over `p` in increasing order whatever the blocking (the dot
-//! kernel: in eight interleaved partial sums). The kernels run on the calling thread. Two ways
-//! of using the second core were measured with `examples/mnist` and rejected: rayon (an epoch
-//! 1.9x *slower*: waking a parked worker costs more than half of a 30 µs product), and a helper
-//! thread spinning on an atomic, which hands over half the rows in well under a microsecond and
-//! makes the plan alone 1.4x faster at batch 128, but makes training 2x slower: the weight
-//! update and the batch writing then store to lines the other core has just read, and on the
-//! 2-core VM it was measured on every such line costs a cross-core invalidation (Adam and the
-//! batch conversion each became 5x slower).
+//! kernel: in eight interleaved partial sums). The kernels run on the calling thread: at these
+//! sizes handing half a product to another core costs more than it saves (a parked worker takes
+//! long to wake, and a spinning one makes the weight update and the batch writing store to
+//! cache lines the other core has just read).
+//!
+//! The measurements behind these choices (throughput of each kernel, the two multi-core
+//! attempts) are on the book's performance page (`docs/src/performance.md`, "What made it
+//! fast" and "Measured and rejected").
 //!
 //! The safe kernels are compiled a second time with AVX2 and FMA enabled and chosen at run
 //! time; the portable build (SSE2) uses separate multiply and add, the AVX2 build fused

@@ -172,12 +172,10 @@ pub(crate) fn zip_broadcast<F: Element, G: Element>(
                 .for_each(|o, &x, &y| *o = f(x, y));
             Ok(())
         }
-        _ => Err(GraphError::IncompatibleShapes {
+        _ => Err(GraphError::Internal {
             op: "broadcast",
             node: String::new(),
-            reason: "internal: operands do not broadcast to the inferred shape",
-            lhs: Shape::fixed(a.shape()),
-            rhs: Shape::fixed(b.shape()),
+            what: "operands do not broadcast to the inferred shape",
         }),
     }
 }

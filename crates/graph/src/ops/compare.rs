@@ -142,12 +142,10 @@ pub(crate) fn forward_select<F: Element>(
                 .for_each(|o, &c, &a, &b| *o = if c != F::zero() { a } else { b });
             Ok(())
         }
-        _ => Err(GraphError::IncompatibleShapes {
+        _ => Err(GraphError::Internal {
             op: "select",
             node: String::new(),
-            reason: "internal: operands do not broadcast to the inferred shape",
-            lhs: Shape::fixed(inputs[1].shape()),
-            rhs: Shape::fixed(inputs[2].shape()),
+            what: "operands do not broadcast to the inferred shape",
         }),
     }
 }

@@ -5,7 +5,8 @@
 //! `(sh, sw)`, dilation `(dh, dw)` and `valid` or `same` padding (see [`window`](super::window)):
 //!
 //! ```text
-//! conv2d(x, w)[n, i, j, o] = Σ_{p, q, c} x[n, i·sh + p·dh - top, j·sw + q·dw - left, c] · w[p, q, c, o]
+//! conv2d(x, w)[n, i, j, o]
+//!     = Σ_{p, q, c} x[n, i·sh + p·dh - top, j·sw + q·dw - left, c] · w[p, q, c, o]
 //! ```
 //!
 //! where positions outside the image read zero. Shape rule: `x` has rank 4 with known height,
@@ -15,11 +16,13 @@
 //! The output is bilinear in `(x, w)`: `⟨conv2d(x, w), ȳ⟩ = ⟨x, T(ȳ, w)⟩ = ⟨w, K(x, ȳ)⟩`, which
 //! defines the two other members of the family:
 //!
-//! - `conv2d_input_grad` `T(ȳ, w)[n, h, v, c] = Σ_{i, j, p, q, o : i·sh + p·dh - top = h, j·sw + q·dw - left = v} ȳ[n, i, j, o] w[p, q, c, o]`,
-//!   the transposed convolution (every output pixel sends its value back along the taps that
-//!   read it);
-//! - `conv2d_kernel_grad` `K(x, ȳ)[p, q, c, o] = Σ_{n, i, j} x[n, i·sh + p·dh - top, j·sw + q·dw - left, c] ȳ[n, i, j, o]`,
-//!   the correlation of the input with the cotangent.
+//! - `conv2d_input_grad`, the transposed convolution (every output pixel sends its value back
+//!   along the taps that read it):
+//!   `T(ȳ, w)[n, h, v, c] = Σ ȳ[n, i, j, o] w[p, q, c, o]` over the `i, j, p, q, o` with
+//!   `i·sh + p·dh - top = h` and `j·sw + q·dw - left = v`;
+//! - `conv2d_kernel_grad`, the correlation of the input with the cotangent:
+//!   `K(x, ȳ)[p, q, c, o] = Σ_{n, i, j} x[n, i·sh + p·dh - top, j·sw + q·dw - left, c]
+//!   ȳ[n, i, j, o]`.
 //!
 //! So `x̄ = T(ȳ, w)` and `w̄ = K(x, ȳ)`; and since each of the three is bilinear in its
 //! operands, each one's derivative is again a member of the family (the book's convolution page
@@ -165,38 +168,8 @@ pub(crate) fn geometry(op: &ConvOp, node: &str, operands: &[&Shape]) -> Result<G
     let name = op.name();
     check_arity(name, node, operands, 2)?;
     let (a, b) = (operands[0], operands[1]);
-    let (conv, image, hw, kernel_hw, c, o) = match *op {
-        ConvOp::Conv2d(conv) => {
-            let hw = fixed_hw(name, node, a)?;
-            let c = fixed_dim(name, node, a, 3, "channel count")?;
-            let k: Vec<usize> = (0..4)
-                .map(|i| fixed_dim(name, node, b, i, "kernel size"))
-                .collect::<Result<_>>()?;
-            if k[2] != c {
-                return Err(mismatch(
-                    op,
-                    node,
-                    "kernel input channels differ from the image's",
-                    a,
-                    b,
-                ));
-            }
-            (conv, a, hw, [k[0], k[1]], c, k[3])
-        }
-        ConvOp::InputGrad { conv, input_hw } => {
-            let k: Vec<usize> = (0..4)
-                .map(|i| fixed_dim(name, node, b, i, "kernel size"))
-                .collect::<Result<_>>()?;
-            (conv, a, input_hw, [k[0], k[1]], k[2], k[3])
-        }
-        ConvOp::KernelGrad { conv, kernel_hw } => {
-            let hw = fixed_hw(name, node, a)?;
-            let c = fixed_dim(name, node, a, 3, "channel count")?;
-            let o = fixed_dim(name, node, b, 3, "channel count")?;
-            (conv, a, hw, kernel_hw, c, o)
-        }
-    };
-    if c == 0 || o == 0 {
+    let (conv, sizes) = declared_sizes(op, node, a, b)?;
+    if sizes.c == 0 || sizes.o == 0 {
         return Err(mismatch(
             op,
             node,
@@ -208,58 +181,134 @@ pub(crate) fn geometry(op: &ConvOp, node: &str, operands: &[&Shape]) -> Result<G
     let axes = axes2(
         name,
         node,
-        image,
-        hw,
-        kernel_hw,
+        a,
+        sizes.hw,
+        sizes.kernel_hw,
         conv.strides,
         conv.dilation,
         conv.padding,
     )?;
     let geo = Geometry {
         batch: a.dims()[0],
-        c,
-        o,
+        c: sizes.c,
+        o: sizes.o,
         axes,
     };
-    // One image's im2col, the image, one output image and the kernel stay within usize, so the
-    // kernels' index arithmetic cannot overflow.
+    if !buffers_fit(&geo) {
+        return Err(mismatch(op, node, "sizes overflow", a, b));
+    }
+    check_cotangent(op, node, &geo, a, b)?;
+    Ok(geo)
+}
+
+/// The sizes a convolution's operands fix, before the window is checked against them.
+struct Sizes {
+    /// Image height and width.
+    hw: [usize; 2],
+    /// Kernel height and width.
+    kernel_hw: [usize; 2],
+    /// Input channels.
+    c: usize,
+    /// Output channels.
+    o: usize,
+}
+
+/// Reads the image, kernel and channel sizes from the operands each op has: the image and the
+/// kernel, the cotangent and the kernel, or the image and the cotangent.
+fn declared_sizes(op: &ConvOp, node: &str, a: &Shape, b: &Shape) -> Result<(Conv2d, Sizes)> {
+    let name = op.name();
+    let kernel = |b: &Shape| -> Result<Vec<usize>> {
+        (0..4)
+            .map(|i| fixed_dim(name, node, b, i, "kernel size"))
+            .collect()
+    };
+    Ok(match *op {
+        ConvOp::Conv2d(conv) => {
+            let hw = fixed_hw(name, node, a)?;
+            let c = fixed_dim(name, node, a, 3, "channel count")?;
+            let k = kernel(b)?;
+            if k[2] != c {
+                let reason = "kernel input channels differ from the image's";
+                return Err(mismatch(op, node, reason, a, b));
+            }
+            let kernel_hw = [k[0], k[1]];
+            (
+                conv,
+                Sizes {
+                    hw,
+                    kernel_hw,
+                    c,
+                    o: k[3],
+                },
+            )
+        }
+        ConvOp::InputGrad { conv, input_hw } => {
+            let k = kernel(b)?;
+            let kernel_hw = [k[0], k[1]];
+            (
+                conv,
+                Sizes {
+                    hw: input_hw,
+                    kernel_hw,
+                    c: k[2],
+                    o: k[3],
+                },
+            )
+        }
+        ConvOp::KernelGrad { conv, kernel_hw } => {
+            let hw = fixed_hw(name, node, a)?;
+            let c = fixed_dim(name, node, a, 3, "channel count")?;
+            let o = fixed_dim(name, node, b, 3, "channel count")?;
+            (
+                conv,
+                Sizes {
+                    hw,
+                    kernel_hw,
+                    c,
+                    o,
+                },
+            )
+        }
+    })
+}
+
+/// Whether one image's im2col, the image, one output image and the kernel stay within `usize`,
+/// so that the kernels' index arithmetic cannot overflow.
+fn buffers_fit(geo: &Geometry) -> bool {
     let [h, w] = geo.axes;
+    let (c, o) = (geo.c, geo.o);
     let product = |v: &[usize]| v.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-    let sizes = [
+    [
         product(&[h.out, w.out, h.k, w.k, c]),
         product(&[h.n, w.n, c]),
         product(&[h.out, w.out, o]),
         product(&[h.k, w.k, c, o]),
-    ];
-    if sizes.iter().any(Option::is_none) {
-        return Err(mismatch(op, node, "sizes overflow", a, b));
-    }
-    // The cotangent operand of the two gradients must have the convolution's output shape.
-    let cotangent = match op {
-        ConvOp::Conv2d(_) => None,
-        ConvOp::InputGrad { .. } => Some(a),
-        ConvOp::KernelGrad { .. } => Some(b),
+    ]
+    .iter()
+    .all(Option::is_some)
+}
+
+/// The cotangent operand of the two gradients must have the convolution's output shape.
+fn check_cotangent(op: &ConvOp, node: &str, geo: &Geometry, a: &Shape, b: &Shape) -> Result<()> {
+    let y_bar = match op {
+        ConvOp::Conv2d(_) => return Ok(()),
+        ConvOp::InputGrad { .. } => a,
+        ConvOp::KernelGrad { .. } => b,
     };
-    if let Some(y_bar) = cotangent {
-        let expected = Geometry {
-            batch: y_bar.dims().first().copied().unwrap_or(Dim::Dynamic),
-            ..geo
-        }
-        .out_image();
-        let agree = y_bar.rank() == 4
-            && y_bar.dims()[1..] == expected.dims()[1..]
-            && batches_agree(y_bar.dims()[0], geo.batch);
-        if !agree {
-            return Err(mismatch(
-                op,
-                node,
-                "cotangent does not have the convolution's output shape",
-                y_bar,
-                &expected,
-            ));
-        }
+    let expected = Geometry {
+        batch: y_bar.dims().first().copied().unwrap_or(Dim::Dynamic),
+        ..*geo
     }
-    Ok(geo)
+    .out_image();
+    let agree = y_bar.rank() == 4
+        && y_bar.dims()[1..] == expected.dims()[1..]
+        && batches_agree(y_bar.dims()[0], geo.batch);
+    if agree {
+        Ok(())
+    } else {
+        let reason = "cotangent does not have the convolution's output shape";
+        Err(mismatch(op, node, reason, y_bar, &expected))
+    }
 }
 
 pub(crate) fn infer(op: &ConvOp, node: &str, operands: &[&Shape]) -> Result<Shape> {
@@ -286,23 +335,21 @@ pub(crate) fn forward<F: Element>(
         Shape::fixed(inputs[1].shape()),
     ];
     let geo = geometry(op, node, &[&shapes[0], &shapes[1]])?;
-    let batch = inputs[0].shape()[0];
     let (a, b) = (
         inputs[0].as_standard_layout(),
         inputs[1].as_standard_layout(),
     );
     let mut out = out;
     let (Some(a), Some(b), Some(out)) = (a.as_slice(), b.as_slice(), out.as_slice_mut()) else {
-        return Err(GraphError::InvalidShape {
+        return Err(GraphError::Internal {
             op: op.name(),
             node: node.to_owned(),
-            reason: "internal: an operand or the output is not contiguous".into(),
-            shape: shapes[0].clone(),
+            what: "an operand or the output is not contiguous",
         });
     };
     let run = kernel::Run {
         geo: &geo,
-        batch,
+        batch: inputs[0].shape()[0], // every operand 0 (x or ȳ) is batch-major
         op: op.name(),
         node,
     };

@@ -31,7 +31,11 @@
 //!             _ => Err(CustomOpError::new("expects one operand")),
 //!         }
 //!     }
-//!     fn forward(&self, xs: &[ArrayViewD<'_, F>], out: ArrayViewMutD<'_, F>) -> Result<(), CustomOpError> {
+//!     fn forward(
+//!         &self,
+//!         xs: &[ArrayViewD<'_, F>],
+//!         out: ArrayViewMutD<'_, F>,
+//!     ) -> Result<(), CustomOpError> {
 //!         Zip::from(out).and(&xs[0]).for_each(|y, &x| *y = x / (F::one() + x.abs()));
 //!         Ok(())
 //!     }
@@ -226,7 +230,8 @@ pub trait CustomOp<F: Element>: Any + Send + Sync {
 ///         Ok(())
 ///     }
 /// }
-/// let (a, b, c) = (Custom::new(Arc::new(Scale(2.0))), Custom::new(Arc::new(Scale(2.0))), Custom::new(Arc::new(Scale(3.0))));
+/// let scale = |k: f64| Custom::new(Arc::new(Scale(k)));
+/// let (a, b, c) = (scale(2.0), scale(2.0), scale(3.0));
 /// assert!(a == b && a != c);
 /// assert_eq!((a.name(), a.params()), ("scale", &[2.0][..]));
 /// ```
@@ -319,7 +324,8 @@ impl<F: Element> Custom<F> {
             let shape = g.shape(x_bar)?;
             if shape != g.shape(x)? && *shape != out_shape {
                 let reason = format!(
-                    "the VJP rule's gradient for operand {slot} has shape {shape}, expected {} (the operand's) or {out_shape} (the output's)",
+                    "the VJP rule's gradient for operand {slot} has shape {shape}, \
+                     expected {} (the operand's) or {out_shape} (the output's)",
                     g.shape(x)?
                 );
                 return Err(self.rule_error(g, output, reason));

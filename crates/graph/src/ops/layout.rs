@@ -38,80 +38,89 @@ family! {
 pub(crate) fn infer(op: &LayoutOp, node: &str, operands: &[&Shape]) -> Result<Shape> {
     check_arity(op.name(), node, operands, 1)?;
     let x = operands[0];
-    let invalid = |reason: String, shape: &Shape| GraphError::InvalidShape {
+    match op {
+        LayoutOp::ExpandDims(axes) => expand_dims_shape(op, node, x, axes),
+        LayoutOp::Reshape(target) => reshape_shape(op, node, x, target),
+        LayoutOp::Permute(perm) => permute_shape(op, node, x, perm),
+    }
+}
+
+fn invalid(op: &LayoutOp, node: &str, reason: String, shape: &Shape) -> GraphError {
+    GraphError::InvalidShape {
         op: op.name(),
         node: node.to_owned(),
         reason,
         shape: shape.clone(),
-    };
-    match op {
-        LayoutOp::ExpandDims(axes) => {
-            let rank = x.rank() + axes.len();
-            check_axes(op.name(), node, axes, rank)?;
-            let mut src = x.dims().iter();
-            Ok(Shape::new((0..rank).map(|i| {
-                if axes.contains(&i) {
-                    Dim::Fixed(1)
-                } else {
-                    src.next().copied().unwrap_or(Dim::Fixed(1))
-                }
-            })))
-        }
-        LayoutOp::Reshape(target) => {
-            let dynamic = target.dims().iter().filter(|d| **d == Dim::Dynamic).count();
-            if dynamic > 1 {
-                return Err(invalid(
-                    "a reshape target may have at most one dynamic dimension".into(),
-                    target,
-                ));
-            }
-            let Some(total) = x.size() else {
-                return Ok(target.clone());
-            };
-            let mismatch = || GraphError::IncompatibleShapes {
-                op: op.name(),
-                node: node.to_owned(),
-                reason: "element counts differ",
-                lhs: x.clone(),
-                rhs: target.clone(),
-            };
-            // Checked: a target whose fixed dimensions overflow matches no operand.
-            let known = target
-                .dims()
-                .iter()
-                .filter_map(|d| d.fixed())
-                .try_fold(1usize, |n, m| n.checked_mul(m))
-                .ok_or_else(mismatch)?;
-            if dynamic == 0 {
-                return if known == total {
-                    Ok(target.clone())
-                } else {
-                    Err(mismatch())
-                };
-            }
-            if known == 0 || total % known != 0 {
-                return Err(mismatch());
-            }
-            Ok(Shape::new(target.dims().iter().map(|&d| match d {
-                Dim::Dynamic => Dim::Fixed(total / known),
-                fixed => fixed,
-            })))
-        }
-        LayoutOp::Permute(perm) => {
-            let mut seen = vec![false; x.rank()];
-            let valid = perm.len() == x.rank()
-                && perm
-                    .iter()
-                    .all(|&p| p < x.rank() && !std::mem::replace(&mut seen[p], true));
-            if !valid {
-                return Err(invalid(
-                    format!("{perm:?} is not a permutation of the operand's axes"),
-                    x,
-                ));
-            }
-            Ok(Shape::new(perm.iter().map(|&p| x.dims()[p])))
-        }
     }
+}
+
+/// `x` with a size-1 axis at each of `axes` (positions in the result).
+fn expand_dims_shape(op: &LayoutOp, node: &str, x: &Shape, axes: &[usize]) -> Result<Shape> {
+    let rank = x.rank() + axes.len();
+    check_axes(op.name(), node, axes, rank)?;
+    let mut src = x.dims().iter();
+    Ok(Shape::new((0..rank).map(|i| {
+        if axes.contains(&i) {
+            Dim::Fixed(1)
+        } else {
+            src.next().copied().unwrap_or(Dim::Fixed(1))
+        }
+    })))
+}
+
+/// The reshape target, its one dynamic dimension (if any) solved from `x`'s element count
+/// when that is known.
+fn reshape_shape(op: &LayoutOp, node: &str, x: &Shape, target: &Shape) -> Result<Shape> {
+    let dynamic = target.dims().iter().filter(|d| **d == Dim::Dynamic).count();
+    if dynamic > 1 {
+        let reason = "a reshape target may have at most one dynamic dimension".into();
+        return Err(invalid(op, node, reason, target));
+    }
+    let Some(total) = x.size() else {
+        return Ok(target.clone());
+    };
+    let mismatch = || GraphError::IncompatibleShapes {
+        op: op.name(),
+        node: node.to_owned(),
+        reason: "element counts differ",
+        lhs: x.clone(),
+        rhs: target.clone(),
+    };
+    // Checked: a target whose fixed dimensions overflow matches no operand.
+    let known = target
+        .dims()
+        .iter()
+        .filter_map(|d| d.fixed())
+        .try_fold(1usize, |n, m| n.checked_mul(m))
+        .ok_or_else(mismatch)?;
+    if dynamic == 0 {
+        return if known == total {
+            Ok(target.clone())
+        } else {
+            Err(mismatch())
+        };
+    }
+    if known == 0 || total % known != 0 {
+        return Err(mismatch());
+    }
+    Ok(Shape::new(target.dims().iter().map(|&d| match d {
+        Dim::Dynamic => Dim::Fixed(total / known),
+        fixed => fixed,
+    })))
+}
+
+/// `x`'s dimensions in the order `perm` names them, when `perm` is a permutation of its axes.
+fn permute_shape(op: &LayoutOp, node: &str, x: &Shape, perm: &[usize]) -> Result<Shape> {
+    let mut seen = vec![false; x.rank()];
+    let valid = perm.len() == x.rank()
+        && perm
+            .iter()
+            .all(|&p| p < x.rank() && !std::mem::replace(&mut seen[p], true));
+    if !valid {
+        let reason = format!("{perm:?} is not a permutation of the operand's axes");
+        return Err(invalid(op, node, reason, x));
+    }
+    Ok(Shape::new(perm.iter().map(|&p| x.dims()[p])))
 }
 
 pub(crate) fn forward<F: Element>(
@@ -159,7 +168,8 @@ pub(crate) fn vjp<F: Element>(
                 return Err(GraphError::NotDifferentiable {
                     op: "reshape",
                     node: g.name(y)?.to_owned(),
-                    reason: "the operand has more than one dynamic dimension, so its shape cannot be restored",
+                    reason: "the operand has more than one dynamic dimension, \
+                             so its shape cannot be restored",
                 });
             }
             g.reshape(y_bar, shape)?

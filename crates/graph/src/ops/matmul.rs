@@ -8,8 +8,8 @@
 //!
 //! Derivative (for `C = A B`): `A_bar = C_bar Bᵀ`, `B_bar = Aᵀ C_bar`. The transposes are flags
 //! of the product, not copies: GEMM reads the operand through its strides. With the flags set
-//! the same identities give the four cases in the table on `vjp`. Batch axes that were broadcast are
-//! summed back by the reverse sweep.
+//! the same identities give the four cases in the table on `vjp`. Batch axes that were
+//! broadcast are summed back by the reverse sweep.
 
 use crate::error::{GraphError, Result};
 use crate::ops::{check_arity, OperandGrads, MATMUL};
@@ -72,12 +72,10 @@ pub(crate) fn forward<F: Element>(
 ) -> Result<()> {
     let (tl, tr) = flags;
     let (a, b) = (&inputs[0], &inputs[1]);
-    let internal = || GraphError::IncompatibleShapes {
+    let internal = || GraphError::Internal {
         op: "matmul",
         node: String::new(),
-        reason: "internal: operands do not match the inferred output",
-        lhs: Shape::fixed(a.shape()),
-        rhs: Shape::fixed(b.shape()),
+        what: "operands do not match the inferred output",
     };
     let rank = out.ndim();
     if a.ndim() == 2 && b.ndim() == 2 {

@@ -302,7 +302,8 @@ impl<F: Element> Op<F> {
     ///
     /// ```
     /// use dendrite_graph::{Op, BinaryOp, Shape};
-    /// let out = Op::<f32>::Binary(BinaryOp::Add).infer_shape("n", &[&Shape::from([3, 1]), &Shape::from([4])])?;
+    /// let add = Op::<f32>::Binary(BinaryOp::Add);
+    /// let out = add.infer_shape("n", &[&Shape::from([3, 1]), &Shape::from([4])])?;
     /// assert_eq!(out, Shape::from([3, 4]));
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
@@ -355,11 +356,10 @@ impl<F: Element> Op<F> {
         let shapes: SmallVec<[Shape; 3]> = operands.iter().map(|s| Shape::fixed(s)).collect();
         let refs: SmallVec<[&Shape; 3]> = shapes.iter().collect();
         let out = self.infer_shape(node, &refs)?;
-        out.concrete().ok_or_else(|| GraphError::InvalidShape {
+        out.concrete().ok_or_else(|| GraphError::Internal {
             op: self.name(),
             node: node.to_owned(),
-            reason: "internal: a shape rule left a dimension dynamic at run time".to_owned(),
-            shape: out.clone(),
+            what: "a shape rule left a dimension dynamic at run time",
         })
     }
 

@@ -386,11 +386,10 @@ pub(crate) fn forward<F: Element>(
     let slices: Option<smallvec::SmallVec<[&[F]; 2]>> =
         views.iter().map(|v| v.as_slice()).collect();
     let (Some(xs), Some(out)) = (slices, out.as_slice_mut()) else {
-        return Err(GraphError::InvalidShape {
+        return Err(GraphError::Internal {
             op: op.name(),
             node: node.to_owned(),
-            reason: "internal: an operand or the output is not contiguous".into(),
-            shape: shapes[0].clone(),
+            what: "an operand or the output is not contiguous",
         });
     };
     match op {

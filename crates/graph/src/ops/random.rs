@@ -156,7 +156,8 @@ impl<F: Element> Graph<F> {
     /// let step = g.input("step", dendrite_graph::Shape::scalar())?;
     /// let u = g.random_uniform(x, step, 7)?;
     /// let mut plan = compile(&g, &[u])?;
-    /// let (xs, s) = (ndarray::Array2::<f32>::zeros((2, 4)).into_dyn(), ndarray::arr0(3.0_f32).into_dyn());
+    /// let xs = ndarray::Array2::<f32>::zeros((2, 4)).into_dyn();
+    /// let s = ndarray::arr0(3.0_f32).into_dyn();
     /// let a = plan.run(&g, &[("x", xs.view()), ("step", s.view())])?.get(0)?.to_owned();
     /// let b = plan.run(&g, &[("x", xs.view()), ("step", s.view())])?.get(0)?.to_owned();
     /// assert_eq!(a, b); // same seed, same step: same values

@@ -50,30 +50,11 @@ family! {
 }
 
 pub(crate) fn infer(op: &SliceOp, node: &str, operands: &[&Shape]) -> Result<Shape> {
-    let invalid = |reason: String, shape: &Shape| GraphError::InvalidShape {
-        op: op.name(),
-        node: node.to_owned(),
-        reason,
-        shape: shape.clone(),
-    };
+    let at = Site { op, node };
     match *op {
         SliceOp::Slice { axis, start, end } => {
             check_arity(op.name(), node, operands, 1)?;
-            let x = operands[0];
-            check_axis(op.name(), node, axis, x.rank())?;
-            let fits = match x.dims()[axis] {
-                Dim::Fixed(n) => end <= n,
-                Dim::Dynamic => true,
-            };
-            if start > end || !fits {
-                return Err(invalid(
-                    format!("range {start}..{end} does not fit axis {axis}"),
-                    x,
-                ));
-            }
-            let mut out = x.clone();
-            out.dims_mut()[axis] = Dim::Fixed(end - start);
-            Ok(out)
+            at.slice_shape(operands[0], axis, start, end)
         }
         SliceOp::Pad {
             axis,
@@ -81,68 +62,109 @@ pub(crate) fn infer(op: &SliceOp, node: &str, operands: &[&Shape]) -> Result<Sha
             after,
         } => {
             check_arity(op.name(), node, operands, 1)?;
-            let x = operands[0];
-            check_axis(op.name(), node, axis, x.rank())?;
-            let mut out = x.clone();
-            if let Dim::Fixed(n) = x.dims()[axis] {
-                let padded = n.checked_add(before).and_then(|m| m.checked_add(after));
-                let Some(padded) = padded else {
-                    return Err(invalid(
-                        format!("padding {before} + {after} around {n} overflows a dimension"),
-                        x,
-                    ));
-                };
-                out.dims_mut()[axis] = Dim::Fixed(padded);
-            }
-            Ok(out)
+            at.pad_shape(operands[0], axis, before, after)
         }
-        SliceOp::Concat(axis) => {
-            let Some(first) = operands.first() else {
-                return Err(GraphError::Arity {
-                    op: "concat",
-                    node: node.to_owned(),
-                    expected: "at least one operand",
-                    actual: 0,
-                });
-            };
-            check_axis(op.name(), node, axis, first.rank())?;
-            let mut out = (*first).clone();
-            for other in &operands[1..] {
-                let agree = other.rank() == first.rank()
-                    && first
-                        .dims()
-                        .iter()
-                        .zip(other.dims())
-                        .enumerate()
-                        .all(|(i, (a, b))| {
-                            i == axis || !matches!((a, b), (Dim::Fixed(x), Dim::Fixed(y)) if x != y)
-                        });
-                if !agree {
-                    return Err(GraphError::IncompatibleShapes {
-                        op: "concat",
-                        node: node.to_owned(),
-                        reason: "operands differ off the concatenation axis",
-                        lhs: (*first).clone(),
-                        rhs: (*other).clone(),
-                    });
-                }
-                let total = &mut out.dims_mut()[axis];
-                *total = match (*total, other.dims()[axis]) {
-                    (Dim::Fixed(a), Dim::Fixed(b)) => match a.checked_add(b) {
-                        Some(sum) => Dim::Fixed(sum),
-                        None => {
-                            return Err(invalid(
-                                format!("concatenated sizes along axis {axis} overflow"),
-                                other,
-                            ))
-                        }
-                    },
-                    _ => Dim::Dynamic,
-                };
-            }
-            Ok(out)
+        SliceOp::Concat(axis) => at.concat_shape(operands, axis),
+    }
+}
+
+/// The op and node a shape rule reports its errors for.
+struct Site<'a> {
+    op: &'a SliceOp,
+    node: &'a str,
+}
+
+impl Site<'_> {
+    fn invalid(&self, reason: String, shape: &Shape) -> GraphError {
+        GraphError::InvalidShape {
+            op: self.op.name(),
+            node: self.node.to_owned(),
+            reason,
+            shape: shape.clone(),
         }
     }
+
+    /// `x` with `axis` cut to `end - start`, when the range fits the axis (always, along a
+    /// dynamic one: the run checks it).
+    fn slice_shape(&self, x: &Shape, axis: usize, start: usize, end: usize) -> Result<Shape> {
+        check_axis(self.op.name(), self.node, axis, x.rank())?;
+        let fits = match x.dims()[axis] {
+            Dim::Fixed(n) => end <= n,
+            Dim::Dynamic => true,
+        };
+        if start > end || !fits {
+            let reason = format!("range {start}..{end} does not fit axis {axis}");
+            return Err(self.invalid(reason, x));
+        }
+        let mut out = x.clone();
+        out.dims_mut()[axis] = Dim::Fixed(end - start);
+        Ok(out)
+    }
+
+    /// `x` with `before + after` added along `axis` (a dynamic axis stays dynamic).
+    fn pad_shape(&self, x: &Shape, axis: usize, before: usize, after: usize) -> Result<Shape> {
+        check_axis(self.op.name(), self.node, axis, x.rank())?;
+        let mut out = x.clone();
+        if let Dim::Fixed(n) = x.dims()[axis] {
+            let padded = n.checked_add(before).and_then(|m| m.checked_add(after));
+            let Some(padded) = padded else {
+                let reason = format!("padding {before} + {after} around {n} overflows a dimension");
+                return Err(self.invalid(reason, x));
+            };
+            out.dims_mut()[axis] = Dim::Fixed(padded);
+        }
+        Ok(out)
+    }
+
+    /// The first operand's shape with the sizes along `axis` summed, once every operand agrees
+    /// with it off the axis.
+    fn concat_shape(&self, operands: &[&Shape], axis: usize) -> Result<Shape> {
+        let Some(first) = operands.first() else {
+            return Err(GraphError::Arity {
+                op: "concat",
+                node: self.node.to_owned(),
+                expected: "at least one operand",
+                actual: 0,
+            });
+        };
+        check_axis(self.op.name(), self.node, axis, first.rank())?;
+        let mut out = (*first).clone();
+        for other in &operands[1..] {
+            if !agree_off_axis(first, other, axis) {
+                return Err(GraphError::IncompatibleShapes {
+                    op: "concat",
+                    node: self.node.to_owned(),
+                    reason: "operands differ off the concatenation axis",
+                    lhs: (*first).clone(),
+                    rhs: (*other).clone(),
+                });
+            }
+            let total = &mut out.dims_mut()[axis];
+            *total = match (*total, other.dims()[axis]) {
+                (Dim::Fixed(a), Dim::Fixed(b)) => match a.checked_add(b) {
+                    Some(sum) => Dim::Fixed(sum),
+                    None => {
+                        let reason = format!("concatenated sizes along axis {axis} overflow");
+                        return Err(self.invalid(reason, other));
+                    }
+                },
+                _ => Dim::Dynamic,
+            };
+        }
+        Ok(out)
+    }
+}
+
+/// Whether `a` and `b` have the same rank and no two fixed sizes differ off `axis`.
+fn agree_off_axis(a: &Shape, b: &Shape, axis: usize) -> bool {
+    a.rank() == b.rank()
+        && a.dims()
+            .iter()
+            .zip(b.dims())
+            .enumerate()
+            .all(|(i, (x, y))| {
+                i == axis || !matches!((x, y), (Dim::Fixed(m), Dim::Fixed(n)) if m != n)
+            })
 }
 
 pub(crate) fn forward<F: Element>(

@@ -140,9 +140,10 @@ fn run_step<F: Element>(
                 fed[k]
                     .as_ref()
                     .map(|v| v.view())
-                    .ok_or_else(|| GraphError::MissingFeed {
-                        input: step.name.clone(),
-                        expected: Shape::scalar(),
+                    .ok_or_else(|| GraphError::Internal {
+                        op: step.op.name(),
+                        node: step.name.clone(),
+                        what: "an operand's feed was not checked before the run",
                     })?
             }
             Source::Stored(i) => graph.value(graph.handle(NodeIndex::new(i)))?,
@@ -156,11 +157,10 @@ fn run_step<F: Element>(
     // switching between them costs no fill. Every kernel overwrites all of its output.
     crate::limits::grow_to(data, n, step.op.name(), &step.name, &out_shape)?;
     let out = ArrayViewMutD::from_shape(IxDyn(&out_shape), &mut data[..n]).map_err(|_| {
-        GraphError::InvalidShape {
+        GraphError::Internal {
             op: step.op.name(),
             node: step.name.clone(),
-            reason: "internal: output buffer does not fit its shape".into(),
-            shape: Shape::fixed(&out_shape),
+            what: "output buffer does not fit its shape",
         }
     })?;
     step.op
@@ -242,6 +242,11 @@ fn name_error(err: GraphError, name: &str) -> GraphError {
             reason,
             lhs,
             rhs,
+        },
+        GraphError::Internal { op, node, what } if node.is_empty() => GraphError::Internal {
+            op,
+            node: name.to_owned(),
+            what,
         },
         other => other,
     }

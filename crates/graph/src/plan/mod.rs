@@ -80,11 +80,10 @@ impl<F: Element> Buffer<F> {
     fn view(&self) -> Result<ArrayViewD<'_, F>> {
         let n: usize = self.shape.iter().product();
         ArrayViewD::from_shape(IxDyn(&self.shape), &self.data[..n]).map_err(|_| {
-            GraphError::InvalidShape {
+            GraphError::Internal {
                 op: "plan",
                 node: String::new(),
-                reason: "internal: a buffer disagrees with its shape".into(),
-                shape: Shape::fixed(&self.shape),
+                what: "a buffer disagrees with its shape",
             }
         })
     }

@@ -93,7 +93,10 @@ pub fn assert_close(actual: &ArrayD<f64>, expected: &ArrayD<f64>, tol: f64) {
         } else {
             (a - e).abs() <= tol * e.abs().max(1.0)
         };
-        assert!(ok, "element {i}: got {a}, expected {e} (tol {tol})\nactual: {actual}\nexpected: {expected}");
+        assert!(
+            ok,
+            "element {i}: got {a}, expected {e} (tol {tol})\nactual: {actual}\nexpected: {expected}"
+        );
     }
 }
 

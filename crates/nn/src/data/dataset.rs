@@ -57,7 +57,7 @@ impl BatchFloat for f64 {
 /// [`convert`] compiled for the best instruction set this CPU has.
 fn pixels_f32(pixels: &[u8], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if dendrite_graph::cpu::has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA, the features `convert_avx2` is compiled for;
         // the function itself is safe code.
         #[allow(unsafe_code)]
@@ -82,8 +82,8 @@ fn convert_avx2(pixels: &[u8], out: &mut [f32]) {
 /// it exact, `q = p r`, then `q + (p - 255 q) r` with `r = 1/255` rounded: the classic
 /// refinement of a quotient, which for each of the 256 possible inputs gives the correctly
 /// rounded `p / 255` (checked for all of them by `pixels_are_exact_quotients` below), so both
-/// builds write the same floats. With AVX2 it is about a quarter faster than dividing eight
-/// at a time: 2.0 µs for a batch of 32 MNIST images already in cache, against 2.7 µs.
+/// builds write the same floats. With AVX2 it is faster than dividing eight at a time
+/// (measured on the book's performance page, `docs/src/performance.md`).
 #[inline(always)]
 fn convert<const FMA: bool>(pixels: &[u8], out: &mut [f32]) {
     const INV: f32 = 1.0 / 255.0;

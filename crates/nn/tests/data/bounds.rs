@@ -13,9 +13,9 @@ use dendrite_nn::data::{
 };
 use proptest::prelude::*;
 
-use super::idx_files::{gzip, idx_images, idx_labels};
-use super::largest_allocation::largest_allocation;
 use super::{scratch_dir, write};
+use dendrite_test_support::alloc::largest_allocation;
+use dendrite_test_support::idx::{gzip, idx_images, idx_labels};
 
 // ---------------------------------------------------------------------------------------------
 // Devices and special files.

@@ -7,7 +7,8 @@ use crate::limits::grow_to;
 use crate::Element;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
-/// One run of a convolution kernel: its geometry, the run's batch size, and names for errors.
+/// One run of a convolution kernel: its geometry, the run's batch size (it bounds the group of
+/// images a product takes), and names for errors.
 pub(super) struct Run<'a> {
     pub geo: &'a Geometry,
     pub batch: usize,
@@ -23,11 +24,10 @@ impl Run<'_> {
     }
 
     fn internal(&self) -> GraphError {
-        GraphError::InvalidShape {
+        GraphError::Internal {
             op: self.op,
             node: self.node.to_owned(),
-            reason: "internal: a buffer disagrees with the convolution's geometry".into(),
-            shape: crate::Shape::fixed(&[self.batch]),
+            what: "a buffer disagrees with the convolution's geometry",
         }
     }
 

@@ -26,6 +26,7 @@ pub enum Reply {
     StallAfter(Vec<u8>, usize),
 }
 
+/// A running server; dropping it (or [`Server::stop`]) shuts it down.
 pub struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,

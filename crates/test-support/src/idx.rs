@@ -1,5 +1,5 @@
 //! Hand-built IDX files (the format is described in `dendrite_nn::data`), for the nn crate's
-//! data tests and the workspace's reliability tests (included by `#[path]`: one copy for both).
+//! data tests and the workspace's reliability tests.
 
 use std::io::Write;
 

@@ -1,10 +1,11 @@
-//! The reference model's training graph built with the graph and autodiff crates alone
-//! (Dense 784->32 relu, Dense 32->10, log-softmax cross-entropy, gradients of the four
-//! parameters), shared by `benches/training_step.rs`, `examples/profile_step.rs` and
-//! `tests/no_alloc.rs` through `#[path]`, so the three measure the same graph.
+//! The reference model (Dense 784->32 relu, Dense 32->10, softmax cross-entropy), built in
+//! one place for the benches, the profiling example and the allocation tests, so that they
+//! measure the same model: [`reference_training_graph`] with the graph and autodiff crates
+//! alone, [`reference_model`] as a compiled [`Sequential`].
 
 use dendrite_autodiff::{grad, AutodiffError};
 use dendrite_graph::{Graph, NodeId};
+use dendrite_nn::{Activation, Adam, Dense, Loss, Metric, NnError, Sequential};
 use ndarray::{Array1, Array2};
 
 /// The graph and its fetches: the loss, then the gradients of `w1`, `b1`, `w2`, `b2`.
@@ -37,4 +38,21 @@ pub fn reference_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffE
     let mut fetches = vec![loss];
     fetches.extend(grad(&mut g, loss, &[w1, b1, w2, b2])?);
     Ok((g, fetches))
+}
+
+/// The reference model as a Keras-like [`Sequential`], compiled as `examples/mnist.rs` compiles
+/// it: Adam with its defaults, sparse categorical cross-entropy, accuracy.
+///
+/// # Errors
+/// Those of [`Sequential::compile`] (none for this architecture).
+pub fn reference_model() -> Result<Sequential, NnError> {
+    let mut model = Sequential::new();
+    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    model.compile(
+        Adam::default(),
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )?;
+    Ok(model)
 }
