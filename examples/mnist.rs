@@ -8,8 +8,8 @@
 //!
 //! Flags: `--data DIR` (else the environment variable `DENDRITE_MNIST_DIR`, else the built-in
 //! synthetic digits), `--epochs N` (5), `--batch-size N` (32), `--seed N` (0), `--save FILE`
-//! (weights as safetensors), `--plot FILE` (loss and accuracy per epoch, SVG or PNG by
-//! extension).
+//! (weights as safetensors), `--export-onnx FILE` (the trained model as ONNX, for
+//! onnxruntime), `--plot FILE` (loss and accuracy per epoch, SVG or PNG by extension).
 //!
 //! The last line of standard output is exactly
 //! `test_loss=<float> test_accuracy=<float> train_seconds=<float>`, where `train_seconds` is the
@@ -25,7 +25,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 const USAGE: &str =
-    "usage: mnist [--data DIR] [--epochs N] [--batch-size N] [--seed N] [--save FILE] [--plot FILE.svg|FILE.png]";
+    "usage: mnist [--data DIR] [--epochs N] [--batch-size N] [--seed N] [--save FILE] [--export-onnx FILE] [--plot FILE.svg|FILE.png]";
 
 #[derive(Debug)]
 struct Args {
@@ -34,6 +34,7 @@ struct Args {
     batch_size: usize,
     seed: u64,
     save: Option<PathBuf>,
+    export_onnx: Option<PathBuf>,
     plot: Option<PathBuf>,
 }
 
@@ -44,6 +45,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         batch_size: 32,
         seed: 0,
         save: None,
+        export_onnx: None,
         plot: None,
     };
     while let Some(flag) = args.next() {
@@ -64,6 +66,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--batch-size" => parsed.batch_size = number(value()?)? as usize,
             "--seed" => parsed.seed = number(value()?)?,
             "--save" => parsed.save = Some(PathBuf::from(value()?)),
+            "--export-onnx" => parsed.export_onnx = Some(PathBuf::from(value()?)),
             "--plot" => {
                 let path = PathBuf::from(value()?);
                 if plot_format(&path).is_none() {
@@ -164,6 +167,10 @@ fn run() -> Result<(), String> {
     if let Some(path) = &args.save {
         model.save_weights(path).map_err(|e| e.to_string())?;
         println!("weights saved to {}", path.display());
+    }
+    if let Some(path) = &args.export_onnx {
+        model.export_onnx(path).map_err(|e| e.to_string())?;
+        println!("ONNX model written to {}", path.display());
     }
     if let Some(path) = &args.plot {
         plot(path, &history)

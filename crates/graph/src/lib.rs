@@ -10,7 +10,7 @@
 //!   kernel and derivative rule; [`composite`] builds relu, softmax & co. from them. A user
 //!   adds primitives of their own with [`CustomOp`] and [`Graph::custom`].
 //! - [`compile`] turns fetches into a [`Plan`]; [`Plan::run`] feeds inputs by name.
-//! - [`to_dot`] renders a graph for Graphviz.
+//! - [`to_dot`] renders a graph for Graphviz; [`onnx::export`] writes it as an ONNX model.
 //!
 //! ```
 //! use dendrite_graph::{compile, Graph};
@@ -38,6 +38,7 @@ mod error;
 mod gemm;
 mod graph;
 pub mod limits;
+pub mod onnx;
 pub mod ops;
 mod plan;
 mod shape;

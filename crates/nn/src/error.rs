@@ -42,6 +42,9 @@ pub enum NnError {
     /// An error of the data module: a bad file, a bad batch buffer.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// An error of the ONNX export (a layer built from a primitive ONNX cannot express).
+    #[error(transparent)]
+    Onnx(#[from] dendrite_graph::onnx::OnnxError),
 
     /// A model with no layers was built or compiled.
     #[error("the model has no layers: add at least one before building it")]

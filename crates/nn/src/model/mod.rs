@@ -4,6 +4,7 @@
 mod build;
 mod config;
 mod fit;
+mod onnx;
 mod prefetch;
 mod progress;
 mod run;
