@@ -124,3 +124,16 @@ impl<'a, F: Float> FitConfig<'a, F> {
         self
     }
 }
+
+/// A borrowed callback is a callback: lend one to `fit` and read what it gathered afterwards.
+impl<F: Float, C: Callback<F> + ?Sized> Callback<F> for &mut C {
+    fn on_epoch_begin(&mut self, epoch: usize, model: &mut Sequential<F>) -> Result<Control> {
+        (**self).on_epoch_begin(epoch, model)
+    }
+    fn on_batch_end(&mut self, logs: &BatchLogs) -> Control {
+        (**self).on_batch_end(logs)
+    }
+    fn on_epoch_end(&mut self, logs: &EpochLogs, model: &mut Sequential<F>) -> Result<Control> {
+        (**self).on_epoch_end(logs, model)
+    }
+}

@@ -464,4 +464,3 @@ fn train_step<F: Float>(
     training.step += 1;
     Ok(loss)
 }
-

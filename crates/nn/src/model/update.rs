@@ -154,7 +154,10 @@ fn undo_step<F: Float>(
     Ok(())
 }
 
-pub(super) fn non_contiguous<F: Float>(g: &dendrite_graph::Graph<F>, p: dendrite_graph::NodeId) -> NnError {
+pub(super) fn non_contiguous<F: Float>(
+    g: &dendrite_graph::Graph<F>,
+    p: dendrite_graph::NodeId,
+) -> NnError {
     NnError::NonContiguous {
         name: g.name(p).map(str::to_owned).unwrap_or_default(),
     }
