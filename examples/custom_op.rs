@@ -20,9 +20,11 @@ use ndarray::{ArrayViewD, ArrayViewMutD, Zip};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-const USAGE: &str = "usage: custom_op [--help]\n\
-    Defines SiLU as a custom op with a right and a wrong derivative rule, checks both, and \
-    prints `custom_op_check: passed` and `wrong_rule_caught: true` on its last two lines.";
+/// Defines SiLU as a custom op with a right and a wrong derivative rule, checks both, and
+/// prints `custom_op_check: passed` and `wrong_rule_caught: true` on its last two lines.
+#[derive(Debug, clap::Parser)]
+#[command(name = "custom_op")]
+struct Args {}
 
 /// `silu(x) = x σ(x)`; `right` picks the right VJP rule or the one without the product rule.
 pub struct Silu {
@@ -110,14 +112,7 @@ pub fn summary(right: &FnCheckReport, wrong: &FnCheckReport) -> [String; 2] {
 }
 
 fn main() -> ExitCode {
-    if let Some(arg) = std::env::args().nth(1) {
-        if arg == "--help" || arg == "-h" {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        eprintln!("unknown argument `{arg}`; {USAGE}");
-        return ExitCode::FAILURE;
-    }
+    let Args {} = <Args as clap::Parser>::parse();
     let (right, wrong) = match check_both() {
         Ok(reports) => reports,
         Err(e) => {

@@ -90,9 +90,18 @@ fn write_figure(dir: &Path, name: &str, dot: &str) -> Result<bool, Box<dyn Error
     }
 }
 
+/// Draws the book's graph figures (DOT, and SVG when Graphviz is installed).
+#[derive(Debug, clap::Parser)]
+#[command(name = "figures")]
+struct Args {
+    /// Where to write the figures (default: docs/src/figures)
+    out_dir: Option<PathBuf>,
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
-    let dir = match std::env::args().nth(1) {
-        Some(dir) => PathBuf::from(dir),
+    let args = <Args as clap::Parser>::parse();
+    let dir = match args.out_dir {
+        Some(dir) => dir,
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/figures"),
     };
     std::fs::create_dir_all(&dir)?;

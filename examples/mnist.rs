@@ -3,20 +3,32 @@
 //! size 32 and evaluated on the test set.
 //!
 //! ```text
-//! cargo run --release --example mnist -- --data ../shared/data/mnist
+//! cargo run --release --example mnist
+//! cargo run --release --example mnist -- --help
 //! ```
 //!
-//! Flags: `--data DIR` (else the environment variable `DENDRITE_MNIST_DIR`, else the built-in
-//! synthetic digits), `--epochs N` (5), `--batch-size N` (32), `--seed N` (0), `--save FILE`
-//! (weights as safetensors), `--export-onnx FILE` (the trained model as ONNX, for
-//! onnxruntime), `--plot FILE` (loss and accuracy per epoch, SVG or PNG by extension).
+//! The data: `--data DIR`, else the directory in `DENDRITE_MNIST_DIR`, else the cache
+//! (`$DENDRITE_HOME/datasets/mnist`, else the platform cache directory), else a download into
+//! the cache from the mirrors (each file checked against its SHA-256). When none of that works
+//! (offline, say), one line says where it looked and the program trains on the built-in
+//! synthetic digits instead. `--offline` never uses the network, `--download` makes real
+//! MNIST a requirement (no fallback), `--synthetic` goes straight to the synthetic digits.
+//!
+//! `--save-model FILE` writes the whole model (architecture, weights, optimizer state,
+//! training position) at the end; `--resume FILE` continues from such a file, `--epochs N`
+//! then being the total (`--epochs 2 --save-model F`, then `--resume F --epochs 4`, trains
+//! epochs 3 and 4, with the same bits as one 4-epoch run). `--export-onnx FILE` writes the
+//! trained model as ONNX, for onnxruntime.
 //!
 //! The last line of standard output is exactly
-//! `test_loss=<float> test_accuracy=<float> train_seconds=<float>`, where `train_seconds` is the
-//! time spent in `fit` alone. Bad data or flags end the program with exit code 1 and a one-line
-//! error naming the file and the problem.
+//! `test_loss=<float> test_accuracy=<float> train_seconds=<float> weights_digest=<hex>`, where
+//! `train_seconds` is the time spent in `fit` alone and `weights_digest` the SHA-256 of every
+//! parameter ([`Sequential::weights_digest`]). Bad data or flags end the program with a
+//! non-zero exit code and an error naming the file or flag and the problem.
 
+use clap::Parser;
 use dendrite::nn::data::{load_mnist, mnist_dir_from_env, synthetic_mnist, Mnist, MNIST_DIR_ENV};
+use dendrite::nn::datasets::{mnist_or_synthetic, mnist_with, FetchConfig, Origin, Source};
 use dendrite::nn::{Activation, Adam, Dense, FitConfig, History, Loss, Metric, Sequential};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -24,63 +36,55 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-const USAGE: &str =
-    "usage: mnist [--data DIR] [--epochs N] [--batch-size N] [--seed N] [--save FILE] [--export-onnx FILE] [--plot FILE.svg|FILE.png]";
-
-#[derive(Debug)]
-struct Args {
-    data: Option<PathBuf>,
-    epochs: usize,
-    batch_size: usize,
-    seed: u64,
-    save: Option<PathBuf>,
-    export_onnx: Option<PathBuf>,
-    plot: Option<PathBuf>,
+/// Trains the Keras reference MNIST model and evaluates it on the test set.
+#[derive(Debug, Parser)]
+#[command(name = "mnist")]
+pub struct Args {
+    /// MNIST directory (the four IDX files, gzipped or not); default: DENDRITE_MNIST_DIR,
+    /// then the cache, then a download
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Epochs in all (with --resume, including those already trained)
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Samples per step
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Seed of the weights, the shuffling and the synthetic digits
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the weights alone (safetensors) at the end
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Write the whole model (architecture, weights, optimizer state, position) at the end
+    #[arg(long, value_name = "FILE")]
+    pub save_model: Option<PathBuf>,
+    /// Write the trained model as ONNX (inference graph, for onnxruntime and other engines)
+    #[arg(long, value_name = "FILE")]
+    pub export_onnx: Option<PathBuf>,
+    /// Continue training the whole model saved in FILE
+    #[arg(long, value_name = "FILE")]
+    pub resume: Option<PathBuf>,
+    /// Require real MNIST: fetch it if it is not found, and fail rather than fall back
+    #[arg(long, conflicts_with_all = ["offline", "synthetic"])]
+    pub download: bool,
+    /// Never use the network (the synthetic digits when MNIST is not on disk)
+    #[arg(long, conflicts_with = "synthetic")]
+    pub offline: bool,
+    /// Train on the built-in synthetic digits without looking for MNIST
+    #[arg(long, conflicts_with = "data")]
+    pub synthetic: bool,
+    /// Plot loss and accuracy per epoch (SVG or PNG, by extension)
+    #[arg(long, value_name = "FILE.svg|FILE.png", value_parser = plot_path)]
+    pub plot: Option<PathBuf>,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed = Args {
-        data: None,
-        epochs: 5,
-        batch_size: 32,
-        seed: 0,
-        save: None,
-        export_onnx: None,
-        plot: None,
-    };
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_owned());
-        }
-        let mut value = || {
-            args.next()
-                .ok_or_else(|| format!("{flag} needs a value; {USAGE}"))
-        };
-        let number = |v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag} takes a whole number, got `{v}`"))
-        };
-        match flag.as_str() {
-            "--data" => parsed.data = Some(PathBuf::from(value()?)),
-            "--epochs" => parsed.epochs = number(value()?)? as usize,
-            "--batch-size" => parsed.batch_size = number(value()?)? as usize,
-            "--seed" => parsed.seed = number(value()?)?,
-            "--save" => parsed.save = Some(PathBuf::from(value()?)),
-            "--export-onnx" => parsed.export_onnx = Some(PathBuf::from(value()?)),
-            "--plot" => {
-                let path = PathBuf::from(value()?);
-                if plot_format(&path).is_none() {
-                    return Err(format!(
-                        "--plot {}: the file must end in .svg or .png",
-                        path.display()
-                    ));
-                }
-                parsed.plot = Some(path);
-            }
-            other => return Err(format!("unknown argument `{other}`; {USAGE}")),
-        }
+fn plot_path(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    match plot_format(&path) {
+        Some(_) => Ok(path),
+        None => Err("the file must end in .svg or .png".to_owned()),
     }
-    Ok(parsed)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -97,41 +101,53 @@ fn plot_format(path: &std::path::Path) -> Option<PlotFormat> {
     }
 }
 
-fn load(args: &Args) -> Result<Mnist, String> {
+/// The data the flags ask for, and the line saying where they came from.
+fn load(args: &Args) -> Result<(Mnist, String), String> {
+    let counts = |d: &Mnist| format!("({} training, {} test images)", d.train.len(), d.test.len());
+    if args.synthetic {
+        let data = synthetic_mnist(args.seed).map_err(|e| e.to_string())?;
+        let line = format!(
+            "data: the built-in SYNTHETIC digits, not MNIST {}",
+            counts(&data)
+        );
+        return Ok((data, line));
+    }
     // Where the directory came from goes into any error, so the user knows what to fix.
     let (dir, given_by) = match &args.data {
         Some(dir) => (Some(dir.clone()), "--data"),
         None => (mnist_dir_from_env(), MNIST_DIR_ENV),
     };
-    match dir {
-        Some(dir) => {
-            let data =
-                load_mnist(&dir).map_err(|e| format!("{e} (directory given by {given_by})"))?;
-            println!(
-                "data: MNIST from {} ({} training, {} test images)",
-                dir.display(),
-                data.train.len(),
-                data.test.len()
-            );
-            Ok(data)
-        }
-        None => {
-            let data = synthetic_mnist(args.seed).map_err(|e| e.to_string())?;
-            println!(
-                "data: no MNIST directory given (--data DIR or {MNIST_DIR_ENV}); using the built-in SYNTHETIC digits, \
-                 not MNIST ({} training, {} test images)",
-                data.train.len(),
-                data.test.len()
-            );
-            Ok(data)
-        }
+    if let Some(dir) = dir {
+        let data = load_mnist(&dir).map_err(|e| format!("{e} (directory given by {given_by})"))?;
+        let line = format!("data: MNIST from {} {}", dir.display(), counts(&data));
+        return Ok((data, line));
     }
+    let config = FetchConfig::from_env().download(!args.offline);
+    let (data, origin) = match args.download {
+        true => mnist_with(&Source::mnist(), &config).map_err(|e| e.to_string())?,
+        false => {
+            mnist_or_synthetic(&Source::mnist(), &config, args.seed).map_err(|e| e.to_string())?
+        }
+    };
+    let line = match origin {
+        Origin::Synthetic(_) => format!("data: {origin} {}", counts(&data)),
+        _ => format!("data: MNIST {origin} {}", counts(&data)),
+    };
+    Ok((data, line))
 }
 
-fn run() -> Result<(), String> {
-    let args = parse_args(std::env::args().skip(1))?;
-    let data = load(&args)?;
-
+/// The reference model, new or resumed from a whole-model file.
+fn model(args: &Args) -> Result<Sequential, String> {
+    if let Some(path) = &args.resume {
+        let model = Sequential::load(path).map_err(|e| e.to_string())?;
+        println!(
+            "resumed {} after epoch {} ({} steps)",
+            path.display(),
+            model.epochs_trained(),
+            model.steps_taken()
+        );
+        return Ok(model);
+    }
     let mut model = Sequential::new().with_seed(args.seed);
     model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
     model.add(Dense::new(10).activation(Activation::Softmax));
@@ -142,12 +158,26 @@ fn run() -> Result<(), String> {
             &[Metric::Accuracy],
         )
         .map_err(|e| e.to_string())?;
+    Ok(model)
+}
+
+/// Trains and evaluates as `args` say, printing as it goes; returns the last line.
+pub fn run(args: &Args) -> Result<String, String> {
+    let (data, origin) = load(args)?;
+    println!("{origin}");
+    let mut model = model(args)?;
     println!("{}", model.summary().map_err(|e| e.to_string())?);
 
+    // A resumed fit shuffles as the run it continues did.
+    let seed = match args.resume {
+        Some(_) => model.shuffle_seed(),
+        None => args.seed,
+    };
     let config = FitConfig::default()
         .epochs(args.epochs)
+        .initial_epoch(model.epochs_trained())
         .batch_size(args.batch_size)
-        .seed(args.seed)
+        .seed(seed)
         .verbosity(1);
     let started = Instant::now();
     let history = model.fit(&data.train, config).map_err(|e| e.to_string())?;
@@ -156,6 +186,21 @@ fn run() -> Result<(), String> {
     let result = model
         .evaluate(&data.test, 1024)
         .map_err(|e| e.to_string())?;
+    report_timing(&history);
+    save(args, &mut model, &history)?;
+    let digest = model.weights_digest().map_err(|e| e.to_string())?;
+    let last = format!(
+        "test_loss={:.6} test_accuracy={:.6} train_seconds={:.3} weights_digest={digest}",
+        result.loss,
+        result.accuracy.unwrap_or(f64::NAN),
+        train_seconds
+    );
+    println!("{last}");
+    Ok(last)
+}
+
+/// The median seconds per epoch and the peak resident memory.
+fn report_timing(history: &History) {
     let mut seconds = history.seconds.clone();
     seconds.sort_by(f64::total_cmp);
     if let Some(median) = seconds.get(seconds.len() / 2) {
@@ -164,25 +209,27 @@ fn run() -> Result<(), String> {
     if let Some(kib) = peak_rss_kib() {
         println!("peak resident memory: {:.1} MiB", kib as f64 / 1024.0);
     }
+}
+
+/// Writes what `--save`, `--save-model`, `--export-onnx` and `--plot` ask for.
+fn save(args: &Args, model: &mut Sequential, history: &History) -> Result<(), String> {
     if let Some(path) = &args.save {
         model.save_weights(path).map_err(|e| e.to_string())?;
         println!("weights saved to {}", path.display());
+    }
+    if let Some(path) = &args.save_model {
+        model.save(path).map_err(|e| e.to_string())?;
+        println!("model saved to {}", path.display());
     }
     if let Some(path) = &args.export_onnx {
         model.export_onnx(path).map_err(|e| e.to_string())?;
         println!("ONNX model written to {}", path.display());
     }
     if let Some(path) = &args.plot {
-        plot(path, &history)
+        plot(path, history)
             .map_err(|e| format!("{}: cannot draw the plot: {e}", path.display()))?;
         println!("plot saved to {}", path.display());
     }
-    println!(
-        "test_loss={:.6} test_accuracy={:.6} train_seconds={:.3}",
-        result.loss,
-        result.accuracy.unwrap_or(f64::NAN),
-        train_seconds
-    );
     Ok(())
 }
 
@@ -193,9 +240,11 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+#[allow(dead_code)] // the resume test runs `run`, not `main`
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
+    let args = Args::parse();
+    match run(&args) {
+        Ok(_) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {}", message.replace('\n', " "));
             ExitCode::FAILURE
@@ -281,8 +330,8 @@ fn panel<DB: DrawingBackend>(
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Result<Args, String> {
-        parse_args(list.iter().map(|s| s.to_string()))
+    fn args(list: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("mnist").chain(list.iter().copied()))
     }
 
     #[test]
@@ -303,5 +352,8 @@ mod tests {
         assert!(args(&["--plot", "x.jpg"]).is_err());
         assert!(args(&["--bogus"]).is_err());
         assert!(args(&["--data"]).is_err());
+        assert!(args(&["--download", "--offline"]).is_err());
+        let help = args(&["--help"]).err().map(|e| e.kind());
+        assert_eq!(help, Some(clap::error::ErrorKind::DisplayHelp));
     }
 }

@@ -39,6 +39,9 @@
 pub use dendrite_autodiff as autodiff;
 pub use dendrite_graph as graph;
 pub use dendrite_nn as nn;
+/// The ndarray version the crates are built on (0.16), so that arrays passed in and out have
+/// the same type: `use dendrite::ndarray;` rather than a separate `ndarray` dependency.
+pub use ndarray;
 
 /// The names most programs use: graphs and plans, `grad`, `hvp`, the gradient checker, DOT
 /// export, and the nn crate's model, layers, losses, metrics, initializers, regularizers,

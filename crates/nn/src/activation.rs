@@ -158,4 +158,8 @@ impl<F: Float> Layer<F> for Activation {
     ) -> Result<LayerNodes> {
         Ok(self.nodes(g, input)?)
     }
+
+    fn config(&self) -> std::result::Result<serde_json::Value, crate::ConfigError> {
+        Ok(crate::persist::json::activation_to_json(*self))
+    }
 }

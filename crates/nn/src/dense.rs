@@ -217,6 +217,76 @@ impl<F: Float> Layer<F> for Dense {
         // A layer refused half-way (an input of another graph, say) leaves the graph as it was.
         g.atomically(|g| self.build_nodes(g, input, input_shape, init))
     }
+
+    fn config(&self) -> std::result::Result<serde_json::Value, crate::ConfigError> {
+        use crate::persist::json::{activation_to_json, initializer_to_json, regularizer_to_json};
+        Ok(serde_json::json!({
+            "units": self.units,
+            "input_dim": self.input_dim,
+            "activation": activation_to_json(self.activation),
+            "use_bias": self.use_bias,
+            "name": self.name,
+            "kernel_initializer": initializer_to_json(&self.kernel_initializer)
+                .map_err(|e| e.within("kernel_initializer"))?,
+            "bias_initializer": initializer_to_json(&self.bias_initializer)
+                .map_err(|e| e.within("bias_initializer"))?,
+            "kernel_regularizer": regularizer_to_json(self.kernel_regularizer),
+            "bias_regularizer": regularizer_to_json(self.bias_regularizer),
+        }))
+    }
+}
+
+impl Dense {
+    /// The layer [`Layer::config`] describes (the factory a
+    /// [`LayerRegistry`](crate::LayerRegistry) has for `Dense`).
+    ///
+    /// # Errors
+    /// [`ConfigError`](crate::ConfigError) naming the field that is missing or wrong.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Layer};
+    /// let layer = Dense::new(4).input_dim(2).named("hidden");
+    /// let copy = Dense::from_config(&Layer::<f32>::config(&layer)?)?;
+    /// assert_eq!(copy, layer);
+    /// # Ok::<(), dendrite_nn::ConfigError>(())
+    /// ```
+    pub fn from_config(
+        config: &serde_json::Value,
+    ) -> std::result::Result<Self, crate::ConfigError> {
+        use crate::persist::json::{
+            activation_from_json, bool_field, field, initializer_from_json, optional,
+            regularizer_from_json, usize_field,
+        };
+        let within = |key: &'static str| move |e: crate::ConfigError| e.within(key);
+        let input_dim = match optional(config, "input_dim") {
+            None => None,
+            Some(_) => Some(usize_field(config, "input_dim")?),
+        };
+        let name = match optional(config, "name") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .ok_or_else(|| crate::ConfigError::new("name", "must be a string or null"))?
+                    .to_owned(),
+            ),
+        };
+        Ok(Dense {
+            units: usize_field(config, "units")?,
+            input_dim,
+            activation: activation_from_json(field(config, "activation")?)
+                .map_err(within("activation"))?,
+            use_bias: bool_field(config, "use_bias")?,
+            name,
+            kernel_initializer: initializer_from_json(field(config, "kernel_initializer")?)
+                .map_err(within("kernel_initializer"))?,
+            bias_initializer: initializer_from_json(field(config, "bias_initializer")?)
+                .map_err(within("bias_initializer"))?,
+            kernel_regularizer: regularizer_from_json(optional(config, "kernel_regularizer"))
+                .map_err(within("kernel_regularizer"))?,
+            bias_regularizer: regularizer_from_json(optional(config, "bias_regularizer"))
+                .map_err(within("bias_regularizer"))?,
+        })
+    }
 }
 
 impl Dense {

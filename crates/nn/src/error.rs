@@ -36,6 +36,10 @@ pub enum NnError {
     /// An error of the graph crate: a shape mismatch while building, a bad feed while running.
     #[error(transparent)]
     Graph(#[from] GraphError),
+    /// A whole-model file could not be written or read (see
+    /// [`Sequential::save`](crate::Sequential::save)).
+    #[error(transparent)]
+    ModelFile(#[from] crate::persist::ModelFileError),
     /// An error of the autodiff crate while deriving the gradients.
     #[error(transparent)]
     Autodiff(#[from] AutodiffError),

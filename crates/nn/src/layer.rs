@@ -138,6 +138,33 @@ pub trait Layer<F: Float>: Send + Debug {
         input_shape: &[usize],
         init: &mut Init,
     ) -> Result<LayerNodes>;
+
+    /// The layer's settings as JSON, from which the factory registered for its
+    /// [`kind`](Layer::kind) in a [`LayerRegistry`](crate::LayerRegistry) rebuilds it: what
+    /// [`Sequential::save`](crate::Sequential::save) writes into a model file. The built-in
+    /// layers describe themselves; the default refuses, so a model with a layer of your own
+    /// is saved only once that layer implements this and is registered for loading.
+    ///
+    /// # Errors
+    /// [`ConfigError`](crate::ConfigError) when the layer cannot be described (a custom
+    /// initializer is code, not data).
+    ///
+    /// ```
+    /// use dendrite_nn::{Activation, Dense, Layer};
+    /// let config = Layer::<f32>::config(&Dense::new(3).activation(Activation::Relu))?;
+    /// assert_eq!(config["units"], 3);
+    /// assert_eq!(config["activation"]["name"], "relu");
+    /// # Ok::<(), dendrite_nn::ConfigError>(())
+    /// ```
+    fn config(&self) -> std::result::Result<serde_json::Value, crate::ConfigError> {
+        Err(crate::ConfigError::new(
+            "",
+            format!(
+                "the layer type `{}` does not implement Layer::config",
+                self.kind()
+            ),
+        ))
+    }
 }
 
 /// A node and the activation that turns it into a layer's output: `output = activation(node)`.

@@ -46,6 +46,7 @@ mod loss;
 mod metrics;
 mod model;
 mod optim;
+mod persist;
 mod regularizer;
 
 pub use activation::Activation;
@@ -59,8 +60,10 @@ pub use layer::{Init, Layer, LayerNodes, PreActivation};
 pub use loss::{CustomLoss, Loss, LossFn, EPSILON};
 pub use metrics::{CustomMetric, Mean, Metric, MetricFn};
 pub use model::{
-    Control, EarlyStopping, EpochLogs, Evaluation, FitConfig, History, Monitor, Sequential,
-    Summary, SummaryRow, INPUT_NAME, LABELS_NAME, TARGETS_NAME,
+    BatchLogs, Callback, Control, CsvLogger, EarlyStopping, EpochLogs, Evaluation, FitConfig,
+    History, LearningRateScheduler, ModelCheckpoint, Monitor, Sequential, Summary, SummaryRow,
+    TerminateOnNaN, INPUT_NAME, LABELS_NAME, TARGETS_NAME,
 };
 pub use optim::{Adam, AdamW, Clipping, Optimizer, RmsProp, Schedule, Sgd};
+pub use persist::{ConfigError, LayerFactory, LayerRegistry, ModelFileError};
 pub use regularizer::Regularizer;

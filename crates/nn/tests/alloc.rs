@@ -9,7 +9,8 @@
 
 use dendrite_nn::data::synthetic_digits;
 use dendrite_nn::{
-    Activation, Adam, Dense, FitConfig, Initializer, Loss, Metric, Regularizer, Sequential,
+    Activation, Adam, BatchLogs, Callback, Control, Dense, FitConfig, Initializer, Loss, Metric,
+    Regularizer, Sequential, TerminateOnNaN,
 };
 use dendrite_test_support::reference::reference_model;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -55,7 +56,9 @@ fn fit_allocations(
     threads: usize,
 ) -> u64 {
     let slice = data.take(samples);
+    let mut batches = 0;
     let before = allocations();
+    let counter = BatchCounter(&mut batches);
     model
         .fit(
             &slice,
@@ -63,10 +66,28 @@ fn fit_allocations(
                 .epochs(1)
                 .batch_size(32)
                 .verbosity(0)
-                .threads(threads),
+                .threads(threads)
+                .callback(counter)
+                .callback(TerminateOnNaN),
         )
         .unwrap();
-    allocations() - before
+    let allocated = allocations() - before;
+    assert_eq!(
+        batches,
+        samples.div_ceil(32),
+        "on_batch_end ran once per step"
+    );
+    allocated
+}
+
+/// A callback that counts the steps without allocating.
+struct BatchCounter<'a>(&'a mut usize);
+
+impl Callback<f32> for BatchCounter<'_> {
+    fn on_batch_end(&mut self, _logs: &BatchLogs) -> Control {
+        *self.0 += 1;
+        Control::Continue
+    }
 }
 
 /// The same shape with clipping, regularizers, an initializer and several metrics.

@@ -3,6 +3,8 @@
 
 mod atomic;
 mod header;
+mod model_file;
+mod model_load;
 
 pub use atomic::write_atomic;
 

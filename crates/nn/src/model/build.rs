@@ -206,6 +206,7 @@ impl<F: Float> Sequential<F> {
             loss,
             metrics: resolved,
             names: metrics.iter().map(Metric::name).collect(),
+            given: metrics.to_vec(),
             targets,
             train,
             eval,
@@ -213,6 +214,7 @@ impl<F: Float> Sequential<F> {
             clipping,
             clipped,
             step: 0,
+            position: super::Position::default(),
             backup: crate::optim::zeroed::<F>("weight backup", &backup_sizes)?,
         })
     }

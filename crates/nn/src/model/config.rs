@@ -193,6 +193,10 @@ pub struct FitConfig<'a, F: Float = f32> {
     pub(crate) verbosity: u8,
     pub(crate) early_stopping: Option<EarlyStopping>,
     pub(crate) hooks: Vec<Hook<'a>>,
+    /// The callbacks, called in the order added (see [`FitConfig::callback`]).
+    pub(crate) callbacks: Vec<Box<dyn super::Callback<F> + 'a>>,
+    /// Epochs already done: the fit runs epochs `initial_epoch + 1 ..= epochs`.
+    pub(crate) initial_epoch: usize,
     /// 0: the default (see [`FitConfig::threads`]).
     pub(crate) threads: usize,
 }
@@ -213,6 +217,8 @@ impl<F: Float> fmt::Debug for FitConfig<'_, F> {
             .field("verbosity", &self.verbosity)
             .field("early_stopping", &self.early_stopping)
             .field("hooks", &self.hooks.len())
+            .field("callbacks", &self.callbacks.len())
+            .field("initial_epoch", &self.initial_epoch)
             .field("threads", &self.threads_value())
             .finish()
     }
@@ -229,6 +235,8 @@ impl<F: Float> Default for FitConfig<'_, F> {
             verbosity: 1,
             early_stopping: None,
             hooks: Vec::new(),
+            callbacks: Vec::new(),
+            initial_epoch: 0,
             threads: 0,
         }
     }

@@ -1,16 +1,17 @@
 //! The training loop.
 
-use super::config::{EpochLogs, Evaluation, FitConfig, History, Monitor, Validation};
+use super::callback::{BatchLogs, Callback};
+use super::config::{Control, EpochLogs, Evaluation, FitConfig, History, Monitor, Validation};
 use super::prefetch;
 use super::progress::Progress;
 use super::run::{check_data, evaluate_range, Batch, Tally};
 use super::stopping::Stopper;
+use super::update::{clip_gradients, non_contiguous, update_parameter};
 use super::{Network, Sequential, Training};
 use crate::data::EpochOrder;
 use crate::error::{label_error, NnError, Result};
 use crate::float::Float;
 use crate::input::Data;
-use crate::optim::{all_finite, Optimizer};
 use std::time::Instant;
 
 /// Training steps between two updates of the progress bar (besides the first and last step).
@@ -77,9 +78,19 @@ impl<F: Float> Sequential<F> {
     ) -> Result<History> {
         let mut run = self.prepare_fit(data, &config)?;
         let mut history = History::default();
-        for epoch in 1..=config.epochs {
-            let logs = self.fit_epoch(data, &config, &mut run, epoch)?;
+        for epoch in config.initial_epoch.saturating_add(1)..=config.epochs {
+            if self.epoch_begins(&mut config, epoch)? {
+                history.stopped_epoch = Some(epoch - 1);
+                break;
+            }
+            let logs = self.fit_epoch(data, &mut config, &mut run, epoch)?;
             history.record(&logs);
+            if let Some((_, training)) = self.net.as_ref().zip(self.training.as_mut()) {
+                training.position = super::Position {
+                    epoch,
+                    shuffle_seed: config.seed,
+                };
+            }
             if self.should_stop(&mut config, &mut run, &logs, epoch)? {
                 history.stopped_epoch = Some(epoch);
                 break;
@@ -131,14 +142,24 @@ impl<F: Float> Sequential<F> {
             ring,
             batch_size,
             stopper,
+            stopped_in_epoch: false,
         })
+    }
+
+    /// Calls the callbacks' `on_epoch_begin`; returns whether one of them stops training.
+    fn epoch_begins(&mut self, config: &mut FitConfig<'_, F>, epoch: usize) -> Result<bool> {
+        let mut stop = false;
+        for callback in config.callbacks.iter_mut() {
+            stop |= callback.on_epoch_begin(epoch, self)? == super::Control::Stop;
+        }
+        Ok(stop)
     }
 
     /// One epoch: this epoch's sample order, then its steps and validation.
     fn fit_epoch<D: Data<F> + Sync + ?Sized>(
         &mut self,
         data: &D,
-        config: &FitConfig<'_, F>,
+        config: &mut FitConfig<'_, F>,
         run: &mut FitRun<'_, F>,
         epoch: usize,
     ) -> Result<EpochLogs> {
@@ -153,7 +174,21 @@ impl<F: Float> Sequential<F> {
             ring: run.ring.as_mut(),
             batch_size: run.batch_size,
         };
-        run_epoch(net, training, data, &mut run.epochs, &mut buffers, epoch)
+        let mut callbacks = Callbacks {
+            list: &mut config.callbacks,
+            stopped: false,
+        };
+        let logs = run_epoch(
+            net,
+            training,
+            data,
+            &mut run.epochs,
+            &mut buffers,
+            &mut callbacks,
+            epoch,
+        );
+        run.stopped_in_epoch = callbacks.stopped;
+        logs
     }
 
     /// Whether a hook or early stopping ends training after this epoch.
@@ -164,9 +199,12 @@ impl<F: Float> Sequential<F> {
         logs: &EpochLogs,
         epoch: usize,
     ) -> Result<bool> {
-        let mut stop = false;
+        let mut stop = std::mem::take(&mut run.stopped_in_epoch);
         for hook in config.hooks.iter_mut() {
             stop |= hook(logs) == super::Control::Stop;
+        }
+        for callback in config.callbacks.iter_mut() {
+            stop |= callback.on_epoch_end(logs, self)? == super::Control::Stop;
         }
         if let Some(s) = run.stopper.as_mut() {
             let (net, _) = self.parts_for_fit()?;
@@ -209,6 +247,14 @@ struct FitRun<'v, F: Float> {
     ring: Option<Vec<Batch<F>>>,
     batch_size: usize,
     stopper: Option<Stopper<F>>,
+    /// Whether a callback's `on_batch_end` stopped the last epoch.
+    stopped_in_epoch: bool,
+}
+
+/// The callbacks as the steps of an epoch see them, and whether one asked to stop.
+struct Callbacks<'c, 'a, F: Float> {
+    list: &'c mut Vec<Box<dyn Callback<F> + 'a>>,
+    stopped: bool,
 }
 
 /// What every epoch of a fit shares: the sample order, the validation samples, the progress
@@ -226,12 +272,14 @@ fn run_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
     data: &D,
     epochs: &mut Epochs<'_, F>,
     buffers: &mut Buffers<'_, F>,
+    callbacks: &mut Callbacks<'_, '_, F>,
     epoch: usize,
 ) -> Result<EpochLogs> {
     let started = Instant::now();
     let progress = &mut epochs.progress;
     progress.start_epoch(epoch, epochs.order.len().div_ceil(buffers.batch_size));
-    let trained = train_epoch(net, training, data, &epochs.order, buffers, epoch, progress);
+    let trained = train_epoch(net, training, data, epochs, buffers, callbacks, epoch);
+    let progress = &mut epochs.progress;
     let trained = trained.inspect_err(|_| progress.abandon())?;
     let (batch, batch_size) = (&mut *buffers.batch, buffers.batch_size);
     let validation = match epochs.val {
@@ -296,18 +344,32 @@ fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
     net: &mut Network<F>,
     training: &mut Training<F>,
     data: &D,
-    order: &EpochOrder,
+    epochs: &mut Epochs<'_, F>,
     buffers: &mut Buffers<'_, F>,
+    callbacks: &mut Callbacks<'_, '_, F>,
     epoch: usize,
-    progress: &mut Progress,
 ) -> Result<Evaluation> {
+    let (order, progress) = (&epochs.order, &mut epochs.progress);
     let batch_size = buffers.batch_size;
     let mut tally = Tally::new(training.metrics.len());
     let steps = order.len().div_ceil(batch_size);
     let mut run_step = |s: usize, batch: &Batch<F>, n: usize| -> Result<()> {
+        if callbacks.stopped {
+            // A callback stopped training after an earlier batch: the rest is skipped.
+            return Ok(());
+        }
         let loss = train_step(net, training, batch, n, epoch, s, &mut tally)?;
         tally.loss.update(loss, n as f64);
         let step = s + 1;
+        let logs = BatchLogs {
+            epoch,
+            batch: step,
+            size: n,
+            loss,
+        };
+        for callback in callbacks.list.iter_mut() {
+            callbacks.stopped |= callback.on_batch_end(&logs) == Control::Stop;
+        }
         if step % PROGRESS_EVERY == 0 || step == 1 || step == steps {
             let first = tally.first(&training.metrics);
             progress.step(step, tally.loss.result().unwrap_or(loss), first);
@@ -401,158 +463,4 @@ fn train_step<F: Float>(
     }
     training.step += 1;
     Ok(loss)
-}
-
-/// Copies the fetched gradients into the clipping buffers (allocated at compile time) and
-/// clips them there as the optimizer's [`Clipping`](crate::Clipping) says.
-fn clip_gradients<F: Float>(
-    net: &Network<F>,
-    clipping: crate::optim::Clipping,
-    clipped: &mut [Vec<F>],
-    out: &dendrite_graph::Outputs<'_, F>,
-    grads_at: usize,
-) -> Result<()> {
-    for (k, clipped) in clipped.iter_mut().enumerate() {
-        let fetched = out.get(grads_at + k)?;
-        let grad = fetched
-            .as_slice()
-            .filter(|g| g.len() == clipped.len())
-            .ok_or_else(|| non_contiguous(&net.graph, net.params[k]))?;
-        clipped.copy_from_slice(grad);
-    }
-    clipping.apply(clipped);
-    Ok(())
-}
-
-/// Updates parameter `k` from its gradient: saves it and its optimizer state in the backup,
-/// lets the optimizer update both, scans the results. A non-finite value undoes the step for
-/// parameters `0..=k` (values and state) and is returned as [`NnError::NonFiniteParameter`]
-/// (the caller fills in epoch and step).
-fn update_parameter<F: Float>(
-    net: &mut Network<F>,
-    optimizer: &mut dyn Optimizer<F>,
-    backup: &mut [Vec<F>],
-    k: usize,
-    grad: &[F],
-) -> Result<()> {
-    let p = net.params[k];
-    let mut param = net.graph.parameter_mut(p)?;
-    let Some(w) = param.as_slice_mut() else {
-        drop(param);
-        return Err(non_contiguous(&net.graph, p));
-    };
-    save_step(optimizer, backup, k, w)?;
-    optimizer.update(k, w, grad)?;
-    let Some(found) = first_non_finite(optimizer, k, w) else {
-        return Ok(());
-    };
-    drop(param);
-    undo_step(net, optimizer, backup, k)?;
-    Err(NnError::NonFiniteParameter {
-        name: net.graph.name(p)?.to_owned(),
-        in_optimizer_state: found.in_state,
-        epoch: 0,
-        step: 0,
-        value: found.value,
-    })
-}
-
-/// A non-finite value found after an update, and whether it is in the optimizer's state.
-struct NonFinite {
-    value: f64,
-    in_state: bool,
-}
-
-/// The first value of `w`, then of the optimizer's state for parameter `k`, that is not finite.
-fn first_non_finite<F: Float>(
-    optimizer: &mut dyn Optimizer<F>,
-    k: usize,
-    w: &[F],
-) -> Option<NonFinite> {
-    let first = |values: &[F]| {
-        values
-            .iter()
-            .map(|v| v.as_f64())
-            .find(|v| !v.is_finite())
-            .unwrap_or(f64::NAN)
-    };
-    if !all_finite(w) {
-        return Some(NonFinite {
-            value: first(w),
-            in_state: false,
-        });
-    }
-    let mut found = None;
-    optimizer.visit_state(k, &mut |state| {
-        if found.is_none() && !all_finite(state) {
-            found = Some(NonFinite {
-                value: first(state),
-                in_state: true,
-            });
-        }
-    });
-    found
-}
-
-/// Copies parameter `k`'s values `w`, then its optimizer state, into its backup (sized at
-/// compile time for both).
-fn save_step<F: Float>(
-    optimizer: &mut dyn Optimizer<F>,
-    backup: &mut [Vec<F>],
-    k: usize,
-    w: &[F],
-) -> Result<()> {
-    let mut needed = w.len();
-    optimizer.visit_state(k, &mut |state| needed = needed.saturating_add(state.len()));
-    let actual = backup.get(k).map_or(0, Vec::len);
-    let saved = backup.get_mut(k).filter(|_| actual == needed);
-    let saved = saved.ok_or(NnError::OptimizerState {
-        index: k,
-        expected: needed,
-        actual,
-    })?;
-    let (values, mut rest) = saved.split_at_mut(w.len());
-    values.copy_from_slice(w);
-    optimizer.visit_state(k, &mut |state| {
-        // `needed` counted these lengths, so each split fits; `min` keeps that a fact.
-        let taken = std::mem::take(&mut rest);
-        let (head, tail) = taken.split_at_mut(state.len().min(taken.len()));
-        for (b, &v) in head.iter_mut().zip(state.iter()) {
-            *b = v;
-        }
-        rest = tail;
-    });
-    Ok(())
-}
-
-/// Puts parameters `0..=last` and their optimizer state back to what they were before this
-/// step.
-fn undo_step<F: Float>(
-    net: &mut Network<F>,
-    optimizer: &mut dyn Optimizer<F>,
-    backup: &[Vec<F>],
-    last: usize,
-) -> Result<()> {
-    for (k, (&p, saved)) in net.params.iter().zip(backup).enumerate().take(last + 1) {
-        let mut param = net.graph.parameter_mut(p)?;
-        let n = param.len();
-        let (values, mut rest) = saved.split_at(n.min(saved.len()));
-        for (w, &v) in param.iter_mut().zip(values) {
-            *w = v;
-        }
-        optimizer.visit_state(k, &mut |state| {
-            let (head, tail) = rest.split_at(state.len().min(rest.len()));
-            for (s, &v) in state.iter_mut().zip(head) {
-                *s = v;
-            }
-            rest = tail;
-        });
-    }
-    Ok(())
-}
-
-fn non_contiguous<F: Float>(g: &dendrite_graph::Graph<F>, p: dendrite_graph::NodeId) -> NnError {
-    NnError::NonContiguous {
-        name: g.name(p).map(str::to_owned).unwrap_or_default(),
-    }
 }

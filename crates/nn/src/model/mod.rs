@@ -2,16 +2,22 @@
 //! batch.
 
 mod build;
+mod callback;
+mod callbacks;
 mod config;
 mod fit;
 mod onnx;
 mod prefetch;
 mod progress;
 mod run;
+mod state;
 mod stopping;
 mod summary;
+mod update;
 mod weights;
 
+pub use callback::{BatchLogs, Callback};
+pub use callbacks::{CsvLogger, LearningRateScheduler, ModelCheckpoint, TerminateOnNaN};
 pub use config::{Control, EarlyStopping, EpochLogs, Evaluation, FitConfig, History, Monitor};
 pub use summary::{Summary, SummaryRow};
 
@@ -72,6 +78,8 @@ struct Training<F: Float> {
     /// The metrics' names as given to `compile` (`accuracy` for [`Metric::Accuracy`], as
     /// Keras reports it).
     names: Vec<&'static str>,
+    /// The metrics as given to `compile` (what a model file records).
+    given: Vec<Metric>,
     targets: Targets,
     train: Plan<F>,
     eval: Plan<F>,
@@ -82,9 +90,20 @@ struct Training<F: Float> {
     clipped: Vec<Vec<F>>,
     /// Optimizer steps taken so far (across `fit` calls).
     step: u64,
+    /// Where training has got to (what a resumed `fit` continues from).
+    position: Position,
     /// The parameters before the current step's update, to undo an update that made one of
     /// them non-finite (allocated once, at compile time).
     backup: Vec<Vec<F>>,
+}
+
+/// Where training has got to: the last epoch completed and the shuffling seed of the fit
+/// that ran it. Epoch `e`'s sample order depends only on `(seed, e)`, so these two are all the
+/// random state a resumed fit needs (the weights' seed is the model's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Position {
+    epoch: usize,
+    shuffle_seed: u64,
 }
 
 /// A linear stack of layers, trained like a Keras `Sequential` model.
@@ -429,6 +448,29 @@ impl<F: Float> Sequential<F> {
     /// ```
     pub fn steps_taken(&self) -> u64 {
         self.training.as_ref().map_or(0, |t| t.step)
+    }
+
+    /// The last epoch `fit` completed (counted from 1, across `fit` calls and kept in model
+    /// files; 0 before training): give it to [`FitConfig::initial_epoch`] to continue.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Sequential::new().epochs_trained(), 0);
+    /// ```
+    pub fn epochs_trained(&self) -> usize {
+        self.training.as_ref().map_or(0, |t| t.position.epoch)
+    }
+
+    /// The shuffling seed ([`FitConfig::seed`]) of the last `fit` (kept in model files): a
+    /// resumed fit given the same seed visits the samples in the same orders as an
+    /// uninterrupted one.
+    ///
+    /// ```
+    /// assert_eq!(dendrite_nn::Sequential::new().shuffle_seed(), 0);
+    /// ```
+    pub fn shuffle_seed(&self) -> u64 {
+        self.training
+            .as_ref()
+            .map_or(0, |t| t.position.shuffle_seed)
     }
 
     /// The model's parameters, by name (`dense_1/kernel`, ...), as copies, in layer order.

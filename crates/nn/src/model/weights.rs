@@ -70,4 +70,49 @@ impl<F: Float> Sequential<F> {
         }
         Ok(())
     }
+
+    /// A SHA-256 digest, in hexadecimal, of every parameter in layer order: its name, its
+    /// shape and its values' little-endian bytes. Two models have the same digest exactly when
+    /// their weights are the same bits (up to a SHA-256 collision), so two runs can be
+    /// compared from outside by one printed line.
+    ///
+    /// # Errors
+    /// [`NnError::NotBuilt`] before the model is built.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Sequential};
+    /// let mut a = Sequential::new().with_seed(1);
+    /// a.add(Dense::new(2).input_dim(3));
+    /// a.build()?;
+    /// let digest = a.weights_digest()?;
+    /// assert_eq!(digest.len(), 64);
+    /// let mut b = Sequential::new().with_seed(2);
+    /// b.add(Dense::new(2).input_dim(3));
+    /// b.build()?;
+    /// assert_ne!(b.weights_digest()?, digest);
+    /// b.set_weights(&a.get_weights()?)?;
+    /// assert_eq!(b.weights_digest()?, digest);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn weights_digest(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let (g, params) = self.parameter_nodes("weights_digest")?;
+        let mut hasher = Sha256::new();
+        let mut bytes = Vec::new();
+        for &p in params {
+            let value = g.value(p)?;
+            hasher.update(g.name(p)?.as_bytes());
+            for &d in value.shape() {
+                hasher.update((d as u64).to_le_bytes());
+            }
+            bytes.clear();
+            value.iter().for_each(|&v| v.write_le(&mut bytes));
+            hasher.update(&bytes);
+        }
+        Ok(hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
+    }
 }

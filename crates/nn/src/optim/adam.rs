@@ -34,7 +34,7 @@ pub struct Adam<F = f32> {
     v: Vec<Vec<F>>,
     lr: f64,
     alpha: f64,
-    clipping: Clipping,
+    pub(super) clipping: Clipping,
 }
 
 impl<F: Float> Default for Adam<F> {
@@ -123,6 +123,18 @@ impl<F: Float> Adam<F> {
         self.alpha = self.lr * c2.sqrt() / c1;
     }
 
+    /// Adam's hyperparameters as JSON, under `name`.
+    fn json(&self, name: &str) -> serde_json::Value {
+        serde_json::json!({
+            "name": name,
+            "learning_rate": super::config::schedule_json(self.schedule),
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "epsilon": self.epsilon,
+            "clipping": self.clipping.to_json(),
+        })
+    }
+
     /// The fused update of parameter `index`, after `w -= decay w` when `decay` is given.
     fn adam_update(
         &mut self,
@@ -192,6 +204,19 @@ impl<F: Float> Optimizer<F> for Adam<F> {
     fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
         visit_slots(&mut [&mut self.m, &mut self.v], index, visit);
     }
+
+    fn config(&self) -> std::result::Result<serde_json::Value, crate::ConfigError> {
+        Ok(self.json("adam"))
+    }
+
+    fn schedule(&self) -> Option<Schedule> {
+        Some(self.schedule)
+    }
+
+    fn set_schedule(&mut self, schedule: Schedule) -> bool {
+        self.schedule = schedule;
+        true
+    }
 }
 
 /// Adam with decoupled weight decay (Keras' `AdamW`: weight decay `0.004` by default).
@@ -211,7 +236,7 @@ impl<F: Float> Optimizer<F> for Adam<F> {
 /// ```
 #[derive(Debug, Clone)]
 pub struct AdamW<F = f32> {
-    adam: Adam<F>,
+    pub(super) adam: Adam<F>,
     weight_decay: f64,
 }
 
@@ -312,5 +337,20 @@ impl<F: Float> Optimizer<F> for AdamW<F> {
 
     fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
         self.adam.visit_state(index, visit);
+    }
+
+    fn config(&self) -> std::result::Result<serde_json::Value, crate::ConfigError> {
+        let mut config = self.adam.json("adamw");
+        config["weight_decay"] = serde_json::json!(self.weight_decay);
+        Ok(config)
+    }
+
+    fn schedule(&self) -> Option<Schedule> {
+        Some(self.adam.schedule)
+    }
+
+    fn set_schedule(&mut self, schedule: Schedule) -> bool {
+        self.adam.schedule = schedule;
+        true
     }
 }

@@ -117,6 +117,33 @@ impl Clipping {
         Ok(())
     }
 
+    /// The settings as JSON (null for each one not set), for model files.
+    pub(crate) fn to_json(self) -> serde_json::Value {
+        serde_json::json!({
+            "clipnorm": self.norm,
+            "global_clipnorm": self.global_norm,
+            "clipvalue": self.value,
+        })
+    }
+
+    /// The settings from [`Clipping::to_json`]'s form.
+    pub(crate) fn from_json(
+        value: &serde_json::Value,
+    ) -> std::result::Result<Self, crate::ConfigError> {
+        let setting = |key: &str| match crate::persist::json::optional(value, key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| crate::ConfigError::new(key, "must be a number or null")),
+        };
+        Ok(Clipping {
+            norm: setting("clipnorm")?,
+            global_norm: setting("global_clipnorm")?,
+            value: setting("clipvalue")?,
+        })
+    }
+
     /// Clips `grads` (one buffer per parameter) in place.
     pub fn apply<F: Float>(&self, grads: &mut [Vec<F>]) {
         if let Some(c) = self.norm {

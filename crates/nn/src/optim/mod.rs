@@ -3,6 +3,7 @@
 
 mod adam;
 mod clip;
+mod config;
 mod kernels;
 mod rmsprop;
 mod schedule;
@@ -14,6 +15,7 @@ pub use rmsprop::RmsProp;
 pub use schedule::Schedule;
 pub use sgd::Sgd;
 
+pub(crate) use config::optimizer_from_json;
 pub(crate) use kernels::all_finite;
 
 use crate::error::{NnError, Result};
@@ -113,6 +115,50 @@ pub trait Optimizer<F: Float>: Send + Debug {
     fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
         let _ = (index, visit);
     }
+
+    /// The optimizer's name and hyperparameters as JSON, which a model file records and
+    /// [`Sequential::load`](crate::Sequential::load) rebuilds the optimizer from. The
+    /// built-in optimizers describe themselves; the default refuses, so a model trained with
+    /// an optimizer of your own can be saved with `save_weights` but not `save`.
+    ///
+    /// # Errors
+    /// [`ConfigError`](crate::ConfigError) saying why the optimizer cannot be described.
+    ///
+    /// ```
+    /// use dendrite_nn::{Optimizer, Sgd};
+    /// let config = Sgd::<f32>::new(0.1).momentum(0.9).config()?;
+    /// assert_eq!(config["name"], "sgd");
+    /// assert_eq!(config["momentum"], 0.9);
+    /// # Ok::<(), dendrite_nn::ConfigError>(())
+    /// ```
+    fn config(&self) -> std::result::Result<serde_json::Value, crate::ConfigError> {
+        Err(crate::ConfigError::new(
+            "optimizer",
+            format!(
+                "`{}` does not implement Optimizer::config and cannot be rebuilt from a file",
+                self.name()
+            ),
+        ))
+    }
+
+    /// The learning-rate schedule, when the optimizer has one (all the built-in ones do).
+    ///
+    /// ```
+    /// use dendrite_nn::{Adam, Optimizer, Schedule};
+    /// assert_eq!(Adam::<f32>::new(0.01).schedule(), Some(Schedule::Constant(0.01)));
+    /// ```
+    fn schedule(&self) -> Option<Schedule> {
+        None
+    }
+
+    /// Replaces the learning-rate schedule (what
+    /// [`LearningRateScheduler`](crate::LearningRateScheduler) does each epoch); returns
+    /// whether the optimizer took it (the default does not). Not validated: `fit` refuses a
+    /// learning rate that is not finite and `>= 0` at the step it would be used.
+    fn set_schedule(&mut self, schedule: Schedule) -> bool {
+        let _ = schedule;
+        false
+    }
 }
 
 /// Shows `visit` the state of parameter `index` in each of the given per-parameter slots
@@ -167,6 +213,15 @@ impl<F: Float> Optimizer<F> for Box<dyn Optimizer<F>> {
     }
     fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
         (**self).visit_state(index, visit)
+    }
+    fn config(&self) -> std::result::Result<serde_json::Value, crate::ConfigError> {
+        (**self).config()
+    }
+    fn schedule(&self) -> Option<Schedule> {
+        (**self).schedule()
+    }
+    fn set_schedule(&mut self, schedule: Schedule) -> bool {
+        (**self).set_schedule(schedule)
     }
 }
 

@@ -29,7 +29,7 @@ pub struct RmsProp<F = f32> {
     v: Vec<Vec<F>>,
     m: Vec<Vec<F>>,
     lr: f64,
-    clipping: Clipping,
+    pub(super) clipping: Clipping,
 }
 
 impl<F: Float> Default for RmsProp<F> {
@@ -187,5 +187,25 @@ impl<F: Float> Optimizer<F> for RmsProp<F> {
 
     fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
         visit_slots(&mut [&mut self.v, &mut self.m], index, visit);
+    }
+
+    fn config(&self) -> std::result::Result<serde_json::Value, crate::ConfigError> {
+        Ok(serde_json::json!({
+            "name": "rmsprop",
+            "learning_rate": super::config::schedule_json(self.schedule),
+            "rho": self.rho,
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "clipping": self.clipping.to_json(),
+        }))
+    }
+
+    fn schedule(&self) -> Option<Schedule> {
+        Some(self.schedule)
+    }
+
+    fn set_schedule(&mut self, schedule: Schedule) -> bool {
+        self.schedule = schedule;
+        true
     }
 }

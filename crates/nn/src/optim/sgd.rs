@@ -29,7 +29,7 @@ pub struct Sgd<F = f32> {
     nesterov: bool,
     velocity: Vec<Vec<F>>,
     lr: f64,
-    clipping: Clipping,
+    pub(super) clipping: Clipping,
 }
 
 impl<F: Float> Default for Sgd<F> {
@@ -139,5 +139,24 @@ impl<F: Float> Optimizer<F> for Sgd<F> {
 
     fn visit_state(&mut self, index: usize, visit: &mut dyn FnMut(&mut [F])) {
         visit_slots(&mut [&mut self.velocity], index, visit);
+    }
+
+    fn config(&self) -> std::result::Result<serde_json::Value, crate::ConfigError> {
+        Ok(serde_json::json!({
+            "name": "sgd",
+            "learning_rate": super::config::schedule_json(self.schedule),
+            "momentum": self.momentum,
+            "nesterov": self.nesterov,
+            "clipping": self.clipping.to_json(),
+        }))
+    }
+
+    fn schedule(&self) -> Option<Schedule> {
+        Some(self.schedule)
+    }
+
+    fn set_schedule(&mut self, schedule: Schedule) -> bool {
+        self.schedule = schedule;
+        true
     }
 }

@@ -1,0 +1,84 @@
+//! Which layer types a model file can be loaded with: a factory per type name.
+
+use super::error::ConfigError;
+use crate::dense::Dense;
+use crate::float::Float;
+use crate::layer::Layer;
+use serde_json::Value;
+
+/// Rebuilds a layer from the configuration its [`Layer::config`] wrote.
+pub type LayerFactory<F> = fn(&Value) -> Result<Box<dyn Layer<F>>, ConfigError>;
+
+/// The layer types [`Sequential::load_with`](crate::Sequential::load_with) can rebuild, by
+/// [`Layer::kind`]. The default registry knows the built-in layers (`Dense`, `Activation`);
+/// register a layer type of your own with a factory that reads what its `config` wrote.
+///
+/// ```
+/// use dendrite_nn::{ConfigError, Layer, LayerRegistry};
+/// use dendrite_nn::Activation;
+///
+/// fn relu_only(config: &serde_json::Value) -> Result<Box<dyn Layer<f32>>, ConfigError> {
+///     match config["name"].as_str() {
+///         Some("relu") => Ok(Box::new(Activation::Relu)),
+///         _ => Err(ConfigError::new("name", "only relu")),
+///     }
+/// }
+///
+/// let mut registry = LayerRegistry::<f32>::default();
+/// registry.register("ReluOnly", relu_only);
+/// assert!(registry.kinds().contains(&"ReluOnly"));
+/// assert!(registry.factory("Dense").is_some());
+/// ```
+pub struct LayerRegistry<F: Float> {
+    factories: Vec<(String, LayerFactory<F>)>,
+}
+
+impl<F: Float> std::fmt::Debug for LayerRegistry<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.kinds()).finish()
+    }
+}
+
+fn dense<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(Dense::from_config(config)?))
+}
+
+fn activation<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(super::json::activation_from_json(config)?))
+}
+
+impl<F: Float> Default for LayerRegistry<F> {
+    fn default() -> Self {
+        LayerRegistry {
+            factories: vec![
+                ("Dense".to_owned(), dense::<F> as LayerFactory<F>),
+                ("Activation".to_owned(), activation::<F> as LayerFactory<F>),
+            ],
+        }
+    }
+}
+
+impl<F: Float> LayerRegistry<F> {
+    /// Registers `factory` for layers whose [`Layer::kind`] is `kind` (replacing any factory
+    /// registered for it before).
+    pub fn register(&mut self, kind: &str, factory: LayerFactory<F>) -> &mut Self {
+        match self.factories.iter_mut().find(|(k, _)| k == kind) {
+            Some(entry) => entry.1 = factory,
+            None => self.factories.push((kind.to_owned(), factory)),
+        }
+        self
+    }
+
+    /// The factory registered for `kind`.
+    pub fn factory(&self, kind: &str) -> Option<LayerFactory<F>> {
+        self.factories
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|&(_, f)| f)
+    }
+
+    /// The registered type names.
+    pub fn kinds(&self) -> Vec<&str> {
+        self.factories.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}
