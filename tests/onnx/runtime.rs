@@ -71,6 +71,23 @@ impl Runtime {
         outputs
     }
 
+    /// The onnxruntime shared library inside the Python package (`onnxruntime/capi`), for
+    /// the `ort` crate to load.
+    pub fn onnxruntime_library(&self) -> PathBuf {
+        let code = "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))";
+        let printed = self.python_ok(&["-c".as_ref(), code.as_ref()]);
+        let capi = PathBuf::from(printed.trim());
+        let entries = std::fs::read_dir(&capi).expect("onnxruntime's capi directory");
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "onnxruntime.dll" || n.starts_with("libonnxruntime.") && n.ends_with(".dylib"))
+            })
+            .unwrap_or_else(|| panic!("no onnxruntime library in {}", capi.display()))
+    }
+
     /// Runs the Python with `args`, panicking with its stderr if it fails.
     pub fn python_ok(&self, args: &[&std::ffi::OsStr]) -> String {
         let out = Command::new(&self.python)

@@ -41,6 +41,29 @@ fn export_a_graph() -> Result<Vec<u8>, onnx::OnnxError> {
 }
 // ANCHOR_END: export
 
+// ANCHOR: serve_rust
+/// Classifies `images` (row-major, `features` values per image) with the ONNX file at `model`,
+/// in onnxruntime through the `ort` crate; `env` is made once per process, e.g. with
+/// `ort::init_from(path_to_libonnxruntime)?.build()?`.
+fn classify_with_ort(
+    env: &ort::environment::Environment,
+    model: &Path,
+    images: Vec<f32>,
+    features: usize,
+) -> Result<Vec<usize>, Box<dyn std::error::Error>> {
+    let mut session = ort::session::Session::builder(env)?.commit_from_file(model)?;
+    let batch = images.len() / features; // any batch: the file's first axis is symbolic
+    let input = ort::value::Tensor::from_array(([batch, features], images))?;
+    let outputs = session.run(ort::inputs![input])?;
+    let (shape, probabilities) = outputs[0].try_extract_tensor::<f32>()?;
+    let classes = usize::try_from(shape[1])?;
+    Ok(probabilities
+        .chunks_exact(classes)
+        .map(|row| (0..classes).fold(0, |best, k| if row[k] > row[best] { k } else { best }))
+        .collect())
+}
+// ANCHOR_END: serve_rust
+
 #[test]
 fn the_book_exports_then_serves_with_onnxruntime() {
     assert!(export_a_graph().unwrap().len() > 100);
@@ -75,5 +98,12 @@ fn the_book_exports_then_serves_with_onnxruntime() {
         .map(|r| (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
         .collect();
     assert_eq!(served, classes);
+
+    // The same file served from Rust: onnxruntime's shared library is the one the Python
+    // package ships, loaded at run time (the `ort` crate's `load-dynamic`: nothing downloaded).
+    let library = rt.onnxruntime_library();
+    let env = ort::init_from(&library).unwrap().build().unwrap();
+    let from_rust = classify_with_ort(&env, &model_path, images, test.features()).unwrap();
+    assert_eq!(from_rust, classes);
     std::fs::remove_dir_all(&dir).ok();
 }
