@@ -42,7 +42,7 @@ fn sequential_fit(c: &mut Criterion) {
     let mut group = c.benchmark_group("Sequential::fit, ten steps");
     for batch in [32usize, 128] {
         let data = synthetic_digits(batch * 10, 0).expect("synthetic digits");
-        let mut model = reference_model().expect("the reference model compiles");
+        let mut model = reference_model(0).expect("the reference model compiles");
         group.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
             b.iter(|| {
                 let config = FitConfig::default()

@@ -3,15 +3,12 @@
 
 use crate::runtime::{assert_close, values, Runtime};
 use dendrite::nn::data::{load_mnist, mnist_dir_from_env, synthetic_mnist, Dataset};
-use dendrite::nn::{Activation, Adam, Dense, FitConfig, Loss, Metric, NnError, Sequential};
+use dendrite::nn::{Adam, FitConfig, Loss, Metric, NnError, Sequential};
 use ndarray::{Array2, ArrayD, Axis};
 
 /// The Keras reference model: Dense 32 relu on 784 inputs, Dense 10 softmax.
 fn reference_mlp(seed: u64) -> Sequential {
-    let mut model = Sequential::new().with_seed(seed);
-    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
-    model.add(Dense::new(10).activation(Activation::Softmax));
-    model
+    dendrite_test_support::reference::reference_layers(seed)
 }
 
 #[test]

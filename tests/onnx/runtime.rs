@@ -81,9 +81,11 @@ impl Runtime {
         entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so") || n == "onnxruntime.dll" || n.starts_with("libonnxruntime.") && n.ends_with(".dylib"))
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                    n.starts_with("libonnxruntime.so")
+                        || n == "onnxruntime.dll"
+                        || n.starts_with("libonnxruntime.") && n.ends_with(".dylib")
+                })
             })
             .unwrap_or_else(|| panic!("no onnxruntime library in {}", capi.display()))
     }

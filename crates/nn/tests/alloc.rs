@@ -119,7 +119,7 @@ fn with_options() -> Sequential {
 fn training_steps_do_not_allocate() {
     let data = synthetic_digits(32 * 40, 0).unwrap();
     for (name, mut model) in [
-        ("reference", reference_model().unwrap()),
+        ("reference", reference_model(0).unwrap()),
         ("with options", with_options()),
     ] {
         // Warm up: the plan's buffers reach their size on the first full batch.

@@ -7,6 +7,7 @@ use dendrite_graph::{compile, Graph, NodeId};
 use dendrite_nn::{
     Activation, Adam, Dense, FitConfig, Float, Init, Layer, LayerNodes, Loss, NnError, Sequential,
 };
+use dendrite_test_support::reference::reference_layers;
 use ndarray::{array, Array1, Array2};
 
 fn apply(activation: Activation, xs: &[f64]) -> Vec<f64> {
@@ -69,9 +70,7 @@ fn activations_compute_their_formulas() {
 
 #[test]
 fn dense_starts_glorot_uniform_with_zero_bias() {
-    let mut model = Sequential::new().with_seed(7);
-    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
-    model.add(Dense::new(10).activation(Activation::Softmax));
+    let mut model = reference_layers(7);
     model.build().unwrap();
     let w = model.weights().unwrap();
     let names: Vec<&str> = w.iter().map(|(n, _)| n.as_str()).collect();
@@ -98,9 +97,7 @@ fn dense_starts_glorot_uniform_with_zero_bias() {
 
     // Seeded: the same seed gives the same weights, another seed others.
     let again = {
-        let mut m = Sequential::new().with_seed(7);
-        m.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
-        m.add(Dense::new(10).activation(Activation::Softmax));
+        let mut m = reference_layers(7);
         m.build().unwrap();
         m.weights().unwrap()
     };

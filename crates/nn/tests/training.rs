@@ -83,17 +83,7 @@ fn digits() -> Mnist {
 }
 
 fn reference_model(seed: u64) -> Sequential {
-    let mut model = Sequential::new().with_seed(seed);
-    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
-    model.add(Dense::new(10).activation(Activation::Softmax));
-    model
-        .compile(
-            Adam::default(),
-            Loss::SparseCategoricalCrossentropy,
-            &[Metric::Accuracy],
-        )
-        .unwrap();
-    model
+    dendrite_test_support::reference::reference_model(seed).unwrap()
 }
 
 #[test]

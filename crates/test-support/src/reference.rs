@@ -40,15 +40,22 @@ pub fn reference_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffE
     Ok((g, fetches))
 }
 
+/// The reference model's layers (Dense 784->32 relu, Dense 32->10 softmax) with the seed of
+/// its initial weights, not yet compiled: for tests that build or export it themselves.
+pub fn reference_layers(seed: u64) -> Sequential {
+    let mut model = Sequential::new().with_seed(seed);
+    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    model
+}
+
 /// The reference model as a Keras-like [`Sequential`], compiled as `examples/mnist.rs` compiles
 /// it: Adam with its defaults, sparse categorical cross-entropy, accuracy.
 ///
 /// # Errors
 /// Those of [`Sequential::compile`] (none for this architecture).
-pub fn reference_model() -> Result<Sequential, NnError> {
-    let mut model = Sequential::new();
-    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
-    model.add(Dense::new(10).activation(Activation::Softmax));
+pub fn reference_model(seed: u64) -> Result<Sequential, NnError> {
+    let mut model = reference_layers(seed);
     model.compile(
         Adam::default(),
         Loss::SparseCategoricalCrossentropy,
