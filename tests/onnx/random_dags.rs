@@ -1,8 +1,9 @@
 //! Random graphs from the autodiff crate's DAG strategy (every differentiable primitive has a
 //! place in it), exported with every node as an output and each one checked against
-//! onnxruntime. A DAG holding a primitive that cannot be exported (the strategy draws
-//! `scatter_add`, gather's adjoint) must be refused with that primitive's name; the test draws
-//! until it has checked [`CASES`] exportable DAGs.
+//! onnxruntime. A DAG holding a primitive that cannot be exported must be refused with that
+//! primitive's name (the strategy draws none today: its `scatter_add`, gather's adjoint, is
+//! exported as `ScatterElements`); the test draws until it has checked [`CASES`] exportable
+//! DAGs.
 
 use crate::primitives::UNSUPPORTED;
 use crate::runtime::{assert_close, Runtime};

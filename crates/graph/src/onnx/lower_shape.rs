@@ -5,7 +5,7 @@
 //! depending on the operator and the opset (17 here: `ReduceSum` takes its axes as an operand,
 //! `ReduceMax` and the others as an attribute).
 
-use super::builder::{attr_int, attr_ints, to_i64, to_i64s, Builder};
+use super::builder::{attr_int, attr_ints, attr_string, to_i64, to_i64s, Builder};
 use super::error::Result;
 use super::lower::{to_int64, Site};
 use crate::ops::{AxisOp, BroadcastOp, IndexOp, LayoutOp, ReduceOp, SliceOp, SoftmaxOp};
@@ -265,7 +265,7 @@ pub(super) fn slice(b: &mut Builder, s: &Site<'_>, op: &SliceOp) -> Result<()> {
             pads[rank + axis] = to_i64(s.node, after)?;
             let pads = b.int64s(s.node, &pads, &[to_i64(s.node, 2 * rank)?]);
             let zero = b.scalar(s.node, 0.0);
-            let attrs = vec![super::builder::attr_string("mode", "constant")];
+            let attrs = vec![attr_string("mode", "constant")];
             b.emit(
                 "Pad",
                 s.node,
@@ -295,13 +295,7 @@ pub(super) fn index(b: &mut Builder, s: &Site<'_>, op: &IndexOp) -> Result<()> {
                 attrs,
             );
         }
-        IndexOp::ScatterAdd(_) => {
-            return Err(s.unsupported(
-                "scatter_add",
-                "the adjoint of gather is a training-time op; ONNX's ScatterND would need the \
-                 index tuples built out, which this export does not do",
-            ))
-        }
+        IndexOp::ScatterAdd(axis) => scatter_add(b, s, axis)?,
         IndexOp::OneHot(depth) => {
             let indices = to_int64(b, s.node, s.xs[0].clone());
             let depth = b.int64s(s.node, &[to_i64(s.node, depth)?], &[]);
@@ -317,6 +311,68 @@ pub(super) fn index(b: &mut Builder, s: &Site<'_>, op: &IndexOp) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `scatter_add(src, idx, like, axis)` as ONNX `ScatterElements` with `reduction = "add"`
+/// (opset 16): the index tensor is flattened (and `src`'s index axes merged into one to
+/// match), shaped to broadcast along `axis`, expanded to `src`'s shape, and the updates are
+/// added into zeros of `like`'s shape. Repeated indices accumulate, as in Dendrite.
+fn scatter_add(b: &mut Builder, s: &Site<'_>, axis: usize) -> Result<()> {
+    let like_rank = s.shapes[2].rank();
+    let index_rank = s.shapes[1].rank();
+    let like_shape = b.step("Shape", s.node, vec![s.xs[2].clone()], vec![]);
+    let flat = b.int64s(s.node, &[-1], &[1]);
+    let indices = to_int64(b, s.node, s.xs[1].clone());
+    let indices = b.step("Reshape", s.node, vec![indices, flat.clone()], vec![]);
+    // src: like[..axis] ++ idx.shape ++ like[axis+1..], its index axes merged into one.
+    let src = if index_rank == 1 {
+        s.xs[0].clone()
+    } else {
+        let mut parts = Vec::new();
+        if axis > 0 {
+            parts.push(shape_slice(b, s.node, &like_shape, 0, axis)?);
+        }
+        parts.push(flat.clone());
+        if axis + 1 < like_rank {
+            parts.push(shape_slice(b, s.node, &like_shape, axis + 1, like_rank)?);
+        }
+        let merged = b.step("Concat", s.node, parts, vec![attr_int("axis", 0)]);
+        b.step("Reshape", s.node, vec![s.xs[0].clone(), merged], vec![])
+    };
+    // The indices as [1, .., m, .., 1] (m on `axis`), then expanded to src's shape.
+    let mut along: Vec<i64> = vec![1; like_rank];
+    along[axis] = -1;
+    let along = b.int64s(s.node, &along, &[to_i64(s.node, like_rank)?]);
+    let indices = b.step("Reshape", s.node, vec![indices, along], vec![]);
+    let src_shape = b.step("Shape", s.node, vec![src.clone()], vec![]);
+    let indices = b.step("Expand", s.node, vec![indices, src_shape], vec![]);
+    let zero = b.scalar(s.node, 0.0);
+    let zeros = b.step("Expand", s.node, vec![zero, like_shape], vec![]);
+    let attrs = vec![
+        attr_int("axis", to_i64(s.node, axis)?),
+        attr_string("reduction", "add"),
+    ];
+    b.emit(
+        "ScatterElements",
+        s.node,
+        vec![zeros, indices, src],
+        s.node,
+        attrs,
+    );
+    Ok(())
+}
+
+/// `shape[start..end]` of an ONNX shape value (an `int64` vector), as a new value.
+fn shape_slice(
+    b: &mut Builder,
+    node: &str,
+    shape: &str,
+    start: usize,
+    end: usize,
+) -> Result<String> {
+    let starts = b.int64s(node, &[to_i64(node, start)?], &[1]);
+    let ends = b.int64s(node, &[to_i64(node, end)?], &[1]);
+    Ok(b.step("Slice", node, vec![shape.to_owned(), starts, ends], vec![]))
 }
 
 pub(super) fn softmax(b: &mut Builder, s: &Site<'_>, op: &SoftmaxOp) -> Result<()> {
