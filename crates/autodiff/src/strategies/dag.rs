@@ -7,6 +7,7 @@
 //! test in `tests/random_dag.rs` fails when a differentiable primitive never appears.
 
 mod choose;
+mod kinks;
 
 use super::tensor;
 use dendrite_graph::{
@@ -127,8 +128,8 @@ pub enum DagOp {
     /// except for the kernel gradient, shaped `[kw]`, `kw = min(2, n)`). `kind` picks, in
     /// order: `conv2d` and `conv2d_input_grad` (with a `[1, kw, 1, 1]` kernel cut from the
     /// front of `other`), `conv2d_kernel_grad` (of the image with itself), `max_pool2d`,
-    /// `max_pool2d_scatter`,
-    /// `max_pool2d_gather`, `avg_pool2d`, `avg_pool2d_grad` (pools of `[1, 2]`).
+    /// `max_pool2d_scatter` and `max_pool2d_gather` (routed by a constant image, so that
+    /// they stay continuous), `avg_pool2d`, `avg_pool2d_grad` (pools of `[1, 2]`).
     Image {
         /// Which member, `0..8`.
         kind: usize,
@@ -181,15 +182,8 @@ impl RandomDag {
     /// A [`GraphError`] if an op's operands do not fit (impossible for DAGs from
     /// [`random_dag`]).
     pub fn build<F: Element>(&self, g: &mut Graph<F>) -> Result<(Vec<NodeId>, NodeId), GraphError> {
-        let mut values = Vec::with_capacity(self.inputs.len() + self.ops.len());
-        for (i, s) in self.inputs.iter().enumerate() {
-            values.push(g.input(&Self::input_name(i), s.as_slice())?);
-        }
-        let inputs = values.clone();
-        for op in &self.ops {
-            let node = apply(g, op, &values)?;
-            values.push(node);
-        }
+        let values = self.build_values(g)?;
+        let inputs = values[..self.inputs.len()].to_vec();
         let output = values
             .last()
             .copied()
@@ -200,6 +194,21 @@ impl RandomDag {
                 shape: Shape::scalar(),
             })?;
         Ok((inputs, output))
+    }
+}
+
+impl RandomDag {
+    /// Adds the inputs and the ops to `g`; returns every value, inputs first.
+    fn build_values<F: Element>(&self, g: &mut Graph<F>) -> Result<Vec<NodeId>, GraphError> {
+        let mut values = Vec::with_capacity(self.inputs.len() + self.ops.len());
+        for (i, s) in self.inputs.iter().enumerate() {
+            values.push(g.input(&Self::input_name(i), s.as_slice())?);
+        }
+        for op in &self.ops {
+            let node = apply(g, op, &values)?;
+            values.push(node);
+        }
+        Ok(values)
     }
 }
 
@@ -319,12 +328,30 @@ fn image<F: Element>(
                 .and_then(|k| g.reshape(k, &[kw][..]))
         }
         3 => g.max_pool2d(x, pool)?,
-        4 => g.max_pool2d_scatter(x, x, pool)?,
-        5 => g.max_pool2d_gather(x, x, pool)?,
+        4 => {
+            let r = router(g, n)?;
+            g.max_pool2d_scatter(r, x, pool)?
+        }
+        5 => {
+            let r = router(g, n)?;
+            g.max_pool2d_gather(r, x, pool)?
+        }
         6 => g.avg_pool2d(x, pool)?,
         _ => g.avg_pool2d_grad(x, pool, [1, n])?,
     };
     g.reshape(y, shape.as_slice())
+}
+
+/// The image that picks the maxima for `max_pool2d_scatter` and `max_pool2d_gather`: a
+/// constant with distinct values (`37·i mod 1009`, so the winner moves around the windows).
+/// Routing by a value of the DAG would make the op jump where two candidates swap order, and
+/// values that are equal up to rounding are common there (the cumulative sum of a softmax ends
+/// in ones): a finite difference across such a jump is ~jump/ε, not a derivative. Nothing
+/// flows into the router anyway (its derivative is zero wherever it exists).
+fn router<F: Element>(g: &mut Graph<F>, n: usize) -> Result<NodeId, GraphError> {
+    let values = (0..n).map(|i| F::of(((i * 37) % 1009) as f64));
+    let flat = g.constant(ndarray::Array1::from_iter(values).into_dyn());
+    g.reshape(flat, &[1, 1, n, 1][..])
 }
 
 /// Maps `x` into the domain of `op`, away from poles and kinks: finite differences need a
