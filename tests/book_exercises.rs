@@ -1,4 +1,4 @@
-//! Exercises 9 to 17 of the book, one per chapter, with their checks and solutions, compiled
+//! Exercises 9 to 18 of the book, one per chapter, with their checks and solutions, compiled
 //! and run by `cargo test --test book_exercises`. Each exercise is an `#[ignore]`d test that
 //! calls a function the reader writes (`todo!()` until then); `solutions_pass` runs the same
 //! checks on the solutions in every `cargo test`, so the solutions are known to pass. The book
@@ -82,6 +82,7 @@ fn exercise_early_stopping_epoch(validation_losses: &[f64], patience: usize) -> 
 // ANCHOR_END: exercise_early_stopping
 
 // ANCHOR: exercise_cube_op
+use dendrite::graph::ops::Padding;
 use dendrite::graph::ops::{CustomOp, CustomOpError, OperandGrads};
 use dendrite::graph::{Element, Shape};
 use ndarray::{ArrayViewD, ArrayViewMutD};
@@ -135,9 +136,25 @@ fn exercise_last_uses(steps: &[Vec<usize>], n_values: usize) -> Vec<Option<usize
 // The solutions
 // ---------------------------------------------------------------------------------------------
 
+// ANCHOR: exercise_conv_output_size
+/// The length of a convolution's output along one axis of length `n`, for a kernel of `k` taps
+/// `dilation` apart moving by `stride`, or `None` where `valid` padding leaves no window.
+fn exercise_conv_output_size(
+    n: usize,
+    k: usize,
+    stride: usize,
+    dilation: usize,
+    padding: Padding,
+) -> Option<usize> {
+    let _ = (n, k, stride, dilation, padding);
+    todo!("exercise: the effective window, then one formula per padding")
+}
+// ANCHOR_END: exercise_conv_output_size
+
 // ANCHOR: solutions
 mod solutions {
     use super::{GradResult, GraphResult};
+    use dendrite::graph::ops::Padding;
     use dendrite::graph::ops::{CustomOp, CustomOpError, OperandGrads};
     use dendrite::graph::{Element, Graph, NodeId, Shape};
     use ndarray::{ArrayViewD, ArrayViewMutD, Zip};
@@ -251,6 +268,20 @@ mod solutions {
             }
         }
         last
+    }
+
+    pub fn conv_output_size(
+        n: usize,
+        k: usize,
+        stride: usize,
+        dilation: usize,
+        padding: Padding,
+    ) -> Option<usize> {
+        let span = (k - 1) * dilation + 1; // the window's extent, taps and gaps
+        match padding {
+            Padding::Valid => Some(n.checked_sub(span)? / stride + 1),
+            Padding::Same => Some(n.div_ceil(stride)), // the padding adapts to the window
+        }
     }
 }
 // ANCHOR_END: solutions
@@ -393,6 +424,38 @@ fn check_last_uses(last_uses: Liveness) {
         vec![Some(1), Some(0), Some(1), Some(2), None]
     );
 }
+
+type OutputSize = fn(usize, usize, usize, usize, Padding) -> Option<usize>;
+
+/// Compares `size` with the height of `Graph::conv2d`'s output over a grid of sizes, kernels,
+/// strides and dilations, both paddings; `None` must be where the graph refuses the window.
+fn check_conv_output_size(size: OutputSize) -> TestResult {
+    use dendrite::graph::ops::Conv2d;
+    for padding in [Padding::Valid, Padding::Same] {
+        for (n, k, stride, dilation) in (1..9).flat_map(|n| {
+            (1..5).flat_map(move |k| (1..4).flat_map(move |s| (1..4).map(move |d| (n, k, s, d))))
+        }) {
+            let mut g = Graph::<f64>::new();
+            let x = g.input("x", [1, n, 1, 1])?;
+            let w = g.input("w", [k, 1, 1, 1])?;
+            let conv = Conv2d {
+                strides: [stride, 1],
+                dilation: [dilation, 1],
+                padding,
+            };
+            let graph_says = match g.conv2d(x, w, conv) {
+                Ok(y) => g.shape(y)?.dims()[1].fixed(),
+                Err(_) => None,
+            };
+            let mine = size(n, k, stride, dilation, padding);
+            assert_eq!(
+                mine, graph_says,
+                "n {n}, k {k}, stride {stride}, dilation {dilation}, {padding:?}"
+            );
+        }
+    }
+    Ok(())
+}
 // ANCHOR_END: exercise_checks
 
 #[test]
@@ -406,6 +469,7 @@ fn solutions_pass() -> TestResult {
     check_early_stopping_epoch(solutions::early_stopping_epoch);
     check_cube_op(solutions::Cube)?;
     check_last_uses(solutions::last_uses);
+    check_conv_output_size(solutions::conv_output_size)?;
     Ok(())
 }
 
@@ -461,4 +525,10 @@ fn exercise_16_cube_op() -> TestResult {
 #[ignore = "exercise: write exercise_last_uses"]
 fn exercise_17_last_uses() {
     check_last_uses(exercise_last_uses);
+}
+
+#[test]
+#[ignore = "exercise: write exercise_conv_output_size"]
+fn exercise_18_conv_output_size() -> TestResult {
+    check_conv_output_size(exercise_conv_output_size)
 }

@@ -23,6 +23,8 @@ mod backward;
 mod chain_rule;
 /// Chapter 5: gradient checking.
 mod checking;
+/// Convolution, pooling and Dropout.
+mod convolution;
 /// Exercises (`#[ignore]`d: the reader makes them pass) and their solutions (run by every test
 /// run).
 mod exercises;
