@@ -60,6 +60,11 @@ fn cases() -> Vec<(&'static str, Vec<Vec<usize>>, Build)> {
             vec![vec![128, 26, 26, 32]],
             |g, x| g.max_pool2d(x[0], dendrite_graph::ops::Pool2d::new([2, 2])),
         ),
+        (
+            "relu [128,26,26,32]",
+            vec![vec![128, 26, 26, 32]],
+            |g, x| g.relu(x[0]),
+        ),
     ]
 }
 
@@ -97,6 +102,16 @@ fn ops(c: &mut Criterion) {
         c.bench_function(&format!("forward+backward {name}"), |b| {
             b.iter(|| black_box(backward.run(&g, &feeds).expect("valid feeds").len()))
         });
+        // A convolution's two gradients apart: the first layer of a network needs only the
+        // kernel's (its input is data).
+        if name.starts_with("conv2d") {
+            for (wrt, grad) in ["input", "kernel"].iter().zip(&grads) {
+                let mut one = compile(&g, &[y, *grad]).expect("valid fetches");
+                c.bench_function(&format!("forward+{wrt} grad {name}"), |b| {
+                    b.iter(|| black_box(one.run(&g, &feeds).expect("valid feeds").len()))
+                });
+            }
+        }
     }
 }
 

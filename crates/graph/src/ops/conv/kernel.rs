@@ -162,23 +162,41 @@ const GROUP_ROWS: usize = 2048;
 /// The most im2col scratch a group may take, in bytes.
 const GROUP_BYTES: usize = 8 << 20;
 
+/// Where window row `(o, th)` of an image row reads one contiguous run of `k·c` elements: the
+/// run's first input column, when the axis has no dilation and the whole row is inside.
+#[inline]
+fn contiguous_run(aw: &crate::ops::window::Axis1, ow: usize) -> Option<usize> {
+    let first = aw.source(ow, 0)?;
+    (aw.d == 1 && first + aw.k <= aw.n).then_some(first)
+}
+
 /// Copies the windows of one image as the rows of `cols` (`[OH·OW, KH·KW·C]`), zeros where a
-/// window reads padding.
+/// window reads padding. A window row inside the image is one copy of `KW·C` elements.
 fn im2col<F: Element>(g: &Geometry, image: &[F], cols: &mut [F]) {
     let ([ah, aw], c) = (g.axes, g.c);
-    let mut segments = cols.chunks_exact_mut(c);
+    let run = aw.k * c;
+    let mut rows = cols.chunks_exact_mut(run);
     for oh in 0..ah.out {
         for ow in 0..aw.out {
+            let inside = contiguous_run(&aw, ow);
             for th in 0..ah.k {
-                let ih = ah.source(oh, th);
-                for tw in 0..aw.k {
-                    let Some(dst) = segments.next() else { return };
-                    match (ih, aw.source(ow, tw)) {
-                        (Some(ih), Some(iw)) => {
+                let Some(dst) = rows.next() else { return };
+                let Some(ih) = ah.source(oh, th) else {
+                    dst.fill(F::zero());
+                    continue;
+                };
+                if let Some(iw) = inside {
+                    let start = (ih * aw.n + iw) * c;
+                    dst.copy_from_slice(&image[start..start + run]);
+                    continue;
+                }
+                for (tw, dst) in dst.chunks_exact_mut(c).enumerate() {
+                    match aw.source(ow, tw) {
+                        Some(iw) => {
                             let start = (ih * aw.n + iw) * c;
                             dst.copy_from_slice(&image[start..start + c]);
                         }
-                        _ => dst.fill(F::zero()),
+                        None => dst.fill(F::zero()),
                     }
                 }
             }
@@ -190,22 +208,37 @@ fn im2col<F: Element>(g: &Geometry, image: &[F], cols: &mut [F]) {
 /// the pixel it was read from (padding segments are dropped).
 fn col2im<F: Element>(g: &Geometry, cols: &[F], image: &mut [F]) {
     let ([ah, aw], c) = (g.axes, g.c);
+    let run = aw.k * c;
     image.fill(F::zero());
-    let mut segments = cols.chunks_exact(c);
+    let mut rows = cols.chunks_exact(run);
     for oh in 0..ah.out {
         for ow in 0..aw.out {
+            let inside = contiguous_run(&aw, ow);
             for th in 0..ah.k {
-                let ih = ah.source(oh, th);
-                for tw in 0..aw.k {
-                    let Some(src) = segments.next() else { return };
-                    if let (Some(ih), Some(iw)) = (ih, aw.source(ow, tw)) {
+                let Some(src) = rows.next() else { return };
+                let Some(ih) = ah.source(oh, th) else {
+                    continue;
+                };
+                if let Some(iw) = inside {
+                    let start = (ih * aw.n + iw) * c;
+                    add_into(&mut image[start..start + run], src);
+                    continue;
+                }
+                for (tw, src) in src.chunks_exact(c).enumerate() {
+                    if let Some(iw) = aw.source(ow, tw) {
                         let start = (ih * aw.n + iw) * c;
-                        for (acc, &v) in image[start..start + c].iter_mut().zip(src) {
-                            *acc = *acc + v;
-                        }
+                        add_into(&mut image[start..start + c], src);
                     }
                 }
             }
         }
+    }
+}
+
+/// `acc += src`, element by element.
+#[inline]
+fn add_into<F: Element>(acc: &mut [F], src: &[F]) {
+    for (a, &v) in acc.iter_mut().zip(src) {
+        *a = *a + v;
     }
 }
