@@ -216,6 +216,16 @@ pub enum NnError {
         /// The data's feature count.
         actual: usize,
     },
+    /// Data whose sample shape differs from the model's input shape (same count or not).
+    #[error(
+        "the model takes samples of shape {expected:?}, but the data's samples are {actual:?}"
+    )]
+    SampleShapeMismatch {
+        /// The model's sample shape (the first layer's `input_shape`).
+        expected: Vec<usize>,
+        /// The data's sample shape.
+        actual: Vec<usize>,
+    },
     /// Targets whose width differs from what the loss needs.
     #[error("{loss} needs {expected} target value(s) per sample, but the data have {actual}{}", target_hint(loss, *expected, *actual))]
     TargetMismatch {

@@ -61,6 +61,14 @@ pub trait Features<F: Float> {
     }
     /// Values per sample.
     fn features(&self) -> usize;
+    /// The shape of one sample (without the batch axis) when the data know it, as a
+    /// [`Dataset`](crate::data::Dataset) does (`[28, 28, 1]`); a model then refuses data whose
+    /// shape is not its input shape. `None` (the default, for a plain matrix) means only
+    /// [`features`](Features::features) values per sample, which feed any model input with
+    /// that many values (row-major).
+    fn sample_shape(&self) -> Option<Vec<usize>> {
+        None
+    }
     /// Writes the samples `indices` row after row into `out` (`indices.len() * features()`
     /// values). Must not allocate: it runs on every training step.
     ///
@@ -260,6 +268,9 @@ impl<F: Float> Features<F> for Dataset {
     }
     fn features(&self) -> usize {
         Dataset::features(self)
+    }
+    fn sample_shape(&self) -> Option<Vec<usize>> {
+        Some(Dataset::sample_shape(self).to_vec())
     }
     /// [`Dataset::write_images`]: `pixel / 255`, into `[0, 1]`.
     fn write_features(&self, indices: &[usize], out: &mut [F]) -> Result<()> {

@@ -48,6 +48,7 @@ mod model;
 mod optim;
 mod persist;
 mod regularizer;
+mod shape;
 
 pub use activation::Activation;
 pub use checkpoint::write_atomic;
@@ -67,3 +68,4 @@ pub use model::{
 pub use optim::{Adam, AdamW, Clipping, Optimizer, RmsProp, Schedule, Sgd};
 pub use persist::{ConfigError, LayerFactory, LayerRegistry, ModelFileError};
 pub use regularizer::Regularizer;
+pub use shape::{Flatten, Reshape};

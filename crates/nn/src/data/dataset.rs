@@ -130,6 +130,10 @@ pub struct Dataset {
     rows: usize,
     cols: usize,
     classes: usize,
+    /// The shape a sample is fed in: `[rows * cols]` unless
+    /// [`with_sample_shape`](Dataset::with_sample_shape) chose another (shared: views copy
+    /// no shape).
+    sample: Arc<[usize]>,
 }
 
 impl Dataset {
@@ -203,6 +207,7 @@ impl Dataset {
             rows,
             cols,
             classes,
+            sample: Arc::from([features]),
         })
     }
 
@@ -216,6 +221,7 @@ impl Dataset {
         classes: usize,
     ) -> Self {
         let len = labels.len();
+        let sample = Arc::from([rows * cols]);
         Self {
             images: Arc::new(images),
             labels: Arc::new(labels),
@@ -224,6 +230,7 @@ impl Dataset {
             rows,
             cols,
             classes,
+            sample,
         }
     }
 
@@ -240,6 +247,47 @@ impl Dataset {
     /// Pixels per image (`rows * cols`, 784 for MNIST).
     pub fn features(&self) -> usize {
         self.rows * self.cols
+    }
+
+    /// The shape one sample is fed to a model in (without the batch axis): `[784]` for MNIST
+    /// as loaded, `[28, 28, 1]` after [`with_sample_shape`](Dataset::with_sample_shape).
+    ///
+    /// ```
+    /// use dendrite_nn::data::Dataset;
+    /// let ds = Dataset::new(vec![0; 2 * 6], vec![0, 1], 2, 3, 2)?;
+    /// assert_eq!(ds.sample_shape(), &[6]);
+    /// # Ok::<(), dendrite_nn::data::DataError>(())
+    /// ```
+    pub fn sample_shape(&self) -> &[usize] {
+        &self.sample
+    }
+
+    /// The same samples (nothing copied: the pixels stay shared `u8`, converted per batch) fed
+    /// in shape `shape`, row-major: `[28, 28, 1]` gives MNIST to a convnet (height, width,
+    /// channels, Keras' `channels_last`).
+    ///
+    /// # Errors
+    /// [`DataError::SampleShape`] when `shape` does not hold exactly
+    /// [`features`](Dataset::features) values, or has a zero axis.
+    ///
+    /// ```
+    /// use dendrite_nn::data::Dataset;
+    /// let ds = Dataset::new(vec![0; 2 * 6], vec![0, 1], 2, 3, 2)?.with_sample_shape([2, 3, 1])?;
+    /// assert_eq!(ds.sample_shape(), &[2, 3, 1]);
+    /// assert!(ds.clone().with_sample_shape([4]).is_err());
+    /// # Ok::<(), dendrite_nn::data::DataError>(())
+    /// ```
+    pub fn with_sample_shape(mut self, shape: impl Into<Vec<usize>>) -> Result<Self, DataError> {
+        let shape = shape.into();
+        let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        if shape.is_empty() || shape.contains(&0) || count != Some(self.features()) {
+            return Err(DataError::SampleShape {
+                shape,
+                features: self.features(),
+            });
+        }
+        self.sample = Arc::from(shape);
+        Ok(self)
     }
 
     /// Rows per image (28 for MNIST).

@@ -45,6 +45,15 @@ impl std::fmt::Display for IdxPart {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DataError {
+    /// A sample shape whose number of values is not the dataset's values per sample.
+    #[error("sample shape {shape:?} holds a different number of values than the {features} per sample of the dataset")]
+    SampleShape {
+        /// The shape asked for.
+        shape: Vec<usize>,
+        /// The dataset's values per sample.
+        features: usize,
+    },
+
     /// The data directory does not exist (or is not a directory).
     #[error("data directory {} does not exist or is not a directory (it must hold the four MNIST IDX files, e.g. train-images-idx3-ubyte.gz)", path.display())]
     MissingDir {

@@ -41,11 +41,23 @@ impl<F: Float> Sequential<F> {
     /// The forward graph: input, layers (shapes and parameter counts checked before any
     /// weight is drawn), prediction plan.
     pub(super) fn build_network(&mut self) -> Result<Network<F>> {
-        let features = self.input_features()?;
+        let input_shape = self.model_input_shape()?;
+        let features = checked_product(&input_shape).ok_or_else(|| NnError::LayerInput {
+            layer: self
+                .layers
+                .first()
+                .map(|e| e.name.clone())
+                .unwrap_or_default(),
+            shape: input_shape.clone(),
+            reason: "the sample shape has more elements than fit in usize",
+        })?;
         self.check_unique_names()?;
         let mut g = Graph::<F>::new();
-        let x = g.input(INPUT_NAME, [None, Some(features)])?;
-        let (output, shape, params, penalties) = self.build_layers(&mut g, x, features)?;
+        let dims: Vec<Option<usize>> = std::iter::once(None)
+            .chain(input_shape.iter().map(|&d| Some(d)))
+            .collect();
+        let x = g.input(INPUT_NAME, dims.as_slice())?;
+        let (output, shape, params, penalties) = self.build_layers(&mut g, x, &input_shape)?;
         let width = self.output_width(shape)?;
         for &p in &params {
             if !g.value(p)?.is_standard_layout() {
@@ -58,6 +70,7 @@ impl<F: Float> Sequential<F> {
         Ok(Network {
             graph: g,
             features,
+            input_shape,
             width,
             output,
             params,
@@ -66,8 +79,10 @@ impl<F: Float> Sequential<F> {
         })
     }
 
-    /// The first layer's declared feature count.
-    fn input_features(&self) -> Result<usize> {
+    /// The first layer's declared sample shape (without the batch axis): `[784]` for an MLP,
+    /// `[28, 28, 1]` for a convnet on MNIST; every axis non-zero, at most
+    /// [`MAX_SAMPLE_AXES`](super::run::MAX_SAMPLE_AXES) axes.
+    fn model_input_shape(&self) -> Result<Vec<usize>> {
         let first = self.layers.first().ok_or(NnError::NoLayers)?;
         let input_shape = first
             .layer
@@ -75,12 +90,15 @@ impl<F: Float> Sequential<F> {
             .ok_or_else(|| NnError::UnknownInputShape {
                 layer: first.name.clone(),
             })?;
-        match input_shape.as_slice() {
-            [n] if *n > 0 => Ok(*n),
-            _ => Err(NnError::LayerInput {
+        let fits = !input_shape.is_empty()
+            && input_shape.len() <= super::run::MAX_SAMPLE_AXES
+            && input_shape.iter().all(|&d| d > 0);
+        match fits {
+            true => Ok(input_shape),
+            false => Err(NnError::LayerInput {
                 layer: first.name.clone(),
                 shape: input_shape,
-                reason: "a Sequential model takes a non-empty vector of features per sample",
+                reason: "a Sequential model takes samples of 1 to 7 axes, none of size 0",
             }),
         }
     }
@@ -103,10 +121,10 @@ impl<F: Float> Sequential<F> {
         &mut self,
         g: &mut Graph<F>,
         x: NodeId,
-        features: usize,
+        input_shape: &[usize],
     ) -> Result<(LayerNodes, Vec<usize>, Vec<NodeId>, Vec<NodeId>)> {
         let mut current = LayerNodes::new(x);
-        let mut shape = vec![features];
+        let mut shape = input_shape.to_vec();
         let mut params = Vec::new();
         let mut penalties = Vec::new();
         let seed = self.seed;
@@ -218,6 +236,11 @@ impl<F: Float> Sequential<F> {
             backup: crate::optim::zeroed::<F>("weight backup", &backup_sizes)?,
         })
     }
+}
+
+/// The product of `dims`, or `None` when it overflows `usize`.
+pub(crate) fn checked_product(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
 }
 
 /// The loss the model minimizes (scope `loss`), and the sum of the layers' penalties (scope

@@ -119,12 +119,12 @@ impl<F: Float> Sequential<F> {
         let stopper = config.early_stopping.map(Stopper::new);
         let expect = self.expect()?;
         let batch_size = config.batch_size.min(train_len);
-        let batch = Batch::new(batch_size, expect.features, expect.targets)?;
+        let batch = Batch::new(batch_size, &expect.sample, expect.targets)?;
         // The ring of buffers a second thread writes batches into, ahead of the steps.
         let ring = match config.threads_value() >= 2 {
             true => Some(
                 (0..prefetch::DEPTH)
-                    .map(|_| Batch::new(batch_size, expect.features, expect.targets))
+                    .map(|_| Batch::new(batch_size, &expect.sample, expect.targets))
                     .collect::<Result<Vec<_>>>()?,
             ),
             false => None,

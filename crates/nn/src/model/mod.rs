@@ -16,6 +16,7 @@ mod summary;
 mod update;
 mod weights;
 
+pub(crate) use build::checked_product;
 pub use callback::{BatchLogs, Callback};
 pub use callbacks::{CsvLogger, LearningRateScheduler, ModelCheckpoint, TerminateOnNaN};
 pub use config::{Control, EarlyStopping, EpochLogs, Evaluation, FitConfig, History, Monitor};
@@ -50,7 +51,10 @@ struct Entry<F: Float> {
 #[derive(Debug)]
 struct Network<F: Float> {
     graph: Graph<F>,
+    /// Values per sample: the product of `input_shape`.
     features: usize,
+    /// The sample shape the input takes (without the batch axis).
+    input_shape: Vec<usize>,
     width: usize,
     output: LayerNodes,
     params: Vec<NodeId>,
@@ -132,7 +136,8 @@ struct Position {
 ///
 /// [`Sequential::compile`] builds everything once:
 ///
-/// 1. the forward graph: an input `inputs` of shape `[?, features]`, then each layer inside its
+/// 1. the forward graph: an input `inputs` of shape `[?, sample_shape...]` (`[?, 784]`, or
+///    `[?, 28, 28, 1]` for a first layer declaring `input_shape([28, 28, 1])`), then each layer inside its
 ///    name scope (`dense_1/kernel`, `dense_1/matmul`, ...), with weights drawn from the model's
 ///    seed;
 /// 2. the loss (scope `loss`) against a targets input (`targets`, or `labels` for class

@@ -11,7 +11,7 @@ use std::path::Path;
 impl<F: Float> Sequential<F> {
     /// The model's inference graph as an encoded ONNX model (opset
     /// [`OPSET_VERSION`](dendrite_graph::onnx::OPSET_VERSION)): the input `inputs` of shape
-    /// `[batch, features]` with a symbolic batch size, the weights as initializers named as in
+    /// `[batch, sample_shape...]` with a symbolic batch size, the weights as initializers named as in
     /// [`Sequential::weights`], and one output, the last layer's, named after its node (read it
     /// from the model, as `session.get_outputs()[0].name` does in onnxruntime). The loss,
     /// metrics and gradients that `compile` added are not part of it. See

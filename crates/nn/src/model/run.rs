@@ -19,18 +19,23 @@ pub(crate) struct Batch<F> {
     pub(crate) y: Vec<F>,
     pub(crate) idx: Vec<usize>,
     pub(crate) features: usize,
+    /// The sample shape the inputs are fed in (`[28, 28, 1]`), whose product is `features`.
+    pub(crate) sample: Vec<usize>,
     pub(crate) targets: Targets,
 }
 
 impl<F: Float> Batch<F> {
     /// Buffers for batches of up to `batch_size` samples, allocated through the per-tensor
     /// limit and fallibly.
-    pub(crate) fn new(batch_size: usize, features: usize, targets: Targets) -> Result<Self> {
+    pub(crate) fn new(batch_size: usize, sample: &[usize], targets: Targets) -> Result<Self> {
+        let features = super::build::checked_product(sample)
+            .ok_or_else(|| too_small("features", usize::MAX))?;
         Ok(Batch {
             x: zeroed_vec("batch", INPUT_NAME, &[batch_size, features])?,
             y: zeroed_vec("batch", "targets", &[batch_size, targets.width()])?,
             idx: index_vec("batch", batch_size)?,
             features,
+            sample: sample.to_vec(),
             targets,
         })
     }
@@ -51,10 +56,10 @@ impl<F: Float> Batch<F> {
         data.write_targets(indices, self.targets, y)
     }
 
-    /// The fed views of a batch of `n` samples: inputs `[n, features]` and targets `[n]` (class
-    /// indices) or `[n, width]`.
+    /// The fed views of a batch of `n` samples: inputs `[n, sample...]` and targets `[n]`
+    /// (class indices) or `[n, width]`.
     pub(crate) fn feeds(&self, n: usize) -> Result<[(&'static str, ArrayViewD<'_, F>); 2]> {
-        let x = view(&self.x, &[n, self.features])?;
+        let x = batch_view(&self.x, n, &self.sample)?;
         let y = match self.targets {
             Targets::ClassIndices { .. } => (LABELS_NAME, view(&self.y, &[n])?),
             Targets::Values { width } => (TARGETS_NAME, view(&self.y, &[n, width])?),
@@ -85,11 +90,32 @@ pub(crate) fn view<'b, F: Element>(data: &'b [F], shape: &[usize]) -> Result<Arr
     ArrayViewD::from_shape(IxDyn(shape), front).map_err(|_| too_small("batch", n))
 }
 
+/// The most axes a sample may have: the batch shape `[n, sample...]` is built on the stack.
+pub(crate) const MAX_SAMPLE_AXES: usize = 7;
+
+/// A view of the front of `data` as `[n, sample...]`, its shape built on the stack (with
+/// `IxDyn` keeping up to 4 axes inline, a batch of samples of up to 3 axes allocates nothing).
+pub(crate) fn batch_view<'b, F: Element>(
+    data: &'b [F],
+    n: usize,
+    sample: &[usize],
+) -> Result<ArrayViewD<'b, F>> {
+    let mut dims = [0usize; MAX_SAMPLE_AXES + 1];
+    let shape = dims
+        .get_mut(..=sample.len())
+        .ok_or_else(|| too_small("batch", usize::MAX))?;
+    shape[0] = n;
+    shape[1..].copy_from_slice(sample);
+    view(data, shape)
+}
+
 /// What data must fit: the model's input, the loss's targets, and whether to check that the
 /// values are finite.
 #[derive(Debug, Clone)]
 pub(crate) struct Expect {
     pub(crate) features: usize,
+    /// The model's sample shape (product `features`).
+    pub(crate) sample: Vec<usize>,
     pub(crate) targets: Targets,
     pub(crate) loss: Loss,
     pub(crate) finite: bool,
@@ -129,6 +155,18 @@ pub(crate) fn check_data<F: Float, D: Data<F> + ?Sized>(
     check_values(data, expect, named)
 }
 
+/// Data that know their sample shape must have the model's (a plain matrix feeds any input
+/// with as many values per sample).
+fn check_sample_shape(actual: Option<Vec<usize>>, expected: &[usize]) -> Result<()> {
+    match actual {
+        Some(actual) if actual != expected => Err(NnError::SampleShapeMismatch {
+            expected: expected.to_vec(),
+            actual,
+        }),
+        _ => Ok(()),
+    }
+}
+
 fn check_shape<F: Float, D: Data<F> + ?Sized>(
     data: &D,
     expect: &Expect,
@@ -140,6 +178,7 @@ fn check_shape<F: Float, D: Data<F> + ?Sized>(
             actual: data.features(),
         });
     }
+    check_sample_shape(data.sample_shape(), &expect.sample)?;
     data.check_targets(expect.targets)
         .map_err(|err| match err {
             NnError::TargetMismatch {
@@ -340,6 +379,7 @@ impl<F: Float> Sequential<F> {
         match (self.net.as_ref(), self.training.as_ref()) {
             (Some(net), Some(training)) => Ok(Expect {
                 features: net.features,
+                sample: net.input_shape.clone(),
                 targets: training.targets,
                 loss: training.loss.clone(),
                 finite: self.finite_check,
@@ -384,7 +424,7 @@ impl<F: Float> Sequential<F> {
         check_data(data, &expect, "evaluation", usize::MAX)?;
         let (net, training) = self.parts("evaluate")?;
         let bs = batch_size.min(data.len());
-        let mut batch = Batch::new(bs, net.features, training.targets)?;
+        let mut batch = Batch::new(bs, &net.input_shape, training.targets)?;
         evaluate_range(net, training, data, (0, data.len()), &mut batch, bs)
     }
 
@@ -426,6 +466,7 @@ impl<F: Float> Sequential<F> {
                 actual: x.features(),
             });
         }
+        check_sample_shape(x.sample_shape(), &net.input_shape)?;
         if self.finite_check {
             finite_features(x, "prediction")?;
         }
@@ -446,7 +487,7 @@ impl<F: Float> Sequential<F> {
                 .get_mut(..n * f)
                 .ok_or_else(|| too_small("features", n * f))?;
             x.write_features(&idx, front)?;
-            let feeds = [(INPUT_NAME, view(&xs, &[n, f])?)];
+            let feeds = [(INPUT_NAME, batch_view(&xs, n, &net.input_shape)?)];
             let out = net.predict.run(&net.graph, &feeds)?;
             let values = out.get(0)?;
             let src = values.to_slice().ok_or_else(|| NnError::NonContiguous {

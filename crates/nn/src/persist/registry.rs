@@ -43,6 +43,14 @@ fn dense<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
     Ok(Box::new(Dense::from_config(config)?))
 }
 
+fn flatten<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(crate::shape::Flatten::from_config(config)?))
+}
+
+fn reshape<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(crate::shape::Reshape::from_config(config)?))
+}
+
 fn activation<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
     Ok(Box::new(super::json::activation_from_json(config)?))
 }
@@ -53,6 +61,8 @@ impl<F: Float> Default for LayerRegistry<F> {
             factories: vec![
                 ("Dense".to_owned(), dense::<F> as LayerFactory<F>),
                 ("Activation".to_owned(), activation::<F> as LayerFactory<F>),
+                ("Flatten".to_owned(), flatten::<F> as LayerFactory<F>),
+                ("Reshape".to_owned(), reshape::<F> as LayerFactory<F>),
             ],
         }
     }
