@@ -13,7 +13,7 @@
 //! there, and the tie rule is what is being tested, so such ties do not count.
 
 use super::{DagOp, RandomDag};
-use dendrite_graph::{compile, BinaryOp, Graph, GraphError, ReduceOp};
+use dendrite_graph::{broadcast_shapes, compile, BinaryOp, Graph, GraphError, ReduceOp, Shape};
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
 impl RandomDag {
@@ -113,17 +113,12 @@ fn decision_gaps(op: &DagOp, v: &[ArrayD<f64>]) -> Vec<f64> {
 /// `|a - b|` over the broadcast pair (empty if they do not broadcast, which the DAG's shape
 /// rules exclude).
 fn pair_gaps(a: &ArrayD<f64>, b: &ArrayD<f64>) -> Vec<f64> {
-    let rank = a.ndim().max(b.ndim());
-    let padded = |x: &ArrayD<f64>| {
-        let mut s = vec![1; rank - x.ndim()];
-        s.extend_from_slice(x.shape());
-        s
-    };
-    let (sa, sb) = (padded(a), padded(b));
-    let shape: Vec<usize> = sa.iter().zip(&sb).map(|(&p, &q)| p.max(q)).collect();
-    match (a.broadcast(shape.as_slice()), b.broadcast(shape.as_slice())) {
-        (Some(a), Some(b)) => a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).collect(),
-        _ => Vec::new(),
+    let shape = broadcast_shapes(&Shape::fixed(a.shape()), &Shape::fixed(b.shape()))
+        .and_then(|s| s.concrete());
+    let pair = shape.and_then(|s| Some((a.broadcast(s.as_slice())?, b.broadcast(s.as_slice())?)));
+    match pair {
+        Some((a, b)) => a.iter().zip(b.iter()).map(|(x, y)| (x - y).abs()).collect(),
+        None => Vec::new(),
     }
 }
 
