@@ -348,6 +348,30 @@ fn parameter_counts() -> Result<(), Box<dyn std::error::Error>> {
 }
 // ANCHOR_END: parameter_counts
 
+// ANCHOR: convnet_layers
+#[test]
+fn the_convnet_as_layers() -> Result<(), Box<dyn std::error::Error>> {
+    use dendrite_nn::{Activation, Conv2D, Dense, Flatten, MaxPooling2D, Sequential};
+
+    let mut model = Sequential::<f32>::new();
+    model.add(
+        Conv2D::new(32, [3, 3])
+            .activation(Activation::Relu)
+            .input_shape([28, 28, 1]),
+    );
+    model.add(MaxPooling2D::new([2, 2]));
+    model.add(Conv2D::new(64, [3, 3]).activation(Activation::Relu));
+    model.add(MaxPooling2D::new([2, 2]));
+    model.add(Flatten::new());
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    let summary = model.summary()?;
+    let printed = summary.to_string();
+    print!("{printed}");
+    assert_eq!(summary.total_params(), 34_826); // as Keras counts (Dropout has none)
+    shows("convnet_summary", &printed)
+}
+// ANCHOR_END: convnet_layers
+
 /// The figure of the first section: the 5×5 image of `conv_forward`, the 3×3 window at output
 /// (1, 1), and the `valid` output with that pixel marked.
 fn sliding_window_svg() -> String {

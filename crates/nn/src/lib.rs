@@ -33,6 +33,7 @@
 
 mod activation;
 mod checkpoint;
+mod conv;
 pub mod data;
 pub mod datasets;
 mod dense;
@@ -47,11 +48,13 @@ mod metrics;
 mod model;
 mod optim;
 mod persist;
+mod pooling;
 mod regularizer;
 mod shape;
 
 pub use activation::Activation;
 pub use checkpoint::write_atomic;
+pub use conv::Conv2D;
 pub use dense::Dense;
 pub use error::{NnError, Result};
 pub use float::Float;
@@ -67,5 +70,6 @@ pub use model::{
 };
 pub use optim::{Adam, AdamW, Clipping, Optimizer, RmsProp, Schedule, Sgd};
 pub use persist::{ConfigError, LayerFactory, LayerRegistry, ModelFileError};
+pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D};
 pub use regularizer::Regularizer;
 pub use shape::{Flatten, Reshape};

@@ -265,7 +265,7 @@ fn elements(shape: &[usize]) -> Result<usize> {
 }
 
 /// An optional array of sizes at `key`.
-fn shape_from_json(
+pub(crate) fn shape_from_json(
     config: &Value,
     key: &'static str,
 ) -> std::result::Result<Option<Vec<usize>>, ConfigError> {
@@ -292,7 +292,7 @@ fn shape_from_json(
 }
 
 /// The optional `name` string.
-fn name_from_json(config: &Value) -> std::result::Result<Option<String>, ConfigError> {
+pub(crate) fn name_from_json(config: &Value) -> std::result::Result<Option<String>, ConfigError> {
     match optional(config, "name") {
         None => Ok(None),
         Some(v) => v

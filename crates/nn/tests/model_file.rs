@@ -287,7 +287,7 @@ fn files_of_another_version_or_not_model_files_are_refused() {
 fn unknown_layers_optimizers_and_bad_settings_are_named() {
     let dir = scratch("unknown");
     let path = saved(&dir);
-    edit_config(&path, |c| c["layers"][1]["kind"] = "Conv2D".into());
+    edit_config(&path, |c| c["layers"][1]["kind"] = "Capsule".into());
     match load_err(&path) {
         NnError::ModelFile(ModelFileError::UnknownLayer {
             index: 1,
@@ -295,7 +295,7 @@ fn unknown_layers_optimizers_and_bad_settings_are_named() {
             known,
             ..
         }) => {
-            assert_eq!(kind, "Conv2D");
+            assert_eq!(kind, "Capsule");
             assert!(known.contains("Dense"), "{known}");
         }
         other => panic!("{other}"),

@@ -114,9 +114,11 @@ impl fmt::Display for Summary {
         writeln!(f, "{double}")?;
         for (i, r) in self.rows.iter().enumerate() {
             let label = format!("{} ({})", r.name, r.kind);
+            // At least one space after a long label (`maxpooling2d_1 (MaxPooling2D)` is 29
+            // characters); shorter ones line up as in Keras.
             writeln!(
                 f,
-                " {:<28}{:<26}{:>9}",
+                " {:<27} {:<26}{:>9}",
                 label,
                 shape(&r.output_shape),
                 thousands(r.params)

@@ -51,6 +51,26 @@ fn reshape<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
     Ok(Box::new(crate::shape::Reshape::from_config(config)?))
 }
 
+fn conv2d<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(crate::conv::Conv2D::from_config(config)?))
+}
+
+fn max_pooling2d<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(crate::pooling::MaxPooling2D::from_config(config)?))
+}
+
+fn average_pooling2d<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(crate::pooling::AveragePooling2D::from_config(
+        config,
+    )?))
+}
+
+fn global_average_pooling2d<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(
+        crate::pooling::GlobalAveragePooling2D::from_config(config)?,
+    ))
+}
+
 fn activation<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
     Ok(Box::new(super::json::activation_from_json(config)?))
 }
@@ -63,6 +83,19 @@ impl<F: Float> Default for LayerRegistry<F> {
                 ("Activation".to_owned(), activation::<F> as LayerFactory<F>),
                 ("Flatten".to_owned(), flatten::<F> as LayerFactory<F>),
                 ("Reshape".to_owned(), reshape::<F> as LayerFactory<F>),
+                ("Conv2D".to_owned(), conv2d::<F> as LayerFactory<F>),
+                (
+                    "MaxPooling2D".to_owned(),
+                    max_pooling2d::<F> as LayerFactory<F>,
+                ),
+                (
+                    "AveragePooling2D".to_owned(),
+                    average_pooling2d::<F> as LayerFactory<F>,
+                ),
+                (
+                    "GlobalAveragePooling2D".to_owned(),
+                    global_average_pooling2d::<F> as LayerFactory<F>,
+                ),
             ],
         }
     }
