@@ -59,6 +59,30 @@ pub enum NnError {
         /// The first layer's name.
         layer: String,
     },
+    /// A layer asked [`Init::step`](crate::Init::step) for the training step, but was built
+    /// with an [`Init`](crate::Init) that has none (outside a model, give one with
+    /// [`Init::with_step`](crate::Init::with_step)).
+    #[error("layer `{layer}` draws random numbers but was built without a training-step node (give one with Init::with_step)")]
+    NoTrainingStep {
+        /// The layer's name.
+        layer: String,
+    },
+    /// A layer created different parameters when built for training than for inference
+    /// (both graphs must read the same weights).
+    #[error("layer `{layer}` creates different parameters for training than for inference: a layer must create the same parameters in both modes")]
+    ModeParameters {
+        /// The layer's name.
+        layer: String,
+    },
+    /// Training ran past the last step an `f32` model can number exactly (2^24): its random
+    /// draws (dropout masks) would start repeating.
+    #[error("training step {step} cannot be fed exactly to a model of this element type (at most {limit}): its random draws would repeat; train in f64 or start again")]
+    StepLimit {
+        /// The step that could not be represented.
+        step: u64,
+        /// The last exactly representable step.
+        limit: u64,
+    },
     /// A layer given an input shape it cannot take.
     #[error("layer `{layer}` cannot take input of shape {shape:?}: {reason}")]
     LayerInput {

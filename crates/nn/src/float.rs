@@ -62,6 +62,9 @@ pub(crate) fn pick<F: Float, R>(
 pub trait Float: Element + BatchFloat + sealed::Sealed {
     /// Size of one element in bytes.
     const BYTES: usize;
+    /// The largest integer up to which every integer is exact in this type (2^24 for `f32`,
+    /// 2^53 for `f64`): how many training steps can be numbered exactly.
+    const MAX_EXACT_INTEGER: u64;
     /// Appends the little-endian bytes of `self` to `out`.
     fn write_le(self, out: &mut Vec<u8>);
     /// Reads one element from the first [`Float::BYTES`] bytes of `bytes`, little-endian;
@@ -71,6 +74,7 @@ pub trait Float: Element + BatchFloat + sealed::Sealed {
 
 impl Float for f32 {
     const BYTES: usize = 4;
+    const MAX_EXACT_INTEGER: u64 = 1 << f32::MANTISSA_DIGITS;
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }
@@ -82,6 +86,7 @@ impl Float for f32 {
 
 impl Float for f64 {
     const BYTES: usize = 8;
+    const MAX_EXACT_INTEGER: u64 = 1 << f64::MANTISSA_DIGITS;
     fn write_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
     }

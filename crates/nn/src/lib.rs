@@ -37,9 +37,11 @@ mod conv;
 pub mod data;
 pub mod datasets;
 mod dense;
+mod dropout;
 mod error;
 mod file_read;
 mod float;
+mod init;
 mod initializer;
 mod input;
 mod layer;
@@ -56,17 +58,18 @@ pub use activation::Activation;
 pub use checkpoint::write_atomic;
 pub use conv::Conv2D;
 pub use dense::Dense;
+pub use dropout::Dropout;
 pub use error::{NnError, Result};
 pub use float::Float;
 pub use initializer::{CustomInitializer, InitFn, Initializer};
 pub use input::{Data, Features, Targets, SCAN_CHUNK};
-pub use layer::{Init, Layer, LayerNodes, PreActivation};
+pub use layer::{Init, Layer, LayerNodes, Mode, PreActivation};
 pub use loss::{CustomLoss, Loss, LossFn, EPSILON};
 pub use metrics::{CustomMetric, Mean, Metric, MetricFn};
 pub use model::{
     BatchLogs, Callback, Control, CsvLogger, EarlyStopping, EpochLogs, Evaluation, FitConfig,
     History, LearningRateScheduler, ModelCheckpoint, Monitor, Sequential, Summary, SummaryRow,
-    TerminateOnNaN, INPUT_NAME, LABELS_NAME, TARGETS_NAME,
+    TerminateOnNaN, INPUT_NAME, LABELS_NAME, STEP_NAME, TARGETS_NAME,
 };
 pub use optim::{Adam, AdamW, Clipping, Optimizer, RmsProp, Schedule, Sgd};
 pub use persist::{ConfigError, LayerFactory, LayerRegistry, ModelFileError};

@@ -40,6 +40,9 @@ impl<F: Element> Graph<F> {
     /// ```
     pub fn parameter(&mut self, name: &str, value: ArrayD<F>) -> Result<NodeId> {
         let name = self.scoped(name);
+        if let Some(shared) = self.shared_parameter(&name, value.shape())? {
+            return Ok(shared);
+        }
         let shape = Shape::fixed(value.shape());
         self.check_leaf(&name, &Op::Parameter, &shape)?;
         Ok(self.append(name, Op::Parameter, shape, &[], Some(value)))

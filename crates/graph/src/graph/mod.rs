@@ -133,6 +133,8 @@ pub struct Graph<F: Element> {
     names: HashMap<String, NodeId>,
     next_suffix: HashMap<String, usize>,
     scopes: Vec<String>,
+    /// Inside [`Graph::with_shared_parameters`]: a parameter whose name exists is reused.
+    sharing_parameters: bool,
     /// Counts renames, so that a plan can tell its copy of the names is stale.
     name_generation: u64,
     /// Nodes ever created, rolled-back ones included: the next node's serial.
@@ -153,6 +155,7 @@ impl<F: Element> Clone for Graph<F> {
                 .collect(),
             next_suffix: self.next_suffix.clone(),
             scopes: self.scopes.clone(),
+            sharing_parameters: self.sharing_parameters,
             name_generation: self.name_generation,
             created: self.created,
         }
@@ -180,6 +183,7 @@ impl<F: Element> Graph<F> {
             names: HashMap::new(),
             next_suffix: HashMap::new(),
             scopes: Vec::new(),
+            sharing_parameters: false,
             name_generation: 0,
             created: 0,
         }

@@ -407,7 +407,8 @@ fn train_step<F: Float>(
     s: usize,
     tally: &mut Tally,
 ) -> Result<f64> {
-    let feeds = batch.feeds(n)?;
+    let step = super::run::step_value::<F>(training.step)?;
+    let feeds = batch.feeds(n, &step)?;
     let out = training
         .train
         .run(&net.graph, &feeds)

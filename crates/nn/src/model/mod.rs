@@ -4,6 +4,7 @@
 mod build;
 mod callback;
 mod callbacks;
+mod compile;
 mod config;
 mod fit;
 mod onnx;
@@ -38,6 +39,9 @@ pub const INPUT_NAME: &str = "inputs";
 pub const TARGETS_NAME: &str = "targets";
 /// Name of the targets input for losses that take class indices.
 pub const LABELS_NAME: &str = "labels";
+/// Name of the scalar input holding the number of optimizer steps taken, which every run
+/// feeds (layers that draw random numbers key them by it: [`Init::step`](crate::Init::step)).
+pub const STEP_NAME: &str = "training_step";
 
 #[derive(Debug)]
 struct Entry<F: Float> {
@@ -56,11 +60,22 @@ struct Network<F: Float> {
     /// The sample shape the input takes (without the batch axis).
     input_shape: Vec<usize>,
     width: usize,
+    /// The inference graph's output (`predict`, `evaluate`, export).
     output: LayerNodes,
     params: Vec<NodeId>,
-    /// Every layer's regularization penalties (scalar nodes).
+    /// Every layer's regularization penalties (scalar nodes) in the inference graph.
     penalties: Vec<NodeId>,
+    /// The training graph, when a layer builds differently for training (dropout); `None`
+    /// when it is the inference graph.
+    training: Option<Forward>,
     predict: Plan<F>,
+}
+
+/// The end of a forward pass through the layers: the output and the penalties the loss adds.
+#[derive(Debug, Clone)]
+struct Forward {
+    output: LayerNodes,
+    penalties: Vec<NodeId>,
 }
 
 /// Where a training or evaluation plan's outputs are: the loss first (with the penalties in

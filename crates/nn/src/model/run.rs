@@ -1,7 +1,9 @@
 //! Running plans over batches: the reusable batch buffers, feeding, `evaluate` and `predict`.
 
 use super::config::Evaluation;
-use super::{Fetched, Network, Sequential, Training, INPUT_NAME, LABELS_NAME, TARGETS_NAME};
+use super::{
+    Fetched, Network, Sequential, Training, INPUT_NAME, LABELS_NAME, STEP_NAME, TARGETS_NAME,
+};
 use crate::data::DataError;
 use crate::error::{label_error, NnError, Result};
 use crate::float::Float;
@@ -56,15 +58,19 @@ impl<F: Float> Batch<F> {
         data.write_targets(indices, self.targets, y)
     }
 
-    /// The fed views of a batch of `n` samples: inputs `[n, sample...]` and targets `[n]`
-    /// (class indices) or `[n, width]`.
-    pub(crate) fn feeds(&self, n: usize) -> Result<[(&'static str, ArrayViewD<'_, F>); 2]> {
+    /// The fed views of a batch of `n` samples: inputs `[n, sample...]`, targets `[n]`
+    /// (class indices) or `[n, width]`, and the training step (a [`step_value`]).
+    pub(crate) fn feeds<'b>(
+        &'b self,
+        n: usize,
+        step: &'b [F; 1],
+    ) -> Result<[(&'static str, ArrayViewD<'b, F>); 3]> {
         let x = batch_view(&self.x, n, &self.sample)?;
         let y = match self.targets {
             Targets::ClassIndices { .. } => (LABELS_NAME, view(&self.y, &[n])?),
             Targets::Values { width } => (TARGETS_NAME, view(&self.y, &[n, width])?),
         };
-        Ok([(INPUT_NAME, x), y])
+        Ok([(INPUT_NAME, x), y, step_feed(step)?])
     }
 
     /// Makes `idx` the sequential indices `start..end`.
@@ -88,6 +94,24 @@ pub(crate) fn view<'b, F: Element>(data: &'b [F], shape: &[usize]) -> Result<Arr
     let n: usize = shape.iter().product();
     let front = data.get(..n).ok_or_else(|| too_small("batch", n))?;
     ArrayViewD::from_shape(IxDyn(shape), front).map_err(|_| too_small("batch", n))
+}
+
+/// The value fed as the training step after `steps` optimizer steps, refused when the
+/// element type cannot hold it exactly (`f32` from 2^24 on): random draws keyed by a rounded
+/// step would repeat.
+pub(crate) fn step_value<F: Float>(steps: u64) -> Result<[F; 1]> {
+    match steps <= F::MAX_EXACT_INTEGER {
+        true => Ok([F::of(steps as f64)]),
+        false => Err(NnError::StepLimit {
+            step: steps,
+            limit: F::MAX_EXACT_INTEGER,
+        }),
+    }
+}
+
+/// The [`STEP_NAME`] feed: a 0-dimensional view of `step` (no allocation).
+fn step_feed<F: Element>(step: &[F; 1]) -> Result<(&'static str, ArrayViewD<'_, F>)> {
+    Ok((STEP_NAME, view(step, &[])?))
 }
 
 /// The most axes a sample may have: the batch shape `[n, sample...]` is built on the stack.
@@ -353,7 +377,8 @@ pub(crate) fn evaluate_range<F: Float, D: Data<F> + ?Sized>(
         let filled = batch.fill(data, &idx);
         batch.idx = idx;
         filled?;
-        let feeds = batch.feeds(n)?;
+        let step = step_value::<F>(training.step)?;
+        let feeds = batch.feeds(n, &step)?;
         let out = training.eval.run(&net.graph, &feeds).map_err(label_error)?;
         tally.loss.update(out.scalar(0)?.as_f64(), n as f64);
         tally.add(&out, training.fetched, &training.metrics, n, net.width)?;
@@ -470,6 +495,7 @@ impl<F: Float> Sequential<F> {
         if self.finite_check {
             finite_features(x, "prediction")?;
         }
+        let step = step_value::<F>(self.training.as_ref().map_or(0, |t| t.step))?;
         let (len, f, w) = (x.len(), net.features, net.width);
         let mut result =
             Array2::from_shape_vec((len, w), zeroed_vec("predict", "output", &[len, w])?)
@@ -487,7 +513,10 @@ impl<F: Float> Sequential<F> {
                 .get_mut(..n * f)
                 .ok_or_else(|| too_small("features", n * f))?;
             x.write_features(&idx, front)?;
-            let feeds = [(INPUT_NAME, batch_view(&xs, n, &net.input_shape)?)];
+            let feeds = [
+                (INPUT_NAME, batch_view(&xs, n, &net.input_shape)?),
+                step_feed(&step)?,
+            ];
             let out = net.predict.run(&net.graph, &feeds)?;
             let values = out.get(0)?;
             let src = values.to_slice().ok_or_else(|| NnError::NonContiguous {

@@ -71,6 +71,10 @@ fn global_average_pooling2d<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>
     ))
 }
 
+fn dropout<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(crate::dropout::Dropout::from_config(config)?))
+}
+
 fn activation<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
     Ok(Box::new(super::json::activation_from_json(config)?))
 }
@@ -83,6 +87,7 @@ impl<F: Float> Default for LayerRegistry<F> {
                 ("Activation".to_owned(), activation::<F> as LayerFactory<F>),
                 ("Flatten".to_owned(), flatten::<F> as LayerFactory<F>),
                 ("Reshape".to_owned(), reshape::<F> as LayerFactory<F>),
+                ("Dropout".to_owned(), dropout::<F> as LayerFactory<F>),
                 ("Conv2D".to_owned(), conv2d::<F> as LayerFactory<F>),
                 (
                     "MaxPooling2D".to_owned(),
