@@ -351,7 +351,7 @@ fn parameter_counts() -> Result<(), Box<dyn std::error::Error>> {
 // ANCHOR: convnet_layers
 #[test]
 fn the_convnet_as_layers() -> Result<(), Box<dyn std::error::Error>> {
-    use dendrite_nn::{Activation, Conv2D, Dense, Flatten, MaxPooling2D, Sequential};
+    use dendrite_nn::{Activation, Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Sequential};
 
     let mut model = Sequential::<f32>::new();
     model.add(
@@ -363,6 +363,7 @@ fn the_convnet_as_layers() -> Result<(), Box<dyn std::error::Error>> {
     model.add(Conv2D::new(64, [3, 3]).activation(Activation::Relu));
     model.add(MaxPooling2D::new([2, 2]));
     model.add(Flatten::new());
+    model.add(Dropout::new(0.5));
     model.add(Dense::new(10).activation(Activation::Softmax));
     let summary = model.summary()?;
     let printed = summary.to_string();

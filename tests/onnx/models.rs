@@ -1,9 +1,13 @@
-//! Models: the reference MLP at several batch sizes, and an MNIST model trained briefly whose
+//! Models: the reference MLP and keras.io's convnet (with its Dropout, which the exported
+//! inference graph leaves out) at several batch sizes, and an MNIST model trained briefly whose
 //! test-set predictions onnxruntime reproduces from the exported file.
 
 use crate::runtime::{assert_close, values, Runtime};
 use dendrite::nn::data::{load_mnist, mnist_dir_from_env, synthetic_mnist, Dataset};
-use dendrite::nn::{Adam, FitConfig, Loss, Metric, NnError, Sequential};
+use dendrite::nn::{
+    Activation, Adam, Conv2D, Dense, Dropout, FitConfig, Flatten, Loss, MaxPooling2D, Metric,
+    NnError, Sequential,
+};
 use ndarray::{Array2, ArrayD, Axis};
 
 /// The Keras reference model: Dense 32 relu on 784 inputs, Dense 10 softmax.
@@ -29,6 +33,46 @@ fn reference_mlp_matches_onnxruntime_at_batch_1_7_128() {
         let x2 = x.view().into_dimensionality().unwrap();
         let ours = model.predict(&x2, 32).unwrap();
         let what = format!("reference MLP, batch {}", x.shape()[0]);
+        assert_close(&what, ours.view().into_dyn(), out[0].1.view(), 1e-5, 1e-6);
+    }
+}
+
+/// keras.io's "Simple MNIST convnet", Dropout included.
+fn keras_convnet(seed: u64) -> Sequential {
+    let mut m = Sequential::new().with_seed(seed);
+    m.add(
+        Conv2D::new(32, [3, 3])
+            .input_shape([28, 28, 1])
+            .activation(Activation::Relu),
+    );
+    m.add(MaxPooling2D::new([2, 2]));
+    m.add(Conv2D::new(64, [3, 3]).activation(Activation::Relu));
+    m.add(MaxPooling2D::new([2, 2]));
+    m.add(Flatten::new());
+    m.add(Dropout::new(0.5));
+    m.add(Dense::new(10).activation(Activation::Softmax));
+    m
+}
+
+#[test]
+fn keras_convnet_matches_onnxruntime_at_batch_1_7_128() {
+    let Some(rt) = Runtime::from_env("keras_convnet") else {
+        return;
+    };
+    let mut model = keras_convnet(4);
+    model.build().unwrap();
+    let bytes = model.to_onnx().unwrap();
+    let inputs: Vec<ArrayD<f32>> = [1usize, 7, 128]
+        .iter()
+        .map(|&n| values(&[n, 28, 28, 1], n as u64, 0.0, 1.0))
+        .collect();
+    let runs: Vec<_> = inputs.iter().map(|x| vec![("inputs", x.view())]).collect();
+    let theirs = rt.run(&bytes, &runs);
+    for (x, out) in inputs.iter().zip(&theirs) {
+        let n = x.shape()[0];
+        let flat = x.to_shape((n, 784)).unwrap();
+        let ours = model.predict(&flat.view(), 32).unwrap();
+        let what = format!("keras convnet, batch {n}");
         assert_close(&what, ours.view().into_dyn(), out[0].1.view(), 1e-5, 1e-6);
     }
 }

@@ -242,7 +242,7 @@ window_layer!(
     /// assert_eq!(Layer::<f32>::output_shape(&MaxPooling2D::new([2, 2]), &[26, 26, 32])?, vec![13, 13, 32]);
     /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
-    MaxPooling2D, "MaxPooling2D", "maxpooling2d", max_pool2d
+    MaxPooling2D, "MaxPooling2D", "max_pooling2d", max_pool2d
 );
 
 window_layer!(
@@ -254,7 +254,7 @@ window_layer!(
     /// assert_eq!(Layer::<f32>::output_shape(&AveragePooling2D::new([2, 2]), &[5, 5, 3])?, vec![2, 2, 3]);
     /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
-    AveragePooling2D, "AveragePooling2D", "averagepooling2d", avg_pool2d
+    AveragePooling2D, "AveragePooling2D", "average_pooling2d", avg_pool2d
 );
 
 /// The mean of each channel over the whole image (Keras' `GlobalAveragePooling2D`):
@@ -281,7 +281,7 @@ impl GlobalAveragePooling2D {
         GlobalAveragePooling2D::default()
     }
 
-    /// Names the layer (instead of the automatic `globalaveragepooling2d_k`).
+    /// Names the layer (instead of the automatic `global_average_pooling2d_k`).
     ///
     /// ```
     /// use dendrite_nn::{GlobalAveragePooling2D, Layer};
@@ -321,7 +321,7 @@ impl<F: Float> Layer<F> for GlobalAveragePooling2D {
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        image_output_shape("globalaveragepooling2d", input, |g, x| {
+        image_output_shape("global_average_pooling2d", input, |g, x| {
             g.mean(x, &[1, 2], false)
         })
     }

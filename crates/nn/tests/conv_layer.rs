@@ -1,13 +1,14 @@
 //! The Conv2D layer: hand-computed values, the keras.io convnet's summary (34,826 parameters),
-//! gradients through the layer checked in f64, training, and model files.
+//! gradients through the layer checked in f64, training (the same bits at any thread count,
+//! dropout included), and model files.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use dendrite_graph::ops::Padding;
 use dendrite_nn::data::synthetic_digits;
 use dendrite_nn::{
-    Activation, Adam, Conv2D, Dense, FitConfig, Flatten, Initializer, Layer, Loss, MaxPooling2D,
-    Metric, Reshape, Sequential,
+    Activation, Adam, Conv2D, Dense, Dropout, FitConfig, Flatten, Initializer, Layer, Loss,
+    MaxPooling2D, Metric, Reshape, Sequential,
 };
 use ndarray::Array2;
 
@@ -167,6 +168,55 @@ fn the_convnet_trains() {
         .unwrap();
     let loss = h.metric("loss").unwrap();
     assert!(loss[2] < loss[0], "loss did not fall: {loss:?}");
+}
+
+/// The keras.io convnet with its Dropout, trained for two epochs with one thread and with
+/// two (the second writes batches ahead), ends with the same weights, bit for bit.
+#[test]
+fn the_convnet_with_dropout_gives_the_same_bits_at_any_thread_count() {
+    let data = synthetic_digits(192, 3)
+        .unwrap()
+        .with_sample_shape([28, 28, 1])
+        .unwrap();
+    let train = |threads: usize| {
+        let mut m = keras_convnet_with_dropout();
+        m.compile(
+            Adam::new(1e-3),
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+        let config = FitConfig::default()
+            .epochs(2)
+            .batch_size(64)
+            .seed(5)
+            .verbosity(0)
+            .threads(threads);
+        let h = m.fit(&data, config).unwrap();
+        let weights = m.get_weights().unwrap();
+        let bits: Vec<u32> = weights.iter().flatten().map(|v| v.to_bits()).collect();
+        (bits, h.loss)
+    };
+    let (one, loss_one) = train(1);
+    let (two, loss_two) = train(2);
+    assert_eq!(loss_one, loss_two);
+    assert!(one == two, "the weights differ between 1 and 2 threads");
+}
+
+fn keras_convnet_with_dropout() -> Sequential {
+    let mut m = Sequential::new().with_seed(2);
+    m.add(
+        Conv2D::new(32, [3, 3])
+            .activation(Activation::Relu)
+            .input_shape([28, 28, 1]),
+    );
+    m.add(MaxPooling2D::new([2, 2]));
+    m.add(Conv2D::new(64, [3, 3]).activation(Activation::Relu));
+    m.add(MaxPooling2D::new([2, 2]));
+    m.add(Flatten::new());
+    m.add(Dropout::new(0.5));
+    m.add(Dense::new(10).activation(Activation::Softmax));
+    m
 }
 
 #[test]

@@ -305,21 +305,24 @@ impl<F: Float> Sequential<F> {
         self.layers.is_empty()
     }
 
-    /// Appends a layer. It is named `<kind>_<k>` (`dense_1`, `dense_2`, ...; layers named by
-    /// the user do not count) unless it names itself. Adding a layer to a compiled model discards the built graph and its weights:
-    /// compile again.
+    /// Appends a layer. It is named `<kind>_<k>` with the kind in snake case, as Keras names
+    /// layers (`dense_1`, `dense_2`, `max_pooling2d_1`, ...; layers named by the user do not
+    /// count) unless it names itself. Adding a layer to a compiled model discards the built
+    /// graph and its weights: compile again.
     ///
     /// ```
     /// use dendrite_nn::{Dense, Sequential};
     /// let mut model = Sequential::new();
     /// model.add(Dense::new(4).input_dim(3)).add(Dense::new(2));
     /// assert_eq!(model.layer_names(), vec!["dense_1", "dense_2"]);
+    /// model.add(dendrite_nn::Dropout::new(0.5));
+    /// assert_eq!(model.layer_names()[2], "dropout_1");
     /// ```
     pub fn add(&mut self, layer: impl Layer<F> + 'static) -> &mut Self {
         let name = match layer.name() {
             Some(name) => name.to_owned(),
             None => {
-                let base = layer.kind().to_lowercase();
+                let base = snake_case(layer.kind());
                 let mut k = self
                     .layers
                     .iter()
@@ -544,4 +547,19 @@ impl<F: Float> Sequential<F> {
             .map(|n| (&mut n.graph, n.params.as_slice()))
             .ok_or(NnError::NotBuilt { method })
     }
+}
+
+/// `MaxPooling2D` as `max_pooling2d`: an underscore before each capital that follows a
+/// lowercase letter, then lowercase (Keras' rule; a digit does not start a word).
+fn snake_case(kind: &str) -> String {
+    let mut out = String::with_capacity(kind.len() + 4);
+    let mut after_lower = false;
+    for c in kind.chars() {
+        if c.is_uppercase() && after_lower {
+            out.push('_');
+        }
+        after_lower = c.is_lowercase();
+        out.extend(c.to_lowercase());
+    }
+    out
 }

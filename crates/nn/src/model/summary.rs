@@ -102,24 +102,34 @@ fn shape(dims: &[usize]) -> String {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let rule = "_".repeat(65);
-        let double = "=".repeat(65);
+        let labels: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.kind))
+            .collect();
+        // Keras' 65-character table; a label longer than its 27 characters
+        // (`max_pooling2d_1 (MaxPooling2D)` has 30) widens the first column for every row.
+        let width = labels
+            .iter()
+            .map(|l| l.chars().count())
+            .fold(27, usize::max);
+        let rule = "_".repeat(65 + width - 27);
+        let double = "=".repeat(65 + width - 27);
         writeln!(f, "Model: \"{}\"", self.name)?;
         writeln!(f, "{rule}")?;
         writeln!(
             f,
-            " {:<28}{:<26}{:>9}",
-            "Layer (type)", "Output Shape", "Param #"
+            " {:<w$}{:<26}{:>9}",
+            "Layer (type)",
+            "Output Shape",
+            "Param #",
+            w = width + 1
         )?;
         writeln!(f, "{double}")?;
-        for (i, r) in self.rows.iter().enumerate() {
-            let label = format!("{} ({})", r.name, r.kind);
-            // At least one space after a long label (`maxpooling2d_1 (MaxPooling2D)` is 29
-            // characters); shorter ones line up as in Keras.
+        for (i, (r, label)) in self.rows.iter().zip(&labels).enumerate() {
             writeln!(
                 f,
-                " {:<27} {:<26}{:>9}",
-                label,
+                " {label:<width$} {:<26}{:>9}",
                 shape(&r.output_shape),
                 thousands(r.params)
             )?;
