@@ -74,6 +74,38 @@ pub enum NnError {
         /// The layer's name.
         layer: String,
     },
+    /// A layer's state update does not fit its state.
+    #[error("state `{name}` cannot be updated: {reason}")]
+    StateUpdate {
+        /// The state's name.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A tensor or layer of another [`Functional`](crate::Functional) builder (or none).
+    #[error("the {what} does not belong to this Functional builder")]
+    ForeignTensor {
+        /// `tensor` or `layer`.
+        what: String,
+    },
+    /// Tensors a [`Merge`](crate::Merge) cannot combine.
+    #[error("cannot {merge} tensors of shapes {shapes:?}: {reason}")]
+    MergeShapes {
+        /// The merge (`add`, `concatenate`...).
+        merge: &'static str,
+        /// The sample shapes given.
+        shapes: Vec<Vec<usize>>,
+        /// What does not fit.
+        reason: &'static str,
+    },
+    /// A Functional model whose output and input are not connected as a model needs.
+    #[error("`{name}`: {reason}")]
+    Disconnected {
+        /// The step (or layers) concerned.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// Training ran past the last step an `f32` model can number exactly (2^24): its random
     /// draws (dropout masks) would start repeating.
     #[error("training step {step} cannot be fed exactly to a model of this element type (at most {limit}): its random draws would repeat; train in f64 or start again")]

@@ -198,6 +198,26 @@ impl Init {
         self.asked_mode
     }
 
+    /// The generator of the `index`-th layer inside this one (a Functional block's layers):
+    /// its own stream of the model's seed, the same mode and step.
+    pub(crate) fn child(&self, index: usize) -> Init {
+        let mut derive = ChaCha8Rng::seed_from_u64(self.seed);
+        derive.set_stream((2 << 32) | self.position);
+        let mut seed = derive.next_u64();
+        for _ in 0..index {
+            seed = derive.next_u64();
+        }
+        let mut child = Init::for_layer(seed, index).with_mode(self.mode);
+        child.step = self.step;
+        child
+    }
+
+    /// Takes in what an inner layer's build asked (a block whose layer asked for the mode
+    /// asked too).
+    pub(crate) fn absorb(&mut self, child: &Init) {
+        self.asked_mode |= child.asked_mode;
+    }
+
     /// The training-step node: a scalar the model feeds with the number of optimizer steps
     /// taken before the current one (0 on the first step, and the step a resumed model
     /// continues from). Random draws keyed by it (`Graph::random_uniform(like, step, seed)`)

@@ -112,6 +112,19 @@ pub trait Layer<F: Float>: Send + Debug {
     /// ```
     fn param_count(&self, input: &[usize]) -> Option<usize>;
 
+    /// Number of non-trainable values (the [`LayerNodes::states`]) for an input of shape
+    /// `input`, or `None` on overflow; the summary counts them apart, as Keras does. Zero
+    /// unless the layer has state.
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Layer};
+    /// assert_eq!(Layer::<f32>::non_trainable_count(&Dense::new(32), &[784]), Some(0));
+    /// ```
+    fn non_trainable_count(&self, input: &[usize]) -> Option<usize> {
+        let _ = input;
+        Some(0)
+    }
+
     /// Appends the layer's nodes to `g`, reading `input` (of run-time shape
     /// `[batch, input_shape...]`). The model calls this inside the layer's name scope, so a
     /// parameter named `"kernel"` becomes `dense_1/kernel`. `init` is a generator seeded for
@@ -209,6 +222,12 @@ pub struct LayerNodes {
     /// Scalar penalty nodes ([`Regularizer::penalty`](crate::Regularizer::penalty)) the model
     /// adds to its training loss.
     pub penalties: Vec<NodeId>,
+    /// The layer's non-trainable state (parameter nodes no gradient updates, such as batch
+    /// normalization's moving statistics), saved and loaded with the weights.
+    pub states: Vec<NodeId>,
+    /// In a training build, each state's value after the step (`(state, new value)`): `fit`
+    /// computes the new values with the step and writes them into the states after it.
+    pub state_updates: Vec<(NodeId, NodeId)>,
 }
 
 impl LayerNodes {
@@ -227,6 +246,8 @@ impl LayerNodes {
             pre_activation: None,
             parameters: Vec::new(),
             penalties: Vec::new(),
+            states: Vec::new(),
+            state_updates: Vec::new(),
         }
     }
 
@@ -259,6 +280,39 @@ impl LayerNodes {
     /// ```
     pub fn with_penalty(mut self, penalty: NodeId) -> Self {
         self.penalties.push(penalty);
+        self
+    }
+
+    /// Records the layer's non-trainable state nodes (parameters that no gradient updates).
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [None, Some(2)])?;
+    /// let mean = g.parameter("moving_mean", ndarray::arr1(&[0.0_f32, 0.0]).into_dyn())?;
+    /// let y = g.sub(x, mean)?;
+    /// let nodes = dendrite_nn::LayerNodes::new(y).with_states(vec![mean]);
+    /// assert_eq!(nodes.states, vec![mean]);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn with_states(mut self, states: Vec<NodeId>) -> Self {
+        self.states = states;
+        self
+    }
+
+    /// Records that after each training step `state` takes the value of `new_value` (a node
+    /// of the state's shape computed in the same step), as a moving average does.
+    ///
+    /// ```
+    /// # let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let count = g.parameter("count", ndarray::arr0(0.0_f32).into_dyn())?;
+    /// let one = g.scalar(1.0);
+    /// let next = g.add(count, one)?;
+    /// let nodes = dendrite_nn::LayerNodes::new(next).with_state_update(count, next);
+    /// assert_eq!(nodes.state_updates, vec![(count, next)]);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn with_state_update(mut self, state: NodeId, new_value: NodeId) -> Self {
+        self.state_updates.push((state, new_value));
         self
     }
 

@@ -32,6 +32,7 @@
 #![deny(missing_docs)]
 
 mod activation;
+mod batch_norm;
 mod checkpoint;
 mod conv;
 pub mod data;
@@ -41,6 +42,7 @@ mod dropout;
 mod error;
 mod file_read;
 mod float;
+mod functional;
 mod init;
 mod initializer;
 mod input;
@@ -55,12 +57,16 @@ mod regularizer;
 mod shape;
 
 pub use activation::Activation;
+pub use batch_norm::BatchNormalization;
 pub use checkpoint::write_atomic;
 pub use conv::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
 pub use error::{NnError, Result};
 pub use float::Float;
+pub use functional::{
+    Functional, FunctionalRow, FunctionalSummary, LayerRef, Merge, Model, Tensor,
+};
 pub use initializer::{CustomInitializer, InitFn, Initializer};
 pub use input::{Data, Features, Targets, SCAN_CHUNK};
 pub use layer::{Init, Layer, LayerNodes, Mode, PreActivation};

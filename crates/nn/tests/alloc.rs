@@ -9,8 +9,8 @@
 
 use dendrite_nn::data::synthetic_digits;
 use dendrite_nn::{
-    Activation, Adam, BatchLogs, Callback, Control, Dense, FitConfig, Initializer, Loss, Metric,
-    Regularizer, Sequential, TerminateOnNaN,
+    Activation, Adam, BatchLogs, BatchNormalization, Callback, Control, Dense, FitConfig,
+    Initializer, Loss, Metric, Regularizer, Sequential, TerminateOnNaN,
 };
 use dendrite_test_support::reference::reference_model;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -115,12 +115,31 @@ fn with_options() -> Sequential {
     model
 }
 
+/// Batch normalization: a training graph apart from the inference one, and moving
+/// statistics written back after every step.
+fn with_batch_norm() -> Sequential {
+    let mut model = Sequential::new();
+    model.add(Dense::new(32).input_dim(784));
+    model.add(BatchNormalization::new());
+    model.add(Activation::Relu);
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    model
+        .compile(
+            Adam::default(),
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+    model
+}
+
 #[test]
 fn training_steps_do_not_allocate() {
     let data = synthetic_digits(32 * 40, 0).unwrap();
     for (name, mut model) in [
         ("reference", reference_model(0).unwrap()),
         ("with options", with_options()),
+        ("with batch normalization", with_batch_norm()),
     ] {
         // Warm up: the plan's buffers reach their size on the first full batch.
         // One thread, and two: the second gathers each batch's bytes ahead of the step.

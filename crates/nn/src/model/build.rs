@@ -13,6 +13,8 @@ struct Stack {
     inputs: Vec<(NodeId, Vec<usize>)>,
     params: Vec<Vec<NodeId>>,
     penalties: Vec<Vec<NodeId>>,
+    states: Vec<NodeId>,
+    state_updates: Vec<Vec<(NodeId, NodeId)>>,
     output: LayerNodes,
     shape: Vec<usize>,
     first_asking: Option<usize>,
@@ -23,6 +25,17 @@ impl<F: Float> Entry<F> {
     pub(super) fn param_count(&self, input: &[usize]) -> Result<usize> {
         self.layer
             .param_count(input)
+            .ok_or_else(|| NnError::ParamCountOverflow {
+                layer: self.name.clone(),
+                kind: self.layer.kind(),
+                input: input.to_vec(),
+            })
+    }
+
+    /// The layer's non-trainable count for `input`; an overflow is an error naming the layer.
+    pub(super) fn non_trainable_count(&self, input: &[usize]) -> Result<usize> {
+        self.layer
+            .non_trainable_count(input)
             .ok_or_else(|| NnError::ParamCountOverflow {
                 layer: self.name.clone(),
                 kind: self.layer.kind(),
@@ -67,10 +80,13 @@ impl<F: Float> Sequential<F> {
         let x = g.input(INPUT_NAME, dims.as_slice())?;
         let step = g.input(STEP_NAME, Shape::scalar())?;
         let inference = self.build_layers(&mut g, step, 0, (x, &input_shape), Mode::Inference)?;
-        let training = self.training_forward(&mut g, step, &inference)?;
+        let (training, state_updates) = self.training_forward(&mut g, step, &inference)?;
         let width = self.output_width(inference.shape.clone())?;
         let params: Vec<NodeId> = inference.params.concat();
-        for &p in &params {
+        let mut weights = params.clone();
+        weights.extend_from_slice(&inference.states);
+        check_states(&g, &inference.states, &state_updates)?;
+        for &p in &weights {
             if !g.value(p)?.is_standard_layout() {
                 return Err(NnError::NonContiguous {
                     name: g.name(p)?.to_owned(),
@@ -85,6 +101,8 @@ impl<F: Float> Sequential<F> {
             width,
             output: inference.output,
             params,
+            weights,
+            state_updates,
             penalties: inference.penalties.concat(),
             training,
             predict,
@@ -94,14 +112,17 @@ impl<F: Float> Sequential<F> {
     /// The training graph when a layer asked for the mode: layers before it are shared with
     /// the inference graph, it and the layers after it are built again for training,
     /// reading the same parameters (each layer must create the same ones in both modes).
+    /// Returns it (`None` when the inference graph serves) and the state updates of the
+    /// graph `fit` steps.
+    #[allow(clippy::type_complexity)]
     fn training_forward(
         &mut self,
         g: &mut Graph<F>,
         step: NodeId,
         inference: &Stack,
-    ) -> Result<Option<Forward>> {
+    ) -> Result<(Option<Forward>, Vec<(NodeId, NodeId)>)> {
         let Some(from) = inference.first_asking else {
-            return Ok(None);
+            return Ok((None, inference.state_updates.concat()));
         };
         let (x, shape) = &inference.inputs[from];
         let training = g.with_shared_parameters(|g| {
@@ -116,10 +137,13 @@ impl<F: Float> Sequential<F> {
         }
         let mut penalties = inference.penalties[..from].concat();
         penalties.extend(training.penalties.concat());
-        Ok(Some(Forward {
+        let mut updates = inference.state_updates[..from].concat();
+        updates.extend(training.state_updates.concat());
+        let forward = Forward {
             output: training.output,
             penalties,
-        }))
+        };
+        Ok((Some(forward), updates))
     }
 
     /// The first layer's declared sample shape (without the batch axis): `[784]` for an MLP,
@@ -171,6 +195,8 @@ impl<F: Float> Sequential<F> {
             inputs: Vec::new(),
             params: Vec::new(),
             penalties: Vec::new(),
+            states: Vec::new(),
+            state_updates: Vec::new(),
             output: LayerNodes::new(input.0),
             shape: input.1.to_vec(),
             first_asking: None,
@@ -193,6 +219,8 @@ impl<F: Float> Sequential<F> {
             stack.inputs.push((input, shape));
             stack.params.push(nodes.parameters.clone());
             stack.penalties.push(nodes.penalties.clone());
+            stack.states.extend_from_slice(&nodes.states);
+            stack.state_updates.push(nodes.state_updates.clone());
             stack.output = nodes;
             stack.shape = next;
         }
@@ -218,4 +246,30 @@ impl<F: Float> Sequential<F> {
 /// The product of `dims`, or `None` when it overflows `usize`.
 pub(crate) fn checked_product(dims: &[usize]) -> Option<usize> {
     dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
+/// Every updated state is one of the layers' declared states, has the shape of its new
+/// value, and is updated once.
+fn check_states<F: Float>(
+    g: &Graph<F>,
+    states: &[NodeId],
+    updates: &[(NodeId, NodeId)],
+) -> Result<()> {
+    for (k, &(state, value)) in updates.iter().enumerate() {
+        let name = g.name(state)?.to_owned();
+        let listed = states.contains(&state);
+        let fits = g.shape(value)? == &dendrite_graph::Shape::fixed(g.value(state)?.shape());
+        let once = !updates[..k].iter().any(|&(s, _)| s == state);
+        if !(listed && fits && once) {
+            return Err(NnError::StateUpdate {
+                name,
+                reason: match (listed, fits) {
+                    (false, _) => "the state is not among the layer's LayerNodes::states",
+                    (true, false) => "its new value does not have the state's shape",
+                    (true, true) => "the state is updated twice",
+                },
+            });
+        }
+    }
+    Ok(())
 }

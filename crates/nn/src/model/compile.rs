@@ -44,10 +44,12 @@ impl<F: Float> Sequential<F> {
             penalty,
             metrics: evaluated.len() - resolved.len(),
             grads: evaluated.len(),
+            state_updates: evaluated.len() + grads.len(),
         };
         let eval = compile(g, &evaluated)?;
         let mut fetches = trained;
         fetches.extend_from_slice(&grads);
+        fetches.extend(net.state_updates.iter().map(|&(_, value)| value));
         // Folding, common subexpressions and identities trim the derived gradient graph (the
         // reference model's step loses a few nodes, each a kernel launch per step).
         let train_fetches = dendrite_autodiff::simplify(g, &fetches)?.outputs;

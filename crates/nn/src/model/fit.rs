@@ -12,6 +12,7 @@ use crate::data::EpochOrder;
 use crate::error::{label_error, NnError, Result};
 use crate::float::Float;
 use crate::input::Data;
+use dendrite_graph::Outputs;
 use std::time::Instant;
 
 /// Training steps between two updates of the progress bar (besides the first and last step).
@@ -446,22 +447,52 @@ fn train_step<F: Float>(
                 .ok_or_else(|| non_contiguous(&net.graph, net.params[k]))?,
         };
         let (optimizer, backup) = (training.optimizer.as_mut(), &mut training.backup);
-        update_parameter(net, optimizer, backup, k, grad).map_err(|stop| match stop {
-            NnError::NonFiniteParameter {
-                name,
-                in_optimizer_state,
-                value,
-                ..
-            } => NnError::NonFiniteParameter {
-                name,
-                in_optimizer_state,
-                epoch,
-                step: s + 1,
-                value,
-            },
-            other => other,
-        })?;
+        update_parameter(net, optimizer, backup, k, grad).map_err(|e| at_step(e, epoch, s))?;
     }
+    write_states(net, &out, training.fetched.state_updates).map_err(|e| at_step(e, epoch, s))?;
     training.step += 1;
     Ok(loss)
+}
+
+/// Puts the epoch and the step (`s` counts from 0) into a non-finite-value error.
+fn at_step(err: NnError, epoch: usize, s: usize) -> NnError {
+    match err {
+        NnError::NonFiniteParameter {
+            name,
+            in_optimizer_state,
+            value,
+            ..
+        } => NnError::NonFiniteParameter {
+            name,
+            in_optimizer_state,
+            epoch,
+            step: s + 1,
+            value,
+        },
+        other => other,
+    }
+}
+
+/// Writes each state's new value (fetched from `at` on) into the state, after checking that
+/// every value is finite: a non-finite one leaves all the states as they were.
+fn write_states<F: Float>(net: &mut Network<F>, out: &Outputs<'_, F>, at: usize) -> Result<()> {
+    for k in 0..net.state_updates.len() {
+        let (state, _) = net.state_updates[k];
+        if let Some(&bad) = out.get(at + k)?.iter().find(|v| !v.as_f64().is_finite()) {
+            return Err(NnError::NonFiniteParameter {
+                name: net.graph.name(state)?.to_owned(),
+                in_optimizer_state: false,
+                epoch: 0,
+                step: 0,
+                value: bad.as_f64(),
+            });
+        }
+    }
+    for k in 0..net.state_updates.len() {
+        let (state, _) = net.state_updates[k];
+        let value = out.get(at + k)?;
+        let mut target = net.graph.parameter_mut(state)?;
+        target.zip_mut_with(&value, |t, &v| *t = v);
+    }
+    Ok(())
 }

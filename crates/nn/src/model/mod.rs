@@ -21,6 +21,7 @@ pub(crate) use build::checked_product;
 pub use callback::{BatchLogs, Callback};
 pub use callbacks::{CsvLogger, LearningRateScheduler, ModelCheckpoint, TerminateOnNaN};
 pub use config::{Control, EarlyStopping, EpochLogs, Evaluation, FitConfig, History, Monitor};
+pub(crate) use summary::thousands;
 pub use summary::{Summary, SummaryRow};
 
 use crate::error::{NnError, Result};
@@ -62,7 +63,12 @@ struct Network<F: Float> {
     width: usize,
     /// The inference graph's output (`predict`, `evaluate`, export).
     output: LayerNodes,
+    /// The trainable parameters, in layer order.
     params: Vec<NodeId>,
+    /// Everything saved: the trainable parameters, then every layer's non-trainable state.
+    weights: Vec<NodeId>,
+    /// Each state and the node of its value after a training step, which `fit` writes back.
+    state_updates: Vec<(NodeId, NodeId)>,
     /// Every layer's regularization penalties (scalar nodes) in the inference graph.
     penalties: Vec<NodeId>,
     /// The training graph, when a layer builds differently for training (dropout); `None`
@@ -85,6 +91,8 @@ struct Fetched {
     penalty: Option<usize>,
     metrics: usize,
     grads: usize,
+    /// Where the states' new values start (training plan only).
+    state_updates: usize,
 }
 
 /// What `compile` adds: loss, metrics, gradients, their plans and the optimizer.
@@ -345,6 +353,11 @@ impl<F: Float> Sequential<F> {
         self
     }
 
+    /// The first layer, if any.
+    pub(crate) fn first_layer(&self) -> Option<&dyn Layer<F>> {
+        self.layers.first().map(|e| e.layer.as_ref())
+    }
+
     /// The layers' names, in order.
     ///
     /// ```
@@ -516,7 +529,7 @@ impl<F: Float> Sequential<F> {
             .net
             .as_ref()
             .ok_or(NnError::NotBuilt { method: "weights" })?;
-        net.params
+        net.weights
             .iter()
             .map(|&p| {
                 Ok((
@@ -527,12 +540,12 @@ impl<F: Float> Sequential<F> {
             .collect()
     }
 
-    /// The parameter nodes, in layer order; [`NnError::NotBuilt`] naming `method` before
-    /// the model is built.
+    /// The weight nodes (the trainable parameters in layer order, then the non-trainable
+    /// states); [`NnError::NotBuilt`] naming `method` before the model is built.
     pub(crate) fn parameter_nodes(&self, method: &'static str) -> Result<(&Graph<F>, &[NodeId])> {
         self.net
             .as_ref()
-            .map(|n| (&n.graph, n.params.as_slice()))
+            .map(|n| (&n.graph, n.weights.as_slice()))
             .ok_or(NnError::NotBuilt { method })
     }
 
@@ -544,14 +557,14 @@ impl<F: Float> Sequential<F> {
     ) -> Result<(&mut Graph<F>, &[NodeId])> {
         self.net
             .as_mut()
-            .map(|n| (&mut n.graph, n.params.as_slice()))
+            .map(|n| (&mut n.graph, n.weights.as_slice()))
             .ok_or(NnError::NotBuilt { method })
     }
 }
 
 /// `MaxPooling2D` as `max_pooling2d`: an underscore before each capital that follows a
 /// lowercase letter, then lowercase (Keras' rule; a digit does not start a word).
-fn snake_case(kind: &str) -> String {
+pub(crate) fn snake_case(kind: &str) -> String {
     let mut out = String::with_capacity(kind.len() + 4);
     let mut after_lower = false;
     for c in kind.chars() {

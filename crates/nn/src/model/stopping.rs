@@ -44,8 +44,8 @@ impl<F: Float> Stopper<F> {
             self.best = Some(current);
             self.wait = 0;
             if self.config.restore_best_weights {
-                self.best_weights.resize_with(net.params.len(), Vec::new);
-                for (saved, &p) in self.best_weights.iter_mut().zip(&net.params) {
+                self.best_weights.resize_with(net.weights.len(), Vec::new);
+                for (saved, &p) in self.best_weights.iter_mut().zip(&net.weights) {
                     let value = net.graph.value(p)?;
                     saved.clear();
                     saved.try_reserve_exact(value.len()).map_err(|_| {
@@ -65,10 +65,10 @@ impl<F: Float> Stopper<F> {
 
     /// Puts the best epoch's weights back, when asked to.
     pub(super) fn restore(&self, net: &mut Network<F>) -> Result<()> {
-        if !self.config.restore_best_weights || self.best_weights.len() != net.params.len() {
+        if !self.config.restore_best_weights || self.best_weights.len() != net.weights.len() {
             return Ok(());
         }
-        for (saved, &p) in self.best_weights.iter().zip(&net.params) {
+        for (saved, &p) in self.best_weights.iter().zip(&net.weights) {
             let mut param = net.graph.parameter_mut(p)?;
             for (w, &s) in param.iter_mut().zip(saved) {
                 *w = s;

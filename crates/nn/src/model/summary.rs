@@ -25,6 +25,8 @@ pub struct SummaryRow {
     pub output_shape: Vec<usize>,
     /// Trainable values.
     pub params: usize,
+    /// Non-trainable values (state such as batch normalization's moving statistics).
+    pub non_trainable: usize,
 }
 
 /// A model's layers, output shapes and parameter counts; `Display` prints it as Keras does.
@@ -46,8 +48,10 @@ pub struct SummaryRow {
 pub struct Summary {
     name: String,
     rows: Vec<SummaryRow>,
-    /// The rows' total, computed with checked arithmetic when the summary is made.
-    total: usize,
+    /// The rows' totals (trainable, non-trainable), computed with checked arithmetic when
+    /// the summary is made.
+    trainable: usize,
+    non_trainable: usize,
 }
 
 impl Summary {
@@ -63,7 +67,8 @@ impl Summary {
         &self.rows
     }
 
-    /// Total trainable values.
+    /// Total values, trainable and not (Keras' "Total params"; the sum cannot overflow,
+    /// it is checked when the summary is made).
     ///
     /// ```
     /// let mut model = dendrite_nn::Sequential::new();
@@ -72,12 +77,36 @@ impl Summary {
     /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
     pub fn total_params(&self) -> usize {
-        self.total
+        self.trainable + self.non_trainable
+    }
+
+    /// Values trained by gradients.
+    ///
+    /// ```
+    /// let mut model = dendrite_nn::Sequential::new();
+    /// model.add(dendrite_nn::Dense::new(3).input_dim(2));
+    /// assert_eq!(model.summary()?.trainable_params(), 9);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn trainable_params(&self) -> usize {
+        self.trainable
+    }
+
+    /// Values no gradient updates (layers' state).
+    ///
+    /// ```
+    /// let mut model = dendrite_nn::Sequential::new();
+    /// model.add(dendrite_nn::Dense::new(3).input_dim(2));
+    /// assert_eq!(model.summary()?.non_trainable_params(), 0);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn non_trainable_params(&self) -> usize {
+        self.non_trainable
     }
 }
 
 /// `25450` as `25,450`.
-fn thousands(n: usize) -> String {
+pub(crate) fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     let mut left = digits.len();
@@ -131,17 +160,16 @@ impl fmt::Display for Summary {
                 f,
                 " {label:<width$} {:<26}{:>9}",
                 shape(&r.output_shape),
-                thousands(r.params)
+                thousands(r.params + r.non_trainable)
             )?;
             if i + 1 < self.rows.len() {
                 writeln!(f)?;
             }
         }
         writeln!(f, "{double}")?;
-        let total = thousands(self.total_params());
-        writeln!(f, "Total params: {total}")?;
-        writeln!(f, "Trainable params: {total}")?;
-        writeln!(f, "Non-trainable params: 0")?;
+        writeln!(f, "Total params: {}", thousands(self.total_params()))?;
+        writeln!(f, "Trainable params: {}", thousands(self.trainable))?;
+        writeln!(f, "Non-trainable params: {}", thousands(self.non_trainable))?;
         write!(f, "{rule}")
     }
 }
@@ -173,28 +201,32 @@ impl<F: Float> Sequential<F> {
                 layer: first.name.clone(),
             })?;
         let mut rows = Vec::with_capacity(self.layers.len());
-        let mut total = 0usize;
+        let (mut trainable, mut non_trainable) = (0usize, 0usize);
         for e in &self.layers {
             let next = e.layer.output_shape(&shape).map_err(|err| e.rename(err))?;
             let params = e.param_count(&shape)?;
-            total = total
-                .checked_add(params)
-                .ok_or_else(|| NnError::TotalParamsOverflow {
-                    layer: e.name.clone(),
-                    params,
-                })?;
+            let state = e.non_trainable_count(&shape)?;
+            let overflow = || NnError::TotalParamsOverflow {
+                layer: e.name.clone(),
+                params: params.saturating_add(state),
+            };
+            trainable = trainable.checked_add(params).ok_or_else(overflow)?;
+            non_trainable = non_trainable.checked_add(state).ok_or_else(overflow)?;
+            trainable.checked_add(non_trainable).ok_or_else(overflow)?;
             shape = next;
             rows.push(SummaryRow {
                 name: e.name.clone(),
                 kind: e.layer.kind(),
                 output_shape: shape.clone(),
                 params,
+                non_trainable: state,
             });
         }
         Ok(Summary {
             name: self.name.clone(),
             rows,
-            total,
+            trainable,
+            non_trainable,
         })
     }
 }

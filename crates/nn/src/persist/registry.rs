@@ -71,6 +71,16 @@ fn global_average_pooling2d<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>
     ))
 }
 
+fn batch_normalization<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(
+        crate::batch_norm::BatchNormalization::from_config(config)?,
+    ))
+}
+
+fn functional<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(crate::functional::block_from_config::<F>(config)?))
+}
+
 fn dropout<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
     Ok(Box::new(crate::dropout::Dropout::from_config(config)?))
 }
@@ -88,6 +98,11 @@ impl<F: Float> Default for LayerRegistry<F> {
                 ("Flatten".to_owned(), flatten::<F> as LayerFactory<F>),
                 ("Reshape".to_owned(), reshape::<F> as LayerFactory<F>),
                 ("Dropout".to_owned(), dropout::<F> as LayerFactory<F>),
+                ("Functional".to_owned(), functional::<F> as LayerFactory<F>),
+                (
+                    "BatchNormalization".to_owned(),
+                    batch_normalization::<F> as LayerFactory<F>,
+                ),
                 ("Conv2D".to_owned(), conv2d::<F> as LayerFactory<F>),
                 (
                     "MaxPooling2D".to_owned(),
