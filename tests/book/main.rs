@@ -28,6 +28,8 @@ mod convolution;
 /// Exercises (`#[ignore]`d: the reader makes them pass) and their solutions (run by every test
 /// run).
 mod exercises;
+/// Functional models and batch normalization.
+mod functional;
 /// Chapter 1: computational graphs.
 mod graphs;
 /// Initialization, vanishing and exploding gradients.

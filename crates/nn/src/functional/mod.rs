@@ -170,7 +170,7 @@ struct Node {
 /// # Ok::<(), dendrite_nn::NnError>(())
 /// ```
 #[derive(Debug)]
-pub struct Functional<F: Float> {
+pub struct Functional<F: Float = f32> {
     id: u32,
     layers: Vec<(String, Box<dyn Layer<F>>)>,
     nodes: Vec<Node>,
@@ -267,7 +267,8 @@ impl<F: Float> Functional<F> {
     /// let dense = f.layer(Dense::new(10));
     /// assert!(f.call(dense, x).is_err()); // Dense takes vectors: flatten first
     /// let flat = f.apply(Flatten::new(), x)?;
-    /// assert_eq!(f.shape(f.call(dense, flat)?)?, &[10]);
+    /// let y = f.call(dense, flat)?;
+    /// assert_eq!(f.shape(y)?, &[10]);
     /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
     pub fn call(&mut self, layer: LayerRef, x: Tensor) -> Result<Tensor> {

@@ -23,7 +23,7 @@ use std::path::Path;
 /// ```
 /// use dendrite_nn::data::synthetic_digits;
 /// use dendrite_nn::{Activation, Adam, Dense, FitConfig, Functional, Loss, Metric, Model};
-/// let mut f = Functional::new();
+/// let mut f = Functional::<f32>::new();
 /// let x = f.input([784])?;
 /// let h = f.apply(Dense::new(16).activation(Activation::Relu), x)?;
 /// let r = f.apply(Dense::new(16).activation(Activation::Relu), h)?;
@@ -64,6 +64,23 @@ impl<F: Float> Model<F> {
         let mut inner = Sequential::<F>::default().named("functional");
         inner.add(block);
         Ok(Model { inner, summary })
+    }
+
+    /// Seeds the weights and the random layers (dropout) with `seed` (default 0).
+    ///
+    /// ```
+    /// # let mut f = dendrite_nn::Functional::<f32>::new();
+    /// # let x = f.input([2])?;
+    /// # let y = f.apply(dendrite_nn::Dense::new(2), x)?;
+    /// let model = dendrite_nn::Model::new(f, x, y)?.with_seed(7);
+    /// # let _ = model;
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn with_seed(self, seed: u64) -> Self {
+        Model {
+            inner: self.inner.with_seed(seed),
+            summary: self.summary,
+        }
     }
 
     /// The `Sequential` of one block that trains this model: everything a `Sequential` has
