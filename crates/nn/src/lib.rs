@@ -37,6 +37,7 @@ mod conv;
 pub mod data;
 pub mod datasets;
 mod dense;
+mod embedding;
 mod error;
 mod file_read;
 mod float;
@@ -46,6 +47,7 @@ mod layer;
 mod loss;
 mod metrics;
 mod model;
+mod normalization;
 mod optim;
 mod persist;
 mod pooling;
@@ -56,6 +58,7 @@ pub use activation::Activation;
 pub use checkpoint::write_atomic;
 pub use conv::Conv2D;
 pub use dense::Dense;
+pub use embedding::Embedding;
 pub use error::{NnError, Result};
 pub use float::Float;
 pub use initializer::{CustomInitializer, InitFn, Initializer};
@@ -68,6 +71,7 @@ pub use model::{
     History, LearningRateScheduler, ModelCheckpoint, Monitor, Sequential, Summary, SummaryRow,
     TerminateOnNaN, INPUT_NAME, LABELS_NAME, TARGETS_NAME,
 };
+pub use normalization::LayerNormalization;
 pub use optim::{Adam, AdamW, Clipping, Optimizer, RmsProp, Schedule, Sgd};
 pub use persist::{ConfigError, LayerFactory, LayerRegistry, ModelFileError};
 pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D};
