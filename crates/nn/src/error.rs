@@ -536,9 +536,9 @@ fn target_hint(loss: &str, expected: usize, actual: usize) -> &'static str {
 }
 
 /// A graph error, with the index errors of an embedding's lookup told in the layer's terms:
-/// the lookup node is named `<layer>/embedding_lookup`
-/// ([`crate::embedding::LOOKUP`]), and the index tensor's shape turns the flat position
-/// into the sample's row and the place within it.
+/// the lookup node is named `<layer>/embedding_lookup` (and the training graph's simplified
+/// copy of it `<layer>/embedding_lookup/gather`), and the index tensor's shape turns the flat
+/// position into the sample's row and the place within it.
 impl From<GraphError> for NnError {
     fn from(err: GraphError) -> Self {
         match err {
