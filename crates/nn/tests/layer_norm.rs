@@ -95,6 +95,29 @@ fn several_axes_normalize_together() {
     );
 }
 
+/// Two features [a, b]: the mean is (a + b) / 2, so the centered values are ±h with
+/// h = (a - b) / 2, the variance is h², and y₁ = h / sqrt(h² + ε). Its derivative in h is
+/// ε / (h² + ε)^(3/2), and dh/da = 1/2, dh/db = -1/2: at a = 1, b = 0 (h = 0.5, ε = 0.001)
+/// dy₁/da = 0.001 / (2 · 0.251^1.5) ≈ 0.003976 and dy₁/db is its negative. A lane of two is
+/// almost always ±1, so its gradient is almost 0.
+#[test]
+fn a_lane_of_two_has_the_hand_derived_gradient() {
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [1, 2]).unwrap();
+    let nodes = LayerNormalization::new()
+        .build(&mut g, x, &[2], &mut Init::new(0))
+        .unwrap();
+    let first = g.slice(nodes.output, 1, 0, 1).unwrap();
+    let y1 = g.sum_all(first).unwrap();
+    let dx = dendrite_autodiff::grad(&mut g, y1, &[x]).unwrap();
+    let mut plan = dendrite_graph::compile(&g, &[y1, dx[0]]).unwrap();
+    let xv = ndarray::arr2(&[[1.0, 0.0]]).into_dyn();
+    let out = plan.run(&g, &[("x", xv.view())]).unwrap();
+    let slope = 0.001 / (2.0 * 0.251_f64.powf(1.5));
+    close(&[out.scalar(0).unwrap()], &[0.5 / 0.251_f64.sqrt()]);
+    close(out.get(1).unwrap().as_slice().unwrap(), &[slope, -slope]);
+}
+
 #[test]
 fn the_summary_counts_gamma_and_beta() {
     let mut m = Sequential::<f32>::default();
