@@ -43,7 +43,9 @@ pub struct Args {
 /// `relu(x + Dense(relu(Dense(x))))`: the block learns a correction to its input.
 fn residual_block(f: &mut Functional<f32>, x: Tensor, width: usize) -> Result<Tensor, String> {
     let e = |e: dendrite::nn::NnError| e.to_string();
-    let h = f.apply(Dense::new(width).activation(Activation::Relu), x).map_err(e)?;
+    let h = f
+        .apply(Dense::new(width).activation(Activation::Relu), x)
+        .map_err(e)?;
     let h = f.apply(Dense::new(width), h).map_err(e)?;
     let sum = f.add(&[x, h]).map_err(e)?;
     f.apply(Activation::Relu, sum).map_err(e)
@@ -77,7 +79,10 @@ fn model(args: &Args) -> Result<Model, String> {
 /// Trains and evaluates as `args` say, printing as it goes; returns the last line.
 pub fn run(args: &Args) -> Result<String, String> {
     if args.common.resume.is_some() {
-        return Err("--resume: this example trains from scratch (load a Functional model with Model::load)".into());
+        return Err(
+            "--resume: this example trains from scratch (load a Functional model with Model::load)"
+                .into(),
+        );
     }
     let (data, origin) = common::load(&args.common)?;
     println!("{origin}");
@@ -91,7 +96,9 @@ pub fn run(args: &Args) -> Result<String, String> {
     let started = Instant::now();
     let history = model.fit(&data.train, config).map_err(|e| e.to_string())?;
     let train_seconds = started.elapsed().as_secs_f64();
-    let test = model.evaluate(&data.test, 1024).map_err(|e| e.to_string())?;
+    let test = model
+        .evaluate(&data.test, 1024)
+        .map_err(|e| e.to_string())?;
     let inner = model.sequential_mut();
     common::finish(&args.common, inner, &history, &test, train_seconds)
 }

@@ -39,7 +39,10 @@ fn a_shared_layer() -> TestResult {
     let mut model = Model::new(f, x, y)?;
     model.build()?;
     let out = model.predict(&ndarray::array![[1.0_f32, 3.0]].view(), 1)?;
-    let printed = format!("weights: {} tensors\noutput: {out}\n", model.get_weights()?.len());
+    let printed = format!(
+        "weights: {} tensors\noutput: {out}\n",
+        model.get_weights()?.len()
+    );
     print!("{printed}");
     assert_eq!(out, ndarray::array![[12.0_f32, 12.0]]);
     shows("functional_shared", &printed)

@@ -39,6 +39,8 @@ mod initialization;
 mod mnist;
 /// Chapter 6: activations, losses, optimizers.
 mod nn;
+/// Normalization and embeddings.
+mod normalization;
 /// Overfitting, validation and regularization.
 mod overfitting;
 /// Chapter 3: primitives and their derivatives.

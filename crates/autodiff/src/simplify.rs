@@ -4,7 +4,9 @@
 //! The graph is append-only, so [`simplify`] does not edit nodes: it rebuilds what the outputs
 //! depend on as new nodes, in topological order, and returns the new outputs. Leaves (inputs,
 //! parameters, constants) are kept, so feeds by name and parameter updates keep working; the
-//! old nodes stay in the graph, unused by plans of the new outputs.
+//! old nodes stay in the graph, unused by plans of the new outputs. A rebuilt node is named
+//! inside the name of the node it replaces (`dense_1/matmul/matmul`), so errors still say
+//! where they come from.
 //!
 //! Every rewrite preserves the node's declared shape (and so its run-time shape): `x · 1` is
 //! `x` only when the `1` does not broadcast `x` to a larger shape.
@@ -120,7 +122,11 @@ pub fn simplify<F: Element>(g: &mut Graph<F>, outputs: &[NodeId]) -> Result<Simp
                     .map(|x| map[x.index()].ok_or_else(|| internal(g, id)))
                     .collect::<Result<_>>()?;
                 let declared = g.shape(id)?.clone();
-                s.rebuild(g, op, xs, &declared)?
+                // The new nodes are named inside the old node's name (`dense_1/matmul` gives
+                // `dense_1/matmul/matmul`), so a run-time error of the simplified graph still
+                // names the node the user's layer built.
+                let scope = g.name(id)?.to_owned();
+                g.with_scope(&scope, |g| s.rebuild(g, op, xs, &declared))?
             }
         };
         map[id.index()] = Some(new);

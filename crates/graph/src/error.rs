@@ -169,6 +169,9 @@ pub enum GraphError {
         position: usize,
         /// The exclusive upper bound.
         bound: usize,
+        /// The index tensor's run-time shape: with it `position` becomes a multi-index (the
+        /// row of a batch and the place within it, say).
+        indices_shape: Vec<usize>,
     },
     /// A value given for a parameter or constant whose shape differs from the node's.
     #[error("value for `{node}` has shape {actual}, expected {expected}")]

@@ -235,6 +235,24 @@ fn index_out_of_range() {
         assert!(matches!(err, GraphError::IndexOutOfRange { .. }), "{err:?}");
         assert_eq!(err.to_string(), message);
     }
+    // A batch of index rows: the error carries the index tensor's shape, so flat position 5 of
+    // a [2, 3] tensor is row 1, place 2.
+    let ids2 = g.input("ids2", [None, Some(3)]).unwrap();
+    let rows2 = g.gather(table, ids2, 0).unwrap();
+    let mut plan2 = compile(&g, &[rows2]).unwrap();
+    let bad = t(&[2, 3], &[0.0, 1.0, 2.0, 2.0, 1.0, 7.0]);
+    let err = plan2
+        .run(&g, &[("table", tv.view()), ("ids2", bad.view())])
+        .unwrap_err();
+    match err {
+        GraphError::IndexOutOfRange {
+            position,
+            indices_shape,
+            value,
+            ..
+        } => assert_eq!((position, indices_shape, value), (5, vec![2, 3], 7.0)),
+        other => panic!("unexpected {other:?}"),
+    }
     let err = Op::Index(dendrite_graph::IndexOp::ScatterAdd(0))
         .evaluate(
             "sa",

@@ -260,10 +260,11 @@ fn gather_rejects_indices_that_are_not_integers_in_range() {
                 value,
                 position: p,
                 bound,
+                indices_shape,
             } => {
                 assert_eq!(
-                    (op, node.as_str(), p, bound),
-                    ("gather", "lookup", position, 3)
+                    (op, node.as_str(), p, bound, indices_shape),
+                    ("gather", "lookup", position, 3, vec![2])
                 );
                 assert!(value.to_bits() == bad.to_bits() || (value.is_nan() && bad.is_nan()));
             }
@@ -378,7 +379,8 @@ fn one_hot_label_out_of_range_is_an_error() {
             node: "one_hot".into(),
             value: 3.0,
             position: 1,
-            bound: 3
+            bound: 3,
+            indices_shape: vec![3],
         }
     );
     assert_eq!(

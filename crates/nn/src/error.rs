@@ -34,8 +34,10 @@ pub type Result<T, E = NnError> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum NnError {
     /// An error of the graph crate: a shape mismatch while building, a bad feed while running.
+    /// (An index error of an [`Embedding`](crate::Embedding)'s lookup becomes
+    /// [`NnError::EmbeddingIndex`] instead.)
     #[error(transparent)]
-    Graph(#[from] GraphError),
+    Graph(GraphError),
     /// A whole-model file could not be written or read (see
     /// [`Sequential::save`](crate::Sequential::save)).
     #[error(transparent)]
@@ -255,6 +257,20 @@ pub enum NnError {
         label: f64,
         /// The number of classes of the model's output.
         classes: usize,
+    },
+    /// An [`Embedding`](crate::Embedding) input that is not an integer in `0..input_dim`.
+    #[error("layer `{layer}`: sample {sample} of the batch holds {value} at position {position}, which is not an index in 0..{input_dim}")]
+    EmbeddingIndex {
+        /// The embedding layer's name (`embedding_1`).
+        layer: String,
+        /// The sample's row in the batch the model ran.
+        sample: usize,
+        /// The value's flat (row-major) position within the sample.
+        position: usize,
+        /// The value found.
+        value: f64,
+        /// The layer's vocabulary size: valid indices are `0..input_dim`.
+        input_dim: usize,
     },
     /// Features and targets with different numbers of samples.
     #[error("x has {x} samples but y has {y}: they must have one target per sample")]
@@ -575,6 +591,40 @@ fn target_hint(loss: &str, expected: usize, actual: usize) -> &'static str {
     }
 }
 
+/// A graph error, with the index errors of an embedding's lookup told in the layer's terms:
+/// the lookup node is named `<layer>/embedding_lookup` (and the training graph's simplified
+/// copy of it `<layer>/embedding_lookup/gather`), and the index tensor's shape turns the flat
+/// position into the sample's row and the place within it.
+impl From<GraphError> for NnError {
+    fn from(err: GraphError) -> Self {
+        match err {
+            GraphError::IndexOutOfRange {
+                op: "gather",
+                node,
+                value,
+                position,
+                bound,
+                indices_shape,
+            } if crate::embedding::layer_of_lookup(&node).is_some() => {
+                let per_sample = indices_shape
+                    .get(1..)
+                    .map_or(1, |d| d.iter().product::<usize>())
+                    .max(1);
+                NnError::EmbeddingIndex {
+                    layer: crate::embedding::layer_of_lookup(&node)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    sample: position / per_sample,
+                    position: position % per_sample,
+                    value,
+                    input_dim: bound,
+                }
+            }
+            other => NnError::Graph(other),
+        }
+    }
+}
+
 /// Turns the graph's out-of-range index from `one_hot` (a sparse label the data checks did
 /// not see) into the clear label error.
 pub(crate) fn label_error(err: GraphError) -> NnError {
@@ -590,6 +640,6 @@ pub(crate) fn label_error(err: GraphError) -> NnError {
             label: value,
             classes: bound,
         },
-        other => NnError::Graph(other),
+        other => NnError::from(other),
     }
 }

@@ -33,7 +33,8 @@ const TRUNCATED_STDDEV: f64 = 0.879_625_661_034_239_8;
 /// is the standard deviation of a unit normal truncated at ±2, so the result has variance
 /// `scale / n`. `Orthogonal` is Keras' too: the `Q` of the QR decomposition of a matrix of
 /// unit normals (`[rows, cols]` with `rows` the product of all axes but the last), signs fixed
-/// so that `R` has a positive diagonal, times `gain`. `Zeros` is the default bias.
+/// so that `R` has a positive diagonal, times `gain`. `RandomUniform` draws from fixed bounds.
+/// `Zeros` is the default bias.
 ///
 /// ```
 /// use dendrite_nn::{Init, Initializer};
@@ -62,6 +63,14 @@ pub enum Initializer {
     Orthogonal {
         /// The factor (Keras' default 1).
         gain: f64,
+    },
+    /// Uniform in `[minval, maxval)` (Keras' `RandomUniform`; `Embedding`'s default is
+    /// `±0.05`).
+    RandomUniform {
+        /// The lower bound.
+        minval: f64,
+        /// The upper bound (`>= minval`).
+        maxval: f64,
     },
     /// All zeros.
     Zeros,
@@ -159,6 +168,7 @@ impl Init {
             Initializer::LecunUniform => self.scaled_uniform(shape, 1.0, Fan::In),
             Initializer::LecunNormal => self.scaled_normal(shape, 1.0, Fan::In),
             Initializer::Orthogonal { gain } => self.orthogonal(shape, *gain),
+            Initializer::RandomUniform { minval, maxval } => self.uniform(shape, *minval, *maxval),
             Initializer::Zeros => self.zeros(shape),
             Initializer::Ones => self.ones(shape),
             Initializer::Constant(c) => {

@@ -39,6 +39,7 @@ pub mod data;
 pub mod datasets;
 mod dense;
 mod dropout;
+mod embedding;
 mod error;
 mod file_read;
 mod float;
@@ -50,6 +51,7 @@ mod layer;
 mod loss;
 mod metrics;
 mod model;
+mod normalization;
 mod optim;
 mod persist;
 mod pooling;
@@ -62,6 +64,7 @@ pub use checkpoint::write_atomic;
 pub use conv::Conv2D;
 pub use dense::Dense;
 pub use dropout::Dropout;
+pub use embedding::Embedding;
 pub use error::{NnError, Result};
 pub use float::Float;
 pub use functional::{
@@ -77,6 +80,7 @@ pub use model::{
     History, LearningRateScheduler, ModelCheckpoint, Monitor, Sequential, Summary, SummaryRow,
     TerminateOnNaN, INPUT_NAME, LABELS_NAME, STEP_NAME, TARGETS_NAME,
 };
+pub use normalization::LayerNormalization;
 pub use optim::{Adam, AdamW, Clipping, Optimizer, RmsProp, Schedule, Sgd};
 pub use persist::{ConfigError, LayerFactory, LayerRegistry, ModelFileError};
 pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D};

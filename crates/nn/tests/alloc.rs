@@ -1,7 +1,9 @@
 //! The training loop allocates nothing per step, on any thread: a counting allocator compares a
 //! fit of 10 steps with a fit of 40 steps, with one thread and with the batch-writing thread
 //! (issue 5's rule, checked by counting, not timing), for the reference model and for one with
-//! every option a step can take (gradient clipping, regularizers, several metrics).
+//! every option a step can take (gradient clipping, regularizers, several metrics), and for
+//! models with a batch normalization (a separate training graph, state written back after
+//! each step) and with a layer normalization.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // The counting allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
@@ -10,7 +12,7 @@
 use dendrite_nn::data::synthetic_digits;
 use dendrite_nn::{
     Activation, Adam, BatchLogs, BatchNormalization, Callback, Control, Dense, FitConfig,
-    Initializer, Loss, Metric, Regularizer, Sequential, TerminateOnNaN,
+    Initializer, LayerNormalization, Loss, Metric, Regularizer, Sequential, TerminateOnNaN,
 };
 use dendrite_test_support::reference::reference_model;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -133,6 +135,22 @@ fn with_batch_norm() -> Sequential {
     model
 }
 
+/// The reference shape with a layer normalization between the two dense layers.
+fn normalized() -> Sequential {
+    let mut model = Sequential::new();
+    model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
+    model.add(LayerNormalization::new());
+    model.add(Dense::new(10).activation(Activation::Softmax));
+    model
+        .compile(
+            Adam::default(),
+            Loss::SparseCategoricalCrossentropy,
+            &[Metric::Accuracy],
+        )
+        .unwrap();
+    model
+}
+
 #[test]
 fn training_steps_do_not_allocate() {
     let data = synthetic_digits(32 * 40, 0).unwrap();
@@ -140,6 +158,7 @@ fn training_steps_do_not_allocate() {
         ("reference", reference_model(0).unwrap()),
         ("with options", with_options()),
         ("with batch normalization", with_batch_norm()),
+        ("layer normalization", normalized()),
     ] {
         // Warm up: the plan's buffers reach their size on the first full batch.
         // One thread, and two: the second gathers each batch's bytes ahead of the step.

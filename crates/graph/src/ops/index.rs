@@ -1,8 +1,8 @@
 //! Integer indexing: `gather` (NumPy's `take`), its adjoint `scatter_add`, and `one_hot`.
 //!
 //! Indices are tensors of the graph's element type holding integers; a value that is not an
-//! integer in range gives [`GraphError::IndexOutOfRange`] naming the node, the value and its
-//! position (labels out of range surface here).
+//! integer in range gives [`GraphError::IndexOutOfRange`] naming the node, the value, its
+//! position and the index tensor's shape (labels out of range surface here).
 //!
 //! - `gather(x, idx, axis)`: `y[a.., j.., b..] = x[a.., idx[j..], b..]`; the output shape is
 //!   `x.shape[..axis] ++ idx.shape ++ x.shape[axis+1..]`.
@@ -97,12 +97,13 @@ pub(crate) fn infer(op: &IndexOp, node: &str, operands: &[&Shape]) -> Result<Sha
     }
 }
 
-/// Converts an index value to `usize`, or says why it is not one.
+/// Converts the index value at flat `position` of an index tensor shaped `indices` to `usize`,
+/// or says why it is not one.
 fn to_index<F: Element>(
     op: &IndexOp,
     node: &str,
     value: F,
-    position: usize,
+    (position, indices): (usize, &[usize]),
     bound: usize,
 ) -> Result<usize> {
     let v = value.as_f64();
@@ -115,6 +116,7 @@ fn to_index<F: Element>(
             value: v,
             position,
             bound,
+            indices_shape: indices.to_vec(),
         })
     }
 }
@@ -130,7 +132,7 @@ pub(crate) fn forward<F: Element>(
             out.fill(F::zero());
             if let Some(os) = out.as_slice_mut() {
                 for (p, &v) in inputs[0].iter().enumerate() {
-                    let c = to_index(op, node, v, p, depth)?;
+                    let c = to_index(op, node, v, (p, inputs[0].shape()), depth)?;
                     os[p * depth + c] = F::one();
                 }
             }
@@ -145,7 +147,7 @@ pub(crate) fn forward<F: Element>(
             let outer: usize = x.shape()[..axis].iter().product();
             let m = inputs[1].len();
             for (j, &v) in inputs[1].iter().enumerate() {
-                let i = to_index(op, node, v, j, n)?;
+                let i = to_index(op, node, v, (j, inputs[1].shape()), n)?;
                 for o in 0..outer {
                     let src = &xs[(o * n + i) * inner..][..inner];
                     os[(o * m + j) * inner..][..inner].copy_from_slice(src);
@@ -163,7 +165,7 @@ pub(crate) fn forward<F: Element>(
                 return Ok(());
             };
             for (j, &v) in inputs[1].iter().enumerate() {
-                let i = to_index(op, node, v, j, n)?;
+                let i = to_index(op, node, v, (j, inputs[1].shape()), n)?;
                 for o in 0..outer {
                     let from = &ss[(o * m + j) * inner..][..inner];
                     os[(o * n + i) * inner..][..inner]

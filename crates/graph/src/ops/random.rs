@@ -84,6 +84,7 @@ fn step_of<F: Element>(op: &RandomOp, node: &str, step: &ArrayViewD<'_, F>) -> R
             value: v,
             position: 0,
             bound: usize::MAX,
+            indices_shape: step.shape().to_vec(),
         })
     }
 }

@@ -98,6 +98,9 @@ pub(crate) fn initializer_to_json(initializer: &Initializer) -> Result<Value, Co
         Initializer::Ones => "ones",
         Initializer::Orthogonal { gain } => return Ok(json!({"name": "orthogonal", "gain": gain})),
         Initializer::Constant(value) => return Ok(json!({"name": "constant", "value": value})),
+        Initializer::RandomUniform { minval, maxval } => {
+            return Ok(json!({"name": "random_uniform", "minval": minval, "maxval": maxval}))
+        }
         Initializer::Custom(_) => {
             return Err(ConfigError::new(
                 "initializer",
@@ -122,6 +125,10 @@ pub(crate) fn initializer_from_json(value: &Value) -> Result<Initializer, Config
             gain: f64_field(value, "gain")?,
         },
         "constant" => Initializer::Constant(f64_field(value, "value")?),
+        "random_uniform" => Initializer::RandomUniform {
+            minval: f64_field(value, "minval")?,
+            maxval: f64_field(value, "maxval")?,
+        },
         other => return Err(unknown("initializer", other)),
     })
 }

@@ -85,6 +85,16 @@ fn dropout<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
     Ok(Box::new(crate::dropout::Dropout::from_config(config)?))
 }
 
+fn layer_normalization<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(
+        crate::normalization::LayerNormalization::from_config(config)?,
+    ))
+}
+
+fn embedding<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
+    Ok(Box::new(crate::embedding::Embedding::from_config(config)?))
+}
+
 fn activation<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
     Ok(Box::new(super::json::activation_from_json(config)?))
 }
@@ -116,6 +126,11 @@ impl<F: Float> Default for LayerRegistry<F> {
                     "GlobalAveragePooling2D".to_owned(),
                     global_average_pooling2d::<F> as LayerFactory<F>,
                 ),
+                (
+                    "LayerNormalization".to_owned(),
+                    layer_normalization::<F> as LayerFactory<F>,
+                ),
+                ("Embedding".to_owned(), embedding::<F> as LayerFactory<F>),
             ],
         }
     }
