@@ -26,7 +26,7 @@ use std::time::Instant;
 #[derive(Debug, Parser)]
 #[command(name = "residual")]
 pub struct Args {
-    /// Epochs in all
+    /// Epochs in all (with --resume, including those already trained)
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
     /// Samples per step
@@ -51,9 +51,20 @@ fn residual_block(f: &mut Functional<f32>, x: Tensor, width: usize) -> Result<Te
     f.apply(Activation::Relu, sum).map_err(e)
 }
 
-/// The residual model, compiled.
+/// The residual model, compiled, or resumed from a file written by `--save-model`.
 fn model(args: &Args) -> Result<Model, String> {
     let e = |e: dendrite::nn::NnError| e.to_string();
+    if let Some(path) = &args.common.resume {
+        let model = Model::load(path).map_err(e)?;
+        let inner = model.sequential();
+        println!(
+            "resumed {} after epoch {} ({} steps)",
+            path.display(),
+            inner.epochs_trained(),
+            inner.steps_taken()
+        );
+        return Ok(model);
+    }
     let mut f = Functional::new();
     let x = f.input([784]).map_err(e)?;
     let mut h = f
@@ -90,8 +101,9 @@ pub fn run(args: &Args) -> Result<String, String> {
     println!("{}", model.summary().map_err(|e| e.to_string())?);
     let config = FitConfig::default()
         .epochs(args.epochs)
+        .initial_epoch(model.sequential().epochs_trained())
         .batch_size(args.batch_size)
-        .seed(args.common.seed)
+        .seed(common::shuffle_seed(&args.common, model.sequential()))
         .verbosity(1);
     let started = Instant::now();
     let history = model.fit(&data.train, config).map_err(|e| e.to_string())?;

@@ -1,6 +1,9 @@
 //! What the MNIST examples share: the data, output and file flags, loading the data (real or
 //! synthetic), the timing and memory report, the files written at the end, and the plot.
 
+// Each example compiles this module on its own and uses part of it.
+#![allow(dead_code)]
+
 use clap::Args;
 use dendrite::nn::data::{load_mnist, mnist_dir_from_env, synthetic_mnist, Mnist, MNIST_DIR_ENV};
 use dendrite::nn::datasets::{mnist_or_synthetic, mnist_with, FetchConfig, Origin, Source};

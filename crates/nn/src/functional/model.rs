@@ -371,11 +371,9 @@ impl fmt::Display for FunctionalSummary {
                     .join(", ")
             );
             let params = crate::model::thousands(r.params);
-            writeln!(
-                f,
-                " {label:<width$} {shape:<22}{params:>9}  {}",
-                r.connected_to.join(", ")
-            )?;
+            let reads = r.connected_to.join(", ");
+            let line = format!(" {label:<width$} {shape:<22}{params:>9}  {reads}");
+            writeln!(f, "{}", line.trim_end())?;
             if i + 1 < self.rows.len() {
                 writeln!(f)?;
             }
