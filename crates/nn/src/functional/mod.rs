@@ -155,7 +155,7 @@ struct Node {
     shape: Vec<usize>,
 }
 
-/// Records a Functional model: inputs, layer calls and merges (see the [module](self)).
+/// Records a Functional model: inputs, layer calls and merges (the Functional API).
 ///
 /// ```
 /// use dendrite_nn::{Activation, Dense, Functional, Model};
