@@ -585,3 +585,89 @@ fn f32_kernels_agree_with_f64_over_several_groups() {
         assert!(worst < 2e-3, "output {k}: off by {worst}");
     }
 }
+
+/// Max pooling and its scatter against a direct loop over each window with the tie rule, on
+/// images where some windows lie inside (the kernels' direct path) and some overlap the
+/// padding (the general path): `same` padding on odd sizes, overlapping windows (stride 1 and
+/// 2 with a 3x3 pool), values with many ties, a NaN, and 70 channels (two channel blocks).
+#[test]
+fn max_pool_inside_and_border_windows_match_a_direct_loop() {
+    let (h, w, c) = (7, 6, 70);
+    let x = Array::from_shape_fn(IxDyn(&[2, h, w, c]), |i| {
+        if (i[0], i[1], i[2], i[3]) == (1, 3, 2, 5) {
+            f64::NAN
+        } else {
+            ((i[0] * 7 + i[1] * 5 + i[2] * 3 + i[3]) % 4) as f64
+        }
+    });
+    for (size, strides, padding) in [
+        ([2, 2], [2, 2], Padding::Same),
+        ([3, 3], [1, 2], Padding::Same),
+        ([3, 2], [2, 1], Padding::Valid),
+    ] {
+        let pool = Pool2d {
+            size,
+            strides,
+            padding,
+        };
+        let out = run(&[&x], |g, v| {
+            let y = g.max_pool2d(v[0], pool)?;
+            let y_bar = g.ones_like(y)?;
+            let x_bar = g.local_vjp(y, y_bar)?;
+            Ok(vec![y, x_bar[0].unwrap()])
+        });
+        let (y, x_bar) = (&out[0], &out[1]);
+        let (oh, ow) = (y.shape()[1], y.shape()[2]);
+        let before = |n: usize, o: usize, k: usize, s: usize| match padding {
+            Padding::Valid => 0,
+            Padding::Same => ((o - 1) * s + k).saturating_sub(n) / 2,
+        };
+        let (top, left) = (
+            before(h, oh, size[0], strides[0]),
+            before(w, ow, size[1], strides[1]),
+        );
+        let mut expected_bar = ArrayD::<f64>::zeros(IxDyn(&[2, h, w, c]));
+        for (n, i, j, k) in every_index(2, oh, ow, c) {
+            let mut best: Option<(f64, usize, usize)> = None;
+            for p in 0..size[0] {
+                for q in 0..size[1] {
+                    let (r, s) = (
+                        (i * strides[0] + p) as isize - top as isize,
+                        (j * strides[1] + q) as isize - left as isize,
+                    );
+                    if r < 0 || s < 0 || r >= h as isize || s >= w as isize {
+                        continue;
+                    }
+                    let v = x[[n, r as usize, s as usize, k]];
+                    let wins = match best {
+                        None => true,
+                        Some((b, _, _)) => v > b || (v.is_nan() && !b.is_nan()),
+                    };
+                    if wins {
+                        best = Some((v, r as usize, s as usize));
+                    }
+                }
+            }
+            let (v, r, s) = best.unwrap();
+            let got = y[[n, i, j, k]];
+            assert!(
+                got == v || (got.is_nan() && v.is_nan()),
+                "{size:?} {strides:?} at {n} {i} {j} {k}"
+            );
+            expected_bar[[n, r, s, k]] += 1.0;
+        }
+        assert_eq!(x_bar, &expected_bar, "{size:?} {strides:?} {padding:?}");
+    }
+}
+
+/// Every `(n, i, j, k)` below the given sizes, in row-major order.
+fn every_index(
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (0..n).flat_map(move |a| {
+        (0..h).flat_map(move |b| (0..w).flat_map(move |d| (0..c).map(move |e| (a, b, d, e))))
+    })
+}
