@@ -174,13 +174,9 @@ unsafe fn tiles<const MR: usize, const NV: usize>(
         // SAFETY: `c` holds `m` rows of `n` (checked by `product`) and `r0 + r < m`,
         // `j0 + width <= n`, so every load and store below stays inside `c`.
         let c_tile = unsafe { c.as_mut_ptr().add(r0 * n + j0) };
-        let init = match mode {
-            // SAFETY: AVX is available (the contract).
-            Mode::Set => unsafe { [[_mm256_setzero_ps(); NV]; MR] },
-            // SAFETY: AVX2 is available; rows `r.min(valid - 1)` of the tile and the lanes the
-            // mask lets through are inside `c` (as above).
-            Mode::Add => unsafe { load_tile::<MR, NV>(c_tile, n, valid, mask, full) },
-        };
+        // SAFETY: AVX2 is available; rows `0..valid` of the tile and the lanes the mask lets
+        // through are inside `c` (as above).
+        let init = unsafe { start_tile::<MR, NV>(mode, c_tile, n, valid, mask, full) };
         // SAFETY: AVX2 and FMA are available; every `a_rows[r] + p*a.cs` for `p < k` and
         // every `b_strip + p*b.rs + l` for `p < k` and each live lane `l` is inside its slice
         // (`product` checked `a`'s and `b`'s extents, and the mask covers only the strip).
@@ -214,21 +210,27 @@ unsafe fn tiles<const MR: usize, const NV: usize>(
     width
 }
 
-/// The `MR x 8·NV` tile of `c` at `c_tile` (rows `n` apart), its last valid row repeated below
-/// the `valid` ones and the masked-off lanes zero.
+/// The accumulators a tile starts from: zero for [`Mode::Set`]; for [`Mode::Add`] the tile of
+/// `c` at `c_tile` (rows `n` apart), its last valid row repeated below the `valid` ones and
+/// the masked-off lanes zero.
 ///
 /// # Safety
 ///
 /// AVX2 is available; rows `0..valid` of the tile are readable for the full vectors and the
 /// lanes the mask lets through on the last one.
 #[inline(always)]
-unsafe fn load_tile<const MR: usize, const NV: usize>(
+unsafe fn start_tile<const MR: usize, const NV: usize>(
+    mode: Mode,
     c_tile: *const f32,
     n: usize,
     valid: usize,
     mask: __m256i,
     full: bool,
 ) -> [[__m256; NV]; MR] {
+    if mode == Mode::Set {
+        // SAFETY: AVX is available (the contract).
+        return unsafe { [[_mm256_setzero_ps(); NV]; MR] };
+    }
     std::array::from_fn(|r| {
         // SAFETY: row `r.min(valid - 1)` is one of the tile's readable rows (the contract).
         let row = unsafe { c_tile.add(r.min(valid - 1) * n) };
