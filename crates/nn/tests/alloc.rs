@@ -1,9 +1,10 @@
 //! The training loop allocates nothing per step, on any thread: a counting allocator compares a
 //! fit of 10 steps with a fit of 40 steps, with one thread and with the batch-writing thread
-//! (issue 5's rule, checked by counting, not timing), for the reference model and for one with
-//! every option a step can take (gradient clipping, regularizers, several metrics), and for
-//! models with a batch normalization (a separate training graph, state written back after
-//! each step) and with a layer normalization.
+//! (issue 5's rule, checked by counting, not timing), for the reference model, for one with
+//! every option a step can take (gradient clipping, regularizers, several metrics), for models
+//! with a batch normalization (a separate training graph, state written back after each step)
+//! and with a layer normalization, and for keras.io's MNIST convnet (whose second
+//! convolution's products are the largest a step makes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 // The counting allocator needs `unsafe impl GlobalAlloc`; it only forwards to `System`.
@@ -11,8 +12,9 @@
 
 use dendrite_nn::data::synthetic_digits;
 use dendrite_nn::{
-    Activation, Adam, BatchLogs, BatchNormalization, Callback, Control, Dense, FitConfig,
-    Initializer, LayerNormalization, Loss, Metric, Regularizer, Sequential, TerminateOnNaN,
+    Activation, Adam, BatchLogs, BatchNormalization, Callback, Control, Conv2D, Dense, FitConfig,
+    Flatten, Initializer, LayerNormalization, Loss, MaxPooling2D, Metric, Regularizer, Sequential,
+    TerminateOnNaN,
 };
 use dendrite_test_support::reference::reference_model;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -151,21 +153,45 @@ fn normalized() -> Sequential {
     model
 }
 
+/// keras.io's "Simple MNIST convnet" (without Dropout).
+fn convnet() -> Sequential {
+    let mut m = Sequential::new().with_seed(1);
+    m.add(
+        Conv2D::new(32, [3, 3])
+            .activation(Activation::Relu)
+            .input_shape([28, 28, 1]),
+    );
+    m.add(MaxPooling2D::new([2, 2]));
+    m.add(Conv2D::new(64, [3, 3]).activation(Activation::Relu));
+    m.add(MaxPooling2D::new([2, 2]));
+    m.add(Flatten::new());
+    m.add(Dense::new(10).activation(Activation::Softmax));
+    m.compile(
+        Adam::default(),
+        Loss::SparseCategoricalCrossentropy,
+        &[Metric::Accuracy],
+    )
+    .unwrap();
+    m
+}
+
 #[test]
 fn training_steps_do_not_allocate() {
-    let data = synthetic_digits(32 * 40, 0).unwrap();
-    for (name, mut model) in [
-        ("reference", reference_model(0).unwrap()),
-        ("with options", with_options()),
-        ("with batch normalization", with_batch_norm()),
-        ("layer normalization", normalized()),
+    let flat = synthetic_digits(32 * 40, 0).unwrap();
+    let images = flat.clone().with_sample_shape([28, 28, 1]).unwrap();
+    for (name, mut model, data) in [
+        ("reference", reference_model(0).unwrap(), &flat),
+        ("with options", with_options(), &flat),
+        ("with batch normalization", with_batch_norm(), &flat),
+        ("layer normalization", normalized(), &flat),
+        ("convnet", convnet(), &images),
     ] {
         // Warm up: the plan's buffers reach their size on the first full batch.
         // One thread, and two: the second gathers each batch's bytes ahead of the step.
         for threads in [1, 2] {
-            fit_allocations(&mut model, &data, 64, threads);
-            let short = fit_allocations(&mut model, &data, 32 * 10, threads);
-            let long = fit_allocations(&mut model, &data, 32 * 40, threads);
+            fit_allocations(&mut model, data, 64, threads);
+            let short = fit_allocations(&mut model, data, 32 * 10, threads);
+            let long = fit_allocations(&mut model, data, 32 * 40, threads);
             println!("{name}, threads {threads}: allocations: 10 steps {short}, 40 steps {long}");
             assert_eq!(
                 long,

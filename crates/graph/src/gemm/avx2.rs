@@ -15,7 +15,9 @@
 //! load; this one proves its bounds once, up front.
 //!
 //! Each element of `c` is one accumulator lane summed over `p` in increasing order, whatever
-//! the tile it falls in, so a ragged edge never changes a result.
+//! the tile it falls in, so a ragged edge never changes a result. With `Mode::Add` the lane
+//! starts from the element's value in `c` instead of zero (`c += a b`), so a sum over several
+//! products is one running sum in the order they come.
 
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -33,6 +35,13 @@ pub(super) struct Strided<'a> {
     pub cs: usize,
 }
 
+/// Whether a product overwrites `c` (`c = a b`) or adds to it (`c += a b`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Set,
+    Add,
+}
+
 /// Whether `rows x cols` elements at strides `(rs, cs)` all lie inside a slice of length `len`.
 fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
     if rows == 0 || cols == 0 {
@@ -44,7 +53,8 @@ fn fits(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> bool {
     matches!(last, Some(l) if l < len)
 }
 
-/// `c = a b` (`a`: m x k, `b`: k x n with unit column stride, `c` row-major). Returns `false`,
+/// `c = a b`, or `c += a b` with [`Mode::Add`] (`a`: m x k, `b`: k x n with unit column
+/// stride, `c` row-major). Returns `false`,
 /// doing nothing, when the slices do not cover the shapes (the caller then takes another
 /// path).
 ///
@@ -57,6 +67,7 @@ pub(super) unsafe fn product(
     b: Strided<'_>,
     c: &mut [f32],
     (m, k, n): (usize, usize, usize),
+    mode: Mode,
 ) -> bool {
     let bounds_hold = b.cs == 1
         && m.checked_mul(n) == Some(c.len())
@@ -69,7 +80,9 @@ pub(super) unsafe fn product(
         return true;
     }
     if k == 0 {
-        c.fill(0.0);
+        if mode == Mode::Set {
+            c.fill(0.0);
+        }
         return true;
     }
     // Columns go in 16-wide strips (the last masked when 9-15 columns are left), then one
@@ -100,9 +113,9 @@ pub(super) unsafe fn product(
             // checked above and `band` lies within 0..m.
             j0 += unsafe {
                 if height == 6 {
-                    tiles::<6, 2>(a, b, c, band.clone(), j0, narrow - j0, k, n)
+                    tiles::<6, 2>(a, b, c, band.clone(), j0, narrow - j0, k, n, mode)
                 } else {
-                    tiles::<4, 2>(a, b, c, band.clone(), j0, narrow - j0, k, n)
+                    tiles::<4, 2>(a, b, c, band.clone(), j0, narrow - j0, k, n, mode)
                 }
             };
         }
@@ -111,7 +124,7 @@ pub(super) unsafe fn product(
     if narrow < n {
         // SAFETY: AVX2 and FMA are available (this function's contract); the bounds were
         // checked above and the rows are 0..m.
-        unsafe { tiles::<8, 1>(a, b, c, 0..m, narrow, n - narrow, k, n) };
+        unsafe { tiles::<8, 1>(a, b, c, 0..m, narrow, n - narrow, k, n, mode) };
     }
     true
 }
@@ -135,6 +148,7 @@ unsafe fn tiles<const MR: usize, const NV: usize>(
     left: usize,
     k: usize,
     n: usize,
+    mode: Mode,
 ) -> usize {
     let width = left.min(8 * NV);
     // Lanes of the last vector that exist: lane l is on when l < width - 8 (NV - 1).
@@ -157,13 +171,16 @@ unsafe fn tiles<const MR: usize, const NV: usize>(
             // SAFETY: `row < m`, and `a` holds `m` rows at stride `a.rs` (checked by `product`).
             unsafe { a.flat.as_ptr().add(row * a.rs) }
         });
+        // SAFETY: `c` holds `m` rows of `n` (checked by `product`) and `r0 + r < m`,
+        // `j0 + width <= n`, so every load and store below stays inside `c`.
+        let c_tile = unsafe { c.as_mut_ptr().add(r0 * n + j0) };
+        // SAFETY: AVX2 is available; rows `0..valid` of the tile and the lanes the mask lets
+        // through are inside `c` (as above).
+        let init = unsafe { start_tile::<MR, NV>(mode, c_tile, n, valid, mask, full) };
         // SAFETY: AVX2 and FMA are available; every `a_rows[r] + p*a.cs` for `p < k` and
         // every `b_strip + p*b.rs + l` for `p < k` and each live lane `l` is inside its slice
         // (`product` checked `a`'s and `b`'s extents, and the mask covers only the strip).
-        let acc = unsafe { tile::<MR, NV>(a_rows, a.cs, b_strip, b.rs, k, mask, full) };
-        // SAFETY: `c` holds `m` rows of `n` (checked by `product`) and `r0 + r < m`,
-        // `j0 + width <= n`, so every store below writes inside `c`.
-        let c_tile = unsafe { c.as_mut_ptr().add(r0 * n + j0) };
+        let acc = unsafe { tile::<MR, NV>(init, a_rows, a.cs, b_strip, b.rs, k, mask, full) };
         for (r, acc_row) in acc.iter().enumerate().take(valid) {
             // SAFETY: as above, row `r` of the tile is inside `c`.
             let c_row = unsafe { c_tile.add(r * n) };
@@ -193,15 +210,55 @@ unsafe fn tiles<const MR: usize, const NV: usize>(
     width
 }
 
-/// One `MR x 8·NV` tile summed over `p in 0..k`.
+/// The accumulators a tile starts from: zero for [`Mode::Set`]; for [`Mode::Add`] the tile of
+/// `c` at `c_tile` (rows `n` apart), its last valid row repeated below the `valid` ones and
+/// the masked-off lanes zero.
+///
+/// # Safety
+///
+/// AVX2 is available; rows `0..valid` of the tile are readable for the full vectors and the
+/// lanes the mask lets through on the last one.
+#[inline(always)]
+unsafe fn start_tile<const MR: usize, const NV: usize>(
+    mode: Mode,
+    c_tile: *const f32,
+    n: usize,
+    valid: usize,
+    mask: __m256i,
+    full: bool,
+) -> [[__m256; NV]; MR] {
+    if mode == Mode::Set {
+        // SAFETY: AVX is available (the contract).
+        return unsafe { [[_mm256_setzero_ps(); NV]; MR] };
+    }
+    std::array::from_fn(|r| {
+        // SAFETY: row `r.min(valid - 1)` is one of the tile's readable rows (the contract).
+        let row = unsafe { c_tile.add(r.min(valid - 1) * n) };
+        std::array::from_fn(|v| {
+            // SAFETY: vector `v` of the row starts inside the tile (the contract).
+            let src = unsafe { row.add(8 * v) };
+            if v + 1 < NV || full {
+                // SAFETY: a full vector of the row is readable; AVX is available.
+                unsafe { _mm256_loadu_ps(src) }
+            } else {
+                // SAFETY: the mask lets through only readable lanes; AVX2 is available.
+                unsafe { _mm256_maskload_ps(src, mask) }
+            }
+        })
+    })
+}
+
+/// One `MR x 8·NV` tile summed over `p in 0..k`, starting from `init`.
 ///
 /// # Safety
 ///
 /// AVX2 and FMA are available; `a_rows[r] + p*a_cs` is readable for `p < k`, and so is
 /// `b + p*b_rs + l` for `p < k` and every lane `l` of the strip that the mask (on the last
 /// vector) lets through.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn tile<const MR: usize, const NV: usize>(
+    init: [[__m256; NV]; MR],
     a_rows: [*const f32; MR],
     a_cs: usize,
     b: *const f32,
@@ -212,7 +269,7 @@ unsafe fn tile<const MR: usize, const NV: usize>(
 ) -> [[__m256; NV]; MR] {
     // SAFETY: AVX is available (this function's contract).
     let zero = unsafe { _mm256_setzero_ps() };
-    let mut acc = [[zero; NV]; MR];
+    let mut acc = init;
     for p in 0..k {
         // SAFETY: `p < k`, so row `p` of the strip is inside `b` (the contract).
         let b_row = unsafe { b.add(p * b_rs) };

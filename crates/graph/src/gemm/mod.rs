@@ -76,7 +76,7 @@ pub(crate) fn matmul_into<F: Element>(
     let n = b.ncols();
     let small = m.saturating_mul(n).saturating_mul(k) <= LARGE;
     #[cfg(target_arch = "x86_64")]
-    if small && crate::cpu::has_avx2_fma() && fast_f32(a, b, c, (m, k, n)) {
+    if small && crate::cpu::has_avx2_fma() && fast_f32(a, b, c, (m, k, n), avx2::Mode::Set) {
         return;
     }
     if let (true, Some(am), Some(bm), Some(cs)) = (small, Mat::of(a), Mat::of(b), c.as_slice_mut())
@@ -91,6 +91,28 @@ pub(crate) fn matmul_into<F: Element>(
     library_gemm(a, b, c);
 }
 
+/// `c += a b`. The `f32` AVX2 kernel adds into `c` directly, so each element is one running
+/// sum over all the products added into it; elsewhere the product goes to `partial` (same
+/// shape as `c`) through [`matmul_into`] and is then added.
+pub(crate) fn matmul_add_into<F: Element>(
+    a: &ArrayView2<'_, F>,
+    b: &ArrayView2<'_, F>,
+    c: &mut ArrayViewMut2<'_, F>,
+    partial: &mut ArrayViewMut2<'_, F>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (m, k) = a.dim();
+        let mkn = (m, k, b.ncols());
+        let small = m.saturating_mul(mkn.2).saturating_mul(k) <= LARGE;
+        if small && crate::cpu::has_avx2_fma() && fast_f32(a, b, c, mkn, avx2::Mode::Add) {
+            return;
+        }
+    }
+    matmul_into(a, b, partial);
+    c.zip_mut_with(partial, |acc, &p| *acc = *acc + p);
+}
+
 /// The `f32` product through the AVX2 kernel of [`avx2`]. Returns `false` (nothing written)
 /// when the kernel does not apply: not `f32`, `c` not row-major, or `b` neither
 /// row-contiguous nor small enough to copy into a row-contiguous stack buffer.
@@ -100,6 +122,7 @@ fn fast_f32<F: Element>(
     b: &ArrayView2<'_, F>,
     c: &mut ArrayViewMut2<'_, F>,
     (m, k, n): (usize, usize, usize),
+    mode: avx2::Mode,
 ) -> bool {
     use avx2::Strided;
     let (Some(am), Some(bm), Some(cs)) = (Mat::of(a), Mat::of(b), c.as_slice_mut()) else {
@@ -144,7 +167,7 @@ fn fast_f32<F: Element>(
     // SAFETY: `fast_f32` is only called after `crate::cpu::has_avx2_fma()` returned true.
     #[allow(unsafe_code)]
     unsafe {
-        avx2::product(a, b, cf, (m, k, n))
+        avx2::product(a, b, cf, (m, k, n), mode)
     }
 }
 

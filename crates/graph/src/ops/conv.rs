@@ -217,10 +217,10 @@ struct Sizes {
 /// kernel, the cotangent and the kernel, or the image and the cotangent.
 fn declared_sizes(op: &ConvOp, node: &str, a: &Shape, b: &Shape) -> Result<(Conv2d, Sizes)> {
     let name = op.name();
-    let kernel = |b: &Shape| -> Result<Vec<usize>> {
-        (0..4)
-            .map(|i| fixed_dim(name, node, b, i, "kernel size"))
-            .collect()
+    // An array, not a `Vec`: this runs on every kernel call, which must not allocate.
+    let kernel = |b: &Shape| -> Result<[usize; 4]> {
+        let dim = |i| fixed_dim(name, node, b, i, "kernel size");
+        Ok([dim(0)?, dim(1)?, dim(2)?, dim(3)?])
     };
     Ok(match *op {
         ConvOp::Conv2d(conv) => {

@@ -214,9 +214,25 @@ fn block_argmax<F: Element>(
             continue;
         }
         for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(src) {
-            if wins(v, *b) {
-                (*b, *a) = (v, px);
-            }
+            let win = wins(v, *b);
+            *b = if win { v } else { *b };
+            *a = if win { px } else { *a };
+        }
+    }
+}
+
+/// The maximum over the window's pixels `taps` of each of an image's `dst.len()` channels,
+/// by the tie rule. Written as a select rather than a branch, so the channel loop compiles
+/// to vector compares and blends (the value chosen is the same).
+fn window_max<F: Element>(image: &[F], c: usize, taps: impl Iterator<Item = usize>, dst: &mut [F]) {
+    for (i, px) in taps.enumerate() {
+        let src = &image[px * c..(px + 1) * c];
+        if i == 0 {
+            dst.copy_from_slice(src);
+            continue;
+        }
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = if wins(v, *d) { v } else { *d };
         }
     }
 }
@@ -247,26 +263,38 @@ impl Run {
 
     fn max<F: Element>(&self, x: &[F], y: &mut [F]) {
         let c = self.c;
+        let [ah, aw] = self.axes;
         for (image, out) in x
             .chunks_exact(self.in_pixels() * c)
             .zip(y.chunks_exact_mut(self.out_pixels() * c))
         {
-            self.each_window(|o, pixels| {
-                let dst = &mut out[o * c..(o + 1) * c];
-                for (i, px) in pixels.enumerate() {
-                    let src = &image[px * c..(px + 1) * c];
-                    if i == 0 {
-                        dst.copy_from_slice(src);
-                    } else {
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            if wins(v, *d) {
-                                *d = v;
-                            }
-                        }
-                    }
+            for (oh, ow) in (0..ah.out).flat_map(|oh| (0..aw.out).map(move |ow| (oh, ow))) {
+                let dst = &mut out[(oh * aw.out + ow) * c..][..c];
+                match self.inside(oh, ow) {
+                    Some(first) => window_max(image, c, self.window_at(first), dst),
+                    None => window_max(image, c, self.taps(oh, ow), dst),
                 }
-            });
+            }
         }
+    }
+
+    /// The first pixel of window `(oh, ow)` when the whole window is inside the image and
+    /// undilated: its pixels are then `kw` consecutive ones on each of `kh` rows.
+    #[inline]
+    fn inside(&self, oh: usize, ow: usize) -> Option<usize> {
+        let [ah, aw] = self.axes;
+        Some(ah.inside(oh)? * aw.n + aw.inside(ow)?)
+    }
+
+    /// The pixels of an inside window starting at pixel `first`, in row-major window order
+    /// (the same order as [`Run::taps`], without its padding tests).
+    #[inline]
+    fn window_at(&self, first: usize) -> impl Iterator<Item = usize> {
+        let [ah, aw] = self.axes;
+        (0..ah.k).flat_map(move |th| {
+            let row = first + th * aw.n;
+            row..row + aw.k
+        })
     }
 
     /// The input pixels of window `(oh, ow)` inside the image, in row-major window order.
@@ -303,7 +331,10 @@ impl Run {
                 for k0 in (0..c).step_by(CHANNEL_BLOCK) {
                     let width = CHANNEL_BLOCK.min(c - k0);
                     let (best, at) = (&mut best[..width], &mut at[..width]);
-                    block_argmax(image, c, k0, self.taps(oh, ow), best, at);
+                    match self.inside(oh, ow) {
+                        Some(first) => block_argmax(image, c, k0, self.window_at(first), best, at),
+                        None => block_argmax(image, c, k0, self.taps(oh, ow), best, at),
+                    }
                     for (j, &px) in at.iter().enumerate() {
                         let input = b * n_in + px * c + k0 + j;
                         let output = pooled + k0 + j;

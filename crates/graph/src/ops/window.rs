@@ -93,6 +93,14 @@ impl Axis1 {
         })
     }
 
+    /// The first input position of output `o`'s window when the window reads `k` consecutive
+    /// positions all inside the input (no dilation, no padding), else `None`.
+    #[inline]
+    pub(crate) fn inside(&self, o: usize) -> Option<usize> {
+        let first = self.source(o, 0)?;
+        (self.d == 1 && first + self.k <= self.n).then_some(first)
+    }
+
     /// The input position read by output `o` at tap `t`, or `None` where it is padding.
     #[inline]
     pub(crate) fn source(&self, o: usize, t: usize) -> Option<usize> {

@@ -2,7 +2,7 @@
 
 use super::Geometry;
 use crate::error::{GraphError, Result};
-use crate::gemm::matmul_into;
+use crate::gemm::{matmul_add_into, matmul_into};
 use crate::limits::grow_to;
 use crate::Element;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
@@ -32,9 +32,11 @@ impl Run<'_> {
     }
 
     /// Images per product: enough that one GEMM sees at least [`GROUP_ROWS`] rows (a single
-    /// small image's product is dominated by the GEMM's packing and edges), within
-    /// [`GROUP_BYTES`] of im2col scratch. It depends on the geometry and the batch only, never
-    /// on the thread count, so sums over a group are the same on every run.
+    /// small image's product is dominated by the GEMM's edges), but within [`GROUP_BYTES`] of
+    /// im2col scratch, which keeps the columns in L2 between im2col and the product and the
+    /// product in the crate's own kernels (below the `gemm` crate's size, whose packing
+    /// allocates). It depends on the geometry and the batch only, never on the thread count,
+    /// so sums over a group are the same on every run.
     fn group<F>(&self) -> usize {
         let g = self.geo;
         let per_image = (g.rows() * g.taps())
@@ -117,7 +119,8 @@ impl Run<'_> {
     }
 
     /// `w̄ = K(x, ȳ) = Σ_images im2col(x)ᵀ · ȳ`: one product per group of images (the sum
-    /// over a group's images is the product's inner dimension), the groups added in order.
+    /// over a group's images is the product's inner dimension), each added into `w̄` in order
+    /// (see [`matmul_add_into`]).
     pub fn kernel_grad<F: Element>(
         &self,
         x: &[F],
@@ -130,6 +133,7 @@ impl Run<'_> {
         let space = self.scratch(scratch, group * rows * taps + taps * g.o)?;
         let (cols, partial) = space.split_at_mut(group * rows * taps);
         w.fill(F::zero());
+        let mut acc = ArrayViewMut2::from_shape((taps, g.o), w).map_err(|_| self.internal())?;
         for (images, y) in x
             .chunks(group * g.image())
             .zip(y.chunks(group * rows * g.o))
@@ -146,12 +150,9 @@ impl Run<'_> {
             let a = ArrayView2::from_shape((taps, n * rows).strides((1, taps)), &*cols)
                 .map_err(|_| self.internal())?;
             let b = ArrayView2::from_shape((n * rows, g.o), y).map_err(|_| self.internal())?;
-            let mut c = ArrayViewMut2::from_shape((taps, g.o), &mut *partial)
+            let mut p = ArrayViewMut2::from_shape((taps, g.o), &mut *partial)
                 .map_err(|_| self.internal())?;
-            matmul_into(&a, &b, &mut c);
-            for (acc, &p) in w.iter_mut().zip(partial.iter()) {
-                *acc = *acc + p;
-            }
+            matmul_add_into(&a, &b, &mut acc, &mut p);
         }
         Ok(())
     }
@@ -159,8 +160,9 @@ impl Run<'_> {
 
 /// Rows (output pixels) one product should see at least: see [`Run::group`].
 const GROUP_ROWS: usize = 2048;
-/// The most im2col scratch a group may take, in bytes.
-const GROUP_BYTES: usize = 8 << 20;
+/// The most im2col scratch a group may take, in bytes: with the kernel operand, within a
+/// 512 KiB L2 (the measurements are on the book's performance page).
+const GROUP_BYTES: usize = 384 << 10;
 
 /// Where window row `(o, th)` of an image row reads one contiguous run of `k·c` elements: the
 /// run's first input column, when the axis has no dilation and the whole row is inside.

@@ -1,0 +1,173 @@
+//! The fast paths of the convolution and pooling kernels against references: the `f32`
+//! convolution kernels (on an AVX2 machine the tiled kernel, with its adding mode) against the
+//! same graph in `f64`, and max pooling's direct path for windows inside the image against a
+//! direct loop over each window.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use dendrite_graph::ops::{Conv2d, Padding, Pool2d};
+use dendrite_graph::{compile, Graph, GraphError, NodeId};
+use ndarray::{Array, ArrayD, IxDyn};
+
+/// Runs `f(x, ..)` on the given values and returns the fetched values.
+fn run(
+    vals: &[&ArrayD<f64>],
+    f: impl Fn(&mut Graph<f64>, &[NodeId]) -> Result<Vec<NodeId>, GraphError>,
+) -> Vec<ArrayD<f64>> {
+    let mut g = Graph::<f64>::new();
+    let xs: Vec<NodeId> = vals
+        .iter()
+        .enumerate()
+        .map(|(i, v)| g.input(&format!("x{i}"), v.shape()).unwrap())
+        .collect();
+    let fetches = f(&mut g, &xs).unwrap();
+    let names: Vec<String> = (0..vals.len()).map(|i| format!("x{i}")).collect();
+    let feeds: Vec<(&str, _)> = names
+        .iter()
+        .map(|n| n.as_str())
+        .zip(vals.iter().map(|v| v.view()))
+        .collect();
+    let mut plan = compile(&g, &fetches).unwrap();
+    plan.run(&g, &feeds).unwrap().to_vec().unwrap()
+}
+
+/// The convolution, its input gradient and its kernel gradient in `f32` (on an AVX2 machine
+/// the tiled kernel, the kernel gradient added product by product into one running sum)
+/// agree with the same graph in `f64` (the safe kernels). 28x28 'same' images with 8 channels
+/// take 225 KiB of im2col each, so a batch of three is three groups; 20 output channels give
+/// one 16-wide strip and one 8-wide strip with 4 live lanes.
+#[test]
+fn f32_kernels_agree_with_f64_over_several_groups() {
+    let conv = Conv2d {
+        padding: Padding::Same,
+        ..Conv2d::default()
+    };
+    let pseudo = |n: usize, k: usize| ((n * 7919 + k * 104_729) % 1000) as f64 / 500.0 - 1.0;
+    let x = Array::from_shape_fn(IxDyn(&[3, 28, 28, 8]), |i| {
+        pseudo(i[0] * 10_000 + i[1] * 100 + i[2], i[3])
+    });
+    let w = Array::from_shape_fn(IxDyn(&[3, 3, 8, 20]), |i| {
+        pseudo(i[0] * 10 + i[1], i[2] * 20 + i[3])
+    });
+    let y_bar = Array::from_shape_fn(IxDyn(&[3, 28, 28, 20]), |i| {
+        pseudo(i[1] * 31 + i[2], i[0] * 20 + i[3])
+    });
+    fn three<F: dendrite_graph::Element>(vals: [&ArrayD<F>; 3], conv: Conv2d) -> Vec<ArrayD<F>> {
+        let mut g = Graph::<F>::new();
+        let [x, w, y_bar] = ["x", "w", "y_bar"].map(|n| n.to_owned());
+        let xn = g.input(&x, vals[0].shape()).unwrap();
+        let wn = g.input(&w, vals[1].shape()).unwrap();
+        let yn = g.input(&y_bar, vals[2].shape()).unwrap();
+        let fetches = [
+            g.conv2d(xn, wn, conv).unwrap(),
+            g.conv2d_input_grad(yn, wn, conv, [28, 28]).unwrap(),
+            g.conv2d_kernel_grad(xn, yn, conv, [3, 3]).unwrap(),
+        ];
+        let feeds = [
+            (x.as_str(), vals[0].view()),
+            (w.as_str(), vals[1].view()),
+            (y_bar.as_str(), vals[2].view()),
+        ];
+        let mut plan = compile(&g, &fetches).unwrap();
+        plan.run(&g, &feeds).unwrap().to_vec().unwrap()
+    }
+    let wide = three([&x, &w, &y_bar], conv);
+    let narrow = |a: &ArrayD<f64>| a.mapv(|v| v as f32);
+    let single = three([&narrow(&x), &narrow(&w), &narrow(&y_bar)], conv);
+    // Each output sums at most 72 (forward), 180 (input gradient) or 2,352 (kernel gradient)
+    // products of magnitude at most 1: an f32 sum is within about n·2⁻²⁴ of each term's scale.
+    for (k, (a, b)) in wide.iter().zip(&single).enumerate() {
+        assert_eq!(a.shape(), b.shape());
+        let worst = a
+            .iter()
+            .zip(b.iter())
+            .map(|(&a, &b)| (a - f64::from(b)).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < 2e-3, "output {k}: off by {worst}");
+    }
+}
+
+/// Max pooling and its scatter against a direct loop over each window with the tie rule, on
+/// images where some windows lie inside (the kernels' direct path) and some overlap the
+/// padding (the general path): `same` padding on odd sizes, overlapping windows (stride 1 and
+/// 2 with a 3x3 pool), values with many ties, a NaN, and 70 channels (two channel blocks).
+#[test]
+fn max_pool_inside_and_border_windows_match_a_direct_loop() {
+    let (h, w, c) = (7, 6, 70);
+    let x = Array::from_shape_fn(IxDyn(&[2, h, w, c]), |i| {
+        if (i[0], i[1], i[2], i[3]) == (1, 3, 2, 5) {
+            f64::NAN
+        } else {
+            ((i[0] * 7 + i[1] * 5 + i[2] * 3 + i[3]) % 4) as f64
+        }
+    });
+    for (size, strides, padding) in [
+        ([2, 2], [2, 2], Padding::Same),
+        ([3, 3], [1, 2], Padding::Same),
+        ([3, 2], [2, 1], Padding::Valid),
+    ] {
+        let pool = Pool2d {
+            size,
+            strides,
+            padding,
+        };
+        let out = run(&[&x], |g, v| {
+            let y = g.max_pool2d(v[0], pool)?;
+            let y_bar = g.ones_like(y)?;
+            let x_bar = g.local_vjp(y, y_bar)?;
+            Ok(vec![y, x_bar[0].unwrap()])
+        });
+        let (y, x_bar) = (&out[0], &out[1]);
+        let (oh, ow) = (y.shape()[1], y.shape()[2]);
+        let before = |n: usize, o: usize, k: usize, s: usize| match padding {
+            Padding::Valid => 0,
+            Padding::Same => ((o - 1) * s + k).saturating_sub(n) / 2,
+        };
+        let (top, left) = (
+            before(h, oh, size[0], strides[0]),
+            before(w, ow, size[1], strides[1]),
+        );
+        let mut expected_bar = ArrayD::<f64>::zeros(IxDyn(&[2, h, w, c]));
+        for (n, i, j, k) in every_index(2, oh, ow, c) {
+            let mut best: Option<(f64, usize, usize)> = None;
+            for p in 0..size[0] {
+                for q in 0..size[1] {
+                    let (r, s) = (
+                        (i * strides[0] + p) as isize - top as isize,
+                        (j * strides[1] + q) as isize - left as isize,
+                    );
+                    if r < 0 || s < 0 || r >= h as isize || s >= w as isize {
+                        continue;
+                    }
+                    let v = x[[n, r as usize, s as usize, k]];
+                    let wins = match best {
+                        None => true,
+                        Some((b, _, _)) => v > b || (v.is_nan() && !b.is_nan()),
+                    };
+                    if wins {
+                        best = Some((v, r as usize, s as usize));
+                    }
+                }
+            }
+            let (v, r, s) = best.unwrap();
+            let got = y[[n, i, j, k]];
+            assert!(
+                got == v || (got.is_nan() && v.is_nan()),
+                "{size:?} {strides:?} at {n} {i} {j} {k}"
+            );
+            expected_bar[[n, r, s, k]] += 1.0;
+        }
+        assert_eq!(x_bar, &expected_bar, "{size:?} {strides:?} {padding:?}");
+    }
+}
+
+/// Every `(n, i, j, k)` below the given sizes, in row-major order.
+fn every_index(
+    n: usize,
+    h: usize,
+    w: usize,
+    c: usize,
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    (0..n).flat_map(move |a| {
+        (0..h).flat_map(move |b| (0..w).flat_map(move |d| (0..c).map(move |e| (a, b, d, e))))
+    })
+}
