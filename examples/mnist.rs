@@ -90,14 +90,7 @@ pub fn run(args: &Args) -> Result<String, String> {
 
 #[allow(dead_code)] // the resume test runs `run`, not `main`
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {}", message.replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    common::main::<Args, _>(run)
 }
 
 #[cfg(test)]

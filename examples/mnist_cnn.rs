@@ -100,14 +100,7 @@ pub fn run(args: &Args) -> Result<String, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
-        Ok(_) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {}", message.replace('\n', " "));
-            ExitCode::FAILURE
-        }
-    }
+    common::main::<Args, _>(run)
 }
 
 #[cfg(test)]

@@ -71,6 +71,20 @@ fn plot_format(path: &std::path::Path) -> Option<PlotFormat> {
 }
 
 /// The data the flags ask for, and the line saying where they came from.
+/// Parses the example's arguments, runs it, and reports an error on one line (exit code 1).
+pub fn main<A: clap::Parser, T>(
+    run: impl FnOnce(&A) -> Result<T, String>,
+) -> std::process::ExitCode {
+    let args = A::parse();
+    match run(&args) {
+        Ok(_) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {}", message.replace('\n', " "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 pub fn load(args: &Common) -> Result<(Mnist, String), String> {
     let counts = |d: &Mnist| format!("({} training, {} test images)", d.train.len(), d.test.len());
     if args.synthetic {

@@ -81,3 +81,67 @@ fn batch_normalization_in_both_modes() -> TestResult {
     shows("batch_norm_modes", &printed)
 }
 // ANCHOR_END: batch_norm
+
+// ANCHOR: multi
+#[test]
+fn two_inputs_and_two_outputs() -> TestResult {
+    use dendrite_nn::data::synthetic_digits;
+    use dendrite_nn::{Activation, Adam, Dense, FitConfig, Functional, Loss, Metric};
+    use dendrite_nn::{Features, Model, MultiData, OutputLoss};
+    use ndarray::{s, Array1, Array2, Axis};
+
+    // Two inputs: the top and the bottom half of each digit image.
+    let mut f = Functional::<f32>::new();
+    let (top, bottom) = (f.input([392])?, f.input([392])?);
+    let t = f.apply(Dense::new(16).activation(Activation::Relu), top)?;
+    let b = f.apply(Dense::new(16).activation(Activation::Relu), bottom)?;
+    let h = f.concatenate(&[t, b], -1)?;
+    // Two outputs: which digit, and whether it is even.
+    let digit = f.apply(
+        Dense::new(10)
+            .activation(Activation::Softmax)
+            .named("digit"),
+        h,
+    )?;
+    let even = f.apply(
+        Dense::new(1).activation(Activation::Sigmoid).named("even"),
+        h,
+    )?;
+    let mut model = Model::new(f, [top, bottom], [digit, even])?;
+    model.compile_outputs(
+        Adam::new(3e-3),
+        &[
+            OutputLoss::new(Loss::SparseCategoricalCrossentropy).metrics(&[Metric::Accuracy]),
+            OutputLoss::new(Loss::BinaryCrossentropy).weight(0.5),
+        ],
+    )?;
+
+    // One array per input, one target array per output.
+    let digits = synthetic_digits(512, 0)?;
+    let mut pixels = Array2::<f32>::zeros((digits.len(), 784));
+    let all: Vec<usize> = (0..digits.len()).collect();
+    digits.write_features(&all, pixels.as_slice_mut().ok_or("contiguous")?)?;
+    let labels: Array1<f32> = digits.labels().iter().map(|&l| f32::from(l)).collect();
+    let is_even = labels
+        .mapv(|l| f32::from(l % 2.0 == 0.0))
+        .insert_axis(Axis(1));
+    let (upper, lower) = (pixels.slice(s![.., ..392]), pixels.slice(s![.., 392..]));
+    let data = MultiData::new(
+        vec![upper.into_dyn(), lower.into_dyn()],
+        vec![labels.view().into_dyn(), is_even.view().into_dyn()],
+    )?;
+    model.fit(&data, FitConfig::default().epochs(3).verbosity(0))?;
+
+    let result = model.evaluate(&data, 128)?;
+    let mut printed = format!("{}\n", model.summary()?);
+    printed += &format!("loss {:.4}\n", result.loss);
+    for (name, value) in &result.metrics {
+        printed += &format!("{name} {value:.4}\n");
+    }
+    print!("{printed}");
+    let (d, e) = (result.metric("digit_loss"), result.metric("even_loss"));
+    let weighted = d.zip(e).map(|(d, e)| d + 0.5 * e).ok_or("both losses")?;
+    assert!((result.loss - weighted).abs() < 1e-5);
+    shows("functional_multi", &printed)
+}
+// ANCHOR_END: multi

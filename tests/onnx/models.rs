@@ -193,3 +193,45 @@ fn export_onnx_needs_a_built_model_and_a_writable_path() {
     assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A Functional model of two inputs (one an image) and two outputs (a softmax and a linear
+/// head), exported in its packed form: one input row (the inputs' values in turn) and one
+/// output row (the outputs' values in turn) per sample.
+#[test]
+fn a_functional_model_of_two_inputs_and_outputs_matches_onnxruntime() {
+    use dendrite::nn::{Functional, Model};
+    let Some(rt) = Runtime::from_env("functional_multi") else {
+        return;
+    };
+    let mut f = Functional::<f32>::new();
+    let image = f.input([4, 4, 1]).unwrap();
+    let extra = f.input([3]).unwrap();
+    let flat = f.apply(Flatten::new(), image).unwrap();
+    let joined = f.concatenate(&[flat, extra], -1).unwrap();
+    let h = f
+        .apply(Dense::new(8).activation(Activation::Tanh), joined)
+        .unwrap();
+    let class = f
+        .apply(Dense::new(3).activation(Activation::Softmax), h)
+        .unwrap();
+    let value = f.apply(Dense::new(2), extra).unwrap();
+    let mut model = Model::new(f, [image, extra], [class, value])
+        .unwrap()
+        .with_seed(2);
+    model.build().unwrap();
+    let bytes = model.sequential().to_onnx().unwrap();
+    let inputs: Vec<ArrayD<f32>> = [1usize, 7]
+        .iter()
+        .map(|&n| values(&[n, 19], n as u64, -1.0, 1.0))
+        .collect();
+    let runs: Vec<_> = inputs.iter().map(|x| vec![("inputs", x.view())]).collect();
+    let theirs = rt.run(&bytes, &runs);
+    for (x, out) in inputs.iter().zip(&theirs) {
+        let n = x.shape()[0];
+        let flat = x.to_shape((n, 19)).unwrap();
+        let ours = model.predict(&flat.view(), 32).unwrap();
+        assert_eq!(ours.ncols(), 5);
+        let what = format!("functional two in, two out, batch {n}");
+        assert_close(&what, ours.view().into_dyn(), out[0].1.view(), 1e-5, 1e-6);
+    }
+}

@@ -595,6 +595,21 @@ fn target_hint(loss: &str, expected: usize, actual: usize) -> &'static str {
 /// the lookup node is named `<layer>/embedding_lookup` (and the training graph's simplified
 /// copy of it `<layer>/embedding_lookup/gather`), and the index tensor's shape turns the flat
 /// position into the sample's row and the place within it.
+impl NnError {
+    /// This error with `layer` as the layer's name when it is a [`NnError::LayerInput`] (a
+    /// layer raises it under the only name it knows; the model knows the name it was given).
+    pub(crate) fn for_layer(self, layer: &str) -> NnError {
+        match self {
+            NnError::LayerInput { shape, reason, .. } => NnError::LayerInput {
+                layer: layer.to_owned(),
+                shape,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
 impl From<GraphError> for NnError {
     fn from(err: GraphError) -> Self {
         match err {

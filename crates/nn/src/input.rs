@@ -234,12 +234,17 @@ fn buffer_error(expected: usize, actual: usize, buffer: &'static str) -> NnError
     })
 }
 
-fn index_error(index: usize, len: usize) -> NnError {
+pub(crate) fn index_error(index: usize, len: usize) -> NnError {
     NnError::Data(crate::data::DataError::IndexOutOfRange { index, len })
 }
 
-fn check_len(indices: &[usize], per_sample: usize, out: usize, buffer: &'static str) -> Result<()> {
-    let expected = indices.len() * per_sample;
+pub(crate) fn check_len(
+    indices: &[usize],
+    per_sample: usize,
+    out: usize,
+    buffer: &'static str,
+) -> Result<()> {
+    let expected = indices.len().saturating_mul(per_sample);
     if expected == out {
         Ok(())
     } else {
@@ -248,7 +253,10 @@ fn check_len(indices: &[usize], per_sample: usize, out: usize, buffer: &'static 
 }
 
 /// The first target that is not a class index in `0..classes`.
-fn check_class_indices<F: Float>(values: impl Iterator<Item = F>, classes: usize) -> Result<()> {
+pub(crate) fn check_class_indices<F: Float>(
+    values: impl Iterator<Item = F>,
+    classes: usize,
+) -> Result<()> {
     for (index, v) in values.enumerate() {
         let label = v.as_f64();
         if !(label >= 0.0 && label < classes as f64 && label.fract() == 0.0) {

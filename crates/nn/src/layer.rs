@@ -228,6 +228,10 @@ pub struct LayerNodes {
     /// In a training build, each state's value after the step (`(state, new value)`): `fit`
     /// computes the new values with the step and writes them into the states after it.
     pub state_updates: Vec<(NodeId, NodeId)>,
+    /// A model's several outputs, in order, each flattened to `[batch, values]` with its own
+    /// pre-activation (so each output's loss can work from its logits); `output` is then
+    /// their concatenation. Empty for a layer or a model with one output.
+    pub heads: Vec<LayerNodes>,
 }
 
 impl LayerNodes {
@@ -248,6 +252,7 @@ impl LayerNodes {
             penalties: Vec::new(),
             states: Vec::new(),
             state_updates: Vec::new(),
+            heads: Vec::new(),
         }
     }
 

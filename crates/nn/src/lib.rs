@@ -53,6 +53,7 @@ mod metrics;
 mod model;
 mod normalization;
 mod optim;
+mod outputs;
 mod persist;
 mod pooling;
 mod regularizer;
@@ -68,7 +69,8 @@ pub use embedding::Embedding;
 pub use error::{NnError, Result};
 pub use float::Float;
 pub use functional::{
-    Functional, FunctionalRow, FunctionalSummary, LayerRef, Merge, Model, Tensor,
+    Functional, FunctionalRow, FunctionalSummary, Inputs, LayerRef, Merge, Model, MultiData,
+    Tensor, Tensors,
 };
 pub use initializer::{CustomInitializer, InitFn, Initializer};
 pub use input::{Data, Features, Targets, SCAN_CHUNK};
@@ -82,6 +84,7 @@ pub use model::{
 };
 pub use normalization::LayerNormalization;
 pub use optim::{Adam, AdamW, Clipping, Optimizer, RmsProp, Schedule, Sgd};
+pub use outputs::{Head, OutputLoss, OutputLosses, OutputMetric};
 pub use persist::{ConfigError, LayerFactory, LayerRegistry, ModelFileError};
 pub use pooling::{AveragePooling2D, GlobalAveragePooling2D, MaxPooling2D};
 pub use regularizer::Regularizer;

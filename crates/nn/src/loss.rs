@@ -68,6 +68,10 @@ pub enum Loss {
     SparseCategoricalCrossentropy,
     /// A user's loss (see [`Loss::custom`]).
     Custom(CustomLoss),
+    /// A loss per output of a multi-output model, weighted and summed (see
+    /// [`OutputLosses`](crate::OutputLosses); [`Model::compile_outputs`](crate::Model::compile_outputs)
+    /// makes it).
+    Outputs(crate::outputs::OutputLosses),
 }
 
 /// A loss of your own: the per-sample loss, built as graph nodes from the model's last layer
@@ -193,6 +197,7 @@ impl Loss {
             Loss::CategoricalCrossentropy => "categorical_crossentropy",
             Loss::SparseCategoricalCrossentropy => "sparse_categorical_crossentropy",
             Loss::Custom(c) => c.0.name(),
+            Loss::Outputs(_) => "loss",
         }
     }
 
@@ -207,6 +212,7 @@ impl Loss {
         match self {
             Loss::SparseCategoricalCrossentropy => Targets::ClassIndices { classes: width },
             Loss::Custom(c) => c.0.targets(width),
+            Loss::Outputs(o) => o.targets(),
             Loss::MeanSquaredError
             | Loss::MeanAbsoluteError
             | Loss::BinaryCrossentropy
@@ -256,6 +262,9 @@ impl Loss {
         nodes: &LayerNodes,
         targets: NodeId,
     ) -> Result<NodeId> {
+        if let Loss::Outputs(o) = self {
+            return o.build(g, nodes, targets);
+        }
         let output = nodes.output;
         check_targets(g, self, output, targets)?;
         let axis = g.shape(output)?.rank().saturating_sub(1);
@@ -324,6 +333,7 @@ impl Loss {
                     }
                 }
             }
+            Loss::Outputs(o) => return o.build(g, nodes, targets),
         };
         Ok(g.mean(per_sample, &[0], false)?)
     }

@@ -66,6 +66,10 @@ pub enum Metric {
     },
     /// A user's metric (see [`Metric::custom`]).
     Custom(CustomMetric),
+    /// A metric of one output of a multi-output model (see
+    /// [`OutputMetric`](crate::OutputMetric); [`Model::compile_outputs`](crate::Model::compile_outputs)
+    /// makes them).
+    Output(crate::outputs::OutputMetric),
 }
 
 /// A metric of your own: per-sample values built as graph nodes from the model's last layer
@@ -189,6 +193,7 @@ impl Metric {
             Metric::MeanAbsoluteError => "mean_absolute_error",
             Metric::MeanSquaredError => "mean_squared_error",
             Metric::RootMeanSquaredError => "root_mean_squared_error",
+            Metric::Output(o) => o.name,
             Metric::TopKCategoricalAccuracy { .. } => "top_k_categorical_accuracy",
             Metric::SparseTopKCategoricalAccuracy { .. } => "sparse_top_k_categorical_accuracy",
             Metric::Custom(c) => c.0.name(),
@@ -231,6 +236,7 @@ impl Metric {
             | Metric::TopKCategoricalAccuracy { .. }
             | Metric::SparseTopKCategoricalAccuracy { .. }
             | Metric::Custom(_) => batch,
+            Metric::Output(o) => o.count(batch),
         }
     }
 
@@ -245,6 +251,7 @@ impl Metric {
     pub fn finish(&self, mean: f64) -> f64 {
         match self {
             Metric::RootMeanSquaredError => mean.sqrt(),
+            Metric::Output(o) => o.finish(mean),
             _ => mean,
         }
     }
@@ -342,6 +349,7 @@ impl Metric {
                 }
                 values
             }
+            Metric::Output(o) => return o.build(g, nodes, targets),
         };
         Ok(g.sum_all(values)?)
     }

@@ -160,9 +160,8 @@ fn fit_updates_the_moving_statistics_which_files_keep() {
     assert_ne!(before[moving_mean], after[moving_mean]);
     assert!(after.iter().flatten().all(|v| v.is_finite()));
 
-    let dir = std::env::temp_dir().join(format!("dendrite-bn-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("bn.safetensors");
+    let dir = dendrite_test_support::scratch::Scratch::new("bn");
+    let path = dir.file("bn.safetensors");
     m.save(&path).unwrap();
     let mut loaded = Sequential::<f32>::load(&path).unwrap();
     assert_eq!(loaded.get_weights().unwrap(), after);
@@ -171,7 +170,6 @@ fn fit_updates_the_moving_statistics_which_files_keep() {
         loaded.predict(&x.view(), 8).unwrap(),
         m.predict(&x.view(), 8).unwrap()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Bad settings are refused when the model is summarized or built.

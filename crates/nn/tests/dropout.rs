@@ -188,16 +188,14 @@ fn a_resumed_run_draws_the_same_masks() {
     straight.fit(&data, config(3, 1)).unwrap();
     let mut first = model(0.5);
     first.fit(&data, config(2, 1)).unwrap();
-    let dir = std::env::temp_dir().join(format!("dendrite-dropout-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("half.safetensors");
+    let dir = dendrite_test_support::scratch::Scratch::new("dropout");
+    let path = dir.file("half.safetensors");
     first.save(&path).unwrap();
     let mut resumed = Sequential::<f32>::load(&path).unwrap();
     resumed
         .fit(&data, config(3, 1).initial_epoch(resumed.epochs_trained()))
         .unwrap();
     assert_eq!(bits(&resumed), bits(&straight));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A layer built outside a model without a step node is told what is missing.

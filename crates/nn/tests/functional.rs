@@ -137,9 +137,8 @@ fn a_residual_model_trains_saves_and_loads() {
     let x = Array2::from_shape_fn((4, 784), |(i, j)| ((i * 7 + j) % 11) as f32 / 11.0);
     let p = model.predict(&x.view(), 2).unwrap();
     assert_eq!(p, model.predict(&x.view(), 4).unwrap());
-    let dir = std::env::temp_dir().join(format!("dendrite-functional-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("residual.safetensors");
+    let dir = dendrite_test_support::scratch::Scratch::new("functional");
+    let path = dir.file("residual.safetensors");
     model.save(&path).unwrap();
     let mut loaded = Model::<f32>::load(&path).unwrap();
     assert_eq!(loaded.predict(&x.view(), 4).unwrap(), p);
@@ -148,8 +147,7 @@ fn a_residual_model_trains_saves_and_loads() {
     let mut seq = Sequential::new();
     seq.add(Dense::new(2).input_dim(3));
     seq.build().unwrap();
-    let seq_path = dir.join("seq.safetensors");
+    let seq_path = dir.file("seq.safetensors");
     seq.save(&seq_path).unwrap();
     assert!(Model::<f32>::load(&seq_path).is_err());
-    let _ = std::fs::remove_dir_all(&dir);
 }

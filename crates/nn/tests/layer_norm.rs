@@ -250,9 +250,6 @@ fn a_model_with_layer_normalization_trains() {
 
 #[test]
 fn layer_normalization_round_trips_through_a_model_file() {
-    let dir = std::env::temp_dir().join(format!("dendrite-nn-ln-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("m.dendrite");
     let mut m = Sequential::<f32>::default().with_seed(5);
     m.add(Reshape::new([3, 2]).input_shape([6]));
     m.add(
@@ -269,15 +266,8 @@ fn layer_normalization_round_trips_through_a_model_file() {
     m.add(LayerNormalization::new().center(false));
     m.add(Flatten::new());
     m.build().unwrap();
-    m.save(&path).unwrap();
-    let mut loaded = Sequential::<f32>::load(&path).unwrap();
-    assert_eq!(loaded.layer_names(), m.layer_names());
     let x = Array2::from_shape_fn((4, 6), |(i, j)| ((i * 5 + j * 3) % 13) as f32 / 13.0);
-    assert_eq!(
-        loaded.predict(&x.view(), 4).unwrap(),
-        m.predict(&x.view(), 4).unwrap()
-    );
-    std::fs::remove_dir_all(&dir).unwrap();
+    dendrite_test_support::scratch::assert_round_trip(&mut m, &x, "nn-ln");
     // Keras writes `axis` as a list; one integer is read as well.
     let mut config = Layer::<f32>::config(&LayerNormalization::new()).unwrap();
     assert_eq!(config["axis"], serde_json::json!([-1]));

@@ -6,7 +6,8 @@
 //!   benches, the profiling example and the allocation tests measure the same model;
 //! - [`idx`]: hand-built IDX files, gzip-compressed or not;
 //! - [`alloc`]: a global allocator that records the largest single allocation;
-//! - [`http`]: a loopback HTTP/1.1 server with chosen misbehaviours, for the download tests.
+//! - [`http`]: a loopback HTTP/1.1 server with chosen misbehaviours, for the download tests;
+//! - [`scratch`]: a temporary directory for a test's files, removed when the test ends.
 
 // Test code: a broken setup aborts the test that made it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -15,3 +16,4 @@ pub mod alloc;
 pub mod http;
 pub mod idx;
 pub mod reference;
+pub mod scratch;

@@ -212,16 +212,17 @@ fn rebuild<F: Float>(
         let name = str_field(layer, "name").map_err(|e| bad(e.within(&at)))?;
         let auto = bool_field(layer, "auto").map_err(|e| bad(e.within(&at)))?;
         let kind = str_field(layer, "kind").map_err(|e| bad(e.within(&at)))?;
-        let factory = registry
-            .factory(kind)
-            .ok_or_else(|| ModelFileError::UnknownLayer {
-                path: path.to_path_buf(),
-                index,
-                kind: kind.to_owned(),
-                known: registry.kinds().join(", "),
-            })?;
         let settings = field(layer, "config").map_err(|e| bad(e.within(&at)))?;
-        let built = factory(settings).map_err(|e| bad(e.within(&format!("{at}.config"))))?;
+        let built =
+            registry
+                .rebuild(kind, settings)
+                .ok_or_else(|| ModelFileError::UnknownLayer {
+                    path: path.to_path_buf(),
+                    index,
+                    kind: kind.to_owned(),
+                    known: registry.kinds().join(", "),
+                })?;
+        let built = built.map_err(|e| bad(e.within(&format!("{at}.config"))))?;
         model.push_named(name.to_owned(), auto, built);
     }
     model.build()?;

@@ -6,47 +6,78 @@ use crate::float::Float;
 use crate::layer::{Init, Layer, LayerNodes};
 use dendrite_graph::{Graph, NodeId};
 
-/// A Functional model's layers and steps, with its input and output, as a [`Layer`].
+/// A Functional model's layers and steps, with its inputs and outputs, as a [`Layer`].
+///
+/// With one input the block takes that input's samples as they are; with several it takes
+/// them concatenated, each flattened, in the order of `inputs` (what
+/// [`Inputs`](super::Inputs) writes), and slices them apart. Likewise with several outputs
+/// its output is their concatenation, each flattened, and [`LayerNodes::heads`] holds each
+/// one for its own loss.
 #[derive(Debug)]
 pub(crate) struct Block<F: Float> {
     pub(super) layers: Vec<(String, Box<dyn Layer<F>>)>,
     pub(super) nodes: Vec<Node>,
-    pub(super) input: usize,
-    pub(super) output: usize,
-    /// The steps the output depends on.
+    pub(super) inputs: Vec<usize>,
+    pub(super) outputs: Vec<usize>,
+    /// The steps the outputs depend on.
     pub(super) needed: Vec<bool>,
 }
 
 impl<F: Float> Block<F> {
-    /// Checks that `output` depends on `input` and on no other input.
-    pub(super) fn new(f: Functional<F>, input: Tensor, output: Tensor) -> Result<Self> {
-        let (input, output) = (f.index(input)?, f.index(output)?);
-        if f.nodes[input].step != Step::Input {
+    /// Checks that the inputs are distinct inputs, each used by an output, and that the
+    /// outputs are distinct and depend on no other input.
+    pub(super) fn new(f: Functional<F>, inputs: &[Tensor], outputs: &[Tensor]) -> Result<Self> {
+        let index = |ts: &[Tensor]| ts.iter().map(|&t| f.index(t)).collect::<Result<Vec<_>>>();
+        let (inputs, outputs) = (index(inputs)?, index(outputs)?);
+        let name = |i: usize| node_name(&f.layers, &f.nodes, i);
+        let disconnected = |i: usize, reason| NnError::Disconnected {
+            name: name(i),
+            reason,
+        };
+        if inputs.is_empty() || outputs.is_empty() {
             return Err(NnError::Disconnected {
-                name: node_name(&f.layers, &f.nodes, input),
-                reason: "the model's input must be a tensor made by Functional::input",
+                name: String::new(),
+                reason: "a model needs at least one input and one output",
             });
         }
-        let needed = needed(&f.nodes, output);
-        if !needed[input] {
-            return Err(NnError::Disconnected {
-                name: node_name(&f.layers, &f.nodes, output),
-                reason: "the output does not depend on the model's input (the input is not used)",
-            });
+        if let Some(&i) = inputs.iter().find(|&&i| f.nodes[i].step != Step::Input) {
+            return Err(disconnected(
+                i,
+                "a model's inputs must be tensors made by Functional::input",
+            ));
         }
-        let other =
-            (0..f.nodes.len()).find(|&i| needed[i] && i != input && f.nodes[i].step == Step::Input);
+        if let Some(i) = repeated(&inputs) {
+            return Err(disconnected(
+                i,
+                "the input is listed twice among the model's inputs",
+            ));
+        }
+        if let Some(i) = repeated(&outputs) {
+            return Err(disconnected(
+                i,
+                "the output is listed twice among the model's outputs",
+            ));
+        }
+        let needed = needed(&f.nodes, &outputs);
+        if let Some(&i) = inputs.iter().find(|&&i| !needed[i]) {
+            return Err(disconnected(
+                i,
+                "no output depends on this input (the input is not used)",
+            ));
+        }
+        let other = (0..f.nodes.len())
+            .find(|&i| needed[i] && f.nodes[i].step == Step::Input && !inputs.contains(&i));
         if let Some(other) = other {
-            return Err(NnError::Disconnected {
-                name: node_name(&f.layers, &f.nodes, other),
-                reason: "the output depends on an input that is not the model's (a model takes one input)",
-            });
+            return Err(disconnected(
+                other,
+                "an output depends on this input, which is not among the model's inputs",
+            ));
         }
         Ok(Block {
             layers: f.layers,
             nodes: f.nodes,
-            input,
-            output,
+            inputs,
+            outputs,
             needed,
         })
     }
@@ -55,6 +86,26 @@ impl<F: Float> Block<F> {
     pub(super) fn name_of(&self, i: usize) -> String {
         node_name(&self.layers, &self.nodes, i)
     }
+
+    /// Values per sample of step `i` (its shape's product; checked when it was recorded).
+    pub(super) fn values(&self, i: usize) -> usize {
+        self.nodes[i].shape.iter().product()
+    }
+
+    /// The sample shape the block takes: its input's, or with several the sum of their sizes.
+    fn packed_shape(&self, steps: &[usize]) -> Vec<usize> {
+        match steps {
+            [one] => self.nodes[*one].shape.clone(),
+            _ => vec![steps.iter().map(|&i| self.values(i)).sum()],
+        }
+    }
+}
+
+/// The first index listed twice in `list`.
+fn repeated(list: &[usize]) -> Option<usize> {
+    (0..list.len())
+        .find(|&k| list[..k].contains(&list[k]))
+        .map(|k| list[k])
 }
 
 /// `input_k` for an input, the layer's name for a call, `add_k` for a merge (`k` counts the
@@ -76,11 +127,11 @@ pub(super) fn node_name<F: Float>(
     }
 }
 
-/// The steps `output` depends on (steps only read earlier ones, so one backward pass).
-fn needed(nodes: &[Node], output: usize) -> Vec<bool> {
+/// The steps `outputs` depend on (steps only read earlier ones, so one backward pass).
+fn needed(nodes: &[Node], outputs: &[usize]) -> Vec<bool> {
     let mut needed = vec![false; nodes.len()];
-    needed[output] = true;
-    for i in (0..=output).rev() {
+    outputs.iter().for_each(|&o| needed[o] = true);
+    for i in (0..nodes.len()).rev() {
         if !needed[i] {
             continue;
         }
@@ -112,12 +163,12 @@ impl<F: Float> Layer<F> for Block<F> {
     }
 
     fn input_shape(&self) -> Option<Vec<usize>> {
-        Some(self.nodes[self.input].shape.clone())
+        Some(self.packed_shape(&self.inputs))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        match input == self.nodes[self.input].shape.as_slice() {
-            true => Ok(self.nodes[self.output].shape.clone()),
+        match input == self.packed_shape(&self.inputs).as_slice() {
+            true => Ok(self.packed_shape(&self.outputs)),
             false => Err(NnError::LayerInput {
                 layer: "functional".into(),
                 shape: input.to_vec(),
@@ -141,17 +192,24 @@ impl<F: Float> Layer<F> for Block<F> {
         _input_shape: &[usize],
         init: &mut Init,
     ) -> Result<LayerNodes> {
-        let mut values: Vec<Option<NodeId>> = vec![None; self.nodes.len()];
+        let mut values: Vec<Option<LayerNodes>> = vec![None; self.nodes.len()];
+        for (&i, x) in self.inputs.clone().iter().zip(self.split_inputs(g, input)?) {
+            values[i] = Some(LayerNodes::new(x));
+        }
         let mut built = vec![false; self.layers.len()];
         let mut gathered = Gathered::default();
-        let mut last = LayerNodes::new(input);
         for i in 0..self.nodes.len() {
-            if !self.needed[i] {
+            if !self.needed[i] || values[i].is_some() {
                 continue;
             }
-            let value = |j: usize| values[j].ok_or_else(|| internal("a step reads one not built"));
+            let value = |j: usize| {
+                values[j]
+                    .as_ref()
+                    .map(|n| n.output)
+                    .ok_or_else(|| internal("a step reads one not built"))
+            };
             let node = match &self.nodes[i].step {
-                Step::Input => LayerNodes::new(input),
+                Step::Input => return Err(internal("an input that is not the model's")),
                 &Step::Call { layer, input } => {
                     let x = value(input)?;
                     let shape = self.nodes[input].shape.clone();
@@ -164,11 +222,18 @@ impl<F: Float> Layer<F> for Block<F> {
                     LayerNodes::new(merged(g, *merge, &xs)?)
                 }
             };
-            values[i] = Some(node.output);
-            last = node;
+            values[i] = Some(node);
         }
-        let mut nodes = LayerNodes::new(last.output).with_parameters(gathered.parameters);
-        nodes.pre_activation = last.pre_activation;
+        let mut heads = Vec::with_capacity(self.outputs.len());
+        for &o in &self.outputs {
+            heads.push(
+                values[o]
+                    .take()
+                    .ok_or_else(|| internal("an output not built"))?,
+            );
+        }
+        let mut nodes = self.joined_outputs(g, heads)?;
+        nodes.parameters = gathered.parameters;
         nodes.penalties = gathered.penalties;
         nodes.states = gathered.states;
         nodes.state_updates = gathered.state_updates;
@@ -181,6 +246,42 @@ impl<F: Float> Layer<F> for Block<F> {
 }
 
 impl<F: Float> Block<F> {
+    /// Each input's node: the block's input itself, or with several inputs its columns of
+    /// each, reshaped to that input's sample shape.
+    fn split_inputs(&self, g: &mut Graph<F>, input: NodeId) -> Result<Vec<NodeId>> {
+        if let [_] = self.inputs.as_slice() {
+            return Ok(vec![input]);
+        }
+        let mut at = 0;
+        let mut split = Vec::with_capacity(self.inputs.len());
+        for &i in &self.inputs {
+            let end = at + self.values(i);
+            let columns = g.slice(input, 1, at, end)?;
+            split.push(g.reshape(columns, batched(&self.nodes[i].shape).as_slice())?);
+            at = end;
+        }
+        Ok(split)
+    }
+
+    /// The block's output: its one output as built, or with several their concatenation,
+    /// each flattened to `[batch, values]`, with each one kept as a head (its pre-activation
+    /// kept when it was already flat, so its loss can read the logits).
+    fn joined_outputs(&self, g: &mut Graph<F>, mut heads: Vec<LayerNodes>) -> Result<LayerNodes> {
+        if heads.len() == 1 {
+            return heads.pop().ok_or_else(|| internal("no output"));
+        }
+        for (&o, head) in self.outputs.iter().zip(&mut heads) {
+            if self.nodes[o].shape.len() != 1 {
+                let flat = g.reshape(head.output, [None, Some(self.values(o))])?;
+                *head = LayerNodes::new(flat);
+            }
+        }
+        let flat: Vec<NodeId> = heads.iter().map(|h| h.output).collect();
+        let mut nodes = LayerNodes::new(g.concat(&flat, 1)?);
+        nodes.heads = heads;
+        Ok(nodes)
+    }
+
     /// Builds layer `layer` on `x` in its name scope, with a generator of its own; a call
     /// after the first reads the first call's weights, and adds no parameters or penalties.
     fn call(
@@ -199,14 +300,7 @@ impl<F: Float> Block<F> {
             false => g.with_shared_parameters(|g| l.build(g, x, shape, &mut child)),
         });
         init.absorb(&child);
-        let nodes = nodes.map_err(|e| match e {
-            NnError::LayerInput { shape, reason, .. } => NnError::LayerInput {
-                layer: name.clone(),
-                shape,
-                reason,
-            },
-            other => other,
-        })?;
+        let nodes = nodes.map_err(|e| e.for_layer(name))?;
         if first {
             gathered.parameters.extend_from_slice(&nodes.parameters);
             gathered.penalties.extend_from_slice(&nodes.penalties);
@@ -267,6 +361,13 @@ fn merged<F: Float>(g: &mut Graph<F>, merge: Merge, xs: &[NodeId]) -> Result<Nod
         }
     }
     Ok(acc)
+}
+
+/// `shape` with a dynamic batch axis in front.
+fn batched(shape: &[usize]) -> Vec<Option<usize>> {
+    std::iter::once(None)
+        .chain(shape.iter().map(|&d| Some(d)))
+        .collect()
 }
 
 fn internal(what: &'static str) -> NnError {

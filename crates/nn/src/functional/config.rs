@@ -5,7 +5,7 @@
 use super::block::Block;
 use super::{Functional, LayerRef, Merge, Step, Tensor};
 use crate::float::Float;
-use crate::persist::json::{field, optional, str_field, usize_field};
+use crate::persist::json::{field, optional, str_field};
 use crate::persist::LayerRegistry;
 use crate::shape::shape_from_json;
 use crate::ConfigError;
@@ -37,25 +37,32 @@ pub(super) fn to_json<F: Float>(block: &Block<F>) -> Result<Value, ConfigError> 
     Ok(json!({
         "layers": layers,
         "steps": steps,
-        "input": block.input,
-        "output": block.output,
+        "inputs": block.inputs,
+        "outputs": block.outputs,
     }))
 }
 
-/// The registry's factory for `Functional`: inner layers through the built-in registry.
-pub(crate) fn from_json<F: Float>(config: &Value) -> Result<Block<F>, ConfigError> {
-    let registry = LayerRegistry::<F>::default();
+/// A Functional block from its JSON, its layers rebuilt through `registry` (so a model
+/// file's Functional block may hold layers of the user's own types).
+pub(crate) fn from_json<F: Float>(
+    config: &Value,
+    registry: &LayerRegistry<F>,
+) -> Result<Block<F>, ConfigError> {
     let mut f = Functional::<F>::new();
     let layers = list(config, "layers")?;
     let mut refs: Vec<LayerRef> = Vec::with_capacity(layers.len());
     for (k, entry) in layers.iter().enumerate() {
         let at = format!("layers[{k}]");
         let kind = str_field(entry, "kind").map_err(|e| e.within(&at))?;
-        let factory = registry
-            .factory(kind)
-            .ok_or_else(|| ConfigError::new(&at, format!("unknown layer type `{kind}` (a Functional model's layers load through the built-in registry)")))?;
-        let layer = factory(field(entry, "config").map_err(|e| e.within(&at))?)
-            .map_err(|e| e.within(&at))?;
+        let settings = field(entry, "config").map_err(|e| e.within(&at))?;
+        let layer = registry.rebuild(kind, settings).ok_or_else(|| {
+            let known = registry.kinds().join(", ");
+            ConfigError::new(
+                &at,
+                format!("unknown layer type `{kind}` (the registry knows {known})"),
+            )
+        })?;
+        let layer = layer.map_err(|e| e.within(&at))?;
         refs.push(f.layer_boxed(str_field(entry, "name").map_err(|e| e.within(&at))?, layer));
     }
     let mut tensors: Vec<Tensor> = Vec::new();
@@ -64,15 +71,23 @@ pub(crate) fn from_json<F: Float>(config: &Value) -> Result<Block<F>, ConfigErro
         let tensor = replay(&mut f, &refs, &tensors, step).map_err(|e| e.within(&at))?;
         tensors.push(tensor);
     }
-    let pick = |key: &'static str| -> Result<Tensor, ConfigError> {
-        let i = usize_field(config, key)?;
-        tensors
-            .get(i)
-            .copied()
-            .ok_or_else(|| ConfigError::new(key, "is not a step"))
-    };
-    let (input, output) = (pick("input")?, pick("output")?);
-    Block::new(f, input, output).map_err(|e| ConfigError::new("output", e.to_string()))
+    let (inputs, outputs) = (
+        ends(config, "inputs", &tensors)?,
+        ends(config, "outputs", &tensors)?,
+    );
+    Block::new(f, &inputs, &outputs).map_err(|e| ConfigError::new("outputs", e.to_string()))
+}
+
+/// The steps listed under `key` (`inputs` or `outputs`).
+fn ends(config: &Value, key: &'static str, tensors: &[Tensor]) -> Result<Vec<Tensor>, ConfigError> {
+    list(config, key)?
+        .iter()
+        .map(|v| {
+            v.as_u64()
+                .and_then(|i| tensors.get(usize::try_from(i).ok()?).copied())
+                .ok_or_else(|| ConfigError::new(key, "must list steps"))
+        })
+        .collect()
 }
 
 fn list<'a>(config: &'a Value, key: &'static str) -> Result<&'a Vec<Value>, ConfigError> {

@@ -15,15 +15,20 @@
 
 mod block;
 mod config;
+mod data;
 mod model;
+mod summary;
 
-pub use model::{FunctionalRow, FunctionalSummary, Model};
+pub use data::{Inputs, MultiData};
+pub use model::{Model, Tensors};
+pub use summary::{FunctionalRow, FunctionalSummary};
 
 /// The registry's factory for a Functional block (inside a model file).
 pub(crate) fn block_from_config<F: Float>(
     config: &serde_json::Value,
+    registry: &crate::LayerRegistry<F>,
 ) -> std::result::Result<block::Block<F>, crate::ConfigError> {
-    config::from_json(config)
+    config::from_json(config, registry)
 }
 
 use crate::error::{NnError, Result};
@@ -280,14 +285,7 @@ impl<F: Float> Functional<F> {
         }
         let (name, l) = &self.layers[layer.index];
         let shape = &self.nodes[input].shape;
-        let out = l.output_shape(shape).map_err(|e| match e {
-            NnError::LayerInput { shape, reason, .. } => NnError::LayerInput {
-                layer: name.clone(),
-                shape,
-                reason,
-            },
-            other => other,
-        })?;
+        let out = l.output_shape(shape).map_err(|e| e.for_layer(name))?;
         l.param_count(shape)
             .ok_or_else(|| NnError::ParamCountOverflow {
                 layer: name.clone(),
@@ -366,6 +364,39 @@ impl<F: Float> Functional<F> {
     /// ```
     pub fn add(&mut self, tensors: &[Tensor]) -> Result<Tensor> {
         self.merge(Merge::Add, tensors)
+    }
+
+    /// The elementwise product of `tensors` (Keras' `layers.multiply`).
+    ///
+    /// # Errors
+    /// As [`Functional::merge`].
+    pub fn multiply(&mut self, tensors: &[Tensor]) -> Result<Tensor> {
+        self.merge(Merge::Multiply, tensors)
+    }
+
+    /// The elementwise mean of `tensors` (Keras' `layers.average`).
+    ///
+    /// # Errors
+    /// As [`Functional::merge`].
+    pub fn average(&mut self, tensors: &[Tensor]) -> Result<Tensor> {
+        self.merge(Merge::Average, tensors)
+    }
+
+    /// `tensors` joined along the sample axis `axis`, negative counting from the end (Keras'
+    /// `layers.concatenate`, whose default axis is -1).
+    ///
+    /// # Errors
+    /// As [`Functional::merge`].
+    ///
+    /// ```
+    /// let mut f = dendrite_nn::Functional::<f32>::new();
+    /// let (a, b) = (f.input([4, 2])?, f.input([4, 3])?);
+    /// let joined = f.concatenate(&[a, b], -1)?;
+    /// assert_eq!(f.shape(joined)?, &[4, 5]);
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn concatenate(&mut self, tensors: &[Tensor], axis: isize) -> Result<Tensor> {
+        self.merge(Merge::Concatenate { axis }, tensors)
     }
 
     /// The sample shape of `x`.

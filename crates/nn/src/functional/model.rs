@@ -1,7 +1,8 @@
-//! [`Model`]: a Functional graph trained as a [`Sequential`] of one block, and its summary.
+//! [`Model`]: a Functional graph trained as a [`Sequential`] of one block.
 
 use super::block::Block;
-use super::{Functional, Step, Tensor};
+use super::summary::FunctionalSummary;
+use super::{Functional, Tensor};
 use crate::error::{NnError, Result};
 use crate::float::Float;
 use crate::input::{Data, Features};
@@ -9,9 +10,57 @@ use crate::loss::Loss;
 use crate::metrics::Metric;
 use crate::model::{Evaluation, FitConfig, History, Sequential};
 use crate::optim::Optimizer;
-use ndarray::{Array2, ArrayD};
-use std::fmt;
+use crate::outputs::{Head, OutputLoss, OutputLosses};
+use crate::persist::LayerRegistry;
+use ndarray::{Array2, ArrayD, Axis, IxDyn};
 use std::path::Path;
+
+/// The tensors [`Model::new`] takes as inputs or outputs: one [`Tensor`], an array, a slice
+/// or a `Vec` of them.
+///
+/// ```
+/// use dendrite_nn::{Functional, Tensors};
+/// let mut f = Functional::<f32>::new();
+/// let (a, b) = (f.input([2])?, f.input([3])?);
+/// assert_eq!(a.tensors(), vec![a]);
+/// assert_eq!([a, b].tensors(), vec![a, b]);
+/// # Ok::<(), dendrite_nn::NnError>(())
+/// ```
+pub trait Tensors {
+    /// The tensors, in order.
+    fn tensors(&self) -> Vec<Tensor>;
+}
+
+impl Tensors for Tensor {
+    fn tensors(&self) -> Vec<Tensor> {
+        vec![*self]
+    }
+}
+
+impl<const N: usize> Tensors for [Tensor; N] {
+    fn tensors(&self) -> Vec<Tensor> {
+        self.to_vec()
+    }
+}
+
+impl Tensors for &[Tensor] {
+    fn tensors(&self) -> Vec<Tensor> {
+        self.to_vec()
+    }
+}
+
+impl Tensors for Vec<Tensor> {
+    fn tensors(&self) -> Vec<Tensor> {
+        self.clone()
+    }
+}
+
+/// A model's input or output: its name and sample shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct End {
+    name: String,
+    shape: Vec<usize>,
+}
 
 /// A model built with the Functional API (Keras' `keras.Model(inputs, outputs)`).
 ///
@@ -40,30 +89,61 @@ use std::path::Path;
 pub struct Model<F: Float = f32> {
     inner: Sequential<F>,
     summary: FunctionalSummary,
+    inputs: Vec<End>,
+    outputs: Vec<End>,
 }
 
 impl<F: Float> Model<F> {
-    /// The model computing `output` from `input`.
+    /// The model computing `outputs` from `inputs` (each one tensor or several: see
+    /// [`Tensors`]).
+    ///
+    /// With several inputs, the model takes each sample as the inputs' values in turn, each
+    /// flattened: [`Inputs`](super::Inputs) and [`MultiData`](super::MultiData) write them so.
+    /// With several outputs, it outputs them in turn likewise; give each its loss with
+    /// [`Model::compile_outputs`] and split predictions with [`Model::predict_outputs`].
     ///
     /// # Errors
-    /// [`NnError::Disconnected`] when `input` is not an input, when `output` does not depend
-    /// on it, or depends on another input; [`NnError::ForeignTensor`] for a tensor of another
-    /// builder.
+    /// [`NnError::Disconnected`] when an input is not made by [`Functional::input`], is listed
+    /// twice or is used by no output, when an output is listed twice or depends on an input
+    /// not listed; [`NnError::ForeignTensor`] for a tensor of another builder.
     ///
     /// ```
     /// use dendrite_nn::{Dense, Functional, Model};
     /// let mut f = Functional::<f32>::new();
     /// let (x, unused) = (f.input([3])?, f.input([3])?);
     /// let y = f.apply(Dense::new(2), x)?;
-    /// assert!(Model::new(f, unused, y).is_err());
+    /// assert!(Model::new(f, [x, unused], y).is_err()); // no output reads `unused`
     /// # Ok::<(), dendrite_nn::NnError>(())
     /// ```
-    pub fn new(functional: Functional<F>, input: Tensor, output: Tensor) -> Result<Self> {
-        let block = Block::new(functional, input, output)?;
-        let summary = FunctionalSummary::of(&block)?;
+    pub fn new(
+        functional: Functional<F>,
+        inputs: impl Tensors,
+        outputs: impl Tensors,
+    ) -> Result<Self> {
+        let block = Block::new(functional, &inputs.tensors(), &outputs.tensors())?;
         let mut inner = Sequential::<F>::default().named("functional");
+        let model = Model::around(&block, Sequential::default())?;
         inner.add(block);
-        Ok(Model { inner, summary })
+        Ok(Model { inner, ..model })
+    }
+
+    /// The model's parts that come from `block`, around `inner`.
+    fn around(block: &Block<F>, inner: Sequential<F>) -> Result<Self> {
+        let ends = |steps: &[usize]| {
+            steps
+                .iter()
+                .map(|&i| End {
+                    name: block.name_of(i),
+                    shape: block.nodes[i].shape.clone(),
+                })
+                .collect()
+        };
+        Ok(Model {
+            inner,
+            summary: FunctionalSummary::of(block)?,
+            inputs: ends(&block.inputs),
+            outputs: ends(&block.outputs),
+        })
     }
 
     /// Seeds the weights and the random layers (dropout) with `seed` (default 0).
@@ -79,7 +159,7 @@ impl<F: Float> Model<F> {
     pub fn with_seed(self, seed: u64) -> Self {
         Model {
             inner: self.inner.with_seed(seed),
-            summary: self.summary,
+            ..self
         }
     }
 
@@ -111,17 +191,82 @@ impl<F: Float> Model<F> {
         self.inner.build()
     }
 
-    /// As [`Sequential::compile`].
+    /// As [`Sequential::compile`]; with several outputs, `loss` and `metrics` apply to each
+    /// output, with weight 1 (as Keras does with one loss for several outputs).
     ///
     /// # Errors
-    /// As [`Sequential::compile`].
+    /// As [`Sequential::compile`] and [`Model::compile_outputs`].
     pub fn compile(
         &mut self,
         optimizer: impl Optimizer<F> + 'static,
         loss: Loss,
         metrics: &[Metric],
     ) -> Result<()> {
-        self.inner.compile(optimizer, loss, metrics)
+        if self.outputs.len() == 1 {
+            return self.inner.compile(optimizer, loss, metrics);
+        }
+        let each: Vec<OutputLoss> = self
+            .outputs
+            .iter()
+            .map(|_| OutputLoss::new(loss.clone()).metrics(metrics))
+            .collect();
+        self.compile_outputs(optimizer, &each)
+    }
+
+    /// Compiles a model of several outputs with a loss, a weight and metrics per output, in
+    /// the order of [`Model::new`]'s outputs (Keras' per-output `loss`, `loss_weights` and
+    /// `metrics`). The loss minimized is `Σ_k w_k L_k`; `fit` and `evaluate` also report each
+    /// output's loss as `<output>_loss` and its metrics as `<output>_<metric>`. The targets
+    /// are each output's in turn ([`MultiData`](super::MultiData) writes them so).
+    ///
+    /// # Errors
+    /// [`NnError::LossOutput`] when there is not one [`OutputLoss`] per output, or for a weight
+    /// that is negative or not finite; otherwise as [`Sequential::compile`] for each output's
+    /// loss and metrics.
+    ///
+    /// ```
+    /// use dendrite_nn::{Activation, Adam, Dense, Functional, Loss, Metric, Model, OutputLoss};
+    /// let mut f = Functional::<f32>::new();
+    /// let x = f.input([4])?;
+    /// let h = f.apply(Dense::new(8).activation(Activation::Relu), x)?;
+    /// let class = f.apply(Dense::new(3).activation(Activation::Softmax).named("class"), h)?;
+    /// let value = f.apply(Dense::new(1).named("value"), h)?;
+    /// let mut model = Model::new(f, x, [class, value])?;
+    /// model.compile_outputs(Adam::default(), &[
+    ///     OutputLoss::new(Loss::SparseCategoricalCrossentropy).metrics(&[Metric::Accuracy]),
+    ///     OutputLoss::new(Loss::MeanSquaredError).weight(0.5),
+    /// ])?;
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn compile_outputs(
+        &mut self,
+        optimizer: impl Optimizer<F> + 'static,
+        outputs: &[OutputLoss],
+    ) -> Result<()> {
+        if outputs.len() != self.outputs.len() || outputs.len() < 2 {
+            return Err(NnError::LossOutput {
+                loss: "outputs",
+                width: outputs.len(),
+                reason: "give one OutputLoss per output of a model with several outputs (Model::compile for one output)",
+            });
+        }
+        let heads = self
+            .outputs
+            .iter()
+            .zip(outputs)
+            .map(|(end, o)| Head {
+                name: end.name.clone(),
+                width: end.shape.iter().product(),
+                loss: o.loss_value().clone(),
+                weight: o.weight_value(),
+            })
+            .collect();
+        let losses = OutputLosses::new(heads)?;
+        let per_head: Vec<Vec<Metric>> =
+            outputs.iter().map(|o| o.metrics_value().to_vec()).collect();
+        let metrics = losses.metrics(&per_head);
+        self.inner
+            .compile(optimizer, Loss::Outputs(losses), &metrics)
     }
 
     /// As [`Sequential::fit`].
@@ -160,6 +305,58 @@ impl<F: Float> Model<F> {
         self.inner.predict(x, batch_size)
     }
 
+    /// Predictions split by output: one array per output, `[samples, ..output shape]`.
+    ///
+    /// # Errors
+    /// As [`Sequential::predict`].
+    ///
+    /// ```
+    /// use dendrite_nn::{Dense, Functional, Model};
+    /// let mut f = Functional::<f32>::new();
+    /// let x = f.input([2])?;
+    /// let (a, b) = (f.apply(Dense::new(3), x)?, f.apply(Dense::new(1), x)?);
+    /// let mut model = Model::new(f, x, [a, b])?;
+    /// model.build()?;
+    /// let out = model.predict_outputs(&ndarray::Array2::<f32>::zeros((5, 2)), 32)?;
+    /// assert_eq!((out[0].shape(), out[1].shape()), (&[5, 3][..], &[5, 1][..]));
+    /// # Ok::<(), dendrite_nn::NnError>(())
+    /// ```
+    pub fn predict_outputs<X: Features<F> + ?Sized>(
+        &mut self,
+        x: &X,
+        batch_size: usize,
+    ) -> Result<Vec<ArrayD<F>>> {
+        let all = self.inner.predict(x, batch_size)?;
+        let mut at = 0;
+        let mut split = Vec::with_capacity(self.outputs.len());
+        for end in &self.outputs {
+            let width: usize = end.shape.iter().product();
+            let columns = all.slice_axis(Axis(1), (at..at + width).into()).to_owned();
+            let mut dims = vec![columns.nrows()];
+            dims.extend_from_slice(&end.shape);
+            let shaped = columns.into_shape_clone(IxDyn(&dims)).map_err(|_| {
+                NnError::Graph(dendrite_graph::GraphError::Internal {
+                    op: "predict_outputs",
+                    node: end.name.clone(),
+                    what: "an output's columns do not fill its shape",
+                })
+            })?;
+            split.push(shaped);
+            at += width;
+        }
+        Ok(split)
+    }
+
+    /// The names of the model's inputs, in order (`input_1`, ...).
+    pub fn input_names(&self) -> Vec<&str> {
+        self.inputs.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    /// The names of the model's outputs, in order (the steps that make them).
+    pub fn output_names(&self) -> Vec<&str> {
+        self.outputs.iter().map(|e| e.name.as_str()).collect()
+    }
+
     /// As [`Sequential::get_weights`]: the trainable weights in layer order, then the states.
     ///
     /// # Errors
@@ -182,8 +379,18 @@ impl<F: Float> Model<F> {
     /// # Errors
     /// As [`Sequential::load`]; [`NnError::Disconnected`] for a file holding a `Sequential`.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Self::load_with(path, &LayerRegistry::default())
+    }
+
+    /// [`Model::load`] with layer types of your own: the model's layers, inside its
+    /// Functional block too, are rebuilt through `registry`.
+    ///
+    /// # Errors
+    /// As [`Model::load`]; [`ModelFileError::UnknownLayer`](crate::ModelFileError) for a layer
+    /// type the registry does not know.
+    pub fn load_with(path: impl AsRef<Path>, registry: &LayerRegistry<F>) -> Result<Self> {
         let path = path.as_ref();
-        let inner = Sequential::load(path)?;
+        let inner = Sequential::load_with(path, registry)?;
         let bad = |source| crate::ModelFileError::Config {
             path: path.to_path_buf(),
             source,
@@ -199,9 +406,8 @@ impl<F: Float> Model<F> {
                 })
             }
         };
-        let block = super::config::from_json::<F>(&config).map_err(bad)?;
-        let summary = FunctionalSummary::of(&block)?;
-        Ok(Model { inner, summary })
+        let block = super::config::from_json::<F>(&config, registry).map_err(bad)?;
+        Model::around(&block, inner)
     }
 
     /// As [`Sequential::export_onnx`].
@@ -230,170 +436,5 @@ impl<F: Float> Model<F> {
     /// ```
     pub fn summary(&self) -> Result<FunctionalSummary> {
         Ok(self.summary.clone())
-    }
-}
-
-/// One step of a [`FunctionalSummary`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FunctionalRow {
-    /// `input_1`, the layer's name, or `add_1`.
-    pub name: String,
-    /// `InputLayer`, the layer's type, or the merge (`Add`).
-    pub kind: String,
-    /// The output shape without the batch dimension.
-    pub output_shape: Vec<usize>,
-    /// Values this step adds (trainable and not; 0 for a shared layer's later calls).
-    pub params: usize,
-    /// The steps it reads.
-    pub connected_to: Vec<String>,
-}
-
-/// A Functional model's summary; `Display` prints Keras' table with its "Connected to"
-/// column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FunctionalSummary {
-    rows: Vec<FunctionalRow>,
-    trainable: usize,
-    non_trainable: usize,
-}
-
-impl FunctionalSummary {
-    fn of<F: Float>(block: &Block<F>) -> Result<Self> {
-        let mut rows = Vec::new();
-        let (mut trainable, mut non_trainable) = (0usize, 0usize);
-        let mut seen = vec![false; block.layers.len()];
-        for (i, node) in block
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| block.needed[i])
-        {
-            let (kind, params, reads) = match &node.step {
-                Step::Input => ("InputLayer".to_owned(), 0, Vec::new()),
-                Step::Merge { merge, inputs } => (capitalized(merge.name()), 0, inputs.clone()),
-                Step::Call { layer, input } => {
-                    let (name, l) = &block.layers[*layer];
-                    let shape = &block.nodes[*input].shape;
-                    let overflow = || NnError::ParamCountOverflow {
-                        layer: name.clone(),
-                        kind: l.kind(),
-                        input: shape.clone(),
-                    };
-                    let first = !std::mem::replace(&mut seen[*layer], true);
-                    let (t, n) = match first {
-                        true => (
-                            l.param_count(shape).ok_or_else(overflow)?,
-                            l.non_trainable_count(shape).ok_or_else(overflow)?,
-                        ),
-                        false => (0, 0),
-                    };
-                    trainable = trainable.checked_add(t).ok_or_else(overflow)?;
-                    non_trainable = non_trainable.checked_add(n).ok_or_else(overflow)?;
-                    trainable.checked_add(non_trainable).ok_or_else(overflow)?;
-                    (l.kind().to_owned(), t + n, vec![*input])
-                }
-            };
-            rows.push(FunctionalRow {
-                name: block.name_of(i),
-                kind,
-                output_shape: node.shape.clone(),
-                params,
-                connected_to: reads.iter().map(|&j| block.name_of(j)).collect(),
-            });
-        }
-        Ok(FunctionalSummary {
-            rows,
-            trainable,
-            non_trainable,
-        })
-    }
-
-    /// The rows, one per step the output needs.
-    pub fn rows(&self) -> &[FunctionalRow] {
-        &self.rows
-    }
-
-    /// Total values, trainable and not.
-    pub fn total_params(&self) -> usize {
-        self.trainable + self.non_trainable
-    }
-
-    /// Values trained by gradients.
-    pub fn trainable_params(&self) -> usize {
-        self.trainable
-    }
-
-    /// Values no gradient updates.
-    pub fn non_trainable_params(&self) -> usize {
-        self.non_trainable
-    }
-}
-
-fn capitalized(name: &str) -> String {
-    let mut c = name.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
-}
-
-impl fmt::Display for FunctionalSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let labels: Vec<String> = self
-            .rows
-            .iter()
-            .map(|r| format!("{} ({})", r.name, r.kind))
-            .collect();
-        let width = labels
-            .iter()
-            .map(|l| l.chars().count())
-            .fold(27, usize::max);
-        let rule = "_".repeat(width + 64);
-        writeln!(f, "Model: \"functional\"")?;
-        writeln!(f, "{rule}")?;
-        let head = ("Layer (type)", "Output Shape", "Param #", "Connected to");
-        writeln!(
-            f,
-            " {:<w$} {:<22}{:>9}  {}",
-            head.0,
-            head.1,
-            head.2,
-            head.3,
-            w = width
-        )?;
-        writeln!(f, "{}", "=".repeat(width + 64))?;
-        for (i, (r, label)) in self.rows.iter().zip(&labels).enumerate() {
-            let shape = format!(
-                "(None, {})",
-                r.output_shape
-                    .iter()
-                    .map(|d| d.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let params = crate::model::thousands(r.params);
-            let reads = r.connected_to.join(", ");
-            let line = format!(" {label:<width$} {shape:<22}{params:>9}  {reads}");
-            writeln!(f, "{}", line.trim_end())?;
-            if i + 1 < self.rows.len() {
-                writeln!(f)?;
-            }
-        }
-        writeln!(f, "{}", "=".repeat(width + 64))?;
-        writeln!(
-            f,
-            "Total params: {}",
-            crate::model::thousands(self.total_params())
-        )?;
-        writeln!(
-            f,
-            "Trainable params: {}",
-            crate::model::thousands(self.trainable)
-        )?;
-        writeln!(
-            f,
-            "Non-trainable params: {}",
-            crate::model::thousands(self.non_trainable)
-        )?;
-        write!(f, "{rule}")
     }
 }

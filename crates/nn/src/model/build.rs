@@ -46,14 +46,7 @@ impl<F: Float> Entry<F> {
     /// Puts the model's name for the layer (`dense_2`) into a shape error the layer raised
     /// under the only name it knows.
     pub(super) fn rename(&self, err: NnError) -> NnError {
-        match err {
-            NnError::LayerInput { shape, reason, .. } => NnError::LayerInput {
-                layer: self.name.clone(),
-                shape,
-                reason,
-            },
-            other => other,
-        }
+        err.for_layer(&self.name)
     }
 }
 

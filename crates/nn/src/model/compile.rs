@@ -136,8 +136,21 @@ fn target_input<F: Float>(g: &mut Graph<F>, targets: Targets) -> Result<NodeId> 
     })
 }
 
-/// A categorical cross-entropy needs at least two outputs.
+/// A categorical cross-entropy needs at least two outputs; a loss per output covers them all.
 fn check_loss(loss: &Loss, width: usize) -> Result<()> {
+    if let Loss::Outputs(o) = loss {
+        if o.width() != width {
+            return Err(NnError::LossOutput {
+                loss: loss.name(),
+                width,
+                reason: "the outputs' losses do not cover the model's outputs (compile a Functional model's outputs with Model::compile_outputs)",
+            });
+        }
+        return o
+            .heads()
+            .iter()
+            .try_for_each(|h| check_loss(&h.loss, h.width));
+    }
     let categorical = matches!(
         loss,
         Loss::CategoricalCrossentropy | Loss::SparseCategoricalCrossentropy
@@ -203,6 +216,7 @@ fn refusal(m: &Metric, loss: &Loss, width: usize) -> Option<&'static str> {
         Metric::MeanAbsoluteError | Metric::MeanSquaredError | Metric::RootMeanSquaredError if sparse => Some(
             "it compares every output with a target value, but this loss takes class indices",
         ),
+        Metric::Output(o) => o.metric.as_ref().and_then(|m| refusal(m, &o.loss, o.width)),
         Metric::Custom(c) => match c.targets(width) {
             Some(t) if t != targets => Some(
                 "the targets the metric declares (MetricFn::targets) are not those the loss reads",

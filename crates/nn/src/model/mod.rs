@@ -13,7 +13,7 @@ mod progress;
 mod run;
 mod state;
 mod stopping;
-mod summary;
+pub(crate) mod summary;
 mod update;
 mod weights;
 
@@ -21,7 +21,6 @@ pub(crate) use build::checked_product;
 pub use callback::{BatchLogs, Callback};
 pub use callbacks::{CsvLogger, LearningRateScheduler, ModelCheckpoint, TerminateOnNaN};
 pub use config::{Control, EarlyStopping, EpochLogs, Evaluation, FitConfig, History, Monitor};
-pub(crate) use summary::thousands;
 pub use summary::{Summary, SummaryRow};
 
 use crate::error::{NnError, Result};

@@ -258,6 +258,9 @@ fn check_values<F: Float, D: Data<F> + ?Sized>(
             }
         }
     }
+    if let Loss::Outputs(outputs) = &expect.loss {
+        outputs.check_data(data, &named)?;
+    }
     // Cross-entropies on target values are defined for targets in [0, 1] (0/1 labels, one-hot
     // or soft rows): outside, the loss is unbounded below and training diverges silently.
     if matches!(

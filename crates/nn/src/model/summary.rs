@@ -131,47 +131,80 @@ fn shape(dims: &[usize]) -> String {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let labels: Vec<String> = self
+        let rows: Vec<TableRow> = self
             .rows
             .iter()
-            .map(|r| format!("{} ({})", r.name, r.kind))
+            .map(|r| TableRow {
+                label: format!("{} ({})", r.name, r.kind),
+                output_shape: &r.output_shape,
+                params: r.params + r.non_trainable,
+                connected_to: None,
+            })
             .collect();
-        // Keras' 65-character table; a label longer than its 27 characters
-        // (`max_pooling2d_1 (MaxPooling2D)` has 30) widens the first column for every row.
-        let width = labels
-            .iter()
-            .map(|l| l.chars().count())
-            .fold(27, usize::max);
-        let rule = "_".repeat(65 + width - 27);
-        let double = "=".repeat(65 + width - 27);
-        writeln!(f, "Model: \"{}\"", self.name)?;
-        writeln!(f, "{rule}")?;
+        write_table(f, &self.name, &rows, (self.trainable, self.non_trainable))
+    }
+}
+
+/// One row of a summary table.
+pub(crate) struct TableRow<'a> {
+    /// `name (Kind)`.
+    pub(crate) label: String,
+    pub(crate) output_shape: &'a [usize],
+    pub(crate) params: usize,
+    /// The steps it reads, for a Functional model's "Connected to" column.
+    pub(crate) connected_to: Option<String>,
+}
+
+/// Keras' summary table: 65 characters, or 91 with a "Connected to" column (whose "Output
+/// Shape" column is narrower, as Keras'); a label longer than 27 characters
+/// (`max_pooling2d_1 (MaxPooling2D)` has 30) widens the first column for every row.
+pub(crate) fn write_table(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    rows: &[TableRow<'_>],
+    (trainable, non_trainable): (usize, usize),
+) -> fmt::Result {
+    let connected = rows.iter().any(|r| r.connected_to.is_some());
+    let width = rows
+        .iter()
+        .map(|r| r.label.chars().count())
+        .fold(27, usize::max);
+    let (shape_width, extra) = if connected { (22, 26) } else { (26, 0) };
+    let line = |label: &str, shape: &str, params: &str, reads: Option<&str>| {
+        let mut line = format!(" {label:<width$} {shape:<shape_width$}{params:>9}");
+        if let Some(reads) = reads {
+            line = format!("{line}  {reads}");
+        }
+        line.trim_end().to_owned()
+    };
+    let rule = "_".repeat(width + 38 + extra);
+    let double = "=".repeat(width + 38 + extra);
+    writeln!(f, "Model: \"{name}\"")?;
+    writeln!(f, "{rule}")?;
+    let reads = connected.then_some("Connected to");
+    writeln!(
+        f,
+        "{}",
+        line("Layer (type)", "Output Shape", "Param #", reads)
+    )?;
+    writeln!(f, "{double}")?;
+    for (i, r) in rows.iter().enumerate() {
+        let params = thousands(r.params);
+        let reads = r.connected_to.as_deref();
         writeln!(
             f,
-            " {:<w$}{:<26}{:>9}",
-            "Layer (type)",
-            "Output Shape",
-            "Param #",
-            w = width + 1
+            "{}",
+            line(&r.label, &shape(r.output_shape), &params, reads)
         )?;
-        writeln!(f, "{double}")?;
-        for (i, (r, label)) in self.rows.iter().zip(&labels).enumerate() {
-            writeln!(
-                f,
-                " {label:<width$} {:<26}{:>9}",
-                shape(&r.output_shape),
-                thousands(r.params + r.non_trainable)
-            )?;
-            if i + 1 < self.rows.len() {
-                writeln!(f)?;
-            }
+        if i + 1 < rows.len() {
+            writeln!(f)?;
         }
-        writeln!(f, "{double}")?;
-        writeln!(f, "Total params: {}", thousands(self.total_params()))?;
-        writeln!(f, "Trainable params: {}", thousands(self.trainable))?;
-        writeln!(f, "Non-trainable params: {}", thousands(self.non_trainable))?;
-        write!(f, "{rule}")
     }
+    writeln!(f, "{double}")?;
+    writeln!(f, "Total params: {}", thousands(trainable + non_trainable))?;
+    writeln!(f, "Trainable params: {}", thousands(trainable))?;
+    writeln!(f, "Non-trainable params: {}", thousands(non_trainable))?;
+    write!(f, "{rule}")
 }
 
 impl<F: Float> Sequential<F> {

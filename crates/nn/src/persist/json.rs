@@ -9,6 +9,7 @@ use crate::initializer::Initializer;
 use crate::loss::Loss;
 use crate::metrics::Metric;
 use crate::optim::Schedule;
+use crate::outputs::{Head, OutputLosses, OutputMetric};
 use crate::regularizer::Regularizer;
 use serde_json::{json, Value};
 
@@ -209,11 +210,37 @@ pub(crate) fn loss_to_json(loss: &Loss) -> Result<Value, ConfigError> {
             "loss",
             "a custom loss is code and cannot be written to a file",
         )),
+        Loss::Outputs(o) => {
+            let heads = o.heads().iter().map(|h| {
+                Ok(json!({"name": h.name, "width": h.width, "loss": loss_to_json(&h.loss)?, "weight": h.weight}))
+            });
+            Ok(json!({"outputs": heads.collect::<Result<Vec<_>, ConfigError>>()?}))
+        }
         builtin => Ok(json!(builtin.name())),
     }
 }
 
 pub(crate) fn loss_from_json(value: &Value) -> Result<Loss, ConfigError> {
+    if let Some(heads) = optional(value, "outputs") {
+        let heads = heads
+            .as_array()
+            .ok_or_else(|| ConfigError::new("outputs", "must be a list"))?;
+        let heads = heads.iter().enumerate().map(|(k, h)| {
+            let head = || -> Result<Head, ConfigError> {
+                Ok(Head {
+                    name: str_field(h, "name")?.to_owned(),
+                    width: usize_field(h, "width")?,
+                    loss: loss_from_json(field(h, "loss")?).map_err(|e| e.within("loss"))?,
+                    weight: f64_field(h, "weight")?,
+                })
+            };
+            head().map_err(|e| e.within(&format!("outputs[{k}]")))
+        });
+        let heads = heads.collect::<Result<Vec<_>, _>>()?;
+        let losses =
+            OutputLosses::new(heads).map_err(|e| ConfigError::new("outputs", e.to_string()))?;
+        return Ok(Loss::Outputs(losses));
+    }
     let name = value
         .as_str()
         .ok_or_else(|| ConfigError::new("", "must be a loss name"))?;
@@ -238,6 +265,11 @@ pub(crate) fn metric_to_json(metric: &Metric) -> Result<Value, ConfigError> {
                 "a custom metric is code and cannot be written to a file",
             ))
         }
+        Metric::Output(o) => {
+            let metric = o.metric.as_deref().map(metric_to_json).transpose()?;
+            json!({"name": "output", "output": o.output, "label": o.name, "metric": metric,
+                "loss": loss_to_json(&o.loss)?, "width": o.width, "offset": o.offset})
+        }
         builtin => json!({"name": builtin.name()}),
     })
 }
@@ -257,6 +289,21 @@ pub(crate) fn metric_from_json(value: &Value) -> Result<Metric, ConfigError> {
         "sparse_top_k_categorical_accuracy" => Metric::SparseTopKCategoricalAccuracy {
             k: usize_field(value, "k")?,
         },
+        "output" => {
+            let metric = match field(value, "metric")? {
+                Value::Null => None,
+                m => Some(Box::new(
+                    metric_from_json(m).map_err(|e| e.within("metric"))?,
+                )),
+            };
+            Metric::Output(OutputMetric::new(
+                usize_field(value, "output")?,
+                str_field(value, "label")?,
+                metric,
+                loss_from_json(field(value, "loss")?).map_err(|e| e.within("loss"))?,
+                (usize_field(value, "width")?, usize_field(value, "offset")?),
+            ))
+        }
         other => return Err(unknown("metric", other)),
     })
 }

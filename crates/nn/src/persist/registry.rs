@@ -31,6 +31,8 @@ pub type LayerFactory<F> = fn(&Value) -> Result<Box<dyn Layer<F>>, ConfigError>;
 /// ```
 pub struct LayerRegistry<F: Float> {
     factories: Vec<(String, LayerFactory<F>)>,
+    /// Whether `Functional` was registered anew (then its factory is used as given).
+    own_functional: bool,
 }
 
 impl<F: Float> std::fmt::Debug for LayerRegistry<F> {
@@ -77,8 +79,13 @@ fn batch_normalization<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, Co
     ))
 }
 
+/// A Functional block through the built-in registry (what [`LayerRegistry::factory`] gives;
+/// [`LayerRegistry::rebuild`] passes its own registry instead).
 fn functional<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
-    Ok(Box::new(crate::functional::block_from_config::<F>(config)?))
+    let registry = LayerRegistry::default();
+    Ok(Box::new(crate::functional::block_from_config::<F>(
+        config, &registry,
+    )?))
 }
 
 fn dropout<F: Float>(config: &Value) -> Result<Box<dyn Layer<F>>, ConfigError> {
@@ -132,6 +139,7 @@ impl<F: Float> Default for LayerRegistry<F> {
                 ),
                 ("Embedding".to_owned(), embedding::<F> as LayerFactory<F>),
             ],
+            own_functional: false,
         }
     }
 }
@@ -140,6 +148,7 @@ impl<F: Float> LayerRegistry<F> {
     /// Registers `factory` for layers whose [`Layer::kind`] is `kind` (replacing any factory
     /// registered for it before).
     pub fn register(&mut self, kind: &str, factory: LayerFactory<F>) -> &mut Self {
+        self.own_functional |= kind == "Functional";
         match self.factories.iter_mut().find(|(k, _)| k == kind) {
             Some(entry) => entry.1 = factory,
             None => self.factories.push((kind.to_owned(), factory)),
@@ -153,6 +162,32 @@ impl<F: Float> LayerRegistry<F> {
             .iter()
             .find(|(k, _)| k == kind)
             .map(|&(_, f)| f)
+    }
+
+    /// Rebuilds a layer of type `kind` from its configuration, or `None` for a type not
+    /// registered. A Functional block rebuilds its inner layers through this same registry,
+    /// so the layer types registered here may appear inside a Functional model too.
+    ///
+    /// # Errors
+    /// The factory's [`ConfigError`].
+    ///
+    /// ```
+    /// use dendrite_nn::LayerRegistry;
+    /// let registry = LayerRegistry::<f32>::default();
+    /// let config = serde_json::json!({ "name": "relu" });
+    /// assert!(registry.rebuild("Activation", &config).is_some_and(|l| l.is_ok()));
+    /// assert!(registry.rebuild("Unknown", &config).is_none());
+    /// ```
+    pub fn rebuild(
+        &self,
+        kind: &str,
+        config: &Value,
+    ) -> Option<Result<Box<dyn Layer<F>>, ConfigError>> {
+        if kind == "Functional" && !self.own_functional {
+            let block = crate::functional::block_from_config::<F>(config, self);
+            return Some(block.map(|b| Box::new(b) as Box<dyn Layer<F>>));
+        }
+        self.factory(kind).map(|factory| factory(config))
     }
 
     /// The registered type names.
