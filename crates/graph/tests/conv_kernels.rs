@@ -4,31 +4,12 @@
 //! direct loop over each window.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use dendrite_graph::ops::{Conv2d, Padding, Pool2d};
-use dendrite_graph::{compile, Graph, GraphError, NodeId};
-use ndarray::{Array, ArrayD, IxDyn};
+mod common;
 
-/// Runs `f(x, ..)` on the given values and returns the fetched values.
-fn run(
-    vals: &[&ArrayD<f64>],
-    f: impl Fn(&mut Graph<f64>, &[NodeId]) -> Result<Vec<NodeId>, GraphError>,
-) -> Vec<ArrayD<f64>> {
-    let mut g = Graph::<f64>::new();
-    let xs: Vec<NodeId> = vals
-        .iter()
-        .enumerate()
-        .map(|(i, v)| g.input(&format!("x{i}"), v.shape()).unwrap())
-        .collect();
-    let fetches = f(&mut g, &xs).unwrap();
-    let names: Vec<String> = (0..vals.len()).map(|i| format!("x{i}")).collect();
-    let feeds: Vec<(&str, _)> = names
-        .iter()
-        .map(|n| n.as_str())
-        .zip(vals.iter().map(|v| v.view()))
-        .collect();
-    let mut plan = compile(&g, &fetches).unwrap();
-    plan.run(&g, &feeds).unwrap().to_vec().unwrap()
-}
+use common::run;
+use dendrite_graph::ops::{Conv2d, Padding, Pool2d};
+use dendrite_graph::{compile, Graph};
+use ndarray::{Array, ArrayD, IxDyn};
 
 /// The convolution, its input gradient and its kernel gradient in `f32` (on an AVX2 machine
 /// the tiled kernel, the kernel gradient added product by product into one running sum)

@@ -3,6 +3,9 @@
 //! statistics. Property-based gradient checks are in `dendrite-autodiff`'s `tests/primitives.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::run;
 use dendrite_graph::ops::{Conv2d, Padding, Pool2d};
 use dendrite_graph::{compile, Graph, GraphError, NodeId};
 use ndarray::{arr0, Array, ArrayD, IxDyn};
@@ -12,28 +15,6 @@ fn image(rows: &[&[f64]]) -> ArrayD<f64> {
     let (h, w) = (rows.len(), rows[0].len());
     let flat: Vec<f64> = rows.iter().flat_map(|r| r.iter().copied()).collect();
     Array::from_shape_vec(IxDyn(&[1, h, w, 1]), flat).unwrap()
-}
-
-/// Runs `f(x, w)` on constants and returns the fetched values.
-fn run(
-    vals: &[&ArrayD<f64>],
-    f: impl Fn(&mut Graph<f64>, &[NodeId]) -> Result<Vec<NodeId>, GraphError>,
-) -> Vec<ArrayD<f64>> {
-    let mut g = Graph::<f64>::new();
-    let xs: Vec<NodeId> = vals
-        .iter()
-        .enumerate()
-        .map(|(i, v)| g.input(&format!("x{i}"), v.shape()).unwrap())
-        .collect();
-    let fetches = f(&mut g, &xs).unwrap();
-    let names: Vec<String> = (0..vals.len()).map(|i| format!("x{i}")).collect();
-    let feeds: Vec<(&str, _)> = names
-        .iter()
-        .map(|n| n.as_str())
-        .zip(vals.iter().map(|v| v.view()))
-        .collect();
-    let mut plan = compile(&g, &fetches).unwrap();
-    plan.run(&g, &feeds).unwrap().to_vec().unwrap()
 }
 
 /// Values and gradients of `sum(conv2d(x, w))` with respect to `x` and `w`.

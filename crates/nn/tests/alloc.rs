@@ -12,11 +12,10 @@
 
 use dendrite_nn::data::synthetic_digits;
 use dendrite_nn::{
-    Activation, Adam, BatchLogs, BatchNormalization, Callback, Control, Conv2D, Dense, FitConfig,
-    Flatten, Initializer, LayerNormalization, Loss, MaxPooling2D, Metric, Regularizer, Sequential,
-    TerminateOnNaN,
+    Activation, Adam, BatchLogs, BatchNormalization, Callback, Control, Dense, FitConfig,
+    Initializer, LayerNormalization, Loss, Metric, Regularizer, Sequential, TerminateOnNaN,
 };
-use dendrite_test_support::reference::reference_model;
+use dendrite_test_support::reference::{keras_convnet_layers, reference_model};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -155,17 +154,7 @@ fn normalized() -> Sequential {
 
 /// keras.io's "Simple MNIST convnet" (without Dropout).
 fn convnet() -> Sequential {
-    let mut m = Sequential::new().with_seed(1);
-    m.add(
-        Conv2D::new(32, [3, 3])
-            .activation(Activation::Relu)
-            .input_shape([28, 28, 1]),
-    );
-    m.add(MaxPooling2D::new([2, 2]));
-    m.add(Conv2D::new(64, [3, 3]).activation(Activation::Relu));
-    m.add(MaxPooling2D::new([2, 2]));
-    m.add(Flatten::new());
-    m.add(Dense::new(10).activation(Activation::Softmax));
+    let mut m = keras_convnet_layers(1);
     m.compile(
         Adam::default(),
         Loss::SparseCategoricalCrossentropy,

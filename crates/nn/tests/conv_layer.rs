@@ -55,18 +55,7 @@ fn a_one_by_one_identity_kernel_keeps_the_channels() {
 }
 
 fn keras_convnet() -> Sequential {
-    let mut m = Sequential::new().with_seed(1);
-    m.add(
-        Conv2D::new(32, [3, 3])
-            .activation(Activation::Relu)
-            .input_shape([28, 28, 1]),
-    );
-    m.add(MaxPooling2D::new([2, 2]));
-    m.add(Conv2D::new(64, [3, 3]).activation(Activation::Relu));
-    m.add(MaxPooling2D::new([2, 2]));
-    m.add(Flatten::new());
-    m.add(Dense::new(10).activation(Activation::Softmax));
-    m
+    dendrite_test_support::reference::keras_convnet_layers(1)
 }
 
 /// keras.io's "Simple MNIST convnet" (without its Dropout, which has no parameters): Keras'

@@ -5,7 +5,9 @@
 
 use dendrite_autodiff::{grad, AutodiffError};
 use dendrite_graph::{Graph, NodeId};
-use dendrite_nn::{Activation, Adam, Dense, Loss, Metric, NnError, Sequential};
+use dendrite_nn::{
+    Activation, Adam, Conv2D, Dense, Flatten, Loss, MaxPooling2D, Metric, NnError, Sequential,
+};
 use ndarray::{Array1, Array2};
 
 /// The graph and its fetches: the loss, then the gradients of `w1`, `b1`, `w2`, `b2`.
@@ -47,6 +49,24 @@ pub fn reference_layers(seed: u64) -> Sequential {
     model.add(Dense::new(32).input_dim(784).activation(Activation::Relu));
     model.add(Dense::new(10).activation(Activation::Softmax));
     model
+}
+
+/// keras.io's "Simple MNIST convnet" without its Dropout (which has no parameters), with the
+/// seed of its initial weights, not yet compiled: Conv2D 32 relu, MaxPooling2D, Conv2D 64
+/// relu, MaxPooling2D, Flatten, Dense 10 softmax on `[28, 28, 1]` images.
+pub fn keras_convnet_layers(seed: u64) -> Sequential {
+    let mut m = Sequential::new().with_seed(seed);
+    m.add(
+        Conv2D::new(32, [3, 3])
+            .activation(Activation::Relu)
+            .input_shape([28, 28, 1]),
+    );
+    m.add(MaxPooling2D::new([2, 2]));
+    m.add(Conv2D::new(64, [3, 3]).activation(Activation::Relu));
+    m.add(MaxPooling2D::new([2, 2]));
+    m.add(Flatten::new());
+    m.add(Dense::new(10).activation(Activation::Softmax));
+    m
 }
 
 /// The reference model as a Keras-like [`Sequential`], compiled as `examples/mnist.rs` compiles

@@ -117,3 +117,25 @@ pub fn naive_matmul(a: &ArrayD<f64>, b: &ArrayD<f64>) -> ArrayD<f64> {
     }
     c
 }
+
+/// Feeds `vals` as inputs `x0, x1, ..` (shaped like them) to the graph `f` builds on them,
+/// runs its fetches once and returns their values.
+pub fn run(
+    vals: &[&ArrayD<f64>],
+    f: impl Fn(&mut Graph<f64>, &[NodeId]) -> Result<Vec<NodeId>>,
+) -> Vec<ArrayD<f64>> {
+    let mut g = Graph::<f64>::new();
+    let names: Vec<String> = (0..vals.len()).map(|i| format!("x{i}")).collect();
+    let xs: Vec<NodeId> = names
+        .iter()
+        .zip(vals)
+        .map(|(name, v)| g.input(name, v.shape()).unwrap())
+        .collect();
+    let fetches = f(&mut g, &xs).unwrap();
+    let feeds: Vec<(&str, &ArrayD<f64>)> = names
+        .iter()
+        .map(|n| n.as_str())
+        .zip(vals.iter().copied())
+        .collect();
+    run_all(&g, &fetches, &feeds).unwrap()
+}
