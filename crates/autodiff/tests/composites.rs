@@ -6,6 +6,7 @@ mod common;
 
 use common::{cubed, first, prop, second, R};
 use dendrite_autodiff::strategies::{away_from_zero, shape, shape_with_rank, tensor, values_in};
+use dendrite_graph::ops::{Padding, Pool2d};
 use dendrite_graph::{Graph, GraphError, NodeId};
 use ndarray::ArrayD;
 use proptest::prelude::*;
@@ -121,5 +122,79 @@ proptest! {
         // exp(600) overflows; the stopped max keeps values and gradients finite and right.
         let last = x.ndim() - 1;
         prop(both(&x, Box::new(move |g, x| g.logsumexp(x[0], &[last], false))))?;
+    }
+}
+
+/// `max_pool2d(relu(z))` is built as `relu(max_pool2d(z))` (see `Graph::max_pool2d`): its
+/// values and its gradient (and the gradient of that gradient's sum) equal, exactly, those of
+/// the same pool over `leaky_relu(z, 0)`, which is not rewritten, on values with many ties and
+/// zeros, for tiling, overlapping and padded pools.
+fn pool_of_relu_matches_unrewritten(x: &ArrayD<f64>, weights: &ArrayD<f64>, pool: Pool2d) -> R {
+    let build = |rewritten: bool| -> Result<Vec<ArrayD<f64>>, common::Fail> {
+        let mut g = Graph::<f64>::new();
+        let xn = g.input("x", x.shape())?;
+        let a = match rewritten {
+            true => g.relu(xn)?,
+            false => g.leaky_relu(xn, 0.0)?,
+        };
+        let y = g.max_pool2d(a, pool)?;
+        let is_select = matches!(g.op(y)?, dendrite_graph::Op::Select);
+        common::ensure(is_select == rewritten, || {
+            format!(
+                "rewritten: {rewritten}, but the pool's node is a {}",
+                g.op(y).map_or("?", |o| o.name())
+            )
+        })?;
+        let w = g.constant(weights.clone());
+        let weighted = g.mul(y, w)?;
+        let loss = g.sum_all(weighted)?;
+        let x_bar = dendrite_autodiff::grad(&mut g, loss, &[xn])?[0];
+        let squared = g.mul(x_bar, x_bar)?;
+        let again = g.sum_all(squared)?;
+        let x_bar2 = dendrite_autodiff::grad(&mut g, again, &[xn])?[0];
+        let mut plan = dendrite_graph::compile(&g, &[y, x_bar, x_bar2])?;
+        Ok(plan.run(&g, &[("x", x.view())])?.to_vec()?)
+    };
+    let (fast, plain) = (build(true)?, build(false)?);
+    for (k, (a, b)) in fast.iter().zip(&plain).enumerate() {
+        common::ensure(a == b, || format!("fetch {k}: {a} against {b}"))?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn max_pool_of_a_relu_is_the_relu_of_the_pool(
+        (x, weights) in (1usize..3, 2usize..7, 2usize..7, 1usize..4).prop_flat_map(|(n, h, w, c)| {
+            let ints = |len| proptest::collection::vec(-2i32..=2, len);
+            (ints(n * h * w * c), ints(n * h * w * c)).prop_map(move |(v, u)| {
+                let at = |v: Vec<i32>| ArrayD::from_shape_vec(vec![n, h, w, c], v.into_iter().map(f64::from).collect());
+                (at(v).unwrap(), at(u).unwrap())
+            })
+        }),
+        pick in 0usize..4,
+    ) {
+        let pool = [
+            Pool2d::new([2, 2]),
+            Pool2d { size: [2, 2], strides: [1, 1], padding: Padding::Valid },
+            Pool2d { size: [2, 3], strides: [2, 1], padding: Padding::Same },
+            Pool2d::new([1, 2]),
+        ][pick];
+        // The weights are shaped like the image; a pool's output is smaller, so slice them.
+        let mut g = Graph::<f64>::new();
+        let xn = g.input("x", x.shape()).unwrap();
+        let y = g.max_pool2d(xn, pool).unwrap();
+        let shape = g.shape(y).unwrap().concrete().unwrap();
+        let weights = weights
+            .slice_each_axis(|ax| ndarray::Slice::from(0..shape[ax.axis.index()].min(ax.len)))
+            .to_owned();
+        prop_assume!(weights.shape() == shape.as_slice());
+        prop(pool_of_relu_matches_unrewritten(&x, &weights, pool))?;
     }
 }

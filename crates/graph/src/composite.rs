@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use crate::ops::Axes;
-use crate::{Element, Graph, NodeId};
+use crate::{Element, Graph, NodeId, Op};
 
 impl<F: Element> Graph<F> {
     /// `x²`, as `x · x`.
@@ -106,6 +106,27 @@ impl<F: Element> Graph<F> {
             let not_positive = g.compare(crate::CompareOp::Le, x, zero)?;
             g.select(not_positive, zero, x)
         })
+    }
+
+    /// The `z` of a node built by [`Graph::relu`] as `relu(z)`: `select(z <= 0, 0, z)` with
+    /// the constant scalar 0. `None` for any other node.
+    pub(crate) fn relu_operand(&self, x: NodeId) -> Option<NodeId> {
+        let is_zero = |n: NodeId| {
+            matches!(self.op(n), Ok(Op::Constant))
+                && self
+                    .value(n)
+                    .is_ok_and(|v| v.ndim() == 0 && v.iter().all(|&v| v == F::zero()))
+        };
+        let select = self.operands(x).ok()?;
+        let ([mask, zero, z], Ok(Op::Select)) = (select.as_slice(), self.op(x)) else {
+            return None;
+        };
+        let compare = self.operands(*mask).ok()?;
+        let [z2, zero2] = compare.as_slice() else {
+            return None;
+        };
+        let le = matches!(self.op(*mask), Ok(Op::Compare(crate::CompareOp::Le)));
+        (le && z2 == z && is_zero(*zero) && is_zero(*zero2)).then_some(*z)
     }
 
     /// `leaky_relu(x) = x` for `x > 0`, else `alpha · x` (derivative `alpha` at 0; NaN passes

@@ -42,6 +42,7 @@ pub mod onnx;
 pub mod ops;
 mod plan;
 mod shape;
+mod team;
 mod vexp;
 
 pub use dot::to_dot;
@@ -54,3 +55,4 @@ pub use ops::{
 };
 pub use plan::{compile, Outputs, Plan, StepProfile};
 pub use shape::{broadcast_dim, broadcast_shapes, ConcreteShape, Dim, Dims, Shape};
+pub use team::MAX_THREADS;

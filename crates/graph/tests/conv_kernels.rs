@@ -70,7 +70,8 @@ fn f32_kernels_agree_with_f64_over_several_groups() {
 /// Max pooling and its scatter against a direct loop over each window with the tie rule, on
 /// images where some windows lie inside (the kernels' direct path) and some overlap the
 /// padding (the general path): `same` padding on odd sizes, overlapping windows (stride 1 and
-/// 2 with a 3x3 pool), values with many ties, a NaN, and 70 channels (two channel blocks).
+/// 2 with a 3x3 pool), windows that tile the image, values with many ties, a NaN, and 70
+/// channels (two channel blocks).
 #[test]
 fn max_pool_inside_and_border_windows_match_a_direct_loop() {
     let (h, w, c) = (7, 6, 70);
@@ -85,6 +86,11 @@ fn max_pool_inside_and_border_windows_match_a_direct_loop() {
         ([2, 2], [2, 2], Padding::Same),
         ([3, 3], [1, 2], Padding::Same),
         ([3, 2], [2, 1], Padding::Valid),
+        // Windows that tile the image (the scatter's one-pass path), with the last row, or
+        // the last row and column, left out of every window.
+        ([2, 2], [2, 2], Padding::Valid),
+        ([2, 3], [2, 3], Padding::Valid),
+        ([3, 3], [3, 3], Padding::Valid),
     ] {
         let pool = Pool2d {
             size,

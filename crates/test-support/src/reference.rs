@@ -4,6 +4,7 @@
 //! alone, [`reference_model`] as a compiled [`Sequential`].
 
 use dendrite_autodiff::{grad, AutodiffError};
+use dendrite_graph::ops::{Conv2d, Pool2d};
 use dendrite_graph::{Graph, NodeId};
 use dendrite_nn::{
     Activation, Adam, Conv2D, Dense, Flatten, Loss, MaxPooling2D, Metric, NnError, Sequential,
@@ -39,6 +40,52 @@ pub fn reference_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffE
     let loss = g.neg(mean)?;
     let mut fetches = vec![loss];
     fetches.extend(grad(&mut g, loss, &[w1, b1, w2, b2])?);
+    Ok((g, fetches))
+}
+
+/// keras.io's convnet as a training graph of the graph and autodiff crates alone, for the
+/// profiling example: Conv2D 32 relu, MaxPooling2D, Conv2D 64 relu, MaxPooling2D, Flatten,
+/// Dropout 0.5, Dense 10, softmax cross-entropy. Fetches: the loss, then the gradients of
+/// the six parameters. Feeds: `x` of shape `[batch, 28, 28, 1]`, `y` of shape `[batch]`
+/// (class indices) and `step`, a scalar (the dropout mask's counter).
+pub fn convnet_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffError> {
+    let mut g = Graph::<f32>::new();
+    let x = g.input("x", [None, Some(28), Some(28), Some(1)])?;
+    let y = g.input("y", [None])?;
+    let step = g.input("step", dendrite_graph::Shape::scalar())?;
+    let mut params = Vec::new();
+    let mut h = x;
+    for (k, (c_in, c_out)) in [(1, 32), (32, 64)].into_iter().enumerate() {
+        let w = ndarray::Array4::from_shape_fn((3, 3, c_in, c_out), |(i, j, c, o)| {
+            ((i * 7 + j * 5 + c * 3 + o) % 11) as f32 * 0.02 - 0.1
+        });
+        let w = g.parameter(&format!("w{k}"), w.into_dyn())?;
+        let b = g.parameter(&format!("b{k}"), Array1::zeros(c_out).into_dyn())?;
+        let z = g.conv2d(h, w, Conv2d::default())?;
+        let z = g.add(z, b)?;
+        let a = g.relu(z)?;
+        h = g.max_pool2d(a, Pool2d::new([2, 2]))?;
+        params.extend([w, b]);
+    }
+    let flat = g.reshape(h, [None, Some(1600)])?;
+    let mask = g.bernoulli(flat, step, 7, 0.5)?;
+    let kept = g.mul(flat, mask)?;
+    let half = g.scalar(0.5);
+    let dropped = g.div(kept, half)?;
+    let w = Array2::from_shape_fn((1600, 10), |(i, j)| ((i * 3 + j) % 7) as f32 * 0.01 - 0.03);
+    let w = g.parameter("w2", w.into_dyn())?;
+    let b = g.parameter("b2", Array1::zeros(10).into_dyn())?;
+    let logits = g.matmul(dropped, w)?;
+    let logits = g.add(logits, b)?;
+    params.extend([w, b]);
+    let log_p = g.log_softmax(logits, 1)?;
+    let target = g.one_hot(y, 10)?;
+    let picked = g.mul(target, log_p)?;
+    let per_example = g.sum(picked, &[1])?;
+    let mean = g.mean_all(per_example)?;
+    let loss = g.neg(mean)?;
+    let mut fetches = vec![loss];
+    fetches.extend(grad(&mut g, loss, &params)?);
     Ok((g, fetches))
 }
 

@@ -42,6 +42,7 @@ use crate::error::{GraphError, Result};
 use crate::ops::window::{axes2, fixed_dim, fixed_hw, Axis1, Padding};
 use crate::ops::{check_arity, OperandGrads};
 use crate::shape::{Dim, Shape};
+use crate::team::Team;
 use crate::{Element, Graph, NodeId, Op};
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use smallvec::smallvec;
@@ -329,6 +330,7 @@ pub(crate) fn forward<F: Element>(
     inputs: &[ArrayViewD<'_, F>],
     out: ArrayViewMutD<'_, F>,
     scratch: &mut Vec<F>,
+    team: Team,
 ) -> Result<()> {
     let shapes = [
         Shape::fixed(inputs[0].shape()),
@@ -352,6 +354,7 @@ pub(crate) fn forward<F: Element>(
         batch: inputs[0].shape()[0], // every operand 0 (x or ȳ) is batch-major
         op: op.name(),
         node,
+        team,
     };
     match op {
         ConvOp::Conv2d(_) => run.conv2d(a, b, out, scratch),

@@ -40,6 +40,7 @@ pub mod window;
 
 use crate::error::{GraphError, Result};
 use crate::shape::{ConcreteShape, Shape};
+use crate::team::Team;
 use crate::{Element, Graph, NodeId};
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use smallvec::SmallVec;
@@ -382,19 +383,21 @@ impl<F: Element> Op<F> {
         let shapes: SmallVec<[&[usize]; 3]> = inputs.iter().map(|v| v.shape()).collect();
         let shape = self.infer_concrete(node, &shapes)?;
         let mut out = crate::limits::zeros::<F>(self.name(), node, &shape)?;
-        self.forward(node, inputs, out.view_mut(), &mut Vec::new())?;
+        self.forward(node, inputs, out.view_mut(), &mut Vec::new(), Team::ONE)?;
         Ok(out)
     }
 
     /// Runs the forward kernel, writing into `out` (already shaped by [`Op::infer_shape`]).
     /// `scratch` is working space the kernel may grow and reuse (the plan keeps one per step,
-    /// so that it is allocated once, not on every run); only convolutions use it.
+    /// so that it is allocated once, not on every run); only convolutions use it, and only
+    /// they use `team` (the plan splits the steps of [`Op::splits_by_rows`] itself).
     pub(crate) fn forward(
         &self,
         node: &str,
         inputs: &[ArrayViewD<'_, F>],
         out: ArrayViewMutD<'_, F>,
         scratch: &mut Vec<F>,
+        team: Team,
     ) -> Result<()> {
         match self {
             Op::Input | Op::Parameter | Op::Constant => Ok(()),
@@ -421,10 +424,39 @@ impl<F: Element> Op<F> {
             Op::Index(i) => index::forward(i, node, inputs, out),
             Op::Softmax(s) => softmax::forward(s, &inputs[0], out),
             Op::StopGradient => stop_gradient::forward(&inputs[0], out),
-            Op::Conv(c) => conv::forward(c, node, inputs, out, scratch),
+            Op::Conv(c) => conv::forward(c, node, inputs, out, scratch, team),
             Op::Pool(p) => pool::forward(p, node, inputs, out),
             Op::Random(r) => random::forward(r, node, inputs, out),
             Op::Custom(c) => c.forward(node, inputs, out),
+        }
+    }
+}
+
+impl<F: Element> Op<F> {
+    /// Whether row `i` (along axis 0) of the output depends only on row `i` of each operand
+    /// that has the output's rank and first dimension (and on the whole of the others, which
+    /// broadcast): then the plan may run a large step as several row blocks on several
+    /// threads, with the same result. True of the elementwise families and of pooling (its
+    /// images are independent); convolutions split their own work.
+    pub(crate) fn splits_by_rows(&self) -> bool {
+        match self {
+            Op::Unary(_) | Op::Pow(_) | Op::Binary(_) | Op::Compare(_) | Op::Select => true,
+            Op::Pool(_) => true,
+            Op::Input
+            | Op::Parameter
+            | Op::Constant
+            | Op::Broadcast(_)
+            | Op::Reduce { .. }
+            | Op::Axis(_)
+            | Op::Layout(_)
+            | Op::MatMul { .. }
+            | Op::Slice(_)
+            | Op::Index(_)
+            | Op::Softmax(_)
+            | Op::StopGradient
+            | Op::Conv(_)
+            | Op::Random(_)
+            | Op::Custom(_) => false,
         }
     }
 }

@@ -221,6 +221,32 @@ fn block_argmax<F: Element>(
     }
 }
 
+/// [`block_argmax`] recording the winner's tap (its place in the window, counted from 0) as
+/// a 32-bit index rather than its pixel: the same width as an `f32`, so the compares and
+/// blends of the channel loop vectorize.
+fn tap_argmax<F: Element>(
+    image: &[F],
+    c: usize,
+    k0: usize,
+    pixels: impl Iterator<Item = usize>,
+    best: &mut [F],
+    tap: &mut [u32],
+) {
+    tap.fill(0);
+    for (t, px) in (0u32..).zip(pixels) {
+        let src = &image[px * c + k0..px * c + k0 + best.len()];
+        if t == 0 {
+            best.copy_from_slice(src);
+            continue;
+        }
+        for ((b, a), &v) in best.iter_mut().zip(tap.iter_mut()).zip(src) {
+            let win = wins(v, *b);
+            *b = if win { v } else { *b };
+            *a = if win { t } else { *a };
+        }
+    }
+}
+
 /// The maximum over the window's pixels `taps` of each of an image's `dst.len()` channels,
 /// by the tie rule. Written as a select rather than a branch, so the channel loop compiles
 /// to vector compares and blends (the value chosen is the same).
@@ -313,6 +339,9 @@ impl Run {
     /// window's argmax is found for a block of channels at once, reading each pixel's channels
     /// contiguously (NHWC), so a channel costs a compare per pixel, not a walk of the window.
     fn max_route<F: Element>(&self, x: &[F], v: &[F], out: &mut [F], scatter: bool) {
+        if scatter && self.tiles() {
+            return self.scatter_tiled(x, v, out);
+        }
         let (c, n_in, n_out) = (
             self.c,
             self.in_pixels() * self.c,
@@ -342,6 +371,58 @@ impl Run {
                             out[input] = out[input] + v[output];
                         } else {
                             out[output] = v[input];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the windows tile the image: strides equal to the size and every window inside
+    /// (Keras' default `valid` pooling), so that each pixel is in at most one window.
+    fn tiles(&self) -> bool {
+        let [ah, aw] = self.axes;
+        let last = (ah.out.checked_sub(1), aw.out.checked_sub(1));
+        ah.s == ah.k
+            && aw.s == aw.k
+            && self.inside(0, 0).is_some()
+            && matches!(last, (Some(h), Some(w)) if self.inside(h, w).is_some())
+    }
+
+    /// `S_x(ȳ)` for windows that tile the image: every pixel of a window is written once, `ȳ`
+    /// at the window's argmax and 0 elsewhere, with no zero fill before nor add (pixels no
+    /// window covers, the last rows or columns of a pool that does not divide the image, are
+    /// zeroed first). The same values as the general scatter, in one pass over `x̄`.
+    fn scatter_tiled<F: Element>(&self, x: &[F], v: &[F], out: &mut [F]) {
+        let (c, n_in, n_out) = (
+            self.c,
+            self.in_pixels() * self.c,
+            self.out_pixels() * self.c,
+        );
+        let [ah, aw] = self.axes;
+        if ah.out * ah.k < ah.n || aw.out * aw.k < aw.n {
+            out.fill(F::zero());
+        }
+        let mut best = [F::zero(); CHANNEL_BLOCK];
+        let mut tap = [0u32; CHANNEL_BLOCK];
+        for ((image, grad), pooled) in x
+            .chunks_exact(n_in)
+            .zip(out.chunks_exact_mut(n_in))
+            .zip(v.chunks_exact(n_out))
+        {
+            for (oh, ow) in (0..ah.out).flat_map(|oh| (0..aw.out).map(move |ow| (oh, ow))) {
+                let Some(first) = self.inside(oh, ow) else {
+                    continue;
+                };
+                let share = &pooled[(oh * aw.out + ow) * c..][..c];
+                for k0 in (0..c).step_by(CHANNEL_BLOCK) {
+                    let width = CHANNEL_BLOCK.min(c - k0);
+                    let (best, tap) = (&mut best[..width], &mut tap[..width]);
+                    tap_argmax(image, c, k0, self.window_at(first), best, tap);
+                    for (t, px) in (0u32..).zip(self.window_at(first)) {
+                        let dst = &mut grad[px * c + k0..][..width];
+                        for ((d, &a), &s) in dst.iter_mut().zip(tap.iter()).zip(&share[k0..]) {
+                            *d = if a == t { s } else { F::zero() };
                         }
                     }
                 }
@@ -464,6 +545,14 @@ impl<F: Element> Graph<F> {
     /// Max pooling of an NHWC image: Keras' `MaxPooling2D`. Ties go to the first maximum in
     /// row-major window order (see the [module](crate::ops::pool) doc).
     ///
+    /// The max pooling of a ReLU (`x` built by [`Graph::relu`] from `z`) is built as
+    /// `relu(max_pool2d(z))`: the same values and the same gradients of every order, with the
+    /// ReLU on the pooled elements (a quarter of them for a 2x2 pool) instead of all of them.
+    /// ReLU is monotone, so it commutes with the maximum, and it keeps the first maximal
+    /// element first: where the window's maximum is positive both forms pick the same
+    /// element, and where it is not, both derivatives are 0 (ReLU's derivative at 0 is 0). A
+    /// NaN is a NaN's own ReLU and takes the gradient in both forms.
+    ///
     /// # Errors
     /// [`GraphError::InvalidShape`] for a rank other than 4, an unknown height or width, a zero
     /// size or stride, or a window larger than a `valid` image.
@@ -477,7 +566,13 @@ impl<F: Element> Graph<F> {
     /// # Ok::<(), dendrite_graph::GraphError>(())
     /// ```
     pub fn max_pool2d(&mut self, x: NodeId, pool: Pool2d) -> Result<NodeId> {
-        self.add_op(Op::Pool(PoolOp::Max(pool)), &[x])
+        match self.relu_operand(x) {
+            Some(z) => self.atomically(|g| {
+                let pooled = g.add_op(Op::Pool(PoolOp::Max(pool)), &[z])?;
+                g.relu(pooled)
+            }),
+            None => self.add_op(Op::Pool(PoolOp::Max(pool)), &[x]),
+        }
     }
 
     /// Average pooling of an NHWC image (padding not counted): Keras' `AveragePooling2D`.

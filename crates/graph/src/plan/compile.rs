@@ -78,6 +78,7 @@ pub fn compile<F: Element>(graph: &Graph<F>, fetches: &[NodeId]) -> Result<Plan<
         buffers: vec![Buffer::default(); slots],
         fetches,
         check_finite: false,
+        team: crate::team::Team::ONE,
     })
 }
 

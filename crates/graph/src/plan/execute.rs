@@ -5,8 +5,9 @@ use super::{Buffer, Plan, Source, Step};
 use crate::error::{GraphError, Result};
 use crate::ops::Op;
 use crate::shape::{ConcreteShape, Dim, Shape};
+use crate::team::Team;
 use crate::{Element, Graph};
-use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
+use ndarray::{ArrayViewD, ArrayViewMutD, Axis, IxDyn, Slice};
 use petgraph::graph::NodeIndex;
 use smallvec::SmallVec;
 use std::time::{Duration, Instant};
@@ -101,7 +102,7 @@ impl<F: Element> Plan<F> {
         for (k, step) in self.steps.iter_mut().enumerate() {
             let start = timings.is_some().then(Instant::now);
             let mut data = std::mem::take(&mut self.buffers[step.out].data);
-            let result = run_step(step, graph, fed, &self.buffers, &mut data);
+            let result = run_step(step, graph, fed, &self.buffers, &mut data, self.team);
             let buffer = &mut self.buffers[step.out];
             buffer.data = data;
             buffer.shape = result?;
@@ -132,6 +133,7 @@ fn run_step<F: Element>(
     fed: &[Option<ArrayViewD<'_, F>>],
     buffers: &[Buffer<F>],
     data: &mut Vec<F>,
+    team: Team,
 ) -> Result<ConcreteShape> {
     let mut views: SmallVec<[ArrayViewD<'_, F>; 3]> = SmallVec::new();
     for src in &step.operands {
@@ -156,6 +158,11 @@ fn run_step<F: Element>(
     // Grow only: a slot shared by values of different sizes keeps its largest length, so
     // switching between them costs no fill. Every kernel overwrites all of its output.
     crate::limits::grow_to(data, n, step.op.name(), &step.name, &out_shape)?;
+    if team.workers() > 1 && n >= SPLIT_AT && step.op.splits_by_rows() {
+        split_by_rows(step, &views, &out_shape, &mut data[..n], team)
+            .map_err(|e| name_error(e, &step.name))?;
+        return Ok(out_shape);
+    }
     let out = ArrayViewMutD::from_shape(IxDyn(&out_shape), &mut data[..n]).map_err(|_| {
         GraphError::Internal {
             op: step.op.name(),
@@ -164,9 +171,78 @@ fn run_step<F: Element>(
         }
     })?;
     step.op
-        .forward(&step.name, &views, out, &mut step.scratch)
+        .forward(&step.name, &views, out, &mut step.scratch, team)
         .map_err(|e| name_error(e, &step.name))?;
     Ok(out_shape)
+}
+
+/// Output elements from which a step of [`Op::splits_by_rows`] is split between threads:
+/// below it, waking a helper costs more than the memory pass it would share.
+const SPLIT_AT: usize = 1 << 17;
+
+/// Runs a step of [`Op::splits_by_rows`] as one block of output rows per worker: each block
+/// reads the same rows of the operands that have them, and the whole of the others.
+fn split_by_rows<F: Element>(
+    step: &Step<F>,
+    views: &[ArrayViewD<'_, F>],
+    out_shape: &[usize],
+    out: &mut [F],
+    team: Team,
+) -> Result<()> {
+    let rows = out_shape[0].max(1);
+    let row_len = out.len() / rows;
+    let per_task = rows.div_ceil(team.workers());
+    let failed: std::sync::Mutex<Option<GraphError>> = std::sync::Mutex::new(None);
+    team.for_chunks(
+        out,
+        per_task * row_len,
+        &mut [(); 0],
+        0,
+        &|task, block, _| {
+            let first = task * per_task;
+            let count = block.len() / row_len.max(1);
+            let result = run_rows(step, views, out_shape, block, first..first + count);
+            if let Err(e) = result {
+                let mut slot = failed.lock().unwrap_or_else(|e| e.into_inner());
+                slot.get_or_insert(e);
+            }
+        },
+    );
+    match failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One block of [`split_by_rows`]: output rows `rows`, written into `block`.
+fn run_rows<F: Element>(
+    step: &Step<F>,
+    views: &[ArrayViewD<'_, F>],
+    out_shape: &[usize],
+    block: &mut [F],
+    rows: std::ops::Range<usize>,
+) -> Result<()> {
+    let all_rows = out_shape[0];
+    let mut shape = ConcreteShape::from_slice(out_shape);
+    shape[0] = rows.len();
+    let operands: SmallVec<[ArrayViewD<'_, F>; 3]> = views
+        .iter()
+        .map(
+            |v| match v.ndim() == out_shape.len() && v.shape()[0] == all_rows {
+                true => v.slice_axis(Axis(0), Slice::from(rows.clone())),
+                false => v.view(),
+            },
+        )
+        .collect();
+    let out =
+        ArrayViewMutD::from_shape(IxDyn(&shape), block).map_err(|_| GraphError::Internal {
+            op: step.op.name(),
+            node: step.name.clone(),
+            what: "a row block does not fit its shape",
+        })?;
+    let mut no_scratch = Vec::new();
+    step.op
+        .forward(&step.name, &operands, out, &mut no_scratch, Team::ONE)
 }
 
 /// The step's output shape for these operand shapes: from the cache when the shapes are those

@@ -119,6 +119,8 @@ pub struct Plan<F: Element> {
     buffers: Vec<Buffer<F>>,
     fetches: Vec<usize>,
     check_finite: bool,
+    /// Threads the large kernels may use (see [`Plan::set_threads`]).
+    team: crate::team::Team,
 }
 
 impl<F: Element> Plan<F> {
@@ -188,6 +190,45 @@ impl<F: Element> Plan<F> {
     pub fn check_finite_feeds(mut self, on: bool) -> Self {
         self.check_finite = on;
         self
+    }
+
+    /// Lets the large kernels use up to `threads` threads (1 by default; at most
+    /// [`MAX_THREADS`](crate::MAX_THREADS), and at most the machine's cores): the
+    /// convolutions split their products by groups of images, and elementwise and pooling
+    /// steps of at least 2¹⁷ elements split along the batch. The helpers are one pool per
+    /// process, started at the first run that uses them and parked between runs; a run that
+    /// finds them busy (another plan running on another thread) works alone.
+    ///
+    /// Only where the work runs changes: every split is into tasks whose results depend on
+    /// the task alone (the kernel gradient of a convolution sums a fixed number of partial
+    /// sums in a fixed order), so the fetched values are bit-identical at any thread count.
+    ///
+    /// ```
+    /// # use dendrite_graph::{compile, Graph};
+    /// # let mut g = Graph::<f32>::new();
+    /// # let x = g.input("x", [4])?;
+    /// # let y = g.exp(x)?;
+    /// let mut plan = compile(&g, &[y])?;
+    /// plan.set_threads(2);
+    /// assert_eq!(plan.threads(), 2);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn set_threads(&mut self, threads: usize) {
+        self.team = crate::team::Team::new(threads);
+    }
+
+    /// The threads asked for with [`Plan::set_threads`] (clamped to 1..=[`MAX_THREADS`](crate::MAX_THREADS)).
+    ///
+    /// ```
+    /// # use dendrite_graph::{compile, Graph};
+    /// # let mut g = Graph::<f32>::new();
+    /// # let x = g.input("x", [4])?;
+    /// # let y = g.exp(x)?;
+    /// assert_eq!(compile(&g, &[y])?.threads(), 1);
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn threads(&self) -> usize {
+        self.team.threads()
     }
 
     /// Runs the plan with `feeds` (input name, value) and returns views of the fetched values.

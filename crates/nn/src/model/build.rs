@@ -86,7 +86,8 @@ impl<F: Float> Sequential<F> {
                 });
             }
         }
-        let predict = compile(&g, &[inference.output.output])?;
+        let mut predict = compile(&g, &[inference.output.output])?;
+        predict.set_threads(super::config::default_threads());
         Ok(Network {
             graph: g,
             features,

@@ -46,7 +46,8 @@ impl<F: Float> Sequential<F> {
             grads: evaluated.len(),
             state_updates: evaluated.len() + grads.len(),
         };
-        let eval = compile(g, &evaluated)?;
+        let mut eval = compile(g, &evaluated)?;
+        eval.set_threads(super::config::default_threads());
         let mut fetches = trained;
         fetches.extend_from_slice(&grads);
         fetches.extend(net.state_updates.iter().map(|&(_, value)| value));

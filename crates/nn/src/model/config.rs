@@ -276,9 +276,12 @@ impl<'a, F: Float> FitConfig<'a, F> {
     }
 
     /// Threads `fit` may use: with 2 or more, a second thread writes the next batch (gathering
-    /// its images and converting them to floats) while the current one trains; with 1,
-    /// everything runs on the calling thread. Only where the work happens changes: the same
-    /// seed gives bit-identical losses and weights at any thread count. 0 (the default) means
+    /// its images and converting them to floats) while the current one trains, and the
+    /// large kernels of a step (convolutions, and elementwise and pooling steps over large
+    /// tensors) share their work between that many threads (see
+    /// [`Plan::set_threads`](dendrite_graph::Plan::set_threads)); with 1, everything runs on
+    /// the calling thread. Only where the work happens changes: the same seed gives
+    /// bit-identical losses and weights at any thread count. 0 (the default) means
     /// `DENDRITE_THREADS` from the environment if it is set, else 2 when the machine has two or
     /// more cores.
     ///
@@ -297,14 +300,10 @@ impl<'a, F: Float> FitConfig<'a, F> {
     /// assert!(dendrite_nn::FitConfig::<f32>::default().threads_value() >= 1);
     /// ```
     pub fn threads_value(&self) -> usize {
-        if self.threads > 0 {
-            return self.threads;
+        match self.threads {
+            0 => default_threads(),
+            n => n,
         }
-        std::env::var("DENDRITE_THREADS")
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|&n| n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)))
     }
 
     /// Whether to visit the training samples in a new random order each epoch (default yes).
@@ -656,4 +655,15 @@ impl Evaluation {
             .find(|(n, _)| *n == name)
             .map(|&(_, v)| v)
     }
+}
+
+/// The thread count when none is given: `DENDRITE_THREADS` if it is set to a positive number,
+/// else 2 on a machine of two or more cores, else 1. `fit` uses it unless
+/// [`FitConfig::threads`] says otherwise; `predict` and `evaluate` always use it.
+pub(crate) fn default_threads() -> usize {
+    std::env::var("DENDRITE_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(2)))
 }

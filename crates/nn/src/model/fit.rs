@@ -131,6 +131,7 @@ impl<F: Float> Sequential<F> {
             false => None,
         };
         let (_, training) = self.parts_for_fit()?;
+        training.train.set_threads(config.threads_value());
         let first_metric = training.names.first().copied().unwrap_or("accuracy");
         let epochs = Epochs {
             order: EpochOrder::new(train_len, config.seed)?,

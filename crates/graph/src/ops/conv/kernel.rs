@@ -4,16 +4,19 @@ use super::Geometry;
 use crate::error::{GraphError, Result};
 use crate::gemm::{matmul_add_into, matmul_into};
 use crate::limits::grow_to;
+use crate::team::Team;
 use crate::Element;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One run of a convolution kernel: its geometry, the run's batch size (it bounds the group of
-/// images a product takes), and names for errors.
+/// images a product takes), names for errors, and the threads it may use.
 pub(super) struct Run<'a> {
     pub geo: &'a Geometry,
     pub batch: usize,
     pub op: &'static str,
     pub node: &'a str,
+    pub team: Team,
 }
 
 impl Run<'_> {
@@ -29,6 +32,11 @@ impl Run<'_> {
             node: self.node.to_owned(),
             what: "a buffer disagrees with the convolution's geometry",
         }
+    }
+
+    /// `per_worker` elements for each worker of the team, within the tensor size limit.
+    fn per_team<F: Element>(&self, per_worker: usize) -> Result<usize> {
+        crate::limits::check_size::<F>(self.op, self.node, &[per_worker, self.team.workers()])
     }
 
     /// Images per product: enough that one GEMM sees at least [`GROUP_ROWS`] rows (a single
@@ -47,7 +55,28 @@ impl Run<'_> {
         by_rows.min(by_bytes).clamp(1, self.batch.max(1))
     }
 
-    /// `y = conv2d(x, w)`: per group of images, `y = im2col(x) · w`, one product for the group.
+    /// Copies the windows of `images` (a whole number of them) into `cols` and returns
+    /// `im2col(images)` as a `[images · OH·OW, KH·KW·C]` view.
+    fn columns<'c, F: Element>(
+        &self,
+        images: &[F],
+        cols: &'c mut [F],
+    ) -> Option<ArrayView2<'c, F>> {
+        let g = self.geo;
+        let (rows, taps) = (g.rows(), g.taps());
+        let n = images.len() / g.image().max(1);
+        let cols = cols.get_mut(..n * rows * taps)?;
+        for (image, cols) in images
+            .chunks_exact(g.image())
+            .zip(cols.chunks_exact_mut(rows * taps))
+        {
+            im2col(g, image, cols);
+        }
+        ArrayView2::from_shape((n * rows, taps), &*cols).ok()
+    }
+
+    /// `y = conv2d(x, w)`: per group of images, `y = im2col(x) · w`, one product for the
+    /// group; the groups are the team's tasks.
     pub fn conv2d<F: Element>(
         &self,
         x: &[F],
@@ -57,31 +86,36 @@ impl Run<'_> {
     ) -> Result<()> {
         let g = self.geo;
         let (rows, taps, group) = (g.rows(), g.taps(), self.group::<F>());
-        let cols = self.scratch(scratch, group * rows * taps)?;
+        let per_worker = group * rows * taps;
+        let cols = self.scratch(scratch, self.per_team::<F>(per_worker)?)?;
         let w = ArrayView2::from_shape((taps, g.o), w).map_err(|_| self.internal())?;
-        for (images, y) in x
-            .chunks(group * g.image())
-            .zip(y.chunks_mut(group * rows * g.o))
-        {
-            let n = images.len() / g.image();
-            let cols = &mut cols[..n * rows * taps];
-            for (image, cols) in images
-                .chunks_exact(g.image())
-                .zip(cols.chunks_exact_mut(rows * taps))
-            {
-                im2col(g, image, cols);
-            }
-            let a =
-                ArrayView2::from_shape((n * rows, taps), &*cols).map_err(|_| self.internal())?;
-            let mut c =
-                ArrayViewMut2::from_shape((n * rows, g.o), y).map_err(|_| self.internal())?;
-            matmul_into(&a, &w, &mut c);
-        }
-        Ok(())
+        let failed = AtomicBool::new(false);
+        let out_chunk = group * rows * g.o;
+        self.team
+            .for_chunks(y, out_chunk, cols, per_worker, &|task, y, cols| {
+                let n = y.len() / (rows * g.o).max(1);
+                let images = x
+                    .get(task * group * g.image()..)
+                    .and_then(|x| x.get(..n * g.image()));
+                let a = images.and_then(|images| self.columns(images, cols));
+                match (a, ArrayViewMut2::from_shape((n * rows, g.o), y)) {
+                    (Some(a), Ok(mut c)) => matmul_into(&a, &w, &mut c),
+                    _ => failed.store(true, Ordering::Relaxed),
+                }
+            });
+        self.check(&failed)
     }
 
-    /// `x̄ = T(ȳ, w)`: per group of images, `col2im(ȳ · wᵀ)`. The kernel is transposed once
-    /// into the scratch, so the product reads both operands row by row.
+    fn check(&self, failed: &AtomicBool) -> Result<()> {
+        match failed.load(Ordering::Relaxed) {
+            true => Err(self.internal()),
+            false => Ok(()),
+        }
+    }
+
+    /// `x̄ = T(ȳ, w)`: per group of images, `col2im(ȳ · wᵀ)`; the groups are the team's tasks.
+    /// The kernel is transposed once into the scratch, so the product reads both operands row
+    /// by row.
     pub fn input_grad<F: Element>(
         &self,
         y: &[F],
@@ -91,36 +125,50 @@ impl Run<'_> {
     ) -> Result<()> {
         let g = self.geo;
         let (rows, taps, group) = (g.rows(), g.taps(), self.group::<F>());
-        let space = self.scratch(scratch, group * rows * taps + taps * g.o)?;
-        let (cols, w_t) = space.split_at_mut(group * rows * taps);
+        let per_worker = group * rows * taps;
+        let space = self.scratch(scratch, taps * g.o + self.per_team::<F>(per_worker)?)?;
+        let (w_t, cols) = space.split_at_mut(taps * g.o);
         let w = ArrayView2::from_shape((taps, g.o), w).map_err(|_| self.internal())?;
         ArrayViewMut2::from_shape((g.o, taps), &mut *w_t)
             .map_err(|_| self.internal())?
             .assign(&w.t());
         let w_t = ArrayView2::from_shape((g.o, taps), &*w_t).map_err(|_| self.internal())?;
-        for (y, images) in y
-            .chunks(group * rows * g.o)
-            .zip(x.chunks_mut(group * g.image()))
-        {
-            let n = images.len() / g.image();
-            let cols = &mut cols[..n * rows * taps];
-            let a = ArrayView2::from_shape((n * rows, g.o), y).map_err(|_| self.internal())?;
-            let mut c = ArrayViewMut2::from_shape((n * rows, taps), &mut *cols)
-                .map_err(|_| self.internal())?;
-            matmul_into(&a, &w_t, &mut c);
-            for (cols, image) in cols
-                .chunks_exact(rows * taps)
-                .zip(images.chunks_exact_mut(g.image()))
-            {
-                col2im(g, cols, image);
-            }
-        }
-        Ok(())
+        let failed = AtomicBool::new(false);
+        self.team.for_chunks(
+            x,
+            group * g.image(),
+            cols,
+            per_worker,
+            &|task, images, cols| {
+                let n = images.len() / g.image().max(1);
+                let y = y
+                    .get(task * group * rows * g.o..)
+                    .and_then(|y| y.get(..n * rows * g.o));
+                let a = y.and_then(|y| ArrayView2::from_shape((n * rows, g.o), y).ok());
+                let cols = cols.get_mut(..n * rows * taps);
+                let Some((a, cols)) = a.zip(cols) else {
+                    return failed.store(true, Ordering::Relaxed);
+                };
+                let Ok(mut c) = ArrayViewMut2::from_shape((n * rows, taps), &mut *cols) else {
+                    return failed.store(true, Ordering::Relaxed);
+                };
+                matmul_into(&a, &w_t, &mut c);
+                for (cols, image) in cols
+                    .chunks_exact(rows * taps)
+                    .zip(images.chunks_exact_mut(g.image()))
+                {
+                    col2im(g, cols, image);
+                }
+            },
+        );
+        self.check(&failed)
     }
 
-    /// `w̄ = K(x, ȳ) = Σ_images im2col(x)ᵀ · ȳ`: one product per group of images (the sum
-    /// over a group's images is the product's inner dimension), each added into `w̄` in order
-    /// (see [`matmul_add_into`]).
+    /// `w̄ = K(x, ȳ) = Σ_images im2col(x)ᵀ · ȳ`. The groups of images are dealt, in order, to
+    /// a fixed number of partial sums ([`PARTIALS`], fewer for a small batch), each one a
+    /// team task that adds its groups' products in order (see [`matmul_add_into`]); then
+    /// `w̄ = ((p₀ + p₁) + p₂) + …`. The partials depend on the batch and the geometry, never on
+    /// the thread count, so neither do the bits of `w̄`.
     pub fn kernel_grad<F: Element>(
         &self,
         x: &[F],
@@ -130,33 +178,81 @@ impl Run<'_> {
     ) -> Result<()> {
         let g = self.geo;
         let (rows, taps, group) = (g.rows(), g.taps(), self.group::<F>());
-        let space = self.scratch(scratch, group * rows * taps + taps * g.o)?;
-        let (cols, partial) = space.split_at_mut(group * rows * taps);
-        w.fill(F::zero());
-        let mut acc = ArrayViewMut2::from_shape((taps, g.o), w).map_err(|_| self.internal())?;
-        for (images, y) in x
-            .chunks(group * g.image())
-            .zip(y.chunks(group * rows * g.o))
-        {
-            let n = images.len() / g.image();
-            let cols = &mut cols[..n * rows * taps];
-            for (image, cols) in images
-                .chunks_exact(g.image())
-                .zip(cols.chunks_exact_mut(rows * taps))
-            {
-                im2col(g, image, cols);
-            }
-            // im2col(x)ᵀ, read through its strides: element (t, r) at r·taps + t.
-            let a = ArrayView2::from_shape((taps, n * rows).strides((1, taps)), &*cols)
-                .map_err(|_| self.internal())?;
-            let b = ArrayView2::from_shape((n * rows, g.o), y).map_err(|_| self.internal())?;
-            let mut p = ArrayViewMut2::from_shape((taps, g.o), &mut *partial)
-                .map_err(|_| self.internal())?;
-            matmul_add_into(&a, &b, &mut acc, &mut p);
+        let groups = self.batch.div_ceil(group);
+        let partials = PARTIALS.min(groups).max(1);
+        let size = taps * g.o;
+        let per_worker = group * rows * taps + size;
+        let space = self.scratch(scratch, partials * size + self.per_team::<F>(per_worker)?)?;
+        let (sums, workers) = space.split_at_mut(partials * size);
+        let failed = AtomicBool::new(false);
+        self.team
+            .for_chunks(sums, size, workers, per_worker, &|p, sum, space| {
+                let (cols, temp) = space.split_at_mut(group * rows * taps);
+                sum.fill(F::zero());
+                let (first, last) = (p * groups / partials, (p + 1) * groups / partials);
+                for k in first..last {
+                    let images = x
+                        .get(k * group * g.image()..)
+                        .map(|x| &x[..(group * g.image()).min(x.len())]);
+                    let ok = images.is_some_and(|images| {
+                        self.add_group(images, y, k * group, cols, sum, temp)
+                    });
+                    if !ok {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+        self.check(&failed)?;
+        let mut sums = sums.chunks_exact(size);
+        if let Some(first) = sums.next() {
+            w.copy_from_slice(first);
+        }
+        for sum in sums {
+            add_into(w, sum);
         }
         Ok(())
     }
+
+    /// `sum += im2col(images)ᵀ · ȳ[those images]`, the images starting at image `first`.
+    fn add_group<F: Element>(
+        &self,
+        images: &[F],
+        y: &[F],
+        first: usize,
+        cols: &mut [F],
+        sum: &mut [F],
+        temp: &mut [F],
+    ) -> bool {
+        let g = self.geo;
+        let (rows, taps) = (g.rows(), g.taps());
+        let n = images.len() / g.image().max(1);
+        if self.columns(images, cols).is_none() {
+            return false;
+        }
+        // im2col(x)ᵀ, read through its strides: element (t, r) at r·taps + t.
+        let a = ArrayView2::from_shape(
+            (taps, n * rows).strides((1, taps)),
+            &cols[..n * rows * taps],
+        );
+        let y = y
+            .get(first * rows * g.o..)
+            .and_then(|y| y.get(..n * rows * g.o));
+        let b = y.and_then(|y| ArrayView2::from_shape((n * rows, g.o), y).ok());
+        let acc = ArrayViewMut2::from_shape((taps, g.o), sum);
+        let p = ArrayViewMut2::from_shape((taps, g.o), temp);
+        match (a, b, acc, p) {
+            (Ok(a), Some(b), Ok(mut acc), Ok(mut p)) => {
+                matmul_add_into(&a, &b, &mut acc, &mut p);
+                true
+            }
+            _ => false,
+        }
+    }
 }
+
+/// Partial sums of a kernel gradient (see [`Run::kernel_grad`]): enough tasks to share
+/// between [`MAX_THREADS`](crate::MAX_THREADS) threads.
+const PARTIALS: usize = 8;
 
 /// Rows (output pixels) one product should see at least: see [`Run::group`].
 const GROUP_ROWS: usize = 2048;
