@@ -128,7 +128,8 @@ fn matmuls(g: &mut Graph<f32>, x: NodeId, cube: NodeId, cube_t: NodeId) -> Resul
     Ok(())
 }
 
-/// `img: [?, 7, 6, 2]` through convolutions and pools of both paddings, strided and dilated.
+/// `img: [?, 7, 6, 2]` through convolutions (one with a bias) and pools of both paddings,
+/// strided and dilated.
 fn image_ops(g: &mut Graph<f32>, img: NodeId) -> Result<(), GraphError> {
     let kernel = constant(g, values(&[3, 2, 2, 4], 21, -1.0, 1.0));
     g.conv2d(img, kernel, Conv2d::default())?;
@@ -138,6 +139,8 @@ fn image_ops(g: &mut Graph<f32>, img: NodeId) -> Result<(), GraphError> {
         ..Conv2d::default()
     };
     g.conv2d(img, kernel, same)?;
+    let bias = constant(g, values(&[4], 22, -1.0, 1.0));
+    g.conv2d_bias(img, kernel, bias, same)?;
     let dilated = Conv2d {
         dilation: [2, 2],
         ..Conv2d::default()

@@ -125,6 +125,7 @@ primitive_tests!(
     logsumexp,
     stop_gradient,
     conv2d,
+    conv2d_bias,
     conv2d_input_grad,
     conv2d_kernel_grad,
     max_pool2d,

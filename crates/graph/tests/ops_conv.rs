@@ -57,6 +57,72 @@ fn conv2d_by_hand_valid() {
     );
 }
 
+/// `conv2d_bias` on the image and kernel above with b = [10]: y = conv2d(x, w) + 10 =
+/// [[47,57],[67+10,77+10]]. For L = Σy the bias is read once per output pixel, so
+/// ∂L/∂b = Σ_{i,j} 1 = 4; x̄ and w̄ are those of `conv2d` ([[1,3,2],[4,10,6],[3,7,4]] and
+/// [[12,16],[24,28]]), the bias adding a constant.
+#[test]
+fn conv2d_bias_by_hand() {
+    let b = Array::from_shape_vec(IxDyn(&[1]), vec![10.0]).unwrap();
+    let out = run(&[&x_3x3(), &kernel_2x2(), &b], |g, v| {
+        let y = g.conv2d_bias(v[0], v[1], v[2], Conv2d::default())?;
+        let ones = g.ones_like(y)?;
+        let bars = g.local_vjp(y, ones)?;
+        Ok(vec![
+            y,
+            bars[0].unwrap(),
+            bars[1].unwrap(),
+            bars[2].unwrap(),
+        ])
+    });
+    let flat = |k: usize| out[k].iter().copied().collect::<Vec<_>>();
+    assert_eq!(flat(0), [47.0, 57.0, 77.0, 87.0]);
+    assert_eq!(flat(1), [1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 3.0, 7.0, 4.0]);
+    assert_eq!(flat(2), [12.0, 16.0, 24.0, 28.0]);
+    assert_eq!(flat(3), [4.0]);
+}
+
+/// The fused bias gives `add(conv2d(x, w), b)` bit for bit, in `f32` (the AVX2 product where
+/// the CPU has it) and `f64`, over a batch of several image groups at 1 and 2 threads.
+#[test]
+fn conv2d_bias_is_the_add_of_a_bias_bit_for_bit() {
+    fn check<F: dendrite_graph::Element>() {
+        // f32 to f64 is exact, so equal f64 bits are equal F bits.
+        let bits = |v: F| v.to_f64().map(f64::to_bits);
+        let mut g = Graph::<F>::new();
+        let x = g.input("x", [None, Some(28), Some(28), Some(3)]).unwrap();
+        let w = g.input("w", [3, 3, 3, 5]).unwrap();
+        let b = g.input("b", [5]).unwrap();
+        let conv = Conv2d::default();
+        let fused = g.conv2d_bias(x, w, b, conv).unwrap();
+        let z = g.conv2d(x, w, conv).unwrap();
+        let added = g.add(z, b).unwrap();
+        let value = |k: usize| F::of(((k * 7919) % 1000) as f64 / 250.0 - 2.0);
+        let xs = Array::from_shape_fn(IxDyn(&[7, 28, 28, 3]), |i| {
+            value(i[1] * 97 + i[2] + i[0] * 31 + i[3])
+        });
+        let ws = Array::from_shape_fn(IxDyn(&[3, 3, 3, 5]), |i| {
+            value(i[0] * 45 + i[1] * 15 + i[2] * 5 + i[3])
+        });
+        let bs = Array::from_shape_fn(IxDyn(&[5]), |i| value(i[0] + 3));
+        for threads in [1, 2] {
+            let mut plan = compile(&g, &[fused, added]).unwrap();
+            plan.set_threads(threads);
+            let feeds = [("x", xs.view()), ("w", ws.view()), ("b", bs.view())];
+            let out = plan.run(&g, &feeds).unwrap().to_vec().unwrap();
+            assert!(
+                out[0]
+                    .iter()
+                    .zip(out[1].iter())
+                    .all(|(a, b)| bits(*a) == bits(*b)),
+                "{threads} threads"
+            );
+        }
+    }
+    check::<f32>();
+    check::<f64>();
+}
+
 /// `same` with a 2x2 kernel on 3x3: total padding (3-1)·1 + 2 - 3 = 1, all of it after (the
 /// bottom row and right column). y[0,2] = 1·x[0,2] + 3·x[1,2] = 3 + 18 = 21, y[2,2] = 1·x[2,2] = 9,
 /// y[2,0] = 1·7 + 2·8 = 23. The gradient for L = Σy: x[0,0] is read by tap (0,0) only (1);
@@ -196,6 +262,21 @@ fn conv2d_shape_rules() {
         ),
         "{err}"
     );
+    // The bias is one value per filter: [32], not [31] nor [1, 32].
+    for bad in [vec![31], vec![1, 32]] {
+        let b = g.input(&format!("b{}", bad.len()), bad.as_slice()).unwrap();
+        let err = g.conv2d_bias(x, w, b, Conv2d::default()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                GraphError::IncompatibleShapes {
+                    op: "conv2d_bias",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }
 
 /// Sizes whose arithmetic would overflow are typed errors, not panics or wrapped values.

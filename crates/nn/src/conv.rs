@@ -315,13 +315,14 @@ impl Conv2D {
             init.initialize::<F>(&self.kernel_initializer, &self.kernel_shape(channels))?;
         let kernel = g.parameter("kernel", kernel_value)?;
         let mut parameters = vec![kernel];
-        let mut z = g.conv2d(input, kernel, self.conv)?;
-        if self.use_bias {
+        let z = if self.use_bias {
             let bias_value = init.initialize::<F>(&self.bias_initializer, &[self.filters])?;
             let bias = g.parameter("bias", bias_value)?;
             parameters.push(bias);
-            z = g.add(z, bias)?;
-        }
+            g.conv2d_bias(input, kernel, bias, self.conv)?
+        } else {
+            g.conv2d(input, kernel, self.conv)?
+        };
         Ok(self.activation.nodes(g, z)?.with_parameters(parameters))
     }
 }

@@ -61,8 +61,7 @@ pub fn convnet_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffErr
         });
         let w = g.parameter(&format!("w{k}"), w.into_dyn())?;
         let b = g.parameter(&format!("b{k}"), Array1::zeros(c_out).into_dyn())?;
-        let z = g.conv2d(h, w, Conv2d::default())?;
-        let z = g.add(z, b)?;
+        let z = g.conv2d_bias(h, w, b, Conv2d::default())?;
         let a = g.relu(z)?;
         h = g.max_pool2d(a, Pool2d::new([2, 2]))?;
         params.extend([w, b]);

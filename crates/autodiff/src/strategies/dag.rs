@@ -129,9 +129,10 @@ pub enum DagOp {
     /// order: `conv2d` and `conv2d_input_grad` (with a `[1, kw, 1, 1]` kernel cut from the
     /// front of `other`), `conv2d_kernel_grad` (of the image with itself), `max_pool2d`,
     /// `max_pool2d_scatter` and `max_pool2d_gather` (routed by a constant image, so that
-    /// they stay continuous), `avg_pool2d`, `avg_pool2d_grad` (pools of `[1, 2]`).
+    /// they stay continuous), `avg_pool2d`, `avg_pool2d_grad` (pools of `[1, 2]`), and
+    /// `conv2d_bias` (the kernel as for `conv2d`, the bias the first element of `other`).
     Image {
-        /// Which member, `0..8`.
+        /// Which member, `0..9`.
         kind: usize,
         /// The image's values.
         arg: usize,
@@ -293,7 +294,8 @@ fn image<F: Element>(
     let n: usize = shape.iter().product();
     let kw = n.min(2);
     let x = g.reshape(arg, &[1, 1, n, 1][..])?;
-    let kernel = |g: &mut Graph<F>| -> Result<NodeId, GraphError> {
+    // The first `len` elements of `other`, flattened.
+    let front = |g: &mut Graph<F>, len: usize| -> Result<NodeId, GraphError> {
         let m: usize = g
             .shape(other)?
             .concrete()
@@ -301,7 +303,10 @@ fn image<F: Element>(
             .iter()
             .product();
         let flat = g.reshape(other, &[m][..])?;
-        let cut = g.slice(flat, 0, 0, kw)?;
+        g.slice(flat, 0, 0, len)
+    };
+    let kernel = |g: &mut Graph<F>| -> Result<NodeId, GraphError> {
+        let cut = front(g, kw)?;
         g.reshape(cut, &[1, kw, 1, 1][..])
     };
     let conv = Conv2d {
@@ -313,7 +318,7 @@ fn image<F: Element>(
         padding: Padding::Same,
         ..Pool2d::new([1, 2])
     };
-    let y = match kind % 8 {
+    let y = match kind % 9 {
         0 => {
             let w = kernel(g)?;
             g.conv2d(x, w, conv)?
@@ -337,7 +342,11 @@ fn image<F: Element>(
             g.max_pool2d_gather(r, x, pool)?
         }
         6 => g.avg_pool2d(x, pool)?,
-        _ => g.avg_pool2d_grad(x, pool, [1, n])?,
+        7 => g.avg_pool2d_grad(x, pool, [1, n])?,
+        _ => {
+            let (w, b) = (kernel(g)?, front(g, 1)?);
+            g.conv2d_bias(x, w, b, conv)?
+        }
     };
     g.reshape(y, shape.as_slice())
 }

@@ -14,6 +14,7 @@ pub fn entries() -> Vec<(&'static str, Entry)> {
     use super::{d as D, n as N};
     vec![
         ("conv2d", D(conv_cases, conv2d)),
+        ("conv2d_bias", D(conv_cases, conv2d_bias)),
         ("conv2d_input_grad", D(conv_cases, conv2d_input_grad)),
         ("conv2d_kernel_grad", D(conv_cases, conv2d_kernel_grad)),
         ("max_pool2d", D(pool_cases, max_pool2d)),
@@ -44,7 +45,7 @@ fn padding(same: bool) -> Padding {
     }
 }
 
-/// `vals = [x, w, y]` (image, kernel, a cotangent shaped like the output) and `params =
+/// `vals = [x, w, y, b]` (image, kernel, a cotangent shaped like the output, a bias) and `params =
 /// [sh, sw, dh, dw, same]`; small sizes, every stride, dilation and padding.
 fn conv_cases() -> Cases {
     let dims = (
@@ -76,8 +77,9 @@ fn conv_cases() -> Cases {
                 tensor(vec![n, h, w, c]),
                 tensor(vec![kh, kw, c, o]),
                 tensor(vec![n, oh, ow, o]),
+                tensor(vec![o]),
             )
-                .prop_map(move |(x, k, y)| Case::with(vec![x, k, y], params.clone()))
+                .prop_map(move |(x, k, y, b)| Case::with(vec![x, k, y, b], params.clone()))
         })
         .boxed()
 }
@@ -102,6 +104,15 @@ fn conv2d(c: &Case) -> R {
     let vals = [c.vals[0].clone(), c.vals[1].clone()];
     first(&vals, &[0, 1], f)?;
     second(&vals, &[0, 1], f)
+}
+
+/// Bilinear in `(x, w)` plus a term linear in `b`: second order runs on the op itself.
+fn conv2d_bias(c: &Case) -> R {
+    let conv = conv_of(c);
+    let f = move |g: &mut Graph<f64>, x: &[NodeId]| g.conv2d_bias(x[0], x[1], x[2], conv);
+    let vals = [c.vals[0].clone(), c.vals[1].clone(), c.vals[3].clone()];
+    first(&vals, &[0, 1, 2], f)?;
+    second(&vals, &[0, 1, 2], f)
 }
 
 fn conv2d_input_grad(c: &Case) -> R {

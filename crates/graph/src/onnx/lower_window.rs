@@ -1,7 +1,8 @@
 //! Convolution and pooling: Dendrite's NHWC images (and HWIO kernels) around ONNX's NCHW
 //! operators.
 //!
-//! `conv2d(x, w)` becomes `Transpose(Conv(Transpose(x), Transpose(w)))`: the image to NCHW
+//! `conv2d(x, w)` becomes `Transpose(Conv(Transpose(x), Transpose(w)))` (and `conv2d_bias`
+//! the same with the bias as `Conv`'s third input): the image to NCHW
 //! (`perm = [0, 3, 1, 2]`), the kernel from `[KH, KW, C, O]` to ONNX's `[O, C, KH, KW]`
 //! (`perm = [3, 2, 0, 1]`), the result back to NHWC (`perm = [0, 2, 3, 1]`); pooling the same
 //! without the kernel. Padding is written out explicitly (`pads = [top, left, bottom, right]`),
@@ -29,7 +30,7 @@ struct Window {
 
 pub(super) fn conv(b: &mut Builder, s: &Site<'_>, op: &ConvOp) -> Result<()> {
     let conv = match op {
-        ConvOp::Conv2d(conv) => conv,
+        ConvOp::Conv2d(conv) | ConvOp::Conv2dBias(conv) => conv,
         ConvOp::InputGrad { .. } | ConvOp::KernelGrad { .. } => {
             return Err(s.unsupported(
                 op.name(),
@@ -49,7 +50,12 @@ pub(super) fn conv(b: &mut Builder, s: &Site<'_>, op: &ConvOp) -> Result<()> {
     attrs.push(attr_ints("dilations", to_i64s(s.node, &conv.dilation)?));
     let image = transpose(b, s.node, s.xs[0].clone(), NHWC_TO_NCHW);
     let kernel = transpose(b, s.node, s.xs[1].clone(), HWIO_TO_OIHW);
-    let y = b.step("Conv", s.node, vec![image, kernel], attrs);
+    // ONNX's optional third input is the same per-output-channel bias.
+    let inputs = match s.xs.get(2) {
+        Some(bias) => vec![image, kernel, bias.clone()],
+        None => vec![image, kernel],
+    };
+    let y = b.step("Conv", s.node, inputs, attrs);
     b.emit(
         "Transpose",
         s.node,

@@ -24,6 +24,14 @@
 //!   `K(x, ȳ)[p, q, c, o] = Σ_{n, i, j} x[n, i·sh + p·dh - top, j·sw + q·dw - left, c]
 //!   ȳ[n, i, j, o]`.
 //!
+//! A fourth member adds a bias per output channel in the same pass, Keras' `Conv2D` with its
+//! bias: `conv2d_bias(x, w, b)[n, i, j, o] = conv2d(x, w)[n, i, j, o] + b[o]`, `b` of shape
+//! `[O]`. The kernels add `b` to each group of output rows right after its product, while
+//! the rows are still in cache, instead of a separate broadcast add reading and writing the
+//! whole output again; the values are those of `add(conv2d(x, w), b)`, bit for bit (the same
+//! sum, then the same addition). Its gradients are those of the two ops: `x̄ = T(ȳ, w)`,
+//! `w̄ = K(x, ȳ)` and `b̄ = sum_like(ȳ, b)`, the sum of `ȳ` over the batch and the pixels.
+//!
 //! So `x̄ = T(ȳ, w)` and `w̄ = K(x, ȳ)`; and since each of the three is bilinear in its
 //! operands, each one's derivative is again a member of the family (the book's convolution page
 //! lists them): gradients of any order stay within these three kernels.
@@ -83,12 +91,17 @@ family! {
     ///
     /// ```
     /// use dendrite_graph::ops::ConvOp;
-    /// assert_eq!(ConvOp::NAMES, &["conv2d", "conv2d_input_grad", "conv2d_kernel_grad"]);
+    /// assert_eq!(
+    ///     ConvOp::NAMES,
+    ///     &["conv2d", "conv2d_bias", "conv2d_input_grad", "conv2d_kernel_grad"]
+    /// );
     /// ```
     #[derive(Debug, Clone, PartialEq, Eq, Hash)]
     pub enum ConvOp {
         /// `conv2d(x, w)`.
         Conv2d(Conv2d) => "conv2d",
+        /// `conv2d(x, w) + b`, with `b` of shape `[O]`.
+        Conv2dBias(Conv2d) => "conv2d_bias",
         /// `T(ȳ, w)`: the transposed convolution, shaped like an input of `input_hw`.
         InputGrad {
             /// The convolution whose input gradient this is.
@@ -167,7 +180,12 @@ fn mismatch(op: &ConvOp, node: &str, reason: &'static str, lhs: &Shape, rhs: &Sh
 /// fits, sizes that do not overflow.
 pub(crate) fn geometry(op: &ConvOp, node: &str, operands: &[&Shape]) -> Result<Geometry> {
     let name = op.name();
-    check_arity(name, node, operands, 2)?;
+    let arity = if matches!(op, ConvOp::Conv2dBias(_)) {
+        3
+    } else {
+        2
+    };
+    check_arity(name, node, operands, arity)?;
     let (a, b) = (operands[0], operands[1]);
     let (conv, sizes) = declared_sizes(op, node, a, b)?;
     if sizes.c == 0 || sizes.o == 0 {
@@ -199,7 +217,21 @@ pub(crate) fn geometry(op: &ConvOp, node: &str, operands: &[&Shape]) -> Result<G
         return Err(mismatch(op, node, "sizes overflow", a, b));
     }
     check_cotangent(op, node, &geo, a, b)?;
+    if let Some(bias) = operands.get(2) {
+        check_bias(op, node, &geo, bias)?;
+    }
     Ok(geo)
+}
+
+/// The bias of `conv2d_bias` must have the shape `[O]`, one value per output channel.
+fn check_bias(op: &ConvOp, node: &str, geo: &Geometry, bias: &Shape) -> Result<()> {
+    let expected = Shape::fixed(&[geo.o]);
+    if *bias == expected {
+        Ok(())
+    } else {
+        let reason = "bias must have one value per output channel";
+        Err(mismatch(op, node, reason, bias, &expected))
+    }
 }
 
 /// The sizes a convolution's operands fix, before the window is checked against them.
@@ -224,7 +256,7 @@ fn declared_sizes(op: &ConvOp, node: &str, a: &Shape, b: &Shape) -> Result<(Conv
         Ok([dim(0)?, dim(1)?, dim(2)?, dim(3)?])
     };
     Ok(match *op {
-        ConvOp::Conv2d(conv) => {
+        ConvOp::Conv2d(conv) | ConvOp::Conv2dBias(conv) => {
             let hw = fixed_hw(name, node, a)?;
             let c = fixed_dim(name, node, a, 3, "channel count")?;
             let k = kernel(b)?;
@@ -292,7 +324,7 @@ fn buffers_fit(geo: &Geometry) -> bool {
 /// The cotangent operand of the two gradients must have the convolution's output shape.
 fn check_cotangent(op: &ConvOp, node: &str, geo: &Geometry, a: &Shape, b: &Shape) -> Result<()> {
     let y_bar = match op {
-        ConvOp::Conv2d(_) => return Ok(()),
+        ConvOp::Conv2d(_) | ConvOp::Conv2dBias(_) => return Ok(()),
         ConvOp::InputGrad { .. } => a,
         ConvOp::KernelGrad { .. } => b,
     };
@@ -315,7 +347,7 @@ fn check_cotangent(op: &ConvOp, node: &str, geo: &Geometry, a: &Shape, b: &Shape
 pub(crate) fn infer(op: &ConvOp, node: &str, operands: &[&Shape]) -> Result<Shape> {
     let geo = geometry(op, node, operands)?;
     Ok(match *op {
-        ConvOp::Conv2d(_) => geo.out_image(),
+        ConvOp::Conv2d(_) | ConvOp::Conv2dBias(_) => geo.out_image(),
         ConvOp::InputGrad { .. } => geo.in_image(),
         ConvOp::KernelGrad { .. } => {
             let [h, w] = geo.axes;
@@ -332,22 +364,31 @@ pub(crate) fn forward<F: Element>(
     scratch: &mut Vec<F>,
     team: Team,
 ) -> Result<()> {
-    let shapes = [
-        Shape::fixed(inputs[0].shape()),
-        Shape::fixed(inputs[1].shape()),
-    ];
-    let geo = geometry(op, node, &[&shapes[0], &shapes[1]])?;
+    // Arrays, not `Vec`s: this runs on every kernel call, which must not allocate.
+    let shapes: [Shape; 3] = std::array::from_fn(|i| {
+        inputs
+            .get(i)
+            .map_or_else(Shape::scalar, |v| Shape::fixed(v.shape()))
+    });
+    let operands = [&shapes[0], &shapes[1], &shapes[2]];
+    let geo = geometry(op, node, &operands[..inputs.len().min(3)])?;
     let (a, b) = (
         inputs[0].as_standard_layout(),
         inputs[1].as_standard_layout(),
     );
+    let bias = inputs.get(2).map(|b| b.as_standard_layout());
     let mut out = out;
+    let not_contiguous = || GraphError::Internal {
+        op: op.name(),
+        node: node.to_owned(),
+        what: "an operand or the output is not contiguous",
+    };
     let (Some(a), Some(b), Some(out)) = (a.as_slice(), b.as_slice(), out.as_slice_mut()) else {
-        return Err(GraphError::Internal {
-            op: op.name(),
-            node: node.to_owned(),
-            what: "an operand or the output is not contiguous",
-        });
+        return Err(not_contiguous());
+    };
+    let bias = match &bias {
+        Some(bias) => Some(bias.as_slice().ok_or_else(not_contiguous)?),
+        None => None,
     };
     let run = kernel::Run {
         geo: &geo,
@@ -357,7 +398,7 @@ pub(crate) fn forward<F: Element>(
         team,
     };
     match op {
-        ConvOp::Conv2d(_) => run.conv2d(a, b, out, scratch),
+        ConvOp::Conv2d(_) | ConvOp::Conv2dBias(_) => run.conv2d(a, b, bias, out, scratch),
         ConvOp::InputGrad { .. } => run.input_grad(a, b, out, scratch),
         ConvOp::KernelGrad { .. } => run.kernel_grad(a, b, out, scratch),
     }
@@ -380,6 +421,7 @@ fn input_hw<F: Element>(g: &Graph<F>, x: NodeId) -> Result<[usize; 2]> {
 /// | op | first operand's gradient | second operand's gradient |
 /// | --- | --- | --- |
 /// | `conv2d(x, w)` | `x̄ = T(c̄, w)` | `w̄ = K(x, c̄)` |
+/// | `conv2d_bias(x, w, b)` | `x̄ = T(c̄, w)` | `w̄ = K(x, c̄)`, and `b̄ = sum_like(c̄, b)` |
 /// | `T(y, w)` | `ȳ = conv2d(c̄, w)` | `w̄ = K(c̄, y)` |
 /// | `K(x, y)` | `x̄ = T(y, c̄)` | `ȳ = conv2d(x, c̄)` |
 pub(crate) fn vjp<F: Element>(
@@ -390,7 +432,7 @@ pub(crate) fn vjp<F: Element>(
 ) -> Result<OperandGrads> {
     let (a, b) = (xs[0], xs[1]);
     let (a_bar, b_bar) = match *op {
-        ConvOp::Conv2d(conv) => {
+        ConvOp::Conv2d(conv) | ConvOp::Conv2dBias(conv) => {
             let (x, w) = (a, b);
             let (hw, khw) = (input_hw(g, x)?, kernel_hw(g, w)?);
             (
@@ -415,6 +457,10 @@ pub(crate) fn vjp<F: Element>(
             )
         }
     };
+    if let (ConvOp::Conv2dBias(_), Some(&bias)) = (op, xs.get(2)) {
+        let bias_bar = g.sum_like(c_bar, bias)?;
+        return Ok(smallvec![Some(a_bar), Some(b_bar), Some(bias_bar)]);
+    }
     Ok(smallvec![Some(a_bar), Some(b_bar)])
 }
 // ANCHOR_END: conv_vjp
@@ -443,6 +489,28 @@ impl<F: Element> Graph<F> {
     /// ```
     pub fn conv2d(&mut self, x: NodeId, w: NodeId, conv: Conv2d) -> Result<NodeId> {
         self.add_op(Op::Conv(ConvOp::Conv2d(conv)), &[x, w])
+    }
+
+    /// `conv2d(x, w) + b` with a bias `b` of shape `[filters]`, in one pass: Keras' `Conv2D`
+    /// without its activation. The values are those of [`Graph::add`] of [`Graph::conv2d`]
+    /// and `b`, bit for bit; the output is not read and written a second time to add `b`.
+    ///
+    /// # Errors
+    /// As [`Graph::conv2d`], and [`GraphError::IncompatibleShapes`] when `b` is not of shape
+    /// `[filters]`.
+    ///
+    /// ```
+    /// use dendrite_graph::ops::Conv2d;
+    /// let mut g = dendrite_graph::Graph::<f32>::new();
+    /// let x = g.input("x", [None, Some(28), Some(28), Some(1)])?;
+    /// let w = g.input("w", [3, 3, 1, 32])?;
+    /// let b = g.input("b", [32])?;
+    /// let y = g.conv2d_bias(x, w, b, Conv2d::default())?;
+    /// assert_eq!(g.shape(y)?.to_string(), "[?, 26, 26, 32]");
+    /// # Ok::<(), dendrite_graph::GraphError>(())
+    /// ```
+    pub fn conv2d_bias(&mut self, x: NodeId, w: NodeId, b: NodeId, conv: Conv2d) -> Result<NodeId> {
+        self.add_op(Op::Conv(ConvOp::Conv2dBias(conv)), &[x, w, b])
     }
 
     /// The transposed convolution `T(y, w)`: the gradient of [`Graph::conv2d`] with respect to

@@ -454,7 +454,7 @@ fn operands(op: &DagOp) -> Vec<usize> {
             arg: a,
             other: b,
         } => match kind {
-            0 | 1 => vec![a, b],
+            0 | 1 | 8 => vec![a, b],
             _ => vec![a],
         },
         DagOp::Binary(_, a, b)
@@ -472,8 +472,8 @@ fn image(c: &Choice<'_>) -> Option<Candidate> {
     if n == 0 || m == 0 {
         return None;
     }
-    let (kind, kw) = (c.p % 8, n.min(2));
-    if kind < 2 && m < kw {
+    let (kind, kw) = (c.p % 9, n.min(2));
+    if (kind < 2 || kind == 8) && m < kw {
         return None;
     }
     let op = DagOp::Image {
@@ -484,6 +484,7 @@ fn image(c: &Choice<'_>) -> Option<Candidate> {
     // A window adds at most `kw` (or two pool) terms; the kernel gradient sums `n` products.
     let (shape, bound) = match kind {
         0 | 1 => (sa.clone(), kw as f64 * ba * bb),
+        8 => (sa.clone(), kw as f64 * ba * bb + bb),
         2 => (vec![kw], n as f64 * ba * ba),
         4 => (sa.clone(), 2.0 * ba),
         _ => (sa.clone(), *ba),

@@ -75,12 +75,14 @@ impl Run<'_> {
         ArrayView2::from_shape((n * rows, taps), &*cols).ok()
     }
 
-    /// `y = conv2d(x, w)`: per group of images, `y = im2col(x) · w`, one product for the
-    /// group; the groups are the team's tasks.
+    /// `y = conv2d(x, w)`, plus `bias` on every output row when there is one: per group of
+    /// images, `y = im2col(x) · w`, one product for the group, then the bias added while the
+    /// group's rows are in cache; the groups are the team's tasks.
     pub fn conv2d<F: Element>(
         &self,
         x: &[F],
         w: &[F],
+        bias: Option<&[F]>,
         y: &mut [F],
         scratch: &mut Vec<F>,
     ) -> Result<()> {
@@ -98,9 +100,14 @@ impl Run<'_> {
                     .get(task * group * g.image()..)
                     .and_then(|x| x.get(..n * g.image()));
                 let a = images.and_then(|images| self.columns(images, cols));
-                match (a, ArrayViewMut2::from_shape((n * rows, g.o), y)) {
+                match (a, ArrayViewMut2::from_shape((n * rows, g.o), &mut *y)) {
                     (Some(a), Ok(mut c)) => matmul_into(&a, &w, &mut c),
-                    _ => failed.store(true, Ordering::Relaxed),
+                    _ => return failed.store(true, Ordering::Relaxed),
+                }
+                if let Some(bias) = bias {
+                    for row in y.chunks_exact_mut(g.o.max(1)) {
+                        add_into(row, bias);
+                    }
                 }
             });
         self.check(&failed)
@@ -285,7 +292,7 @@ fn im2col<F: Element>(g: &Geometry, image: &[F], cols: &mut [F]) {
                 };
                 if let Some(iw) = inside {
                     let start = (ih * aw.n + iw) * c;
-                    dst.copy_from_slice(&image[start..start + run]);
+                    copy_run(dst, &image[start..start + run]);
                     continue;
                 }
                 for (tw, dst) in dst.chunks_exact_mut(c).enumerate() {
@@ -330,6 +337,41 @@ fn col2im<F: Element>(g: &Geometry, cols: &[F], image: &mut [F]) {
                 }
             }
         }
+    }
+}
+
+/// `dst = src` for one window row. A short row (a one-channel image's 3-pixel row is 12
+/// bytes, an RGB one's 36) is copied as a fixed-size array, which compiles to a few moves:
+/// `copy_from_slice` calls `memcpy`, whose call per 12 bytes cost as much as the product the
+/// columns feed.
+#[inline(always)]
+fn copy_run<F: Element>(dst: &mut [F], src: &[F]) {
+    fn fixed<F: Copy, const N: usize>(dst: &mut [F], src: &[F]) -> bool {
+        match (<&mut [F; N]>::try_from(dst), <&[F; N]>::try_from(src)) {
+            (Ok(dst), Ok(src)) => {
+                *dst = *src;
+                true
+            }
+            _ => false,
+        }
+    }
+    let copied = match src.len() {
+        1 => fixed::<F, 1>(dst, src),
+        2 => fixed::<F, 2>(dst, src),
+        3 => fixed::<F, 3>(dst, src),
+        4 => fixed::<F, 4>(dst, src),
+        5 => fixed::<F, 5>(dst, src),
+        6 => fixed::<F, 6>(dst, src),
+        7 => fixed::<F, 7>(dst, src),
+        8 => fixed::<F, 8>(dst, src),
+        9 => fixed::<F, 9>(dst, src),
+        12 => fixed::<F, 12>(dst, src),
+        15 => fixed::<F, 15>(dst, src),
+        16 => fixed::<F, 16>(dst, src),
+        _ => false,
+    };
+    if !copied {
+        dst.copy_from_slice(src);
     }
 }
 
