@@ -108,6 +108,38 @@ fn a_row_does_not_depend_on_the_rows_around_it() {
     }
 }
 
+/// On a CPU with AVX2 and FMA, an `f32` product's element is the sequential fused
+/// multiply-add over `p`, bit for bit, also where the kernel cuts the sum into chunks (a
+/// transposed lhs, `k` over several chunks of 64) and the columns into blocks of strips
+/// (`n` = 100: six 16-wide strips, in a block of four and one of two, then an 8-wide strip
+/// with four live columns).
+#[test]
+fn chunked_f32_sums_are_the_sequential_fused_sum() {
+    #[cfg(target_arch = "x86_64")]
+    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        return;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    return;
+    let (m, k, n) = (13, 200, 100);
+    let a = Array2::from_shape_fn((m, k), |(i, j)| {
+        ((i * 37 + j * 17) % 101) as f32 / 13.0 - 3.0
+    });
+    let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 7 + j * 29) % 89) as f32 / 11.0 - 4.0);
+    for ta in [true, false] {
+        let got = run(&a, &b, ta, false);
+        for ((i, j), &x) in got
+            .view()
+            .into_dimensionality::<ndarray::Ix2>()
+            .unwrap()
+            .indexed_iter()
+        {
+            let fused = (0..k).fold(0.0_f32, |acc, p| a[[i, p]].mul_add(b[[p, j]], acc));
+            assert_eq!(x.to_bits(), fused.to_bits(), "ta {ta}, element ({i}, {j})");
+        }
+    }
+}
+
 #[test]
 fn reference_shapes_in_f32_match_f64() {
     let a = Array2::from_shape_fn((32, 784), |(i, j)| ((i * 784 + j) % 255) as f64 / 255.0);

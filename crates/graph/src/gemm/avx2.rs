@@ -86,17 +86,85 @@ pub(super) unsafe fn product(
         return true;
     }
     // Columns go in 16-wide strips (the last masked when 9-15 columns are left), then one
-    // 8-wide strip if at most 8 are left. The 16-wide strips are walked band by band of six
-    // rows, every strip of a band before the next band: the band's rows of `a` are then read
-    // from L1 by all strips, where a strip-by-strip walk would stream all of `a` from L2 once
-    // per strip (with `a` a transposed batch, 400 KB at batch 128).
+    // 8-wide strip if at most 8 are left.
     let mut narrow = 0;
     while n - narrow > 8 {
         narrow += (n - narrow).min(16);
     }
-    // Bands are six rows, except that a remainder of 2 or 4 rows goes in 4-row bands (8
-    // accumulators, about 80% of the FMA rate) rather than a 6-row band computing 2 or 4 rows
-    // it throws away: 128 rows = 20 x 6 + 2 x 4, not 22 x 6 with 4 rows wasted.
+    // The sum over `p` goes in chunks of `KC`, each after the first adding to what the ones
+    // before it stored (an accumulator lane stored and reloaded is the same `f32`, so every
+    // element is still one running sum in increasing `p`: the bits do not change). Within a
+    // chunk, the 16-wide strips go `NB` at a time, and each block of strips is walked band by
+    // band of six rows: the block's `KC x 16·NB` panel of `b` (16 KiB) stays in L1 for all
+    // the bands, where walking every strip of a band before the next band streamed all of
+    // `b` from L2 once per band (conv2's kernel gradient: 62 KB of cotangent per band).
+    // Chunks only when `a` is read down its columns (`a` transposed, as in a kernel
+    // gradient): a row-major `a` is broadcast from lines it reuses 16 times, and there the
+    // reloads of `c` cost more than the chunks save (the performance page has both).
+    let chunk = if a.cs == 1 { k } else { KC };
+    for p0 in (0..k).step_by(chunk) {
+        let kc = chunk.min(k - p0);
+        let chunk_mode = if p0 == 0 { mode } else { Mode::Add };
+        // `p0 < k`: the chunk's elements are among those `fits` checked above, at the same
+        // offsets from the new starts, so the tiles' bounds still hold.
+        let (a, b) = (a.skip_cols(p0), b.skip_rows(p0));
+        let mut j0 = 0;
+        while j0 < narrow {
+            let block_end = (j0 + 16 * NB).min(narrow);
+            // SAFETY: AVX2 and FMA are available (this function's contract); the bounds were
+            // checked above and the strips lie within `0..narrow`.
+            unsafe { bands(a, b, c, m, j0..block_end, kc, n, chunk_mode) };
+            j0 = block_end;
+        }
+        if narrow < n {
+            // SAFETY: AVX2 and FMA are available (this function's contract); the bounds were
+            // checked above and the rows are 0..m.
+            unsafe { tiles::<8, 1>(a, b, c, 0..m, narrow, n - narrow, kc, n, chunk_mode) };
+        }
+    }
+    true
+}
+
+/// Rows of `b` (terms of each sum) per pass over `c`: see [`product`].
+const KC: usize = 64;
+/// 16-wide strips of `c` per block: see [`product`].
+const NB: usize = 4;
+
+impl Strided<'_> {
+    /// The operand from column `p0` on (empty past its end).
+    fn skip_cols(self, p0: usize) -> Self {
+        Strided {
+            flat: self.flat.get(p0 * self.cs..).unwrap_or(&[]),
+            ..self
+        }
+    }
+    /// The operand from row `p0` on (empty past its end).
+    fn skip_rows(self, p0: usize) -> Self {
+        Strided {
+            flat: self.flat.get(p0 * self.rs..).unwrap_or(&[]),
+            ..self
+        }
+    }
+}
+
+/// The 16-wide strips `strips` of `c` over all its `m` rows, band by band of six rows (a
+/// remainder of 2 or 4 rows in 4-row bands: 8 accumulators, about 80% of the FMA rate, rather
+/// than a 6-row band computing rows it throws away: 128 rows = 20 x 6 + 2 x 4).
+///
+/// # Safety
+/// As [`tiles`], for every band and strip.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn bands(
+    a: Strided<'_>,
+    b: Strided<'_>,
+    c: &mut [f32],
+    m: usize,
+    strips: std::ops::Range<usize>,
+    k: usize,
+    n: usize,
+    mode: Mode,
+) {
     let fours = match m % 6 {
         2 if m >= 8 => 2,
         4 => 1,
@@ -107,26 +175,20 @@ pub(super) unsafe fn product(
     while r0 < m {
         let height = if r0 < sixes_end { 6 } else { 4 };
         let band = r0..(r0 + height).min(m);
-        let mut j0 = 0;
-        while j0 < narrow {
-            // SAFETY: AVX2 and FMA are available (this function's contract); the bounds were
-            // checked above and `band` lies within 0..m.
+        let mut j0 = strips.start;
+        while j0 < strips.end {
+            let left = strips.end - j0;
+            // SAFETY: as this function's contract.
             j0 += unsafe {
                 if height == 6 {
-                    tiles::<6, 2>(a, b, c, band.clone(), j0, narrow - j0, k, n, mode)
+                    tiles::<6, 2>(a, b, c, band.clone(), j0, left, k, n, mode)
                 } else {
-                    tiles::<4, 2>(a, b, c, band.clone(), j0, narrow - j0, k, n, mode)
+                    tiles::<4, 2>(a, b, c, band.clone(), j0, left, k, n, mode)
                 }
             };
         }
         r0 += height;
     }
-    if narrow < n {
-        // SAFETY: AVX2 and FMA are available (this function's contract); the bounds were
-        // checked above and the rows are 0..m.
-        unsafe { tiles::<8, 1>(a, b, c, 0..m, narrow, n - narrow, k, n, mode) };
-    }
-    true
 }
 
 /// The row tiles covering `rows` of one column strip `j0 .. j0 + min(8·NV, left)`; returns
