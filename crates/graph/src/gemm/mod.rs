@@ -140,40 +140,86 @@ fn fast_f32<F: Element>(
         rs: am.rs,
         cs: am.cs,
     };
-    // A `b` read across its rows (the `d · wᵀ` of a backward pass) is copied row-major first
-    // when it is small; copying 320 floats costs less than the strided reads it saves. The
-    // stack buffer is only initialized on that path: zeroing 16 KiB for every product would
-    // cost more than the small products themselves.
-    let mut packed: [f32; PACK];
-    let b = if bm.cs == 1 {
-        Strided {
+    if bm.cs == 1 {
+        let b = Strided {
             flat: bf,
             rs: bm.rs,
             cs: 1,
-        }
-    } else if k * n <= PACK {
-        packed = [0.0; PACK];
-        if !pack_rows(bf, bm.rs, bm.cs, (k, n), &mut packed) {
-            return false;
-        }
-        Strided {
-            flat: &packed[..k * n],
-            rs: n,
-            cs: 1,
-        }
-    } else {
-        return false;
+        };
+        // SAFETY: `fast_f32` is only called after `crate::cpu::has_avx2_fma()` returned true.
+        #[allow(unsafe_code)]
+        return unsafe { avx2::product(a, b, cf, (m, k, n), mode) };
+    }
+    // A `b` read across its rows (the `d · wᵀ` of a backward pass) is copied row-major first
+    // when it is small enough for a stack buffer; copying 320 floats costs less than the
+    // strided reads it saves. A buffer is only initialized on that path, and the larger one
+    // (for the convnet's Dense input gradient, `ȳ [128, 10] · wᵀ [10, 1600]`) lives in a frame
+    // of its own: zeroing, or even probing, 64 KiB of stack for every product would cost more
+    // than the small products themselves.
+    let strided = Strided {
+        flat: bf,
+        rs: bm.rs,
+        cs: bm.cs,
     };
-    // SAFETY: `fast_f32` is only called after `crate::cpu::has_avx2_fma()` returned true.
-    #[allow(unsafe_code)]
-    unsafe {
-        avx2::product(a, b, cf, (m, k, n), mode)
+    if k * n <= PACK {
+        let mut packed = [0.0; PACK];
+        packed_product(a, strided, &mut packed, cf, (m, k, n), mode)
+    } else if k * n <= PACK_LARGE {
+        large_packed_product(a, strided, cf, (m, k, n), mode)
+    } else {
+        false
     }
 }
 
-/// The largest `k x n` of a strided `b` copied row-major on the stack (16 KiB).
+/// [`packed_product`] with a 64 KiB stack buffer, in a frame only the products that need it
+/// pay for.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+fn large_packed_product(
+    a: avx2::Strided<'_>,
+    b: avx2::Strided<'_>,
+    c: &mut [f32],
+    mkn: (usize, usize, usize),
+    mode: avx2::Mode,
+) -> bool {
+    let mut packed = [0.0; PACK_LARGE];
+    packed_product(a, b, &mut packed, c, mkn, mode)
+}
+
+/// `c = a b` (or `c += a b`) through the AVX2 kernel after copying `b` row-major into
+/// `buffer`; `false` (nothing written) when `buffer` or `b`'s slice does not hold it.
+#[cfg(target_arch = "x86_64")]
+fn packed_product(
+    a: avx2::Strided<'_>,
+    b: avx2::Strided<'_>,
+    buffer: &mut [f32],
+    c: &mut [f32],
+    (m, k, n): (usize, usize, usize),
+    mode: avx2::Mode,
+) -> bool {
+    if !pack_rows(b.flat, b.rs, b.cs, (k, n), buffer) {
+        return false;
+    }
+    let b = avx2::Strided {
+        flat: &buffer[..k * n],
+        rs: n,
+        cs: 1,
+    };
+    // SAFETY: `fast_f32`, the only caller's caller, runs only after
+    // `crate::cpu::has_avx2_fma()` returned true.
+    #[allow(unsafe_code)]
+    unsafe {
+        avx2::product(a, b, c, (m, k, n), mode)
+    }
+}
+
+/// The largest `k x n` of a strided `b` copied row-major into the small stack buffer (16 KiB).
 #[cfg(target_arch = "x86_64")]
 const PACK: usize = 4096;
+/// The largest `k x n` copied at all, into the large stack buffer (64 KiB): above it the safe
+/// kernels read `b` in place.
+#[cfg(target_arch = "x86_64")]
+const PACK_LARGE: usize = 16384;
 
 /// Copies `b` (`k x n`, element `(p, j)` at `flat[p*rs + j*cs]`) row-major into the front of
 /// `out`; `false` if `flat` or `out` does not hold it.
