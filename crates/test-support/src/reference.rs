@@ -32,12 +32,7 @@ pub fn reference_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffE
     let h = g.relu(z1)?;
     let z2 = g.matmul(h, w2)?;
     let logits = g.add(z2, b2)?;
-    let log_p = g.log_softmax(logits, 1)?;
-    let target = g.one_hot(y, 10)?;
-    let picked = g.mul(target, log_p)?;
-    let per_example = g.sum(picked, &[1])?;
-    let mean = g.mean_all(per_example)?;
-    let loss = g.neg(mean)?;
+    let loss = sparse_cross_entropy(&mut g, logits, y)?;
     let mut fetches = vec![loss];
     fetches.extend(grad(&mut g, loss, &[w1, b1, w2, b2])?);
     Ok((g, fetches))
@@ -77,15 +72,25 @@ pub fn convnet_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffErr
     let logits = g.matmul(dropped, w)?;
     let logits = g.add(logits, b)?;
     params.extend([w, b]);
+    let loss = sparse_cross_entropy(&mut g, logits, y)?;
+    let mut fetches = vec![loss];
+    fetches.extend(grad(&mut g, loss, &params)?);
+    Ok((g, fetches))
+}
+
+/// The mean sparse categorical cross-entropy of ten-class `logits` against integer labels
+/// `y`, built from primitives: `-mean(Σ_c one_hot(y)_c · log_softmax(logits)_c)`.
+fn sparse_cross_entropy(
+    g: &mut Graph<f32>,
+    logits: NodeId,
+    y: NodeId,
+) -> Result<NodeId, dendrite_graph::GraphError> {
     let log_p = g.log_softmax(logits, 1)?;
     let target = g.one_hot(y, 10)?;
     let picked = g.mul(target, log_p)?;
     let per_example = g.sum(picked, &[1])?;
     let mean = g.mean_all(per_example)?;
-    let loss = g.neg(mean)?;
-    let mut fetches = vec![loss];
-    fetches.extend(grad(&mut g, loss, &params)?);
-    Ok((g, fetches))
+    g.neg(mean)
 }
 
 /// The reference model's layers (Dense 784->32 relu, Dense 32->10 softmax) with the seed of
