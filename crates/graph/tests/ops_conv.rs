@@ -58,7 +58,7 @@ fn conv2d_by_hand_valid() {
 }
 
 /// `conv2d_bias` on the image and kernel above with b = [10]: y = conv2d(x, w) + 10 =
-/// [[47,57],[67+10,77+10]]. For L = Σy the bias is read once per output pixel, so
+/// [[37+10, 47+10], [67+10, 77+10]] = [[47,57],[77,87]]. For L = Σy the bias is read once per output pixel, so
 /// ∂L/∂b = Σ_{i,j} 1 = 4; x̄ and w̄ are those of `conv2d` ([[1,3,2],[4,10,6],[3,7,4]] and
 /// [[12,16],[24,28]]), the bias adding a constant.
 #[test]
