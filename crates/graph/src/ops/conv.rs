@@ -45,6 +45,7 @@
 //! results do not depend on anything but the operands.
 
 mod kernel;
+mod winograd;
 
 use crate::error::{GraphError, Result};
 use crate::ops::window::{axes2, fixed_dim, fixed_hw, Axis1, Padding};
@@ -397,9 +398,15 @@ pub(crate) fn forward<F: Element>(
         node,
         team,
     };
+    let winograd = winograd::applies(&geo);
     match op {
+        ConvOp::Conv2d(_) | ConvOp::Conv2dBias(_) if winograd => {
+            run.winograd_conv2d(a, b, bias, out, scratch)
+        }
         ConvOp::Conv2d(_) | ConvOp::Conv2dBias(_) => run.conv2d(a, b, bias, out, scratch),
+        ConvOp::InputGrad { .. } if winograd => run.winograd_input_grad(a, b, out, scratch),
         ConvOp::InputGrad { .. } => run.input_grad(a, b, out, scratch),
+        ConvOp::KernelGrad { .. } if winograd => run.winograd_kernel_grad(a, b, out, scratch),
         ConvOp::KernelGrad { .. } => run.kernel_grad(a, b, out, scratch),
     }
 }

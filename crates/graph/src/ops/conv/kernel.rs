@@ -21,12 +21,16 @@ pub(super) struct Run<'a> {
 
 impl Run<'_> {
     /// Grows the step's scratch to `len` elements and returns them.
-    fn scratch<'s, F: Element>(&self, scratch: &'s mut Vec<F>, len: usize) -> Result<&'s mut [F]> {
+    pub(super) fn scratch<'s, F: Element>(
+        &self,
+        scratch: &'s mut Vec<F>,
+        len: usize,
+    ) -> Result<&'s mut [F]> {
         grow_to(scratch, len, self.op, self.node, &[len])?;
         Ok(&mut scratch[..len])
     }
 
-    fn internal(&self) -> GraphError {
+    pub(super) fn internal(&self) -> GraphError {
         GraphError::Internal {
             op: self.op,
             node: self.node.to_owned(),
@@ -35,7 +39,7 @@ impl Run<'_> {
     }
 
     /// `per_worker` elements for each worker of the team, within the tensor size limit.
-    fn per_team<F: Element>(&self, per_worker: usize) -> Result<usize> {
+    pub(super) fn per_team<F: Element>(&self, per_worker: usize) -> Result<usize> {
         crate::limits::check_size::<F>(self.op, self.node, &[per_worker, self.team.workers()])
     }
 
@@ -113,7 +117,7 @@ impl Run<'_> {
         self.check(&failed)
     }
 
-    fn check(&self, failed: &AtomicBool) -> Result<()> {
+    pub(super) fn check(&self, failed: &AtomicBool) -> Result<()> {
         match failed.load(Ordering::Relaxed) {
             true => Err(self.internal()),
             false => Ok(()),
@@ -259,7 +263,7 @@ impl Run<'_> {
 
 /// Partial sums of a kernel gradient (see [`Run::kernel_grad`]): enough tasks to share
 /// between [`MAX_THREADS`](crate::MAX_THREADS) threads.
-const PARTIALS: usize = 8;
+pub(super) const PARTIALS: usize = 8;
 
 /// Rows (output pixels) one product should see at least: see [`Run::group`].
 const GROUP_ROWS: usize = 2048;
@@ -377,7 +381,7 @@ fn copy_run<F: Element>(dst: &mut [F], src: &[F]) {
 
 /// `acc += src`, element by element.
 #[inline]
-fn add_into<F: Element>(acc: &mut [F], src: &[F]) {
+pub(super) fn add_into<F: Element>(acc: &mut [F], src: &[F]) {
     for (a, &v) in acc.iter_mut().zip(src) {
         *a = *a + v;
     }

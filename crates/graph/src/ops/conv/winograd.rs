@@ -1,0 +1,389 @@
+//! Winograd's F(2×2, 3×3): a stride-1, undilated 3×3 convolution in 16 multiplications per
+//! 2×2 block of outputs and channel pair, where the im2col product spends 36.
+//!
+//! The input is cut into 4×4 tiles `d` that overlap by 2, one per 2×2 block of outputs. Each
+//! tile and each 3×3 kernel `g` is carried into a 4×4 transformed domain,
+//! `V = Bᵀ d B` and `U = G g Gᵀ`, where the convolution is an elementwise product; summed over
+//! the input channels, each of the 16 points ξ is one matrix product over all tiles,
+//! `M_ξ = V_ξ · U_ξ` (`tiles × ci` times `ci × co`), and the outputs come back as
+//! `Y = Aᵀ M A` (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
+//!
+//! ```text
+//!      ⎡1  0 -1  0⎤        ⎡1   0   0⎤
+//! Bᵀ = ⎢0  1  1  0⎥    G = ⎢½   ½   ½⎥    Aᵀ = ⎡1  1  1  0⎤
+//!      ⎢0 -1  1  0⎥        ⎢½  -½   ½⎥         ⎣0  1 -1 -1⎦
+//!      ⎣0  1  0 -1⎦        ⎣0   0   1⎦
+//! ```
+//!
+//! In one dimension: `y₀ = d₀g₀ + d₁g₁ + d₂g₂` and `y₁ = d₁g₀ + d₂g₁ + d₃g₂` from the four
+//! products `(d₀-d₂)g₀`, `(d₁+d₂)(g₀+g₁+g₂)/2`, `(d₂-d₁)(g₀-g₁+g₂)/2` and `(d₁-d₃)g₂`.
+//!
+//! The gradients use the same transforms:
+//! - the input gradient is itself a stride-1 3×3 convolution: of `ȳ`, padded by `2 - p`
+//!   before, with the kernel turned by 180° and its two channel axes swapped;
+//! - the kernel gradient is the adjoint of `g ↦ Aᵀ[(G g Gᵀ) ⊙ V]A`, that is
+//!   `ḡ = Gᵀ[Σ_tiles V ⊙ (A ȳ Aᵀ)]G`: 16 products `V_ξᵀ · Ŷ_ξ`, each summed over all tiles,
+//!   then one transform back per kernel.
+//!
+//! Outputs past the image's last row or column (an odd output size) are computed and dropped;
+//! their `ȳ` reads as zero in the kernel gradient. The transforms' coefficients are 0, ±½ and
+//! ±1 and add at most nine terms around each sum over the channels, so every value stays
+//! within a few units of the direct sum's rounding (`tests/winograd.rs` bounds all four ops
+//! against direct loops, in `f64` and `f32`).
+//!
+//! The tiles' transforms are in [`tiles`] (with `f32` intrinsics in `avx2`), the kernel's in
+//! [`filter`].
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod filter;
+mod tiles;
+
+use super::kernel::{add_into, Run, PARTIALS};
+use super::Geometry;
+use crate::error::Result;
+use crate::gemm::{matmul_add_into, matmul_into};
+use crate::Element;
+use filter::{kernel_from_transformed, transform_kernel};
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tiles::gather;
+
+/// Points of the transformed domain, one product each.
+const XI: usize = 16;
+/// Fewest channels on each side for the 16 products to beat im2col's one: with fewer (a
+/// one-channel image) each product is too short and the transforms dominate.
+const MIN_CHANNELS: usize = 8;
+/// The most transformed tiles (both operands of the 16 products) one group of images may
+/// take, in bytes: they stay in L2 between the transforms and the products.
+const GROUP_BYTES: usize = 512 << 10;
+
+/// Whether a convolution of this geometry runs here: 3×3 windows, stride 1, no dilation, and
+/// at least [`MIN_CHANNELS`] channels in and out.
+pub(super) fn applies(g: &Geometry) -> bool {
+    g.axes
+        .iter()
+        .all(|a| a.k == 3 && a.s == 1 && a.d == 1 && a.before <= 2)
+        && g.c >= MIN_CHANNELS
+        && g.o >= MIN_CHANNELS
+}
+
+/// A stride-1 3×3 convolution as tiles: images of `h × w × ci` read with `pad` zeros before
+/// them, to outputs of `oh × ow × co`, one tile per 2×2 block of outputs.
+#[derive(Debug, Clone, Copy)]
+struct Tiling {
+    h: usize,
+    w: usize,
+    ci: usize,
+    pad: [usize; 2],
+    oh: usize,
+    ow: usize,
+    co: usize,
+}
+
+impl Tiling {
+    /// The convolution itself: `x` to `y`.
+    fn forward(g: &Geometry) -> Self {
+        let [a, b] = g.axes;
+        Tiling {
+            h: a.n,
+            w: b.n,
+            ci: g.c,
+            pad: [a.before, b.before],
+            oh: a.out,
+            ow: b.out,
+            co: g.o,
+        }
+    }
+
+    /// The input gradient as a convolution: `ȳ` to `x̄`, with the turned kernel.
+    fn transposed(g: &Geometry) -> Self {
+        let [a, b] = g.axes;
+        Tiling {
+            h: a.out,
+            w: b.out,
+            ci: g.o,
+            pad: [2 - a.before.min(2), 2 - b.before.min(2)],
+            oh: a.n,
+            ow: b.n,
+            co: g.c,
+        }
+    }
+
+    fn tiles(&self) -> [usize; 2] {
+        [self.oh.div_ceil(2), self.ow.div_ceil(2)]
+    }
+    fn per_image(&self) -> usize {
+        let [th, tw] = self.tiles();
+        th * tw
+    }
+    fn src_image(&self) -> usize {
+        self.h * self.w * self.ci
+    }
+    fn out_image(&self) -> usize {
+        self.oh * self.ow * self.co
+    }
+
+    /// Images per group: their transformed tiles within [`GROUP_BYTES`]. It depends on the
+    /// geometry and the batch only, never on the thread count.
+    fn group<F>(&self, batch: usize) -> usize {
+        let per_image = (XI * self.per_image() * (self.ci + self.co))
+            .saturating_mul(std::mem::size_of::<F>())
+            .max(1);
+        (GROUP_BYTES / per_image).clamp(1, batch.max(1))
+    }
+
+    /// Scratch of one worker's group: the tiles `v`, the products `m`, and the transforms'
+    /// temporary (16 pixels of the wider side).
+    fn work(&self, group: usize) -> [usize; 3] {
+        let tiles = group * self.per_image();
+        [
+            XI * tiles * self.ci,
+            XI * tiles * self.co,
+            XI * self.ci.max(self.co),
+        ]
+    }
+
+    /// `out = conv(src)` for a group of images with the transformed kernel `u`, plus `bias`
+    /// on every output pixel: tiles to `v`, 16 products to `m`, back to `out`.
+    fn convolve<F: Element>(
+        &self,
+        src: &[F],
+        u: &[F],
+        bias: Option<&[F]>,
+        work: &mut [F],
+        out: &mut [F],
+    ) -> bool {
+        let n = out.len() / self.out_image().max(1);
+        let [v_len, m_len, t_len] = self.work(n);
+        let (pv, pm, pu) = (v_len / XI, m_len / XI, self.ci * self.co);
+        let fits = src.len() == n * self.src_image()
+            && out.len() == n * self.out_image()
+            && work.len() >= v_len + m_len + t_len
+            && u.len() == XI * pu
+            && bias.is_none_or(|b| b.len() == self.co);
+        if !fits {
+            return false;
+        }
+        let (v, rest) = work.split_at_mut(v_len);
+        let (m, temp) = rest.split_at_mut(m_len);
+        for (i, image) in src.chunks_exact(self.src_image().max(1)).enumerate() {
+            let how = self.gather_input(i * self.per_image());
+            if !gather::<F, 4>(image, how, v, temp) {
+                return false;
+            }
+        }
+        let tiles = n * self.per_image();
+        for xi in 0..XI {
+            let a = ArrayView2::from_shape((tiles, self.ci), &v[xi * pv..(xi + 1) * pv]);
+            let b = ArrayView2::from_shape((self.ci, self.co), &u[xi * pu..(xi + 1) * pu]);
+            let c = ArrayViewMut2::from_shape((tiles, self.co), &mut m[xi * pm..(xi + 1) * pm]);
+            let (Ok(a), Ok(b), Ok(mut c)) = (a, b, c) else {
+                return false;
+            };
+            matmul_into(&a, &b, &mut c);
+        }
+        for (i, image) in out.chunks_exact_mut(self.out_image().max(1)).enumerate() {
+            if !self.scatter(m, i * self.per_image(), bias, image, temp) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// `sum[ξ] += V_ξᵀ · Ŷ_ξ` for a group of images (`first` its first image in the batch):
+    /// the images' tiles `V = Bᵀ d B`, `ȳ`'s 2×2 blocks `Ŷ = A ȳ Aᵀ`. `space` holds both,
+    /// the transforms' temporary, and a `ci × co` product for the kernels that cannot add in
+    /// place.
+    fn accumulate<F: Element>(
+        &self,
+        images: &[F],
+        y_bar: &[F],
+        first: usize,
+        space: &mut [F],
+        sum: &mut [F],
+    ) -> bool {
+        let n = images.len() / self.src_image().max(1);
+        let tiles = n * self.per_image();
+        let [v_len, y_len, t_len] = self.work(n);
+        let (pv, py, pu) = (v_len / XI, y_len / XI, self.ci * self.co);
+        let y_bar = y_bar
+            .get(first * self.out_image()..)
+            .and_then(|y| y.get(..n * self.out_image()));
+        let room = space.len() >= v_len + y_len + t_len + pu && sum.len() == XI * pu;
+        let (Some(y_bar), true) = (y_bar, room) else {
+            return false;
+        };
+        let (v, rest) = space.split_at_mut(v_len);
+        let (y_hat, rest) = rest.split_at_mut(y_len);
+        let (temp, product) = rest.split_at_mut(t_len);
+        for (i, image) in images.chunks_exact(self.src_image().max(1)).enumerate() {
+            if !gather::<F, 4>(image, self.gather_input(i * self.per_image()), v, temp) {
+                return false;
+            }
+        }
+        for (i, y) in y_bar.chunks_exact(self.out_image().max(1)).enumerate() {
+            if !gather::<F, 2>(y, self.gather_cotangent(i * self.per_image()), y_hat, temp) {
+                return false;
+            }
+        }
+        for xi in 0..XI {
+            // V_ξᵀ, read through its strides: element (c, t) at t·ci + c.
+            let a = ArrayView2::from_shape(
+                (self.ci, tiles).strides((1, self.ci)),
+                &v[xi * pv..(xi + 1) * pv],
+            );
+            let b = ArrayView2::from_shape((tiles, self.co), &y_hat[xi * py..(xi + 1) * py]);
+            let acc =
+                ArrayViewMut2::from_shape((self.ci, self.co), &mut sum[xi * pu..(xi + 1) * pu]);
+            let p = ArrayViewMut2::from_shape((self.ci, self.co), &mut product[..pu]);
+            let (Ok(a), Ok(b), Ok(mut acc), Ok(mut p)) = (a, b, acc, p) else {
+                return false;
+            };
+            matmul_add_into(&a, &b, &mut acc, &mut p);
+        }
+        true
+    }
+}
+
+impl Run<'_> {
+    /// `y = conv2d(x, w)`, plus `bias` on every output pixel, by Winograd's F(2×2, 3×3): the
+    /// groups of images are the team's tasks.
+    pub(super) fn winograd_conv2d<F: Element>(
+        &self,
+        x: &[F],
+        w: &[F],
+        bias: Option<&[F]>,
+        y: &mut [F],
+        scratch: &mut Vec<F>,
+    ) -> Result<()> {
+        let tiling = Tiling::forward(self.geo);
+        self.winograd(tiling, x, w, false, bias, y, scratch)
+    }
+
+    /// `x̄ = T(ȳ, w)` as the convolution of `ȳ` with the turned kernel (see the module doc).
+    pub(super) fn winograd_input_grad<F: Element>(
+        &self,
+        y_bar: &[F],
+        w: &[F],
+        x_bar: &mut [F],
+        scratch: &mut Vec<F>,
+    ) -> Result<()> {
+        let tiling = Tiling::transposed(self.geo);
+        self.winograd(tiling, y_bar, w, true, None, x_bar, scratch)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn winograd<F: Element>(
+        &self,
+        t: Tiling,
+        src: &[F],
+        w: &[F],
+        turned: bool,
+        bias: Option<&[F]>,
+        out: &mut [F],
+        scratch: &mut Vec<F>,
+    ) -> Result<()> {
+        let group = t.group::<F>(self.batch);
+        let per_worker = t.work(group).iter().sum();
+        let u_len = XI * t.ci * t.co;
+        let space = self.scratch(scratch, u_len + self.per_team::<F>(per_worker)?)?;
+        let (u, work) = space.split_at_mut(u_len);
+        if !transform_kernel(self.geo, w, turned, u) {
+            return Err(self.internal());
+        }
+        let u = &*u;
+        let failed = AtomicBool::new(false);
+        let out_chunk = group * t.out_image();
+        self.team
+            .for_chunks(out, out_chunk, work, per_worker, &|task, out, work| {
+                let n = out.len() / t.out_image().max(1);
+                let src = src
+                    .get(task * group * t.src_image()..)
+                    .and_then(|s| s.get(..n * t.src_image()));
+                if !src.is_some_and(|src| t.convolve(src, u, bias, work, out)) {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            });
+        self.check(&failed)
+    }
+
+    /// `w̄ = K(x, ȳ) = Gᵀ[Σ_tiles V ⊙ Ŷ]G`, the sums in the transformed domain kept as
+    /// [`PARTIALS`] partial sums exactly as [`Run::kernel_grad`] keeps its own (the same bits
+    /// at any thread count), added in order and transformed back once.
+    pub(super) fn winograd_kernel_grad<F: Element>(
+        &self,
+        x: &[F],
+        y_bar: &[F],
+        w_bar: &mut [F],
+        scratch: &mut Vec<F>,
+    ) -> Result<()> {
+        let t = Tiling::forward(self.geo);
+        let group = t.group::<F>(self.batch);
+        let groups = self.batch.div_ceil(group);
+        let partials = PARTIALS.min(groups).max(1);
+        let size = XI * t.ci * t.co;
+        let per_worker = t.work(group).iter().sum::<usize>() + t.ci * t.co;
+        let space = self.scratch(scratch, partials * size + self.per_team::<F>(per_worker)?)?;
+        let (sums, workers) = space.split_at_mut(partials * size);
+        let failed = AtomicBool::new(false);
+        let image = t.src_image();
+        self.team
+            .for_chunks(sums, size, workers, per_worker, &|p, sum, space| {
+                sum.fill(F::zero());
+                let (first, last) = (p * groups / partials, (p + 1) * groups / partials);
+                for k in first..last {
+                    let images = x
+                        .get(k * group * image..)
+                        .map(|x| &x[..(group * image).min(x.len())]);
+                    let ok = images
+                        .is_some_and(|images| t.accumulate(images, y_bar, k * group, space, sum));
+                    if !ok {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+        self.check(&failed)?;
+        let (total, rest) = sums.split_at_mut(size);
+        for sum in rest.chunks_exact(size) {
+            add_into(total, sum);
+        }
+        match kernel_from_transformed(self.geo, total, w_bar) {
+            true => Ok(()),
+            false => Err(self.internal()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{applies, Geometry};
+    use crate::ops::window::{Axis1, Padding};
+    use crate::shape::Dim;
+
+    type Outcome<T> = Result<T, Box<dyn std::error::Error>>;
+
+    fn geometry(n: usize, k: usize, s: usize, d: usize, c: usize, o: usize) -> Outcome<Geometry> {
+        let axis = Axis1::new(n, k, s, d, Padding::Valid)?;
+        Ok(Geometry {
+            batch: Dim::Fixed(2),
+            c,
+            o,
+            axes: [axis; 2],
+        })
+    }
+
+    /// The convnet's second convolution (and its gradients) take this path; its first
+    /// (one channel in), strided, dilated and 5x5 convolutions keep im2col.
+    #[test]
+    fn winograd_takes_the_stride_1_3x3_convolutions_with_8_channels_or_more() -> Outcome<()> {
+        assert!(applies(&geometry(13, 3, 1, 1, 32, 64)?));
+        assert!(applies(&geometry(3, 3, 1, 1, 8, 8)?));
+        assert!(!applies(&geometry(28, 3, 1, 1, 1, 32)?));
+        assert!(!applies(&geometry(13, 3, 1, 1, 32, 7)?));
+        assert!(!applies(&geometry(13, 3, 2, 1, 32, 64)?));
+        assert!(!applies(&geometry(13, 3, 1, 2, 32, 64)?));
+        assert!(!applies(&geometry(13, 5, 1, 1, 32, 64)?));
+        Ok(())
+    }
+}
