@@ -211,10 +211,10 @@ fn forge(entries: &[Entry], lie: Option<(usize, u64)>) -> (Vec<u8>, bool) {
                 u64::MAX
             }
         };
-        if let Some((which, by)) = lie {
-            if which % entries.len().max(1) == k {
-                end = end.wrapping_add(by.max(1));
-            }
+        if let Some((which, by)) = lie
+            && which % entries.len().max(1) == k
+        {
+            end = end.wrapping_add(by.max(1));
         }
         offset = end;
         let shape: Vec<String> = e.shape.iter().map(u64::to_string).collect();

@@ -222,7 +222,7 @@ fn build_one(g: &mut Graph<f32>, x: NodeId, which: usize, a: usize, b: usize) {
         6 => g.concat(&[x, x], a % 3),
         7 => g.expand_dims(x, &[a % 4, b % 4]),
         8 => g.sum(x, &[a % 3, b % 3]),
-        9 => g.cumsum(x, a % 3, b % 2 == 0),
+        9 => g.cumsum(x, a % 3, b.is_multiple_of(2)),
         10 => g.matmul(x, x),
         11 => g.transpose(x),
         12 => g.permute(x, &[a % 3, b % 3]),

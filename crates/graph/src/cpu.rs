@@ -34,3 +34,16 @@ pub fn has_avx2_fma() -> bool {
         false
     }
 }
+
+/// Whether the CPU (and the operating system, which must save the wider registers) supports
+/// AVX-512 Foundation, which the `f32` matrix kernel uses when it is there.
+pub fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

@@ -211,11 +211,10 @@ proptest! {
         }
         // A fixed size other than 1 is never changed by broadcasting.
         for side in [a, b] {
-            if let (Dim::Fixed(n), Some(out)) = (side, declared) {
-                if n != 1 {
+            if let (Dim::Fixed(n), Some(out)) = (side, declared)
+                && n != 1 {
                     prop_assert_eq!(out, Dim::Fixed(n));
                 }
-            }
         }
         if a == Dim::Dynamic && b == Dim::Dynamic {
             prop_assert_eq!(declared, Some(Dim::Dynamic));

@@ -294,19 +294,18 @@ impl<F: Float> Data<F> for Dataset {
     fn check_targets(&self, targets: Targets) -> Result<()> {
         match targets {
             Targets::ClassIndices { classes } => {
-                if self.classes() > classes {
-                    if let Some((index, &label)) = self
+                if self.classes() > classes
+                    && let Some((index, &label)) = self
                         .labels()
                         .iter()
                         .enumerate()
                         .find(|&(_, &l)| usize::from(l) >= classes)
-                    {
-                        return Err(NnError::LabelOutOfRange {
-                            index,
-                            label: f64::from(label),
-                            classes,
-                        });
-                    }
+                {
+                    return Err(NnError::LabelOutOfRange {
+                        index,
+                        label: f64::from(label),
+                        classes,
+                    });
                 }
                 Ok(())
             }

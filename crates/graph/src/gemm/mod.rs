@@ -6,10 +6,11 @@
 //! promise that a training step allocates nothing. So the common layouts go through
 //! packing-free kernels here, and only unusual or large layouts go to the `gemm` crate:
 //!
-//! - `f32` on x86-64 with AVX2 and FMA (the training case): [`avx2`], 6x16 register tiles over
-//!   raw pointers whose bounds are proven once per call, about twice as fast as the safe
-//!   kernels below on the reference model's 784-wide products. A `b` read across its rows is
-//!   copied row-major onto the stack first when it is small.
+//! - `f32` on x86-64 with AVX2 and FMA (the training case): [`tiled`], register tiles over raw
+//!   pointers whose bounds are proven once per call (6x16 with AVX2, 8x32 with AVX-512 where
+//!   the CPU has it, the same bits either way), about twice as fast as the safe kernels below
+//!   on the reference model's 784-wide products. A `b` read across its rows is copied
+//!   row-major onto the stack first when it is small.
 //! - everything else (`f64`, other CPUs), in safe code compiled twice (see below):
 //!   - *row panel* (`b` has unit column stride): a block of `MR` rows of `c` is accumulated as
 //!     `c[i, j..j+NB] += a[i, p] * b[p, j..j+NB]` over `p`, an outer product per step whose
@@ -35,7 +36,9 @@ use crate::Element;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+mod lanes;
+#[cfg(target_arch = "x86_64")]
+mod tiled;
 
 /// Products with more multiply-adds than this go to the `gemm` crate, whose cache blocking pays
 /// at that size (and whose allocation is then negligible).
@@ -76,7 +79,7 @@ pub(crate) fn matmul_into<F: Element>(
     let n = b.ncols();
     let small = m.saturating_mul(n).saturating_mul(k) <= LARGE;
     #[cfg(target_arch = "x86_64")]
-    if small && crate::cpu::has_avx2_fma() && fast_f32(a, b, c, (m, k, n), avx2::Mode::Set) {
+    if small && crate::cpu::has_avx2_fma() && fast_f32(a, b, c, (m, k, n), tiled::Mode::Set) {
         return;
     }
     if let (true, Some(am), Some(bm), Some(cs)) = (small, Mat::of(a), Mat::of(b), c.as_slice_mut())
@@ -105,7 +108,7 @@ pub(crate) fn matmul_add_into<F: Element>(
         let (m, k) = a.dim();
         let mkn = (m, k, b.ncols());
         let small = m.saturating_mul(mkn.2).saturating_mul(k) <= LARGE;
-        if small && crate::cpu::has_avx2_fma() && fast_f32(a, b, c, mkn, avx2::Mode::Add) {
+        if small && crate::cpu::has_avx2_fma() && fast_f32(a, b, c, mkn, tiled::Mode::Add) {
             return;
         }
     }
@@ -113,7 +116,7 @@ pub(crate) fn matmul_add_into<F: Element>(
     c.zip_mut_with(partial, |acc, &p| *acc = *acc + p);
 }
 
-/// The `f32` product through the AVX2 kernel of [`avx2`]. Returns `false` (nothing written)
+/// The `f32` product through the tiled kernel of [`tiled`]. Returns `false` (nothing written)
 /// when the kernel does not apply: not `f32`, `c` not row-major, or `b` neither
 /// row-contiguous nor small enough to copy into a row-contiguous stack buffer.
 #[cfg(target_arch = "x86_64")]
@@ -122,9 +125,9 @@ fn fast_f32<F: Element>(
     b: &ArrayView2<'_, F>,
     c: &mut ArrayViewMut2<'_, F>,
     (m, k, n): (usize, usize, usize),
-    mode: avx2::Mode,
+    mode: tiled::Mode,
 ) -> bool {
-    use avx2::Strided;
+    use tiled::Strided;
     let (Some(am), Some(bm), Some(cs)) = (Mat::of(a), Mat::of(b), c.as_slice_mut()) else {
         return false;
     };
@@ -148,7 +151,7 @@ fn fast_f32<F: Element>(
         };
         // SAFETY: `fast_f32` is only called after `crate::cpu::has_avx2_fma()` returned true.
         #[allow(unsafe_code)]
-        return unsafe { avx2::product(a, b, cf, (m, k, n), mode) };
+        return unsafe { tiled::product(a, b, cf, (m, k, n), mode) };
     }
     // A `b` read across its rows (the `d · wᵀ` of a backward pass) is copied row-major first
     // when it is small enough for a stack buffer; copying 320 floats costs less than the
@@ -176,11 +179,11 @@ fn fast_f32<F: Element>(
 #[cfg(target_arch = "x86_64")]
 #[inline(never)]
 fn large_packed_product(
-    a: avx2::Strided<'_>,
-    b: avx2::Strided<'_>,
+    a: tiled::Strided<'_>,
+    b: tiled::Strided<'_>,
     c: &mut [f32],
     mkn: (usize, usize, usize),
-    mode: avx2::Mode,
+    mode: tiled::Mode,
 ) -> bool {
     let mut packed = [0.0; PACK_LARGE];
     packed_product(a, b, &mut packed, c, mkn, mode)
@@ -190,17 +193,17 @@ fn large_packed_product(
 /// `buffer`; `false` (nothing written) when `buffer` or `b`'s slice does not hold it.
 #[cfg(target_arch = "x86_64")]
 fn packed_product(
-    a: avx2::Strided<'_>,
-    b: avx2::Strided<'_>,
+    a: tiled::Strided<'_>,
+    b: tiled::Strided<'_>,
     buffer: &mut [f32],
     c: &mut [f32],
     (m, k, n): (usize, usize, usize),
-    mode: avx2::Mode,
+    mode: tiled::Mode,
 ) -> bool {
     if !pack_rows(b.flat, b.rs, b.cs, (k, n), buffer) {
         return false;
     }
-    let b = avx2::Strided {
+    let b = tiled::Strided {
         flat: &buffer[..k * n],
         rs: n,
         cs: 1,
@@ -209,7 +212,7 @@ fn packed_product(
     // `crate::cpu::has_avx2_fma()` returned true.
     #[allow(unsafe_code)]
     unsafe {
-        avx2::product(a, b, c, (m, k, n), mode)
+        tiled::product(a, b, c, (m, k, n), mode)
     }
 }
 

@@ -46,10 +46,10 @@ pub(crate) fn infer(flags: Flags, node: &str, operands: &[&Shape]) -> Result<Sha
     };
     let (m, k1) = last2(lhs, tl);
     let (k2, n) = last2(rhs, tr);
-    if let (Dim::Fixed(a), Dim::Fixed(b)) = (k1, k2) {
-        if a != b {
-            return Err(err("inner dimensions differ"));
-        }
+    if let (Dim::Fixed(a), Dim::Fixed(b)) = (k1, k2)
+        && a != b
+    {
+        return Err(err("inner dimensions differ"));
     }
     let batch_l = Shape::new(lhs.dims()[..lhs.rank() - 2].iter().copied());
     let batch_r = Shape::new(rhs.dims()[..rhs.rank() - 2].iter().copied());

@@ -144,11 +144,12 @@ pub(crate) fn forward<F: Element>(
 fn log_softmax<F: Element>(axis: usize, x: &ArrayViewD<'_, F>, mut out: ArrayViewMutD<'_, F>) {
     let width = x.shape()[axis];
     // Fast path: the last axis of contiguous data, lane after lane.
-    if axis + 1 == x.ndim() && width > 0 {
-        if let (Some(xs), Some(ys)) = (x.as_slice(), out.as_slice_mut()) {
-            lanes_contiguous(xs, ys, width);
-            return;
-        }
+    if axis + 1 == x.ndim()
+        && width > 0
+        && let (Some(xs), Some(ys)) = (x.as_slice(), out.as_slice_mut())
+    {
+        lanes_contiguous(xs, ys, width);
+        return;
     }
     let mut xbuf: smallvec::SmallVec<[F; 16]> = smallvec![F::zero(); width];
     let mut ybuf: smallvec::SmallVec<[F; 16]> = smallvec![F::zero(); width];

@@ -248,14 +248,13 @@ fn run_rows<F: Element>(
 /// The step's output shape for these operand shapes: from the cache when the shapes are those
 /// of the last run (an unchanged batch size), else from the shape rule.
 fn output_shape<F: Element>(step: &mut Step<F>, shapes: &[&[usize]]) -> Result<ConcreteShape> {
-    if let Some((inputs, out)) = &step.cached {
-        if inputs
+    if let Some((inputs, out)) = &step.cached
+        && inputs
             .iter()
             .map(|s| s.as_slice())
             .eq(shapes.iter().copied())
-        {
-            return Ok(out.clone());
-        }
+    {
+        return Ok(out.clone());
     }
     let out_shape = step.op.infer_concrete(&step.name, shapes)?;
     if !step.declared.is_empty() {

@@ -170,7 +170,7 @@ fn data_error(path: &Path, failure: crate::file_read::ReadFailure) -> DatasetErr
 /// Checks a batch's length, from its tar header or its metadata, before reading it.
 fn check_member(path: &Path, member: &str, len: u64) -> Result<usize, DatasetError> {
     let limit = limit();
-    let whole = len > 0 && len % RECORD as u64 == 0 && len <= limit;
+    let whole = len > 0 && len.is_multiple_of(RECORD as u64) && len <= limit;
     match usize::try_from(len) {
         Ok(n) if whole => Ok(n),
         _ => Err(DatasetError::BadMember {
@@ -224,13 +224,13 @@ fn read_archive(path: &Path) -> Result<[Batch; 6], DatasetError> {
         }
         let len = check_member(path, member, entry.size())?;
         let bytes = read_exact_vec(path, &mut entry, len)?;
-        if let Some(place) = found.get_mut(slot) {
-            if place.replace(bytes).is_some() {
-                return Err(DatasetError::DuplicateMember {
-                    path: path.to_path_buf(),
-                    member: member.to_owned(),
-                });
-            }
+        if let Some(place) = found.get_mut(slot)
+            && place.replace(bytes).is_some()
+        {
+            return Err(DatasetError::DuplicateMember {
+                path: path.to_path_buf(),
+                member: member.to_owned(),
+            });
         }
     }
     complete(path, found)

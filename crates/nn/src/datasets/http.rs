@@ -120,13 +120,13 @@ pub(crate) fn download(
         Ok(response) => response,
         Err(error) => return Ok(Err(classify(error, config, 0, file.size))),
     };
-    if let Some(announced) = response.body().content_length() {
-        if announced != file.size {
-            return Ok(Err(FetchFailure::WrongLength {
-                announced,
-                expected: file.size,
-            }));
-        }
+    if let Some(announced) = response.body().content_length()
+        && announced != file.size
+    {
+        return Ok(Err(FetchFailure::WrongLength {
+            announced,
+            expected: file.size,
+        }));
     }
     let mut body = response.body_mut().as_reader();
     // The mirror's failure is kept aside: to `write_atomic` it is only a reason to discard

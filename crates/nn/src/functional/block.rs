@@ -323,11 +323,11 @@ impl<F: Float> Block<F> {
             .filter(|&(i, _)| self.needed[i])
         {
             let _ = i;
-            if let Step::Call { layer, input } = node.step {
-                if !std::mem::replace(&mut seen[layer], true) {
-                    let n = count(self.layers[layer].1.as_ref(), &self.nodes[input].shape)?;
-                    total = total.checked_add(n)?;
-                }
+            if let Step::Call { layer, input } = node.step
+                && !std::mem::replace(&mut seen[layer], true)
+            {
+                let n = count(self.layers[layer].1.as_ref(), &self.nodes[input].shape)?;
+                total = total.checked_add(n)?;
             }
         }
         Some(total)

@@ -372,7 +372,7 @@ fn train_epoch<F: Float, D: Data<F> + Sync + ?Sized>(
         for callback in callbacks.list.iter_mut() {
             callbacks.stopped |= callback.on_batch_end(&logs) == Control::Stop;
         }
-        if step % PROGRESS_EVERY == 0 || step == 1 || step == steps {
+        if step.is_multiple_of(PROGRESS_EVERY) || step == 1 || step == steps {
             let first = tally.first(&training.metrics);
             progress.step(step, tally.loss.result().unwrap_or(loss), first);
         }

@@ -266,18 +266,18 @@ fn check_values<F: Float, D: Data<F> + ?Sized>(
     if matches!(
         expect.loss,
         Loss::BinaryCrossentropy | Loss::CategoricalCrossentropy
-    ) {
-        if let Some((sample, index, value)) = data.first_target_outside(expect.targets, 0.0, 1.0)? {
-            return Err(NnError::TargetOutOfRange {
-                loss: expect.loss.name(),
-                data: named(sample),
-                sample,
-                index,
-                value,
-                low: 0.0,
-                high: 1.0,
-            });
-        }
+    ) && let Some((sample, index, value)) =
+        data.first_target_outside(expect.targets, 0.0, 1.0)?
+    {
+        return Err(NnError::TargetOutOfRange {
+            loss: expect.loss.name(),
+            data: named(sample),
+            sample,
+            index,
+            value,
+            low: 0.0,
+            high: 1.0,
+        });
     }
     Ok(())
 }

@@ -75,7 +75,7 @@ pub(super) fn resolve(inputs: Vec<Vec<usize>>, raw: &[(u8, u16, u16, u16)]) -> s
         let n = dag.vals.len();
         // Prefer the newest value, so that chains get deep.
         let pick = |r: u16| {
-            if r % 3 == 0 {
+            if r.is_multiple_of(3) {
                 n - 1
             } else {
                 usize::from(r / 3) % n
@@ -250,7 +250,7 @@ fn layout(c: &Choice<'_>) -> Option<Candidate> {
 fn broadcast(c: &Choice<'_>) -> Option<Candidate> {
     let (shape, b) = c.va;
     let rank = shape.len();
-    if c.p % 3 == 0 && rank < 4 {
+    if c.p.is_multiple_of(3) && rank < 4 {
         let out: Vec<usize> = std::iter::once(2).chain(shape.iter().copied()).collect();
         return Some((DagOp::BroadcastTo(c.a, out.clone()), out, *b));
     }

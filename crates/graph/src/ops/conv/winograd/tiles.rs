@@ -170,10 +170,10 @@ pub(super) fn gather<F: Element, const N: usize>(
         return false;
     }
     #[cfg(target_arch = "x86_64")]
-    if let (Some(image), Some(v)) = (F::as_f32_slice(image), F::as_f32_slice_mut(v)) {
-        if gather_f32(image, tiling, v) {
-            return true;
-        }
+    if let (Some(image), Some(v)) = (F::as_f32_slice(image), F::as_f32_slice_mut(v))
+        && gather_f32(image, tiling, v)
+    {
+        return true;
     }
     gather_portable(image, tiling, v, temp);
     true

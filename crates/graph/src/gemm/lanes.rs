@@ -1,0 +1,172 @@
+//! The vector instructions the tiled `f32` kernel of [`super::tiled`] is written over: one
+//! trait, [`Lanes`], implemented for AVX2 with FMA (8 lanes) and for AVX-512 (16 lanes).
+//!
+//! Both instruction sets compute a lane's fused multiply-add the same way (one rounding of
+//! `a·b + c`), and the kernel sums each element of `c` in one lane in increasing `p`, so the
+//! two give the same bits: a model trains to the same weights on either kind of machine.
+//!
+//! The methods are `#[inline(always)]` and carry no `target_feature` of their own: they are
+//! inlined into the kernel instance compiled for their instruction set
+//! ([`super::tiled::product`] picks it), which is what makes them legal to call.
+
+#![allow(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use std::arch::x86_64::{
+    __m256, __m256i, __m512, __mmask16, _mm256_broadcast_ss, _mm256_cmpgt_epi32, _mm256_fmadd_ps,
+    _mm256_loadu_ps, _mm256_maskload_ps, _mm256_set1_epi32, _mm256_setr_epi32, _mm256_setzero_ps,
+    _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
+    _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+};
+
+/// A vector of `f32` lanes and the operations the tiled kernel needs.
+///
+/// # Safety
+///
+/// Every method requires the CPU to support the instruction set of the implementation, and
+/// the pointer methods that their lanes (the live ones, for the masked forms) be readable or
+/// writable.
+pub(super) trait Lanes {
+    /// One vector of `LANES` floats.
+    type V: Copy;
+    /// Which lanes of a vector exist at a ragged column edge.
+    type Mask: Copy;
+    /// Floats per vector.
+    const LANES: usize;
+    /// Rows per register tile of the main bands (the tile is `TALL x 2·LANES`).
+    const TALL: usize;
+
+    /// All lanes zero.
+    unsafe fn zero() -> Self::V;
+    /// The mask whose first `live` lanes (`1..=LANES`) are on.
+    unsafe fn mask(live: usize) -> Self::Mask;
+    /// `LANES` floats from `src`.
+    unsafe fn load(src: *const f32) -> Self::V;
+    /// The live lanes from `src`, zero elsewhere; the others are not read.
+    unsafe fn load_live(src: *const f32, mask: Self::Mask) -> Self::V;
+    /// `x` to `LANES` floats at `dst`.
+    unsafe fn store(dst: *mut f32, x: Self::V);
+    /// The first `live` lanes of `x` (those `mask` lets through) to `dst`; no others written.
+    unsafe fn store_live(dst: *mut f32, x: Self::V, mask: Self::Mask, live: usize);
+    /// `*src` in every lane.
+    unsafe fn splat(src: *const f32) -> Self::V;
+    /// `x·y + acc` in each lane, rounded once.
+    unsafe fn fmadd(x: Self::V, y: Self::V, acc: Self::V) -> Self::V;
+}
+
+/// AVX2 with FMA: 16 registers of 8 lanes.
+pub(super) struct Avx2;
+
+/// AVX-512 (foundation): 32 registers of 16 lanes, with mask registers for ragged edges.
+pub(super) struct Avx512;
+
+impl Lanes for Avx2 {
+    type V = __m256;
+    type Mask = __m256i;
+    const LANES: usize = 8;
+    // 6 x 16: 12 accumulators, 2 vectors of `b` and one broadcast, 15 of the 16 registers.
+    const TALL: usize = 6;
+
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        // SAFETY: AVX is available (the trait's contract).
+        unsafe { _mm256_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn mask(live: usize) -> __m256i {
+        // SAFETY: AVX2 is available (the trait's contract); `live <= 8` fits an `i32`.
+        unsafe {
+            let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(live as i32), lane)
+        }
+    }
+    #[inline(always)]
+    unsafe fn load(src: *const f32) -> __m256 {
+        // SAFETY: 8 floats at `src` are readable and AVX is available (the contract).
+        unsafe { _mm256_loadu_ps(src) }
+    }
+    #[inline(always)]
+    unsafe fn load_live(src: *const f32, mask: __m256i) -> __m256 {
+        // SAFETY: the lanes the mask lets through are readable (the contract); masked-off
+        // lanes are not accessed.
+        unsafe { _mm256_maskload_ps(src, mask) }
+    }
+    #[inline(always)]
+    unsafe fn store(dst: *mut f32, x: __m256) {
+        // SAFETY: 8 floats at `dst` are writable and AVX is available (the contract).
+        unsafe { _mm256_storeu_ps(dst, x) }
+    }
+    #[inline(always)]
+    unsafe fn store_live(dst: *mut f32, x: __m256, _mask: __m256i, live: usize) {
+        // A masked store is microcoded on Zen 2; a plain store to the stack and a copy of the
+        // live lanes avoids it (measured on the performance page).
+        let mut lanes = [0.0_f32; 8];
+        // SAFETY: `lanes` holds the 8 floats one store writes; AVX is available.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), x) };
+        // SAFETY: `live <= 8` floats at `dst` are writable (the contract), and `lanes` is a
+        // separate stack array, so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(lanes.as_ptr(), dst, live) };
+    }
+    #[inline(always)]
+    unsafe fn splat(src: *const f32) -> __m256 {
+        // SAFETY: `src` points to a readable `f32` and AVX is available (the contract).
+        unsafe { _mm256_broadcast_ss(&*src) }
+    }
+    #[inline(always)]
+    unsafe fn fmadd(x: __m256, y: __m256, acc: __m256) -> __m256 {
+        // SAFETY: FMA is available (the contract).
+        unsafe { _mm256_fmadd_ps(x, y, acc) }
+    }
+}
+
+impl Lanes for Avx512 {
+    type V = __m512;
+    type Mask = __mmask16;
+    const LANES: usize = 16;
+    // 8 x 32: 16 accumulators (two FMA ports of latency 4 need 8 in flight), 2 vectors of
+    // `b` and 8 broadcasts per 16 multiply-adds, within two loads a cycle.
+    const TALL: usize = 8;
+
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        // SAFETY: AVX-512F is available (the trait's contract).
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn mask(live: usize) -> __mmask16 {
+        // `live <= 16`, so the shift fits a `u32` and the low 16 bits are the mask.
+        ((1_u32 << live) - 1) as __mmask16
+    }
+    #[inline(always)]
+    unsafe fn load(src: *const f32) -> __m512 {
+        // SAFETY: 16 floats at `src` are readable and AVX-512F is available (the contract).
+        unsafe { _mm512_loadu_ps(src) }
+    }
+    #[inline(always)]
+    unsafe fn load_live(src: *const f32, mask: __mmask16) -> __m512 {
+        // SAFETY: the lanes the mask lets through are readable (the contract); a masked-off
+        // lane is neither read nor faults.
+        unsafe { _mm512_maskz_loadu_ps(mask, src) }
+    }
+    #[inline(always)]
+    unsafe fn store(dst: *mut f32, x: __m512) {
+        // SAFETY: 16 floats at `dst` are writable and AVX-512F is available (the contract).
+        unsafe { _mm512_storeu_ps(dst, x) }
+    }
+    #[inline(always)]
+    unsafe fn store_live(dst: *mut f32, x: __m512, mask: __mmask16, _live: usize) {
+        // SAFETY: the lanes the mask lets through are writable (the contract); no other lane
+        // is written.
+        unsafe { _mm512_mask_storeu_ps(dst, mask, x) }
+    }
+    #[inline(always)]
+    unsafe fn splat(src: *const f32) -> __m512 {
+        // SAFETY: `src` points to a readable `f32` (the contract).
+        unsafe { _mm512_set1_ps(*src) }
+    }
+    #[inline(always)]
+    unsafe fn fmadd(x: __m512, y: __m512, acc: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (the contract).
+        unsafe { _mm512_fmadd_ps(x, y, acc) }
+    }
+}
