@@ -23,6 +23,7 @@
 //! | a broadcast of a single value replicated by `expand_dims`/`reshape`/broadcasts → a broadcast of that value | shape preserved |
 //! | `broadcast_like`/`broadcast_to`/`sum_like` to `x`'s own shape → `x` | fixed shape |
 //! | `sum_like(broadcast(y), like)` back to `y`'s shape → `n · y` (`n` copies) | fixed shapes |
+//! | `sum_like(max_pool2d_scatter(x, v), like)` → `sum_like(v, like)` (up to rounding) | `like` keeps at most the channel axis |
 //! | `stop_gradient(constant)` → the constant | always |
 //! | reductions over no axes (or size-1 axes kept), empty `expand_dims`, a one-operand `concat`, a full `slice`, a zero `pad` → `x` | shape preserved |
 
@@ -68,7 +69,8 @@ pub struct Simplified {
 
 /// Rebuilds what `outputs` depend on, simplified, and returns the new outputs. Their values
 /// equal the old outputs' values for every feed (up to floating-point rounding where a sum of
-/// `n` copies becomes a product by `n`).
+/// `n` copies becomes a product by `n`, or a sum over a max pool's scattered gradient a sum
+/// over the gradient before the scatter).
 ///
 /// # Errors
 /// Graph errors for foreign or unknown output handles.

@@ -309,3 +309,55 @@ fn simplifying_a_hessian_shrinks_it() {
     println!("hessian: {:?}", s.stats);
     assert!(s.stats.after * 2 < s.stats.before, "{:?}", s.stats);
 }
+
+/// `loss = Σ w ⊙ max_pool2d(x + b)` for a bias `b` shaped `bias_shape` (broadcast over the
+/// NHWC image `x` [2, 4, 6, 3]); returns the simplified gradient wrt `b` and whether it
+/// still sums a scattered gradient.
+fn bias_gradient_under_a_pool(bias_shape: &[usize]) -> (bool, Simplified) {
+    use dendrite_graph::ops::{Pool2d, PoolOp};
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [2, 4, 6, 3]).unwrap();
+    let b = g.input("b", bias_shape).unwrap();
+    let z = g.add(x, b).unwrap();
+    let y = g.max_pool2d(z, Pool2d::new([2, 2])).unwrap();
+    let w = g.input("w", [2, 2, 3, 3]).unwrap();
+    let wy = g.mul(w, y).unwrap();
+    let loss = g.sum_all(wy).unwrap();
+    let db = grad(&mut g, loss, &[b]).unwrap()[0];
+    let value = |n: usize, shape: &[usize]| {
+        ArrayD::from_shape_fn(IxDyn(shape), |i| {
+            let k = ndarray::Dimension::slice(&i)
+                .iter()
+                .fold(n, |a, &d| a * 7 + d);
+            ((k * 37) % 29) as f64 / 9.0 - 1.6
+        })
+    };
+    let (xv, bv, wv) = (
+        value(1, &[2, 4, 6, 3]),
+        value(2, bias_shape),
+        value(3, &[2, 2, 3, 3]),
+    );
+    let feeds = [("x", xv.view()), ("b", bv.view()), ("w", wv.view())];
+    let s = simplify_and_compare(&mut g, &[db], &feeds);
+    let out = s.outputs[0];
+    let of_scatter = matches!(
+        g.op(out).unwrap(),
+        Op::Broadcast(dendrite_graph::BroadcastOp::SumLike)
+    ) && matches!(
+        g.op(g.operands(out).unwrap()[0]).unwrap(),
+        Op::Pool(PoolOp::MaxScatter(_))
+    );
+    (of_scatter, s)
+}
+
+#[test]
+fn a_channel_bias_gradient_under_a_max_pool_sums_the_pooled_gradient() {
+    // A per-channel bias (Conv2D's): the sum skips the scatter, whatever the rank of `b`.
+    for shape in [&[3][..], &[1, 1, 3], &[1, 1, 1, 3], &[1]] {
+        let (of_scatter, s) = bias_gradient_under_a_pool(shape);
+        assert!(!of_scatter, "{shape:?}: {:?}", s.stats);
+    }
+    // A bias that varies along the width keeps the scatter: its sum is per pixel column.
+    let (of_scatter, _) = bias_gradient_under_a_pool(&[6, 3]);
+    assert!(of_scatter);
+}

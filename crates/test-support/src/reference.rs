@@ -42,7 +42,9 @@ pub fn reference_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffE
 /// profiling example: Conv2D 32 relu, MaxPooling2D, Conv2D 64 relu, MaxPooling2D, Flatten,
 /// Dropout 0.5, Dense 10, softmax cross-entropy. Fetches: the loss, then the gradients of
 /// the six parameters. Feeds: `x` of shape `[batch, 28, 28, 1]`, `y` of shape `[batch]`
-/// (class indices) and `step`, a scalar (the dropout mask's counter).
+/// (class indices) and `step`, a scalar (the dropout mask's counter). The fetches are
+/// simplified, as `Sequential::compile` simplifies a model's, so the profile is of the steps
+/// training runs.
 pub fn convnet_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffError> {
     let mut g = Graph::<f32>::new();
     let x = g.input("x", [None, Some(28), Some(28), Some(1)])?;
@@ -75,6 +77,7 @@ pub fn convnet_training_graph() -> Result<(Graph<f32>, Vec<NodeId>), AutodiffErr
     let loss = sparse_cross_entropy(&mut g, logits, y)?;
     let mut fetches = vec![loss];
     fetches.extend(grad(&mut g, loss, &params)?);
+    let fetches = dendrite_autodiff::simplify(&mut g, &fetches)?.outputs;
     Ok((g, fetches))
 }
 

@@ -7,6 +7,7 @@
 
 use super::Simplifier;
 use crate::error::Result;
+use dendrite_graph::ops::PoolOp;
 use dendrite_graph::{
     BinaryOp, BroadcastOp, Dim, Element, Graph, LayoutOp, NodeId, Op, Shape, SliceOp, UnaryOp,
 };
@@ -170,6 +171,16 @@ impl<F: Element> Simplifier<F> {
         if site.fixed_same(g, a)? {
             return Ok(Some(a));
         }
+        if let Some(pooled) = scattered_channel_sum(g, site)? {
+            let like = site.xs[1];
+            let op = Op::Broadcast(BroadcastOp::SumLike);
+            return Ok(Some(self.rebuild(
+                g,
+                op,
+                SmallVec::from_slice(&[pooled, like]),
+                site.declared,
+            )?));
+        }
         let of_broadcast = matches!(
             g.op(a)?,
             Op::Broadcast(BroadcastOp::Like | BroadcastOp::To(_))
@@ -194,6 +205,27 @@ impl<F: Element> Simplifier<F> {
             _ => Ok(None),
         }
     }
+}
+
+/// For `sum_like(max_pool2d_scatter(x, v), like)` whose `like` keeps at most the channel
+/// axis (a bias gradient under a max pool), `v`: the scatter puts each element of `v` on one
+/// pixel of its window and zeros elsewhere, so per channel its sum over images and pixels is
+/// the sum of `v` (up to rounding), read from a quarter of the elements for 2x2 pools.
+fn scattered_channel_sum<F: Element>(g: &Graph<F>, site: &Site<'_, F>) -> Result<Option<NodeId>> {
+    let (a, like) = (site.xs[0], site.xs[1]);
+    if !matches!(g.op(a)?, Op::Pool(PoolOp::MaxScatter(_))) {
+        return Ok(None);
+    }
+    let (image, kept) = (g.shape(a)?.rank(), g.shape(like)?.dims());
+    // `like`'s axes align with the image's last ones; all but the channel axis must be 1.
+    let channel_only = kept.len() <= image
+        && kept
+            .iter()
+            .enumerate()
+            .all(|(i, d)| image - kept.len() + i + 1 == image || *d == Dim::Fixed(1));
+    Ok(channel_only
+        .then(|| g.operands(a).map(|xs| xs[1]))
+        .transpose()?)
 }
 
 /// `x·1`, `1·x`, `x+0`, `0+x`, `x-0`, `x/1`, `x^1` → `x`, when the unit does not broadcast `x`
