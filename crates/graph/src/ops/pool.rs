@@ -34,6 +34,8 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 use smallvec::smallvec;
 
 mod kernel;
+#[cfg(target_arch = "x86_64")]
+mod quad;
 
 /// Size, strides and padding of a pooling window.
 ///

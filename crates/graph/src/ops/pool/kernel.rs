@@ -20,11 +20,47 @@ impl Run {
     /// Runs `kind` on the operands `xs` into `out`, through the AVX2 instance when the CPU has it.
     pub fn run<F: Element>(&self, kind: Kind, xs: &[&[F]], out: &mut [F]) {
         #[cfg(target_arch = "x86_64")]
+        if self.quads_f32(kind, xs, out) {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if crate::cpu::has_avx2() {
             // SAFETY: the CPU has AVX2, the only requirement of the instance.
             return unsafe { self.run_avx2(kind, xs, out) };
         }
         self.run_portable(kind, xs, out);
+    }
+
+    /// Max pooling or its scatter through [`super::quad`] when the windows are 2x2 at stride 2
+    /// and tile the image, `F` is `f32` and the CPU has AVX2; `false` (nothing written)
+    /// otherwise.
+    #[cfg(target_arch = "x86_64")]
+    fn quads_f32<F: Element>(&self, kind: Kind, xs: &[&[F]], out: &mut [F]) -> bool {
+        use super::quad::{Pass, Quads};
+        let [ah, aw] = self.axes;
+        let pass = match kind {
+            Kind::Max => Pass::Max,
+            Kind::Scatter => Pass::Scatter,
+            Kind::Gather | Kind::Avg | Kind::AvgGrad => return false,
+        };
+        if !(ah.k == 2 && aw.k == 2 && self.tiles()) {
+            return false;
+        }
+        let (Some(x), Some(out)) = (F::as_f32_slice(xs[0]), F::as_f32_slice_mut(out)) else {
+            return false;
+        };
+        let v = match (pass, xs.get(1).map(|v| F::as_f32_slice(v))) {
+            (Pass::Max, _) => &[][..],
+            (Pass::Scatter, Some(Some(v))) => v,
+            (Pass::Scatter, _) => return false,
+        };
+        let quads = Quads {
+            batch: self.batch,
+            hw: [ah.n, aw.n],
+            out: [ah.out, aw.out],
+            c: self.c,
+        };
+        quads.run(pass, x, v, out)
     }
 
     /// [`Run::run_portable`] compiled with AVX2.
