@@ -19,8 +19,11 @@
 //! products `(d₀-d₂)g₀`, `(d₁+d₂)(g₀+g₁+g₂)/2`, `(d₂-d₁)(g₀-g₁+g₂)/2` and `(d₁-d₃)g₂`.
 //!
 //! The gradients use the same transforms:
-//! - the input gradient is itself a stride-1 3×3 convolution: of `ȳ`, padded by `2 - p`
-//!   before, with the kernel turned by 180° and its two channel axes swapped;
+//! - the input gradient is the adjoint of `d ↦ Aᵀ[U ⊙ (Bᵀ d B)]A` summed over the tiles,
+//!   `x̄ = Σ_tiles B[Σ_co Ŷ ⊙ U]Bᵀ` with `Ŷ = A ȳ Aᵀ`: 16 products `Ŷ_ξ · U_ξᵀ` over the same
+//!   tiles as the forward pass (a convolution of `ȳ` padded by 2 would take a tile per 2×2
+//!   block of the larger input, 49 instead of 36 per 13×13 image), then each tile's 4×4
+//!   pixels added onto the image, where neighbouring tiles overlap by 2;
 //! - the kernel gradient is the adjoint of `g ↦ Aᵀ[(G g Gᵀ) ⊙ V]A`, that is
 //!   `ḡ = Gᵀ[Σ_tiles V ⊙ (A ȳ Aᵀ)]G`: 16 products `V_ξᵀ · Ŷ_ξ`, each summed over all tiles,
 //!   then one transform back per kernel.
@@ -31,9 +34,10 @@
 //! within a few units of the direct sum's rounding (`tests/winograd.rs` bounds all four ops
 //! against direct loops, in `f64` and `f32`).
 //!
-//! The tiles' transforms are in [`tiles`] (with `f32` intrinsics in `avx2`), the kernel's in
-//! [`filter`].
+//! The tiles' transforms are in [`tiles`] and [`adjoint`] (with `f32` intrinsics in `avx2`),
+//! the kernel's in [`filter`].
 
+mod adjoint;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 mod filter;
@@ -93,20 +97,6 @@ impl Tiling {
             oh: a.out,
             ow: b.out,
             co: g.o,
-        }
-    }
-
-    /// The input gradient as a convolution: `ȳ` to `x̄`, with the turned kernel.
-    fn transposed(g: &Geometry) -> Self {
-        let [a, b] = g.axes;
-        Tiling {
-            h: a.out,
-            w: b.out,
-            ci: g.o,
-            pad: [2 - a.before.min(2), 2 - b.before.min(2)],
-            oh: a.n,
-            ow: b.n,
-            co: g.c,
         }
     }
 
@@ -191,6 +181,49 @@ impl Tiling {
         true
     }
 
+    /// `x̄` for a group of images from their `ȳ` and the transposed transformed kernel
+    /// `u_t`: `ȳ`'s 2×2 blocks to `Ŷ = A ȳ Aᵀ`, 16 products `V̄_ξ = Ŷ_ξ · U_ξᵀ`, then each
+    /// tile's `B V̄ Bᵀ` added onto the image.
+    fn convolve_adjoint<F: Element>(
+        &self,
+        y_bar: &[F],
+        u_t: &[F],
+        work: &mut [F],
+        x_bar: &mut [F],
+    ) -> bool {
+        let n = x_bar.len() / self.src_image().max(1);
+        let [v_len, y_len, t_len] = self.work(n);
+        let (pv, py, pu) = (v_len / XI, y_len / XI, self.ci * self.co);
+        let fits = y_bar.len() == n * self.out_image()
+            && x_bar.len() == n * self.src_image()
+            && work.len() >= v_len + y_len + t_len
+            && u_t.len() == XI * pu;
+        if !fits {
+            return false;
+        }
+        let (v_bar, rest) = work.split_at_mut(v_len);
+        let (y_hat, temp) = rest.split_at_mut(y_len);
+        for (i, y) in y_bar.chunks_exact(self.out_image().max(1)).enumerate() {
+            if !gather::<F, 2>(y, self.gather_cotangent(i * self.per_image()), y_hat, temp) {
+                return false;
+            }
+        }
+        let tiles = n * self.per_image();
+        for xi in 0..XI {
+            let a = ArrayView2::from_shape((tiles, self.co), &y_hat[xi * py..(xi + 1) * py]);
+            let b = ArrayView2::from_shape((self.co, self.ci), &u_t[xi * pu..(xi + 1) * pu]);
+            let c = ArrayViewMut2::from_shape((tiles, self.ci), &mut v_bar[xi * pv..(xi + 1) * pv]);
+            let (Ok(a), Ok(b), Ok(mut c)) = (a, b, c) else {
+                return false;
+            };
+            matmul_into(&a, &b, &mut c);
+        }
+        x_bar
+            .chunks_exact_mut(self.src_image().max(1))
+            .enumerate()
+            .all(|(i, image)| self.scatter_adjoint(v_bar, i * self.per_image(), image))
+    }
+
     /// `sum[ξ] += V_ξᵀ · Ŷ_ξ` for a group of images (`first` its first image in the batch):
     /// the images' tiles `V = Bᵀ d B`, `ȳ`'s 2×2 blocks `Ŷ = A ȳ Aᵀ`. `space` holds both,
     /// the transforms' temporary, and a `ci × co` product for the kernels that cannot add in
@@ -258,10 +291,11 @@ impl Run<'_> {
         scratch: &mut Vec<F>,
     ) -> Result<()> {
         let tiling = Tiling::forward(self.geo);
-        self.winograd(tiling, x, w, false, bias, y, scratch)
+        self.winograd(tiling, x, w, bias, y, scratch)
     }
 
-    /// `x̄ = T(ȳ, w)` as the convolution of `ȳ` with the turned kernel (see the module doc).
+    /// `x̄ = T(ȳ, w)` as the adjoint of the forward tiles (see the module doc): the groups of
+    /// images are the team's tasks.
     pub(super) fn winograd_input_grad<F: Element>(
         &self,
         y_bar: &[F],
@@ -269,17 +303,42 @@ impl Run<'_> {
         x_bar: &mut [F],
         scratch: &mut Vec<F>,
     ) -> Result<()> {
-        let tiling = Tiling::transposed(self.geo);
-        self.winograd(tiling, y_bar, w, true, None, x_bar, scratch)
+        let t = Tiling::forward(self.geo);
+        let group = t.group::<F>(self.batch);
+        let per_worker = t.work(group).iter().sum();
+        let u_len = XI * t.ci * t.co;
+        let space = self.scratch(scratch, u_len + self.per_team::<F>(per_worker)?)?;
+        let (u_t, work) = space.split_at_mut(u_len);
+        if !transform_kernel(self.geo, w, true, u_t) {
+            return Err(self.internal());
+        }
+        let u_t = &*u_t;
+        let failed = AtomicBool::new(false);
+        let (image, out_image) = (t.src_image(), t.out_image());
+        self.team.for_chunks(
+            x_bar,
+            group * image,
+            work,
+            per_worker,
+            &|task, x_bar, work| {
+                let n = x_bar.len() / image.max(1);
+                let y = y_bar
+                    .get(task * group * out_image..)
+                    .and_then(|y| y.get(..n * out_image));
+                if !y.is_some_and(|y| t.convolve_adjoint(y, u_t, work, x_bar)) {
+                    failed.store(true, Ordering::Relaxed);
+                }
+            },
+        );
+        self.check(&failed)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `y = conv2d(x, w)` (+ `bias`) through [`Tiling::convolve`], a group of images a task.
     fn winograd<F: Element>(
         &self,
         t: Tiling,
         src: &[F],
         w: &[F],
-        turned: bool,
         bias: Option<&[F]>,
         out: &mut [F],
         scratch: &mut Vec<F>,
@@ -289,7 +348,7 @@ impl Run<'_> {
         let u_len = XI * t.ci * t.co;
         let space = self.scratch(scratch, u_len + self.per_team::<F>(per_worker)?)?;
         let (u, work) = space.split_at_mut(u_len);
-        if !transform_kernel(self.geo, w, turned, u) {
+        if !transform_kernel(self.geo, w, false, u) {
             return Err(self.internal());
         }
         let u = &*u;

@@ -161,3 +161,52 @@ pub(super) unsafe fn output_tile(
         }
     }
 }
+
+/// `B` on four vectors: `[v₀, (v₁ - v₂) + v₃, (v₁ - v₀) + v₂, 0 - v₃]`.
+#[inline(always)]
+fn b([v0, v1, v2, v3]: [__m256; 4]) -> [__m256; 4] {
+    // SAFETY: as in `b_t`.
+    unsafe {
+        [
+            v0,
+            _mm256_add_ps(_mm256_sub_ps(v1, v2), v3),
+            _mm256_add_ps(_mm256_sub_ps(v1, v0), v2),
+            _mm256_sub_ps(_mm256_setzero_ps(), v3),
+        ]
+    }
+}
+
+/// One tile's `B V̄ Bᵀ`, 8 channels from `c0`, from `v[ξ·plane + at..]`, added onto the
+/// pixels of `pixels` that are inside the image.
+///
+/// # Safety
+/// AVX2 is available; `v` holds 16 planes of `plane` elements with `at + 8 <= plane`; every
+/// `Some` pixel of `pixels` holds channels `c0..c0 + 8` inside `image`.
+#[target_feature(enable = "avx2")]
+#[allow(clippy::needless_range_loop)] // `r` picks row r of all the columns at once
+pub(super) unsafe fn input_adjoint_tile(
+    v: &[f32],
+    plane: usize,
+    at: usize,
+    c0: usize,
+    image: &mut [f32],
+    pixels: &Pixels,
+) {
+    // SAFETY: the contract of this function.
+    let x = |xi: usize| unsafe { _mm256_loadu_ps(v.as_ptr().add(xi * plane + at)) };
+    let column = |j: usize| b([x(j), x(4 + j), x(8 + j), x(12 + j)]);
+    let columns = [column(0), column(1), column(2), column(3)];
+    for r in 0..4 {
+        let row = b([columns[0][r], columns[1][r], columns[2][r], columns[3][r]]);
+        for (s, d) in row.into_iter().enumerate() {
+            let Some(pixel) = pixels[r][s] else {
+                continue;
+            };
+            // SAFETY: the pixel holds channels `c0..c0 + 8` inside `image` (the contract).
+            unsafe {
+                let dst = image.as_mut_ptr().add(pixel + c0);
+                _mm256_storeu_ps(dst, _mm256_add_ps(_mm256_loadu_ps(dst), d));
+            }
+        }
+    }
+}

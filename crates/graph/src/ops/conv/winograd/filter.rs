@@ -12,22 +12,23 @@ const LANES: usize = 8;
 
 type Lanes<F> = [F; LANES];
 
-/// `U = G g Gᵀ` for every channel pair of `w` (HWIO) into `u` (`[ξ][ci][co]`); `turned`
-/// takes the kernel of the input gradient instead: `g'[kh][kw][o][c] = g[2-kh][2-kw][c][o]`.
+/// `U = G g Gᵀ` for every channel pair of `w` (HWIO) into `u` (`[ξ][ci][co]`), or with
+/// `transposed` each point's matrix transposed (`[ξ][co][ci]`, the right operand of the input
+/// gradient's products `Ŷ_ξ · U_ξᵀ`).
 pub(super) fn transform_kernel<F: Element>(
     geo: &Geometry,
     w: &[F],
-    turned: bool,
+    transposed: bool,
     u: &mut [F],
 ) -> bool {
     let (c, o) = (geo.c, geo.o);
-    let (ci, co) = if turned { (o, c) } else { (c, o) };
+    let (ci, co) = if transposed { (o, c) } else { (c, o) };
     if w.len() != 9 * c * o || u.len() != XI * c * o {
         return false;
     }
-    let weight = |kh: usize, kw: usize, i: usize, j: usize| match turned {
+    let weight = |kh: usize, kw: usize, i: usize, j: usize| match transposed {
         false => w[((kh * 3 + kw) * c + i) * o + j],
-        true => w[(((2 - kh) * 3 + (2 - kw)) * c + j) * o + i],
+        true => w[((kh * 3 + kw) * c + j) * o + i],
     };
     for i in 0..ci {
         for j0 in (0..co).step_by(LANES) {
