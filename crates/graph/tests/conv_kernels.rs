@@ -158,3 +158,58 @@ fn every_index(
         (0..h).flat_map(move |b| (0..w).flat_map(move |d| (0..c).map(move |e| (a, b, d, e))))
     })
 }
+
+/// One-channel images under 3-wide windows (the convnet's first layer, whose windows are
+/// copied three values at a time when they are inside the image) against direct loops, for
+/// the convolution and its kernel gradient: plain, strided, dilated down the rows, and
+/// `same` padding (the general copy).
+#[test]
+fn one_channel_windows_match_a_direct_loop() {
+    let (n, h, w, o) = (2, 7, 6, 4);
+    let x = Array::from_shape_fn(IxDyn(&[n, h, w, 1]), |i| {
+        ((i[0] * 31 + i[1] * 7 + i[2] * 3) % 11) as f64 - 5.0
+    });
+    let k = Array::from_shape_fn(IxDyn(&[3, 3, 1, o]), |i| {
+        ((i[0] * 5 + i[1] * 3 + i[3]) % 7) as f64 - 3.0
+    });
+    for (strides, dilation, padding) in [
+        ([1, 1], [1, 1], Padding::Valid),
+        ([2, 1], [1, 1], Padding::Valid),
+        ([1, 2], [2, 1], Padding::Valid),
+        ([1, 1], [1, 1], Padding::Same),
+    ] {
+        let conv = Conv2d {
+            strides,
+            dilation,
+            padding,
+        };
+        let y = run(&[&x, &k], |g, v| Ok(vec![g.conv2d(v[0], v[1], conv)?]))[0].clone();
+        let (oh, ow) = (y.shape()[1], y.shape()[2]);
+        let y_bar = Array::from_shape_fn(IxDyn(&[n, oh, ow, o]), |i| {
+            ((i[1] * 3 + i[2] + i[3]) % 5) as f64 - 2.0
+        });
+        let k_bar = run(&[&x, &y_bar], |g, v| {
+            Ok(vec![g.conv2d_kernel_grad(v[0], v[1], conv, [3, 3])?])
+        })[0]
+            .clone();
+        // `same` pads (k - 1) / 2 = 1 before for these stride-1 windows.
+        let before = if padding == Padding::Same { 1 } else { 0 };
+        let pixel = |b: usize, i: usize, j: usize, p: usize, q: usize| {
+            let r = (i * strides[0] + p * dilation[0]).checked_sub(before)?;
+            let s = (j * strides[1] + q * dilation[1]).checked_sub(before)?;
+            (r < h && s < w).then(|| x[[b, r, s, 0]])
+        };
+        let mut want_k_bar = ArrayD::<f64>::zeros(IxDyn(&[3, 3, 1, o]));
+        for (b, i, j, c) in every_index(n, oh, ow, o) {
+            let mut sum = 0.0;
+            for (p, q) in (0..3).flat_map(|p| (0..3).map(move |q| (p, q))) {
+                if let Some(v) = pixel(b, i, j, p, q) {
+                    sum += v * k[[p, q, 0, c]];
+                    want_k_bar[[p, q, 0, c]] += v * y_bar[[b, i, j, c]];
+                }
+            }
+            assert_eq!(y[[b, i, j, c]], sum, "{strides:?} {dilation:?} {padding:?}");
+        }
+        assert_eq!(k_bar, want_k_bar, "{strides:?} {dilation:?} {padding:?}");
+    }
+}
