@@ -122,3 +122,46 @@ fn the_thread_count_is_clamped_and_kept_by_clones() {
     assert_eq!(plan.threads(), dendrite_graph::MAX_THREADS);
     assert_eq!(plan.clone().threads(), dendrite_graph::MAX_THREADS);
 }
+
+/// Random draws of several chunks (the team's tasks) give the same bits at 1 and 2 threads,
+/// and those of one ChaCha8 keystream read in order: element `i` is word `i` (uniform) or
+/// words `2i`, `2i + 1` (normal) whatever chunk it falls in.
+#[test]
+fn random_draws_split_into_chunks_read_one_keystream() {
+    use rand_chacha::rand_core::{RngCore, SeedableRng};
+    let (n, seed, step) = (70_001, 11, 3);
+    let mut g = Graph::<f64>::new();
+    let x = g.input("x", [n]).unwrap();
+    let s = g.input("step", dendrite_graph::Shape::scalar()).unwrap();
+    let u = g.random_uniform(x, s, seed).unwrap();
+    let z = g.random_normal(x, s, seed).unwrap();
+    let mut plan = compile(&g, &[u, z]).unwrap();
+    let xs = ArrayD::<f64>::zeros(IxDyn(&[n]));
+    let steps = ndarray::arr0(step as f64).into_dyn();
+    let mut draw = |threads: usize| {
+        plan.set_threads(threads);
+        let out = plan
+            .run(&g, &[("x", xs.view()), ("step", steps.view())])
+            .unwrap();
+        out.to_vec().unwrap()
+    };
+    let (one, two) = (draw(1), draw(2));
+    assert_eq!(one, two);
+    let keystream = || {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(step);
+        rng
+    };
+    let mut rng = keystream();
+    for (i, &v) in one[0].iter().enumerate() {
+        let want = f64::from(rng.next_u32() >> 8) / 16_777_216.0;
+        assert_eq!(v, want, "uniform {i}");
+    }
+    let mut rng = keystream();
+    for (i, &v) in one[1].iter().enumerate() {
+        let u1 = (f64::from(rng.next_u32()) + 0.5) / 4_294_967_296.0;
+        let u2 = f64::from(rng.next_u32()) / 4_294_967_296.0;
+        let want = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        assert_eq!(v, want, "normal {i}");
+    }
+}

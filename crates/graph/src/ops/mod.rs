@@ -390,7 +390,8 @@ impl<F: Element> Op<F> {
     /// Runs the forward kernel, writing into `out` (already shaped by [`Op::infer_shape`]).
     /// `scratch` is working space the kernel may grow and reuse (the plan keeps one per step,
     /// so that it is allocated once, not on every run); only convolutions use it, and only
-    /// they use `team` (the plan splits the steps of [`Op::splits_by_rows`] itself).
+    /// they and random draws use `team` (the plan splits the steps of [`Op::splits_by_rows`]
+    /// itself).
     pub(crate) fn forward(
         &self,
         node: &str,
@@ -426,7 +427,7 @@ impl<F: Element> Op<F> {
             Op::StopGradient => stop_gradient::forward(&inputs[0], out),
             Op::Conv(c) => conv::forward(c, node, inputs, out, scratch, team),
             Op::Pool(p) => pool::forward(p, node, inputs, out),
-            Op::Random(r) => random::forward(r, node, inputs, out),
+            Op::Random(r) => random::forward(r, node, inputs, out, team),
             Op::Custom(c) => c.forward(node, inputs, out),
         }
     }

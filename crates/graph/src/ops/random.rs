@@ -30,6 +30,7 @@
 use crate::error::{GraphError, Result};
 use crate::ops::{check_arity, OperandGrads};
 use crate::shape::Shape;
+use crate::team::Team;
 use crate::{Element, Graph, NodeId, Op};
 use ndarray::{ArrayViewD, ArrayViewMutD};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -117,23 +118,48 @@ pub(crate) fn forward<F: Element>(
     node: &str,
     inputs: &[ArrayViewD<'_, F>],
     mut out: ArrayViewMutD<'_, F>,
+    team: Team,
 ) -> Result<()> {
     let step = step_of(op, node, &inputs[1])?;
-    match *op {
-        RandomOp::Uniform { seed } => {
-            let mut rng = generator(seed, step);
-            out.iter_mut()
-                .for_each(|v| *v = F::of(uniform_of(rng.next_u32())));
-        }
-        RandomOp::Normal { seed } => {
-            let mut rng = generator(seed, step);
-            out.iter_mut().for_each(|v| {
+    let Some(out) = out.as_slice_mut() else {
+        return Err(GraphError::Internal {
+            op: op.name(),
+            node: node.to_owned(),
+            what: "the output is not contiguous",
+        });
+    };
+    // Element `i` reads keystream word `i` (or `2i`, `2i + 1`) whichever chunk it falls in,
+    // so the chunks are the team's tasks and the values do not depend on the thread count.
+    let words_per_value = match op {
+        RandomOp::Uniform { .. } => 1,
+        RandomOp::Normal { .. } => 2,
+    };
+    let mut no_scratch: [u8; 0] = [];
+    team.for_chunks(out, CHUNK, &mut no_scratch, 0, &|task, out, _| {
+        let mut rng = generator(op.seed(), step);
+        rng.set_word_pos((task * CHUNK * words_per_value) as u128);
+        match op {
+            RandomOp::Uniform { .. } => out
+                .iter_mut()
+                .for_each(|v| *v = F::of(uniform_of(rng.next_u32()))),
+            RandomOp::Normal { .. } => out.iter_mut().for_each(|v| {
                 let w1 = rng.next_u32();
                 *v = F::of(normal_of(w1, rng.next_u32()));
-            });
+            }),
+        }
+    });
+    Ok(())
+}
+
+/// Values per task of a draw (a dropout mask of the convnet is 12 tasks).
+const CHUNK: usize = 1 << 14;
+
+impl RandomOp {
+    fn seed(&self) -> u64 {
+        match *self {
+            RandomOp::Uniform { seed } | RandomOp::Normal { seed } => seed,
         }
     }
-    Ok(())
 }
 
 /// No gradient flows: the values do not depend on `like`'s values, and are piecewise constant
