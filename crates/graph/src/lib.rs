@@ -37,6 +37,8 @@ mod element;
 mod error;
 mod gemm;
 mod graph;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 pub mod limits;
 pub mod onnx;
 pub mod ops;

@@ -36,8 +36,6 @@ use crate::Element;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 #[cfg(target_arch = "x86_64")]
-mod lanes;
-#[cfg(target_arch = "x86_64")]
 mod tiled;
 
 /// Products with more multiply-adds than this go to the `gemm` crate, whose cache blocking pays

@@ -25,7 +25,7 @@
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use super::lanes::{Avx2, Avx512, Lanes};
+use crate::lanes::{Avx2, Avx512, Lanes};
 
 /// One operand of the product: element `(i, j)` is `flat[i*rs + j*cs]`.
 #[derive(Clone, Copy)]
@@ -372,25 +372,29 @@ unsafe fn start_tile<S: Lanes, const MR: usize, const NV: usize>(
     valid: usize,
     edge: Edge<S::Mask>,
 ) -> [[S::V; NV]; MR] {
+    // SAFETY: the instruction set is available (the contract).
+    let mut acc = unsafe { [[S::zero(); NV]; MR] };
     if mode == Mode::Set {
-        // SAFETY: the instruction set is available (the contract).
-        return unsafe { [[S::zero(); NV]; MR] };
+        return acc;
     }
-    std::array::from_fn(|r| {
+    // Loops, not `from_fn` closures: a closure is compiled without this instance's target
+    // features, so each load in it would be an out-of-line call.
+    for (r, acc_row) in acc.iter_mut().enumerate() {
         // SAFETY: row `r.min(valid - 1)` is one of the tile's readable rows (the contract).
         let row = unsafe { c_tile.add(r.min(valid - 1) * n) };
-        std::array::from_fn(|v| {
+        for (v, slot) in acc_row.iter_mut().enumerate() {
             // SAFETY: vector `v` of the row starts inside the tile (the contract).
             let src = unsafe { row.add(S::LANES * v) };
-            if v + 1 < NV || edge.full {
+            *slot = if v + 1 < NV || edge.full {
                 // SAFETY: a full vector of the row is readable.
                 unsafe { S::load(src) }
             } else {
                 // SAFETY: the mask lets through only readable lanes.
                 unsafe { S::load_live(src, edge.mask) }
-            }
-        })
-    })
+            };
+        }
+    }
+    acc
 }
 
 /// One `MR x LANES·NV` tile summed over `p in 0..k`, starting from `init`.

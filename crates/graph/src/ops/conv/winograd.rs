@@ -34,13 +34,13 @@
 //! within a few units of the direct sum's rounding (`tests/winograd.rs` bounds all four ops
 //! against direct loops, in `f64` and `f32`).
 //!
-//! The tiles' transforms are in [`tiles`] and [`adjoint`] (with `f32` intrinsics in `avx2`),
+//! The tiles' transforms are in [`tiles`] and [`adjoint`] (with `f32` intrinsics in `simd`),
 //! the kernel's in [`filter`].
 
 mod adjoint;
-#[cfg(target_arch = "x86_64")]
-mod avx2;
 mod filter;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 mod tiles;
 
 use super::kernel::{add_into, Run, PARTIALS};

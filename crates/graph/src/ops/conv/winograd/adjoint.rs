@@ -4,13 +4,13 @@
 //!
 //! `B`, the adjoint of `Bᵀ`, is `[v₀, v₁ - v₂ + v₃, -v₀ + v₁ + v₂, -v₃]`, applied down the
 //! tile's columns and then across its rows, as the gather applies `Bᵀ`. The portable path
-//! runs one channel at a time; for `f32` with channels in multiples of 8, [`avx2`] holds a
-//! tile of 8 channels in registers. Both add the same terms in the same order.
+//! runs one channel at a time; for `f32` with channels in multiples of 8 (or 16), [`simd`](super::simd)
+//! holds a tile of one vector of channels in registers. Both add the same terms in the same order.
 
 #![allow(unsafe_code)]
 
 #[cfg(target_arch = "x86_64")]
-use super::avx2;
+use super::simd::Isa;
 use super::{Tiling, XI};
 use crate::Element;
 
@@ -32,19 +32,19 @@ impl Tiling {
         image.fill(F::zero());
         let [th, tw] = self.tiles();
         #[cfg(target_arch = "x86_64")]
-        let fast = crate::cpu::has_avx2() && ci.is_multiple_of(8);
+        let isa = Isa::for_channels(ci);
         for (ty, tx) in (0..th).flat_map(|ty| (0..tw).map(move |tx| (ty, tx))) {
             let pixels = self.tile_pixels(ty, tx);
             let tile = (first + ty * tw + tx) * ci;
             #[cfg(target_arch = "x86_64")]
-            if let (true, Some(v), Some(x)) =
-                (fast, F::as_f32_slice(v_bar), F::as_f32_slice_mut(image))
+            if let (Some(isa), Some(v), Some(x)) =
+                (isa, F::as_f32_slice(v_bar), F::as_f32_slice_mut(image))
             {
-                for c0 in (0..ci).step_by(8) {
-                    // SAFETY: AVX2 is available and `c0 + 8 <= ci` (checked above); the
-                    // tile's channels end within each plane of `v̄`, and every pixel is inside
-                    // the image with `ci` channels (`tile_pixels`).
-                    unsafe { avx2::input_adjoint_tile(v, plane, tile + c0, c0, x, &pixels) };
+                for c0 in (0..ci).step_by(isa.lanes()) {
+                    // SAFETY: the CPU has `isa`'s instructions and `c0 + lanes <= ci`
+                    // (`for_channels`); the tile's channels end within each plane of `v̄`, and
+                    // every pixel is inside the image with `ci` channels (`tile_pixels`).
+                    unsafe { isa.input_adjoint_tile(v, plane, tile + c0, c0, x, &pixels) };
                 }
                 continue;
             }

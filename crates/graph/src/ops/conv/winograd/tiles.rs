@@ -3,13 +3,13 @@
 //!
 //! Each transform is a 1-D one (`Bᵀ`, `A` or `Aᵀ`, all with coefficients 0 and ±1) applied
 //! down a tile's columns, then across its rows. The portable path runs one loop over the
-//! channels per pixel and step; for `f32` with channels in multiples of 8, [`avx2`] holds a
-//! whole tile of 8 channels in registers.
+//! channels per pixel and step; for `f32` with channels in multiples of 8 (or 16), [`simd`](super::simd)
+//! holds a whole tile of one vector of channels in registers.
 
 #![allow(unsafe_code)]
 
 #[cfg(target_arch = "x86_64")]
-use super::avx2;
+use super::simd::Isa;
 use super::{Tiling, XI};
 use crate::Element;
 
@@ -68,7 +68,7 @@ impl Tiling {
         true
     }
 
-    /// [`Tiling::scatter`] for `f32` through the intrinsics of [`avx2`], when the CPU has
+    /// [`Tiling::scatter`] for `f32` through the intrinsics of [`simd`](super::simd), when the CPU has
     /// AVX2 and the channels are a multiple of 8; returns `false`, doing nothing, otherwise.
     #[cfg(target_arch = "x86_64")]
     fn scatter_f32(
@@ -80,14 +80,12 @@ impl Tiling {
     ) -> bool {
         let ([th, tw], co) = (self.tiles(), self.co);
         let plane = m.len() / XI;
-        let fits = co % 8 == 0
-            && image.len() == self.out_image()
+        let fits = image.len() == self.out_image()
             && plane >= (first + th * tw) * co
-            && bias.is_none_or(|b| b.len() == co)
-            && crate::cpu::has_avx2();
-        if !fits {
+            && bias.is_none_or(|b| b.len() == co);
+        let Some(isa) = Isa::for_channels(co).filter(|_| fits) else {
             return false;
-        }
+        };
         for ty in 0..th {
             for tx in 0..tw {
                 let mut outputs = [[None; 4]; 4];
@@ -100,11 +98,11 @@ impl Tiling {
                     }
                 }
                 let tile = first_pixel(first + ty * tw + tx, co);
-                for c0 in (0..co).step_by(8) {
-                    // SAFETY: AVX2 is available (checked above); the tile ends within each
-                    // plane of `m`, every output pixel is inside the image and holds `co`
-                    // channels, as does `bias`, and `c0 + 8 <= co`.
-                    unsafe { avx2::output_tile(m, plane, tile + c0, bias, c0, image, &outputs) };
+                for c0 in (0..co).step_by(isa.lanes()) {
+                    // SAFETY: the CPU has `isa`'s instructions (`for_channels`); the tile ends
+                    // within each plane of `m`, every output pixel is inside the image and
+                    // holds `co` channels, as does `bias`, and `c0 + lanes <= co`.
+                    unsafe { isa.output_tile(m, plane, tile + c0, bias, c0, image, &outputs) };
                 }
             }
         }
@@ -154,7 +152,7 @@ impl Tiling {
 }
 
 /// Carries the tiles of one image into the transformed domain (see [`gather_portable`]), through
-/// the intrinsics of [`avx2`] for `f32` where they apply.
+/// the intrinsics of [`simd`](super::simd) for `f32` where they apply.
 /// Returns `false`, doing nothing, when the buffers do not fit the tiling.
 pub(super) fn gather<F: Element, const N: usize>(
     image: &[F],
@@ -231,19 +229,16 @@ fn gather_portable<F: Element, const N: usize>(
     }
 }
 
-/// [`gather`] for `f32` through the intrinsics of [`avx2`], when the CPU has AVX2 and the
+/// [`gather`] for `f32` through the intrinsics of [`simd`](super::simd), when the CPU has AVX2 and the
 /// channels are a multiple of 8; returns `false`, doing nothing, otherwise.
 #[cfg(target_arch = "x86_64")]
 fn gather_f32<const N: usize>(image: &[f32], t: Gather<'_, N>, v: &mut [f32]) -> bool {
     let ([rows, cols, c], [th, tw]) = (t.dims, t.tiles);
     let plane = v.len() / XI;
-    let fits = c % 8 == 0
-        && image.len() == rows * cols * c
-        && plane >= (t.first + th * tw) * c
-        && crate::cpu::has_avx2();
-    if !fits {
+    let fits = image.len() == rows * cols * c && plane >= (t.first + th * tw) * c;
+    let Some(isa) = Isa::for_channels(c).filter(|_| fits) else {
         return false;
-    }
+    };
     let source = |i: usize, pad: usize, n: usize| i.checked_sub(pad).filter(|&i| i < n);
     for ty in 0..th {
         for tx in 0..tw {
@@ -256,14 +251,15 @@ fn gather_f32<const N: usize>(image: &[f32], t: Gather<'_, N>, v: &mut [f32]) ->
                 }
             }
             let tile = first_pixel(t.first + ty * tw + tx, c);
-            for c0 in (0..c).step_by(8) {
-                // SAFETY: AVX2 is available (checked above); every pixel is inside the image
-                // (`source` bounds it) and holds `c` channels, `c0 + 8 <= c`; tile `first +
-                // ty·tw + tx` of a plane ends within it (checked above).
+            for c0 in (0..c).step_by(isa.lanes()) {
+                // SAFETY: the CPU has `isa`'s instructions (`for_channels`); every pixel is
+                // inside the image (`source` bounds it) and holds `c` channels,
+                // `c0 + lanes <= c`; tile `first + ty·tw + tx` of a plane ends within it
+                // (checked above).
                 unsafe {
                     match t.cotangent {
-                        false => avx2::input_tile(image, &pixels, c0, v, plane, tile + c0),
-                        true => avx2::cotangent_tile(image, &pixels, c0, v, plane, tile + c0),
+                        false => isa.input_tile(image, &pixels, c0, v, plane, tile + c0),
+                        true => isa.cotangent_tile(image, &pixels, c0, v, plane, tile + c0),
                     }
                 }
             }

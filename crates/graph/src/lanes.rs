@@ -1,32 +1,34 @@
-//! The vector instructions the tiled `f32` kernel of [`super::tiled`] is written over: one
-//! trait, [`Lanes`], implemented for AVX2 with FMA (8 lanes) and for AVX-512 (16 lanes).
+//! The vector instructions the `f32` SIMD kernels are written over (the tiled matrix
+//! product, the Winograd transforms): one trait, [`Lanes`], implemented for AVX2 with FMA (8
+//! lanes) and for AVX-512 (16 lanes), so a kernel is written once and compiled for each.
 //!
 //! Both instruction sets compute a lane's fused multiply-add the same way (one rounding of
 //! `a·b + c`), and the kernel sums each element of `c` in one lane in increasing `p`, so the
 //! two give the same bits: a model trains to the same weights on either kind of machine.
 //!
 //! The methods are `#[inline(always)]` and carry no `target_feature` of their own: they are
-//! inlined into the kernel instance compiled for their instruction set
-//! ([`super::tiled::product`] picks it), which is what makes them legal to call.
+//! inlined into the kernel instance compiled for their instruction set (the kernel's entry
+//! point picks it), which is what makes them legal to call.
 
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::arch::x86_64::{
-    __m256, __m256i, __m512, __mmask16, _mm256_broadcast_ss, _mm256_cmpgt_epi32, _mm256_fmadd_ps,
-    _mm256_loadu_ps, _mm256_maskload_ps, _mm256_set1_epi32, _mm256_setr_epi32, _mm256_setzero_ps,
-    _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
-    _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    __m256, __m256i, __m512, __mmask16, _mm256_add_ps, _mm256_broadcast_ss, _mm256_cmpgt_epi32,
+    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_set1_epi32, _mm256_setr_epi32,
+    _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps, _mm512_add_ps, _mm512_fmadd_ps,
+    _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps,
+    _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
 };
 
-/// A vector of `f32` lanes and the operations the tiled kernel needs.
+/// A vector of `f32` lanes and the operations the kernels need.
 ///
 /// # Safety
 ///
 /// Every method requires the CPU to support the instruction set of the implementation, and
 /// the pointer methods that their lanes (the live ones, for the masked forms) be readable or
 /// writable.
-pub(super) trait Lanes {
+pub(crate) trait Lanes {
     /// One vector of `LANES` floats.
     type V: Copy;
     /// Which lanes of a vector exist at a ragged column edge.
@@ -52,13 +54,17 @@ pub(super) trait Lanes {
     unsafe fn splat(src: *const f32) -> Self::V;
     /// `x·y + acc` in each lane, rounded once.
     unsafe fn fmadd(x: Self::V, y: Self::V, acc: Self::V) -> Self::V;
+    /// `x + y` in each lane.
+    unsafe fn add(x: Self::V, y: Self::V) -> Self::V;
+    /// `x - y` in each lane.
+    unsafe fn sub(x: Self::V, y: Self::V) -> Self::V;
 }
 
 /// AVX2 with FMA: 16 registers of 8 lanes.
-pub(super) struct Avx2;
+pub(crate) struct Avx2;
 
 /// AVX-512 (foundation): 32 registers of 16 lanes, with mask registers for ragged edges.
-pub(super) struct Avx512;
+pub(crate) struct Avx512;
 
 impl Lanes for Avx2 {
     type V = __m256;
@@ -117,6 +123,16 @@ impl Lanes for Avx2 {
         // SAFETY: FMA is available (the contract).
         unsafe { _mm256_fmadd_ps(x, y, acc) }
     }
+    #[inline(always)]
+    unsafe fn add(x: __m256, y: __m256) -> __m256 {
+        // SAFETY: AVX is available (the contract).
+        unsafe { _mm256_add_ps(x, y) }
+    }
+    #[inline(always)]
+    unsafe fn sub(x: __m256, y: __m256) -> __m256 {
+        // SAFETY: AVX is available (the contract).
+        unsafe { _mm256_sub_ps(x, y) }
+    }
 }
 
 impl Lanes for Avx512 {
@@ -168,5 +184,15 @@ impl Lanes for Avx512 {
     unsafe fn fmadd(x: __m512, y: __m512, acc: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (the contract).
         unsafe { _mm512_fmadd_ps(x, y, acc) }
+    }
+    #[inline(always)]
+    unsafe fn add(x: __m512, y: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (the contract).
+        unsafe { _mm512_add_ps(x, y) }
+    }
+    #[inline(always)]
+    unsafe fn sub(x: __m512, y: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (the contract).
+        unsafe { _mm512_sub_ps(x, y) }
     }
 }
