@@ -134,6 +134,26 @@ impl Tiling {
         ]
     }
 
+    /// The tiles `V = Bᵀ d B` of a group of input images into `v` (`[ξ][tile][ci]`).
+    fn gather_images<F: Element>(&self, images: &[F], v: &mut [F], temp: &mut [F]) -> bool {
+        images
+            .chunks_exact(self.src_image().max(1))
+            .enumerate()
+            .all(|(i, image)| {
+                gather::<F, 4>(image, self.gather_input(i * self.per_image()), v, temp)
+            })
+    }
+
+    /// The blocks `Ŷ = A ȳ Aᵀ` of a group of output cotangents into `y_hat` (`[ξ][tile][co]`).
+    fn gather_cotangents<F: Element>(&self, y_bar: &[F], y_hat: &mut [F], temp: &mut [F]) -> bool {
+        y_bar
+            .chunks_exact(self.out_image().max(1))
+            .enumerate()
+            .all(|(i, y)| {
+                gather::<F, 2>(y, self.gather_cotangent(i * self.per_image()), y_hat, temp)
+            })
+    }
+
     /// `out = conv(src)` for a group of images with the transformed kernel `u`, plus `bias`
     /// on every output pixel: tiles to `v`, 16 products to `m`, back to `out`.
     fn convolve<F: Element>(
@@ -146,7 +166,7 @@ impl Tiling {
     ) -> bool {
         let n = out.len() / self.out_image().max(1);
         let [v_len, m_len, t_len] = self.work(n);
-        let (pv, pm, pu) = (v_len / XI, m_len / XI, self.ci * self.co);
+        let pu = self.ci * self.co;
         let fits = src.len() == n * self.src_image()
             && out.len() == n * self.out_image()
             && work.len() >= v_len + m_len + t_len
@@ -157,21 +177,9 @@ impl Tiling {
         }
         let (v, rest) = work.split_at_mut(v_len);
         let (m, temp) = rest.split_at_mut(m_len);
-        for (i, image) in src.chunks_exact(self.src_image().max(1)).enumerate() {
-            let how = self.gather_input(i * self.per_image());
-            if !gather::<F, 4>(image, how, v, temp) {
-                return false;
-            }
-        }
         let tiles = n * self.per_image();
-        for xi in 0..XI {
-            let a = ArrayView2::from_shape((tiles, self.ci), &v[xi * pv..(xi + 1) * pv]);
-            let b = ArrayView2::from_shape((self.ci, self.co), &u[xi * pu..(xi + 1) * pu]);
-            let c = ArrayViewMut2::from_shape((tiles, self.co), &mut m[xi * pm..(xi + 1) * pm]);
-            let (Ok(a), Ok(b), Ok(mut c)) = (a, b, c) else {
-                return false;
-            };
-            matmul_into(&a, &b, &mut c);
+        if !(self.gather_images(src, v, temp) && products(v, u, m, (tiles, self.ci, self.co))) {
+            return false;
         }
         for (i, image) in out.chunks_exact_mut(self.out_image().max(1)).enumerate() {
             if !self.scatter(m, i * self.per_image(), bias, image, temp) {
@@ -193,7 +201,7 @@ impl Tiling {
     ) -> bool {
         let n = x_bar.len() / self.src_image().max(1);
         let [v_len, y_len, t_len] = self.work(n);
-        let (pv, py, pu) = (v_len / XI, y_len / XI, self.ci * self.co);
+        let pu = self.ci * self.co;
         let fits = y_bar.len() == n * self.out_image()
             && x_bar.len() == n * self.src_image()
             && work.len() >= v_len + y_len + t_len
@@ -203,20 +211,10 @@ impl Tiling {
         }
         let (v_bar, rest) = work.split_at_mut(v_len);
         let (y_hat, temp) = rest.split_at_mut(y_len);
-        for (i, y) in y_bar.chunks_exact(self.out_image().max(1)).enumerate() {
-            if !gather::<F, 2>(y, self.gather_cotangent(i * self.per_image()), y_hat, temp) {
-                return false;
-            }
-        }
         let tiles = n * self.per_image();
-        for xi in 0..XI {
-            let a = ArrayView2::from_shape((tiles, self.co), &y_hat[xi * py..(xi + 1) * py]);
-            let b = ArrayView2::from_shape((self.co, self.ci), &u_t[xi * pu..(xi + 1) * pu]);
-            let c = ArrayViewMut2::from_shape((tiles, self.ci), &mut v_bar[xi * pv..(xi + 1) * pv]);
-            let (Ok(a), Ok(b), Ok(mut c)) = (a, b, c) else {
-                return false;
-            };
-            matmul_into(&a, &b, &mut c);
+        let mkn = (tiles, self.co, self.ci);
+        if !(self.gather_cotangents(y_bar, y_hat, temp) && products(y_hat, u_t, v_bar, mkn)) {
+            return false;
         }
         x_bar
             .chunks_exact_mut(self.src_image().max(1))
@@ -250,15 +248,8 @@ impl Tiling {
         let (v, rest) = space.split_at_mut(v_len);
         let (y_hat, rest) = rest.split_at_mut(y_len);
         let (temp, product) = rest.split_at_mut(t_len);
-        for (i, image) in images.chunks_exact(self.src_image().max(1)).enumerate() {
-            if !gather::<F, 4>(image, self.gather_input(i * self.per_image()), v, temp) {
-                return false;
-            }
-        }
-        for (i, y) in y_bar.chunks_exact(self.out_image().max(1)).enumerate() {
-            if !gather::<F, 2>(y, self.gather_cotangent(i * self.per_image()), y_hat, temp) {
-                return false;
-            }
+        if !(self.gather_images(images, v, temp) && self.gather_cotangents(y_bar, y_hat, temp)) {
+            return false;
         }
         for xi in 0..XI {
             // V_ξᵀ, read through its strides: element (c, t) at t·ci + c.
@@ -279,6 +270,31 @@ impl Tiling {
     }
 }
 
+/// One group's work in [`Run::by_groups`]: `(src, u, work, out) -> done`.
+type GroupTask<'a, F> = dyn Fn(&[F], &[F], &mut [F], &mut [F]) -> bool + Sync + 'a;
+
+/// The 16 products `c_ξ = a_ξ · b_ξ` of a group, `(m, k, n)` their sizes: `a` holds 16 planes
+/// of `m × k` (tiles × channels, the front of each of its equal planes), `b` 16 of `k × n`,
+/// `c` 16 of `m × n`. `false`, computing nothing more, when a plane does not fit.
+fn products<F: Element>(a: &[F], b: &[F], c: &mut [F], (m, k, n): (usize, usize, usize)) -> bool {
+    let (pa, pb, pc) = (a.len() / XI, b.len() / XI, c.len() / XI);
+    let (a, b) = (a.chunks_exact(pa.max(1)), b.chunks_exact(pb.max(1)));
+    c.chunks_exact_mut(pc.max(1))
+        .zip(a.zip(b))
+        .all(|(c, (a, b))| {
+            let a = a.get(..m * k).map(|a| ArrayView2::from_shape((m, k), a));
+            let b = b.get(..k * n).map(|b| ArrayView2::from_shape((k, n), b));
+            let c = c
+                .get_mut(..m * n)
+                .map(|c| ArrayViewMut2::from_shape((m, n), c));
+            let (Some(Ok(a)), Some(Ok(b)), Some(Ok(mut c))) = (a, b, c) else {
+                return false;
+            };
+            matmul_into(&a, &b, &mut c);
+            true
+        })
+}
+
 impl Run<'_> {
     /// `y = conv2d(x, w)`, plus `bias` on every output pixel, by Winograd's F(2×2, 3×3): the
     /// groups of images are the team's tasks.
@@ -290,8 +306,11 @@ impl Run<'_> {
         y: &mut [F],
         scratch: &mut Vec<F>,
     ) -> Result<()> {
-        let tiling = Tiling::forward(self.geo);
-        self.winograd(tiling, x, w, bias, y, scratch)
+        let t = Tiling::forward(self.geo);
+        let (x, y) = ((x, t.src_image()), (y, t.out_image()));
+        self.by_groups(w, false, x, y, scratch, &|x, u, work, y| {
+            t.convolve(x, u, bias, work, y)
+        })
     }
 
     /// `x̄ = T(ȳ, w)` as the adjoint of the forward tiles (see the module doc): the groups of
@@ -304,66 +323,50 @@ impl Run<'_> {
         scratch: &mut Vec<F>,
     ) -> Result<()> {
         let t = Tiling::forward(self.geo);
-        let group = t.group::<F>(self.batch);
-        let per_worker = t.work(group).iter().sum();
-        let u_len = XI * t.ci * t.co;
-        let space = self.scratch(scratch, u_len + self.per_team::<F>(per_worker)?)?;
-        let (u_t, work) = space.split_at_mut(u_len);
-        if !transform_kernel(self.geo, w, true, u_t) {
-            return Err(self.internal());
-        }
-        let u_t = &*u_t;
-        let failed = AtomicBool::new(false);
-        let (image, out_image) = (t.src_image(), t.out_image());
-        self.team.for_chunks(
-            x_bar,
-            group * image,
-            work,
-            per_worker,
-            &|task, x_bar, work| {
-                let n = x_bar.len() / image.max(1);
-                let y = y_bar
-                    .get(task * group * out_image..)
-                    .and_then(|y| y.get(..n * out_image));
-                if !y.is_some_and(|y| t.convolve_adjoint(y, u_t, work, x_bar)) {
-                    failed.store(true, Ordering::Relaxed);
-                }
-            },
-        );
-        self.check(&failed)
+        let (y_bar, x_bar) = ((y_bar, t.out_image()), (x_bar, t.src_image()));
+        self.by_groups(w, true, y_bar, x_bar, scratch, &|y, u_t, work, x| {
+            t.convolve_adjoint(y, u_t, work, x)
+        })
     }
 
-    /// `y = conv2d(x, w)` (+ `bias`) through [`Tiling::convolve`], a group of images a task.
-    fn winograd<F: Element>(
+    /// The kernel transformed once (each point's matrix `transposed` for the input
+    /// gradient), then `group(src, u, work, out)` for each group of images, the groups being
+    /// the team's tasks; `src` and `out` come with their elements per image.
+    fn by_groups<F: Element>(
         &self,
-        t: Tiling,
-        src: &[F],
         w: &[F],
-        bias: Option<&[F]>,
-        out: &mut [F],
+        transposed: bool,
+        (src, src_image): (&[F], usize),
+        (out, out_image): (&mut [F], usize),
         scratch: &mut Vec<F>,
+        group_task: &GroupTask<'_, F>,
     ) -> Result<()> {
+        let t = Tiling::forward(self.geo);
         let group = t.group::<F>(self.batch);
         let per_worker = t.work(group).iter().sum();
         let u_len = XI * t.ci * t.co;
         let space = self.scratch(scratch, u_len + self.per_team::<F>(per_worker)?)?;
         let (u, work) = space.split_at_mut(u_len);
-        if !transform_kernel(self.geo, w, false, u) {
+        if !transform_kernel(self.geo, w, transposed, u) {
             return Err(self.internal());
         }
         let u = &*u;
         let failed = AtomicBool::new(false);
-        let out_chunk = group * t.out_image();
-        self.team
-            .for_chunks(out, out_chunk, work, per_worker, &|task, out, work| {
-                let n = out.len() / t.out_image().max(1);
+        self.team.for_chunks(
+            out,
+            group * out_image,
+            work,
+            per_worker,
+            &|task, out, work| {
+                let n = out.len() / out_image.max(1);
                 let src = src
-                    .get(task * group * t.src_image()..)
-                    .and_then(|s| s.get(..n * t.src_image()));
-                if !src.is_some_and(|src| t.convolve(src, u, bias, work, out)) {
+                    .get(task * group * src_image..)
+                    .and_then(|s| s.get(..n * src_image));
+                if !src.is_some_and(|src| group_task(src, u, work, out)) {
                     failed.store(true, Ordering::Relaxed);
                 }
-            });
+            },
+        );
         self.check(&failed)
     }
 

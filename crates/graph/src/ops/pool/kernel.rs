@@ -88,7 +88,7 @@ impl Run {
 /// The order of the tie rule: `v` replaces the running maximum `best` when it is larger, or a
 /// NaN where `best` is not. Equal values never replace: the first maximum wins.
 #[inline(always)]
-fn wins<F: Element>(v: F, best: F) -> bool {
+pub(super) fn wins<F: Element>(v: F, best: F) -> bool {
     v > best || (v.is_nan() && !best.is_nan())
 }
 

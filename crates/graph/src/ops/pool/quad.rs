@@ -12,6 +12,7 @@
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+use super::kernel::wins;
 use std::arch::x86_64::{
     __m256, __m256i, __m512, __m512i, __mmask16, _mm256_andnot_ps, _mm256_blendv_ps,
     _mm256_castps_si256, _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_cmpeq_epi32, _mm256_loadu_ps,
@@ -221,14 +222,13 @@ unsafe fn argmax_256(src: [*const f32; 4]) -> (__m256, __m256i) {
     }
 }
 
-/// The maximum of `x` at four offsets and the tap holding it, by the tie rule.
+/// The maximum of `x` at four offsets and the tap holding it, by the tie rule ([`wins`]).
 #[inline(always)]
 fn argmax_one(x: &[f32], at: [usize; 4]) -> (f32, i32) {
     let mut best = (x[at[0]], 0);
     for (t, &p) in (1..).zip(&at[1..]) {
-        let v = x[p];
-        if v > best.0 || (v.is_nan() && !best.0.is_nan()) {
-            best = (v, t);
+        if wins(x[p], best.0) {
+            best = (x[p], t);
         }
     }
     best

@@ -11,6 +11,7 @@
 
 #[cfg(target_arch = "x86_64")]
 use super::simd::Isa;
+use super::tiles::tile_pixels;
 use super::{Tiling, XI};
 use crate::Element;
 
@@ -34,7 +35,7 @@ impl Tiling {
         #[cfg(target_arch = "x86_64")]
         let isa = Isa::for_channels(ci);
         for (ty, tx) in (0..th).flat_map(|ty| (0..tw).map(move |tx| (ty, tx))) {
-            let pixels = self.tile_pixels(ty, tx);
+            let pixels = tile_pixels::<4>([self.h, self.w, self.ci], self.pad, [ty, tx]);
             let tile = (first + ty * tw + tx) * ci;
             #[cfg(target_arch = "x86_64")]
             if let (Some(isa), Some(v), Some(x)) =
@@ -65,19 +66,6 @@ impl Tiling {
             }
         }
         true
-    }
-
-    /// Where the 4×4 pixels of tile `(ty, tx)` start in an input image (channel 0), `None`
-    /// for those in the padding or past the last row or column.
-    pub(super) fn tile_pixels(&self, ty: usize, tx: usize) -> [[Option<usize>; 4]; 4] {
-        let source = |i: usize, pad: usize, n: usize| i.checked_sub(pad).filter(|&i| i < n);
-        std::array::from_fn(|r| {
-            std::array::from_fn(|s| {
-                let iy = source(2 * ty + r, self.pad[0], self.h);
-                let ix = source(2 * tx + s, self.pad[1], self.w);
-                iy.zip(ix).map(|(iy, ix)| (iy * self.w + ix) * self.ci)
-            })
-        })
     }
 }
 

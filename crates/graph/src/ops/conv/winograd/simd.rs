@@ -15,11 +15,8 @@
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+use super::tiles::Pixels;
 use crate::lanes::{Avx2, Avx512, Lanes};
-
-/// Where one tile's pixels start in the image (channel 0), `None` in the padding (a 2×2
-/// block uses the first two rows and columns).
-pub(super) type Pixels = [[Option<usize>; 4]; 4];
 
 /// Which instance runs: the widest whose vector divides the channel count.
 #[derive(Clone, Copy)]
@@ -145,6 +142,19 @@ unsafe fn planes<S: Lanes>(m: &[f32], plane: usize, at: usize) -> [S::V; 16] {
     x
 }
 
+/// Row `i` of a transformed tile: its four vectors to planes `4i..4i + 4` of `v`, at `at`.
+///
+/// # Safety
+/// The instruction set is available; `v` holds 16 planes of `plane` elements with
+/// `at + LANES <= plane`.
+#[inline(always)]
+unsafe fn store_row<S: Lanes>(v: &mut [f32], plane: usize, at: usize, i: usize, row: [S::V; 4]) {
+    for (j, x) in row.into_iter().enumerate() {
+        // SAFETY: plane `4i + j` of `v` holds `at + LANES` elements (the contract).
+        unsafe { S::store(v.as_mut_ptr().add((i * 4 + j) * plane + at), x) };
+    }
+}
+
 /// The 16 transformed vectors `Bᵀ d B` of one 4×4 tile, `LANES` channels from `c0`, stored
 /// at `v[ξ·plane + at..]`.
 ///
@@ -172,10 +182,8 @@ unsafe fn input_tile<S: Lanes>(
     for i in 0..4 {
         // SAFETY: as above.
         let row = unsafe { b_t::<S>([columns[0][i], columns[1][i], columns[2][i], columns[3][i]]) };
-        for (j, x) in row.into_iter().enumerate() {
-            // SAFETY: plane `4i + j` of `v` holds `at + LANES` elements (the contract).
-            unsafe { S::store(v.as_mut_ptr().add((i * 4 + j) * plane + at), x) };
-        }
+        // SAFETY: as above.
+        unsafe { store_row::<S>(v, plane, at, i, row) };
     }
 }
 
@@ -200,10 +208,8 @@ unsafe fn cotangent_tile<S: Lanes>(
     for i in 0..4 {
         // SAFETY: as above.
         let row = unsafe { a::<S>([columns[0][i], columns[1][i]]) };
-        for (j, x) in row.into_iter().enumerate() {
-            // SAFETY: plane `4i + j` of `v` holds `at + LANES` elements (the contract).
-            unsafe { S::store(v.as_mut_ptr().add((i * 4 + j) * plane + at), x) };
-        }
+        // SAFETY: as above.
+        unsafe { store_row::<S>(v, plane, at, i, row) };
     }
 }
 

@@ -239,21 +239,13 @@ fn gather_f32<const N: usize>(image: &[f32], t: Gather<'_, N>, v: &mut [f32]) ->
     let Some(isa) = Isa::for_channels(c).filter(|_| fits) else {
         return false;
     };
-    let source = |i: usize, pad: usize, n: usize| i.checked_sub(pad).filter(|&i| i < n);
     for ty in 0..th {
         for tx in 0..tw {
-            let mut pixels = [[None; 4]; 4];
-            for (r, row) in pixels.iter_mut().enumerate().take(N) {
-                for (s, pixel) in row.iter_mut().enumerate().take(N) {
-                    let iy = source(2 * ty + r, t.pad[0], rows);
-                    let ix = source(2 * tx + s, t.pad[1], cols);
-                    *pixel = iy.zip(ix).map(|(iy, ix)| (iy * cols + ix) * c);
-                }
-            }
+            let pixels = tile_pixels::<N>(t.dims, t.pad, [ty, tx]);
             let tile = first_pixel(t.first + ty * tw + tx, c);
             for c0 in (0..c).step_by(isa.lanes()) {
                 // SAFETY: the CPU has `isa`'s instructions (`for_channels`); every pixel is
-                // inside the image (`source` bounds it) and holds `c` channels,
+                // inside the image (`tile_pixels` bounds it) and holds `c` channels,
                 // `c0 + lanes <= c`; tile `first + ty·tw + tx` of a plane ends within it
                 // (checked above).
                 unsafe {
@@ -267,6 +259,30 @@ fn gather_f32<const N: usize>(image: &[f32], t: Gather<'_, N>, v: &mut [f32]) ->
     }
     true
 }
+
+/// Where the `N × N` pixels of tile `[ty, tx]` of an image of `dims` (`rows × cols × c`),
+/// read with `pad` zeros before it, start (channel 0); `None` for those in the padding or
+/// past the last row or column, and for the rest of the 4×4 array when `N` is 2.
+pub(super) fn tile_pixels<const N: usize>(
+    [rows, cols, c]: [usize; 3],
+    pad: [usize; 2],
+    [ty, tx]: [usize; 2],
+) -> Pixels {
+    let source = |i: usize, pad: usize, n: usize| i.checked_sub(pad).filter(|&i| i < n);
+    let mut pixels = [[None; 4]; 4];
+    for (r, row) in pixels.iter_mut().enumerate().take(N) {
+        for (s, pixel) in row.iter_mut().enumerate().take(N) {
+            let iy = source(2 * ty + r, pad[0], rows);
+            let ix = source(2 * tx + s, pad[1], cols);
+            *pixel = iy.zip(ix).map(|(iy, ix)| (iy * cols + ix) * c);
+        }
+    }
+    pixels
+}
+
+/// Where the pixels of one tile start in the image (channel 0), `None` in the padding (a
+/// 2×2 block uses the first two rows and columns).
+pub(super) type Pixels = [[Option<usize>; 4]; 4];
 
 /// Where tile `tile`'s `c` channels start in a plane.
 #[inline(always)]
