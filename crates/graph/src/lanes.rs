@@ -15,10 +15,10 @@
 
 use std::arch::x86_64::{
     __m256, __m256i, __m512, __mmask16, _mm256_add_ps, _mm256_broadcast_ss, _mm256_cmpgt_epi32,
-    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_set1_epi32, _mm256_setr_epi32,
-    _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps, _mm512_add_ps, _mm512_fmadd_ps,
-    _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_set1_ps,
-    _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
+    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_mul_ps, _mm256_set1_epi32,
+    _mm256_setr_epi32, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps, _mm512_add_ps,
+    _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_mul_ps,
+    _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
 };
 
 /// A vector of `f32` lanes and the operations the kernels need.
@@ -58,6 +58,8 @@ pub(crate) trait Lanes {
     unsafe fn add(x: Self::V, y: Self::V) -> Self::V;
     /// `x - y` in each lane.
     unsafe fn sub(x: Self::V, y: Self::V) -> Self::V;
+    /// `x · y` in each lane.
+    unsafe fn mul(x: Self::V, y: Self::V) -> Self::V;
 }
 
 /// AVX2 with FMA: 16 registers of 8 lanes.
@@ -133,6 +135,11 @@ impl Lanes for Avx2 {
         // SAFETY: AVX is available (the contract).
         unsafe { _mm256_sub_ps(x, y) }
     }
+    #[inline(always)]
+    unsafe fn mul(x: __m256, y: __m256) -> __m256 {
+        // SAFETY: AVX is available (the contract).
+        unsafe { _mm256_mul_ps(x, y) }
+    }
 }
 
 impl Lanes for Avx512 {
@@ -194,5 +201,10 @@ impl Lanes for Avx512 {
     unsafe fn sub(x: __m512, y: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (the contract).
         unsafe { _mm512_sub_ps(x, y) }
+    }
+    #[inline(always)]
+    unsafe fn mul(x: __m512, y: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (the contract).
+        unsafe { _mm512_mul_ps(x, y) }
     }
 }

@@ -1,44 +1,41 @@
-//! Winograd's F(2×2, 3×3): a stride-1, undilated 3×3 convolution in 16 multiplications per
-//! 2×2 block of outputs and channel pair, where the im2col product spends 36.
+//! Winograd's F(4×4, 3×3): a stride-1, undilated 3×3 convolution in 36 multiplications per
+//! 4×4 block of outputs and channel pair, where the im2col product spends 144.
 //!
-//! The input is cut into 4×4 tiles `d` that overlap by 2, one per 2×2 block of outputs. Each
-//! tile and each 3×3 kernel `g` is carried into a 4×4 transformed domain,
+//! The input is cut into 6×6 tiles `d` that overlap by 2, one per 4×4 block of outputs. Each
+//! tile and each 3×3 kernel `g` is carried into a 6×6 transformed domain,
 //! `V = Bᵀ d B` and `U = G g Gᵀ`, where the convolution is an elementwise product; summed over
-//! the input channels, each of the 16 points ξ is one matrix product over all tiles,
+//! the input channels, each of the 36 points ξ is one matrix product over all tiles,
 //! `M_ξ = V_ξ · U_ξ` (`tiles × ci` times `ci × co`), and the outputs come back as
-//! `Y = Aᵀ M A` (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
-//!
-//! ```text
-//!      ⎡1  0 -1  0⎤        ⎡1   0   0⎤
-//! Bᵀ = ⎢0  1  1  0⎥    G = ⎢½   ½   ½⎥    Aᵀ = ⎡1  1  1  0⎤
-//!      ⎢0 -1  1  0⎥        ⎢½  -½   ½⎥         ⎣0  1 -1 -1⎦
-//!      ⎣0  1  0 -1⎦        ⎣0   0   1⎦
-//! ```
-//!
-//! In one dimension: `y₀ = d₀g₀ + d₁g₁ + d₂g₂` and `y₁ = d₁g₀ + d₂g₁ + d₃g₂` from the four
-//! products `(d₀-d₂)g₀`, `(d₁+d₂)(g₀+g₁+g₂)/2`, `(d₂-d₁)(g₀-g₁+g₂)/2` and `(d₁-d₃)g₂`.
+//! `Y = Aᵀ M A` (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016;
+//! the matrices are in [`matrices`]). In one dimension the six products
+//! `(Bᵀ d)ₖ (G g)ₖ`, combined by `Aᵀ`, give the four outputs `yᵢ = Σⱼ dᵢ₊ⱼ gⱼ` of a 3-tap
+//! correlation over six inputs.
 //!
 //! The gradients use the same transforms:
 //! - the input gradient is the adjoint of `d ↦ Aᵀ[U ⊙ (Bᵀ d B)]A` summed over the tiles,
-//!   `x̄ = Σ_tiles B[Σ_co Ŷ ⊙ U]Bᵀ` with `Ŷ = A ȳ Aᵀ`: 16 products `Ŷ_ξ · U_ξᵀ` over the same
-//!   tiles as the forward pass (a convolution of `ȳ` padded by 2 would take a tile per 2×2
-//!   block of the larger input, 49 instead of 36 per 13×13 image), then each tile's 4×4
-//!   pixels added onto the image, where neighbouring tiles overlap by 2;
+//!   `x̄ = Σ_tiles B[Σ_co Ŷ ⊙ U]Bᵀ` with `Ŷ = A ȳ Aᵀ`: 36 products `Ŷ_ξ · U_ξᵀ` over the same
+//!   tiles as the forward pass (a convolution of `ȳ` padded by 2 would take a tile per 4×4
+//!   block of the larger input), then each tile's 6×6 pixels added onto the image, where
+//!   neighbouring tiles overlap by 2;
 //! - the kernel gradient is the adjoint of `g ↦ Aᵀ[(G g Gᵀ) ⊙ V]A`, that is
-//!   `ḡ = Gᵀ[Σ_tiles V ⊙ (A ȳ Aᵀ)]G`: 16 products `V_ξᵀ · Ŷ_ξ`, each summed over all tiles,
+//!   `ḡ = Gᵀ[Σ_tiles V ⊙ (A ȳ Aᵀ)]G`: 36 products `V_ξᵀ · Ŷ_ξ`, each summed over all tiles,
 //!   then one transform back per kernel.
 //!
-//! Outputs past the image's last row or column (an odd output size) are computed and dropped;
-//! their `ȳ` reads as zero in the kernel gradient. The transforms' coefficients are 0, ±½ and
-//! ±1 and add at most nine terms around each sum over the channels, so every value stays
-//! within a few units of the direct sum's rounding (`tests/winograd.rs` bounds all four ops
-//! against direct loops, in `f64` and `f32`).
+//! Outputs past the image's last row or column (a size not a multiple of 4) are computed and
+//! dropped; their `ȳ` reads as zero in the kernel gradient.
+//!
+//! Rounding: `Bᵀ` and `Aᵀ` weigh their terms by up to 5 and 8 (F(2×2, 3×3)'s by 1), so the
+//! transforms add more than a sum over the channels' own rounding, growing with the
+//! magnitudes they combine: `tests/winograd.rs` bounds all four ops against direct loops in
+//! `f64` and `f32` (measured within a few tens of units of `2⁻ᵖ · Σ|terms|`, where the
+//! im2col product stays within a few).
 //!
 //! The tiles' transforms are in [`tiles`] and [`adjoint`] (with `f32` intrinsics in `simd`),
-//! the kernel's in [`filter`].
+//! the kernel's in [`filter`], all over the 1-D transforms of [`matrices`].
 
 mod adjoint;
 mod filter;
+mod matrices;
 #[cfg(target_arch = "x86_64")]
 mod simd;
 mod tiles;
@@ -49,21 +46,23 @@ use crate::error::Result;
 use crate::gemm::{matmul_add_into, matmul_into};
 use crate::Element;
 use filter::{kernel_from_transformed, transform_kernel};
+use matrices::{R, T};
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tiles::gather;
 
 /// Points of the transformed domain, one product each.
-const XI: usize = 16;
-/// Fewest channels on each side for the 16 products to beat im2col's one: with fewer (a
+const XI: usize = T * T;
+/// Fewest channels on each side for the 36 products to beat im2col's one: with fewer (a
 /// one-channel image) each product is too short and the transforms dominate.
 const MIN_CHANNELS: usize = 8;
-/// The most transformed tiles (both operands of the 16 products) one group of images may
+/// The most transformed tiles (both operands of the 36 products) one group of images may
 /// take, in bytes: they stay in L2 between the transforms and the products.
 const GROUP_BYTES: usize = 512 << 10;
 
 /// Whether a convolution of this geometry runs here: 3×3 windows, stride 1, no dilation, and
-/// at least [`MIN_CHANNELS`] channels in and out.
+/// at least [`MIN_CHANNELS`] channels in and out (padding up to 2, so that a tile's first
+/// pixel is never before the padding's).
 pub(super) fn applies(g: &Geometry) -> bool {
     g.axes
         .iter()
@@ -73,7 +72,7 @@ pub(super) fn applies(g: &Geometry) -> bool {
 }
 
 /// A stride-1 3×3 convolution as tiles: images of `h × w × ci` read with `pad` zeros before
-/// them, to outputs of `oh × ow × co`, one tile per 2×2 block of outputs.
+/// them, to outputs of `oh × ow × co`, one tile per 4×4 block of outputs.
 #[derive(Debug, Clone, Copy)]
 struct Tiling {
     h: usize,
@@ -101,7 +100,7 @@ impl Tiling {
     }
 
     fn tiles(&self) -> [usize; 2] {
-        [self.oh.div_ceil(2), self.ow.div_ceil(2)]
+        [self.oh.div_ceil(R), self.ow.div_ceil(R)]
     }
     fn per_image(&self) -> usize {
         let [th, tw] = self.tiles();
@@ -123,39 +122,24 @@ impl Tiling {
         (GROUP_BYTES / per_image).clamp(1, batch.max(1))
     }
 
-    /// Scratch of one worker's group: the tiles `v`, the products `m`, and the transforms'
-    /// temporary (16 pixels of the wider side).
-    fn work(&self, group: usize) -> [usize; 3] {
+    /// Scratch of one worker's group: the tiles `v` and the products `m`.
+    fn work(&self, group: usize) -> [usize; 2] {
         let tiles = group * self.per_image();
-        [
-            XI * tiles * self.ci,
-            XI * tiles * self.co,
-            XI * self.ci.max(self.co),
-        ]
+        [XI * tiles * self.ci, XI * tiles * self.co]
     }
 
     /// The tiles `V = Bᵀ d B` of a group of input images into `v` (`[ξ][tile][ci]`).
-    fn gather_images<F: Element>(&self, images: &[F], v: &mut [F], temp: &mut [F]) -> bool {
-        images
-            .chunks_exact(self.src_image().max(1))
-            .enumerate()
-            .all(|(i, image)| {
-                gather::<F, 4>(image, self.gather_input(i * self.per_image()), v, temp)
-            })
+    fn gather_images<F: Element>(&self, images: &[F], v: &mut [F]) -> bool {
+        gather(images, self.gather_input(), v)
     }
 
     /// The blocks `Ŷ = A ȳ Aᵀ` of a group of output cotangents into `y_hat` (`[ξ][tile][co]`).
-    fn gather_cotangents<F: Element>(&self, y_bar: &[F], y_hat: &mut [F], temp: &mut [F]) -> bool {
-        y_bar
-            .chunks_exact(self.out_image().max(1))
-            .enumerate()
-            .all(|(i, y)| {
-                gather::<F, 2>(y, self.gather_cotangent(i * self.per_image()), y_hat, temp)
-            })
+    fn gather_cotangents<F: Element>(&self, y_bar: &[F], y_hat: &mut [F]) -> bool {
+        gather(y_bar, self.gather_cotangent(), y_hat)
     }
 
     /// `out = conv(src)` for a group of images with the transformed kernel `u`, plus `bias`
-    /// on every output pixel: tiles to `v`, 16 products to `m`, back to `out`.
+    /// on every output pixel: tiles to `v`, 36 products to `m`, back to `out`.
     fn convolve<F: Element>(
         &self,
         src: &[F],
@@ -165,32 +149,27 @@ impl Tiling {
         out: &mut [F],
     ) -> bool {
         let n = out.len() / self.out_image().max(1);
-        let [v_len, m_len, t_len] = self.work(n);
+        let [v_len, m_len] = self.work(n);
         let pu = self.ci * self.co;
         let fits = src.len() == n * self.src_image()
             && out.len() == n * self.out_image()
-            && work.len() >= v_len + m_len + t_len
+            && work.len() >= v_len + m_len
             && u.len() == XI * pu
             && bias.is_none_or(|b| b.len() == self.co);
         if !fits {
             return false;
         }
-        let (v, rest) = work.split_at_mut(v_len);
-        let (m, temp) = rest.split_at_mut(m_len);
+        let (v, m) = work.split_at_mut(v_len);
+        let m = &mut m[..m_len];
         let tiles = n * self.per_image();
-        if !(self.gather_images(src, v, temp) && products(v, u, m, (tiles, self.ci, self.co))) {
+        if !(self.gather_images(src, v) && products(v, u, m, (tiles, self.ci, self.co))) {
             return false;
         }
-        for (i, image) in out.chunks_exact_mut(self.out_image().max(1)).enumerate() {
-            if !self.scatter(m, i * self.per_image(), bias, image, temp) {
-                return false;
-            }
-        }
-        true
+        self.scatter(m, bias, out)
     }
 
     /// `x̄` for a group of images from their `ȳ` and the transposed transformed kernel
-    /// `u_t`: `ȳ`'s 2×2 blocks to `Ŷ = A ȳ Aᵀ`, 16 products `V̄_ξ = Ŷ_ξ · U_ξᵀ`, then each
+    /// `u_t`: `ȳ`'s 4×4 blocks to `Ŷ = A ȳ Aᵀ`, 36 products `V̄_ξ = Ŷ_ξ · U_ξᵀ`, then each
     /// tile's `B V̄ Bᵀ` added onto the image.
     fn convolve_adjoint<F: Element>(
         &self,
@@ -200,32 +179,28 @@ impl Tiling {
         x_bar: &mut [F],
     ) -> bool {
         let n = x_bar.len() / self.src_image().max(1);
-        let [v_len, y_len, t_len] = self.work(n);
+        let [v_len, y_len] = self.work(n);
         let pu = self.ci * self.co;
         let fits = y_bar.len() == n * self.out_image()
             && x_bar.len() == n * self.src_image()
-            && work.len() >= v_len + y_len + t_len
+            && work.len() >= v_len + y_len
             && u_t.len() == XI * pu;
         if !fits {
             return false;
         }
-        let (v_bar, rest) = work.split_at_mut(v_len);
-        let (y_hat, temp) = rest.split_at_mut(y_len);
+        let (v_bar, y_hat) = work.split_at_mut(v_len);
+        let y_hat = &mut y_hat[..y_len];
         let tiles = n * self.per_image();
         let mkn = (tiles, self.co, self.ci);
-        if !(self.gather_cotangents(y_bar, y_hat, temp) && products(y_hat, u_t, v_bar, mkn)) {
+        if !(self.gather_cotangents(y_bar, y_hat) && products(y_hat, u_t, v_bar, mkn)) {
             return false;
         }
-        x_bar
-            .chunks_exact_mut(self.src_image().max(1))
-            .enumerate()
-            .all(|(i, image)| self.scatter_adjoint(v_bar, i * self.per_image(), image))
+        self.scatter_adjoint(v_bar, x_bar)
     }
 
     /// `sum[ξ] += V_ξᵀ · Ŷ_ξ` for a group of images (`first` its first image in the batch):
-    /// the images' tiles `V = Bᵀ d B`, `ȳ`'s 2×2 blocks `Ŷ = A ȳ Aᵀ`. `space` holds both,
-    /// the transforms' temporary, and a `ci × co` product for the kernels that cannot add in
-    /// place.
+    /// the images' tiles `V = Bᵀ d B`, `ȳ`'s 4×4 blocks `Ŷ = A ȳ Aᵀ`. `space` holds both
+    /// and a `ci × co` product for the kernels that cannot add in place.
     fn accumulate<F: Element>(
         &self,
         images: &[F],
@@ -236,19 +211,18 @@ impl Tiling {
     ) -> bool {
         let n = images.len() / self.src_image().max(1);
         let tiles = n * self.per_image();
-        let [v_len, y_len, t_len] = self.work(n);
+        let [v_len, y_len] = self.work(n);
         let (pv, py, pu) = (v_len / XI, y_len / XI, self.ci * self.co);
         let y_bar = y_bar
             .get(first * self.out_image()..)
             .and_then(|y| y.get(..n * self.out_image()));
-        let room = space.len() >= v_len + y_len + t_len + pu && sum.len() == XI * pu;
+        let room = space.len() >= v_len + y_len + pu && sum.len() == XI * pu;
         let (Some(y_bar), true) = (y_bar, room) else {
             return false;
         };
         let (v, rest) = space.split_at_mut(v_len);
-        let (y_hat, rest) = rest.split_at_mut(y_len);
-        let (temp, product) = rest.split_at_mut(t_len);
-        if !(self.gather_images(images, v, temp) && self.gather_cotangents(y_bar, y_hat, temp)) {
+        let (y_hat, product) = rest.split_at_mut(y_len);
+        if !(self.gather_images(images, v) && self.gather_cotangents(y_bar, y_hat)) {
             return false;
         }
         for xi in 0..XI {
@@ -273,9 +247,9 @@ impl Tiling {
 /// One group's work in [`Run::by_groups`]: `(src, u, work, out) -> done`.
 type GroupTask<'a, F> = dyn Fn(&[F], &[F], &mut [F], &mut [F]) -> bool + Sync + 'a;
 
-/// The 16 products `c_ξ = a_ξ · b_ξ` of a group, `(m, k, n)` their sizes: `a` holds 16 planes
-/// of `m × k` (tiles × channels, the front of each of its equal planes), `b` 16 of `k × n`,
-/// `c` 16 of `m × n`. `false`, computing nothing more, when a plane does not fit.
+/// The 36 products `c_ξ = a_ξ · b_ξ` of a group, `(m, k, n)` their sizes: `a` holds 36 planes
+/// of `m × k` (tiles × channels, the front of each of its equal planes), `b` 36 of `k × n`,
+/// `c` 36 of `m × n`. `false`, computing nothing more, when a plane does not fit.
 fn products<F: Element>(a: &[F], b: &[F], c: &mut [F], (m, k, n): (usize, usize, usize)) -> bool {
     let (pa, pb, pc) = (a.len() / XI, b.len() / XI, c.len() / XI);
     let (a, b) = (a.chunks_exact(pa.max(1)), b.chunks_exact(pb.max(1)));
@@ -296,7 +270,7 @@ fn products<F: Element>(a: &[F], b: &[F], c: &mut [F], (m, k, n): (usize, usize,
 }
 
 impl Run<'_> {
-    /// `y = conv2d(x, w)`, plus `bias` on every output pixel, by Winograd's F(2×2, 3×3): the
+    /// `y = conv2d(x, w)`, plus `bias` on every output pixel, by Winograd's F(4×4, 3×3): the
     /// groups of images are the team's tasks.
     pub(super) fn winograd_conv2d<F: Element>(
         &self,

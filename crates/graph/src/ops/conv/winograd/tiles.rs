@@ -1,324 +1,244 @@
-//! The tiles' side of Winograd's F(2×2, 3×3): image tiles and cotangent blocks carried into
+//! The tiles' side of Winograd's F(4×4, 3×3): image tiles and cotangent blocks carried into
 //! the transformed domain, and the products carried back to output pixels.
 //!
-//! Each transform is a 1-D one (`Bᵀ`, `A` or `Aᵀ`, all with coefficients 0 and ±1) applied
-//! down a tile's columns, then across its rows. The portable path runs one loop over the
-//! channels per pixel and step; for `f32` with channels in multiples of 8 (or 16), [`simd`](super::simd)
-//! holds a whole tile of one vector of channels in registers.
+//! Each 2-D transform is a 1-D one of [`matrices`](super::matrices) applied down a tile's
+//! columns, then across its rows ([`sandwich`]). The portable path runs it one channel at a
+//! time on scalars; for `f32` with channels in multiples of 8 (or 16), [`simd`](super::simd)
+//! runs the same transform on a whole tile of one vector of channels.
 
 #![allow(unsafe_code)]
 
+use super::matrices::{sandwich, InputT, Output, OutputT, R, T};
 #[cfg(target_arch = "x86_64")]
 use super::simd::Isa;
 use super::{Tiling, XI};
 use crate::Element;
 
+/// What [`gather`] reads: input images (`Bᵀ d B` of `T × T` tiles) or output cotangents
+/// (`A ȳ Aᵀ` of `R × R` blocks).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    Images,
+    Cotangents,
+}
+
+impl Source {
+    /// Pixels on a side of what is read per tile.
+    fn side(self) -> usize {
+        match self {
+            Source::Images => T,
+            Source::Cotangents => R,
+        }
+    }
+}
+
 impl Tiling {
-    /// How [`gather`] reads an input image: `Bᵀ d B` of 4×4 tiles.
-    pub(super) fn gather_input(&self, first: usize) -> Gather<'static, 4> {
+    /// How [`gather`] reads input images.
+    pub(super) fn gather_input(&self) -> Gather {
         Gather {
             dims: [self.h, self.w, self.ci],
             pad: self.pad,
             tiles: self.tiles(),
-            signs: &B_T,
-            first,
-            cotangent: false,
+            source: Source::Images,
         }
     }
 
-    /// How [`gather`] reads an output cotangent: `A ȳ Aᵀ` of 2×2 blocks.
-    pub(super) fn gather_cotangent(&self, first: usize) -> Gather<'static, 2> {
+    /// How [`gather`] reads output cotangents.
+    pub(super) fn gather_cotangent(&self) -> Gather {
         Gather {
             dims: [self.oh, self.ow, self.co],
             pad: [0, 0],
             tiles: self.tiles(),
-            signs: &A,
-            first,
-            cotangent: true,
+            source: Source::Cotangents,
         }
     }
 
-    /// One output image from the products `m` (`[ξ][tile][co]`): `Y = Aᵀ M A` for each of its
-    /// tiles, the image's first tile being tile `first`; the part of a tile past the image's
-    /// edge is dropped. Returns `false`, doing nothing, when the buffers do not fit.
-    pub(super) fn scatter<F: Element>(
-        &self,
-        m: &[F],
-        first: usize,
-        bias: Option<&[F]>,
-        image: &mut [F],
-        temp: &mut [F],
-    ) -> bool {
-        let fits = image.len() == self.out_image()
-            && m.len() / XI >= (first + self.per_image()) * self.co
-            && temp.len() >= 8 * self.co
-            && bias.is_none_or(|b| b.len() == self.co);
+    /// A group of output images from the products `m` (`[ξ][tile][co]`, an image's tiles
+    /// after the previous image's): `Y = Aᵀ M A` (+ `bias`) for each tile; the part of a
+    /// tile past the image's edge is dropped. Returns `false`, doing nothing, when the
+    /// buffers do not fit.
+    pub(super) fn scatter<F: Element>(&self, m: &[F], bias: Option<&[F]>, out: &mut [F]) -> bool {
+        let ([th, tw], co) = (self.tiles(), self.co);
+        let (plane, image_len) = (m.len() / XI, self.out_image().max(1));
+        let n = out.len() / image_len;
+        let fits = out.len() == n * image_len
+            && plane >= n * th * tw * co
+            && bias.is_none_or(|b| b.len() == co);
         if !fits {
             return false;
         }
+        let dims = [self.oh, self.ow, co];
         #[cfg(target_arch = "x86_64")]
-        if let (Some(m), Some(image)) = (F::as_f32_slice(m), F::as_f32_slice_mut(image)) {
-            // `None` when the bias is not `f32` (it always is when `m` is).
-            let bias = bias.map_or(Some(None), |b| F::as_f32_slice(b).map(Some));
-            if bias.is_some_and(|bias| self.scatter_f32(m, first, bias, image)) {
-                return true;
-            }
-        }
-        self.scatter_portable(m, first, bias, image, temp);
-        true
-    }
-
-    /// [`Tiling::scatter`] for `f32` through the intrinsics of [`simd`](super::simd), when the CPU has
-    /// AVX2 and the channels are a multiple of 8; returns `false`, doing nothing, otherwise.
-    #[cfg(target_arch = "x86_64")]
-    fn scatter_f32(
-        &self,
-        m: &[f32],
-        first: usize,
-        bias: Option<&[f32]>,
-        image: &mut [f32],
-    ) -> bool {
-        let ([th, tw], co) = (self.tiles(), self.co);
-        let plane = m.len() / XI;
-        let fits = image.len() == self.out_image()
-            && plane >= (first + th * tw) * co
-            && bias.is_none_or(|b| b.len() == co);
-        let Some(isa) = Isa::for_channels(co).filter(|_| fits) else {
-            return false;
-        };
-        for ty in 0..th {
-            for tx in 0..tw {
-                let mut outputs = [[None; 4]; 4];
-                for (i, row) in outputs.iter_mut().enumerate().take(2) {
-                    for (j, pixel) in row.iter_mut().enumerate().take(2) {
-                        let (oy, ox) = (2 * ty + i, 2 * tx + j);
-                        if oy < self.oh && ox < self.ow {
-                            *pixel = Some((oy * self.ow + ox) * co);
+        let isa = Isa::for_channels(co);
+        for (ty, tx, outputs) in pixels_by_tile(dims, [0, 0], [th, tw], R) {
+            for (i, image) in out.chunks_exact_mut(image_len).enumerate() {
+                let tile = (i * th * tw + ty * tw + tx) * co;
+                #[cfg(target_arch = "x86_64")]
+                if let (Some(isa), Some(m), Some(y)) =
+                    (isa, F::as_f32_slice(m), F::as_f32_slice_mut(image))
+                {
+                    // `None` when the bias is not `f32` (it always is when `m` is).
+                    let bias = bias.map_or(Some(None), |b| F::as_f32_slice(b).map(Some));
+                    if let Some(bias) = bias {
+                        for c0 in (0..co).step_by(isa.lanes()) {
+                            // SAFETY: the CPU has `isa`'s instructions and `c0 + lanes <= co`
+                            // (`for_channels`); the tile ends within each plane of `m`, every
+                            // output pixel is inside the image with `co` channels, as is `bias`.
+                            unsafe { isa.output_tile(m, plane, tile + c0, bias, c0, y, &outputs) };
                         }
+                        continue;
                     }
                 }
-                let tile = first_pixel(first + ty * tw + tx, co);
-                for c0 in (0..co).step_by(isa.lanes()) {
-                    // SAFETY: the CPU has `isa`'s instructions (`for_channels`); the tile ends
-                    // within each plane of `m`, every output pixel is inside the image and
-                    // holds `co` channels, as does `bias`, and `c0 + lanes <= co`.
-                    unsafe { isa.output_tile(m, plane, tile + c0, bias, c0, image, &outputs) };
+                for k in 0..co {
+                    let y = sandwich::<F, OutputT, T, R>(planes(m, plane, tile + k));
+                    let b = bias.map_or(F::zero(), |b| b[k]);
+                    store(image, &outputs, k, y, |_, y| y + b);
                 }
             }
         }
         true
-    }
-
-    fn scatter_portable<F: Element>(
-        &self,
-        m: &[F],
-        first: usize,
-        bias: Option<&[F]>,
-        image: &mut [F],
-        temp: &mut [F],
-    ) {
-        let ([th, tw], co) = (self.tiles(), self.co);
-        let plane = m.len() / XI;
-        for ty in 0..th {
-            for tx in 0..tw {
-                let tile = first_pixel(first + ty * tw + tx, co);
-                for s in 0..4 {
-                    let column: [Option<&[F]>; 4] =
-                        std::array::from_fn(|r| Some(&m[(r * 4 + s) * plane + tile..][..co]));
-                    for (i, signs) in A_T.iter().enumerate() {
-                        combine(&mut temp[(i * 4 + s) * co..][..co], signs, column);
-                    }
-                }
-                for i in 0..2 {
-                    let oy = 2 * ty + i;
-                    let row: [Option<&[F]>; 4] =
-                        std::array::from_fn(|s| Some(&temp[(i * 4 + s) * co..][..co]));
-                    for (j, signs) in A_T.iter().enumerate() {
-                        let ox = 2 * tx + j;
-                        if oy >= self.oh || ox >= self.ow {
-                            continue;
-                        }
-                        let at = (oy * self.ow + ox) * co;
-                        let y = &mut image[at..at + co];
-                        combine(y, signs, row);
-                        if let Some(bias) = bias {
-                            y.iter_mut().zip(bias).for_each(|(y, &b)| *y = *y + b);
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 
-/// Carries the tiles of one image into the transformed domain (see [`gather_portable`]), through
-/// the intrinsics of [`simd`](super::simd) for `f32` where they apply.
-/// Returns `false`, doing nothing, when the buffers do not fit the tiling.
-pub(super) fn gather<F: Element, const N: usize>(
-    image: &[F],
-    tiling: Gather<'_, N>,
-    v: &mut [F],
-    temp: &mut [F],
-) -> bool {
-    let ([rows, cols, c], [th, tw]) = (tiling.dims, tiling.tiles);
-    let fits = image.len() == rows * cols * c
-        && v.len() / XI >= (tiling.first + th * tw) * c
-        && temp.len() >= 4 * N * c;
-    if !fits {
+/// Carries the tiles of a group of images into the transformed domain, `v[ξ][tile][..c]`
+/// (`v` is [`XI`] planes of equal size, an image's tiles after the previous image's):
+/// through the intrinsics of [`simd`](super::simd) for `f32` where they apply, else one
+/// channel at a time. Returns `false`, doing nothing, when the buffers do not fit the tiling.
+pub(super) fn gather<F: Element>(images: &[F], t: Gather, v: &mut [F]) -> bool {
+    let ([rows, cols, c], [th, tw]) = (t.dims, t.tiles);
+    let (plane, image_len) = (v.len() / XI, (rows * cols * c).max(1));
+    let n = images.len() / image_len;
+    if images.len() != n * image_len || plane < n * th * tw * c {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
-    if let (Some(image), Some(v)) = (F::as_f32_slice(image), F::as_f32_slice_mut(v))
-        && gather_f32(image, tiling, v)
-    {
-        return true;
+    let isa = Isa::for_channels(c);
+    for (ty, tx, pixels) in pixels_by_tile(t.dims, t.pad, [th, tw], t.source.side()) {
+        for (i, image) in images.chunks_exact(image_len).enumerate() {
+            let tile = (i * th * tw + ty * tw + tx) * c;
+            #[cfg(target_arch = "x86_64")]
+            if let (Some(isa), Some(image), Some(v)) =
+                (isa, F::as_f32_slice(image), F::as_f32_slice_mut(v))
+            {
+                for c0 in (0..c).step_by(isa.lanes()) {
+                    // SAFETY: the CPU has `isa`'s instructions and `c0 + lanes <= c`
+                    // (`for_channels`); every pixel is inside the image with `c` channels
+                    // (`tile_pixels`); the tile ends within each plane of `v` (checked above).
+                    unsafe {
+                        match t.source {
+                            Source::Images => {
+                                isa.input_tile(image, &pixels, c0, v, plane, tile + c0)
+                            }
+                            Source::Cotangents => {
+                                isa.cotangent_tile(image, &pixels, c0, v, plane, tile + c0)
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            for k in 0..c {
+                let x = match t.source {
+                    Source::Images => sandwich::<F, InputT, T, T>(load(image, &pixels, k)),
+                    Source::Cotangents => sandwich::<F, Output, R, T>(load(image, &pixels, k)),
+                };
+                for (xi, x) in x.iter().flatten().enumerate() {
+                    v[xi * plane + tile + k] = *x;
+                }
+            }
+        }
     }
-    gather_portable(image, tiling, v, temp);
     true
 }
 
-/// How [`gather`] reads one image: `dims` (`rows × cols × c`), `pad` zeros before, `tiles`
-/// tiles of `N × N` pixels 2 apart, carried by `signs` (a 1-D transform of `N` values to 4
-/// with coefficients 0 and ±1) down and across, to tiles `first..` of 16 planes.
+/// How [`gather`] reads each image: `dims` (`rows × cols × c`) with `pad` zeros before,
+/// `tiles` tiles `R` pixels apart.
 #[derive(Clone, Copy)]
-pub(super) struct Gather<'a, const N: usize> {
+pub(super) struct Gather {
     dims: [usize; 3],
     pad: [usize; 2],
     tiles: [usize; 2],
-    signs: &'a Signs<4, N>,
-    first: usize,
-    cotangent: bool,
+    source: Source,
 }
 
-/// Tile `(ty, tx)` of `image` is the `N × N` block at `(2ty - pad, 2tx - pad)`, zeros outside
-/// the image; `v[ξ][first + tile][..c]` is its transform `T d Tᵀ` at ξ (`v` is 16 planes of
-/// equal size). Each step is a loop over the channels of one pixel, first down the tile's
-/// columns into `temp` (`4 × N` pixels), then across into `v`.
-fn gather_portable<F: Element, const N: usize>(
-    image: &[F],
-    t: Gather<'_, N>,
-    v: &mut [F],
-    temp: &mut [F],
-) {
-    let ([rows, cols, c], [th, tw]) = (t.dims, t.tiles);
-    let plane = v.len() / XI;
-    let source = |i: usize, pad: usize, n: usize| i.checked_sub(pad).filter(|&i| i < n);
-    let pixel = |at: Option<usize>| at.map(|at| &image[at..at + c]);
-    for ty in 0..th {
-        for tx in 0..tw {
-            let tile = first_pixel(t.first + ty * tw + tx, c);
-            for s in 0..N {
-                let ix = source(2 * tx + s, t.pad[1], cols);
-                let column: [Option<&[F]>; N] = std::array::from_fn(|r| {
-                    let iy = source(2 * ty + r, t.pad[0], rows);
-                    pixel(iy.zip(ix).map(|(iy, ix)| (iy * cols + ix) * c))
-                });
-                for (i, signs) in t.signs.iter().enumerate() {
-                    combine(&mut temp[(i * N + s) * c..][..c], signs, column);
-                }
-            }
-            for i in 0..4 {
-                let row: [Option<&[F]>; N] =
-                    std::array::from_fn(|s| Some(&temp[(i * N + s) * c..][..c]));
-                for (j, signs) in t.signs.iter().enumerate() {
-                    let at = (i * 4 + j) * plane + tile;
-                    combine(&mut v[at..at + c], signs, row);
-                }
-            }
-        }
-    }
+/// Each tile `(ty, tx)` of `tiles` with its [`tile_pixels`], row by row: the pixels are the
+/// same in every image, so a group's loops take them once per tile.
+pub(super) fn pixels_by_tile(
+    dims: [usize; 3],
+    pad: [usize; 2],
+    [th, tw]: [usize; 2],
+    side: usize,
+) -> impl Iterator<Item = (usize, usize, Pixels)> {
+    (0..th)
+        .flat_map(move |ty| (0..tw).map(move |tx| (ty, tx, tile_pixels(dims, pad, [ty, tx], side))))
 }
 
-/// [`gather`] for `f32` through the intrinsics of [`simd`](super::simd), when the CPU has AVX2 and the
-/// channels are a multiple of 8; returns `false`, doing nothing, otherwise.
-#[cfg(target_arch = "x86_64")]
-fn gather_f32<const N: usize>(image: &[f32], t: Gather<'_, N>, v: &mut [f32]) -> bool {
-    let ([rows, cols, c], [th, tw]) = (t.dims, t.tiles);
-    let plane = v.len() / XI;
-    let fits = image.len() == rows * cols * c && plane >= (t.first + th * tw) * c;
-    let Some(isa) = Isa::for_channels(c).filter(|_| fits) else {
-        return false;
-    };
-    for ty in 0..th {
-        for tx in 0..tw {
-            let pixels = tile_pixels::<N>(t.dims, t.pad, [ty, tx]);
-            let tile = first_pixel(t.first + ty * tw + tx, c);
-            for c0 in (0..c).step_by(isa.lanes()) {
-                // SAFETY: the CPU has `isa`'s instructions (`for_channels`); every pixel is
-                // inside the image (`tile_pixels` bounds it) and holds `c` channels,
-                // `c0 + lanes <= c`; tile `first + ty·tw + tx` of a plane ends within it
-                // (checked above).
-                unsafe {
-                    match t.cotangent {
-                        false => isa.input_tile(image, &pixels, c0, v, plane, tile + c0),
-                        true => isa.cotangent_tile(image, &pixels, c0, v, plane, tile + c0),
-                    }
-                }
-            }
-        }
-    }
-    true
-}
-
-/// Where the `N × N` pixels of tile `[ty, tx]` of an image of `dims` (`rows × cols × c`),
-/// read with `pad` zeros before it, start (channel 0); `None` for those in the padding or
-/// past the last row or column, and for the rest of the 4×4 array when `N` is 2.
-pub(super) fn tile_pixels<const N: usize>(
+/// Where the first `side × side` pixels of tile `[ty, tx]` of an image of `dims`
+/// (`rows × cols × c`), read with `pad` zeros before it, start (channel 0); `None` for those
+/// in the padding or past the last row or column, and for the rest of the array.
+pub(super) fn tile_pixels(
     [rows, cols, c]: [usize; 3],
     pad: [usize; 2],
     [ty, tx]: [usize; 2],
+    side: usize,
 ) -> Pixels {
     let source = |i: usize, pad: usize, n: usize| i.checked_sub(pad).filter(|&i| i < n);
-    let mut pixels = [[None; 4]; 4];
-    for (r, row) in pixels.iter_mut().enumerate().take(N) {
-        for (s, pixel) in row.iter_mut().enumerate().take(N) {
-            let iy = source(2 * ty + r, pad[0], rows);
-            let ix = source(2 * tx + s, pad[1], cols);
+    let mut pixels = [[None; T]; T];
+    for (r, row) in pixels.iter_mut().enumerate().take(side) {
+        for (s, pixel) in row.iter_mut().enumerate().take(side) {
+            let iy = source(R * ty + r, pad[0], rows);
+            let ix = source(R * tx + s, pad[1], cols);
             *pixel = iy.zip(ix).map(|(iy, ix)| (iy * cols + ix) * c);
         }
     }
     pixels
 }
 
-/// Where the pixels of one tile start in the image (channel 0), `None` in the padding (a
-/// 2×2 block uses the first two rows and columns).
-pub(super) type Pixels = [[Option<usize>; 4]; 4];
+/// Where the pixels of one tile start in the image (channel 0), `None` in the padding (an
+/// `R × R` block uses the first `R` rows and columns).
+pub(super) type Pixels = [[Option<usize>; T]; T];
 
-/// Where tile `tile`'s `c` channels start in a plane.
+/// Channel `k` of the first `N × N` pixels of a tile, zeros in the padding.
 #[inline(always)]
-fn first_pixel(tile: usize, c: usize) -> usize {
-    tile * c
+fn load<F: Element, const N: usize>(image: &[F], pixels: &Pixels, k: usize) -> [[F; N]; N] {
+    let mut d = [[F::zero(); N]; N];
+    for (row, pixels) in d.iter_mut().zip(pixels) {
+        for (d, pixel) in row.iter_mut().zip(pixels) {
+            if let Some(p) = pixel {
+                *d = image[p + k];
+            }
+        }
+    }
+    d
 }
 
-/// A 1-D transform of `N` values to `M` whose coefficients are 0 and ±1: output `i` is
-/// `Σ_j signs[i][j] · input_j`.
-type Signs<const M: usize, const N: usize> = [[i8; N]; M];
-/// `Bᵀ`: `[d₀ - d₂, d₁ + d₂, d₂ - d₁, d₁ - d₃]`.
-pub(super) const B_T: Signs<4, 4> = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]];
-/// `Aᵀ`: `[m₀ + m₁ + m₂, m₁ - m₂ - m₃]`.
-const A_T: Signs<2, 4> = [[1, 1, 1, 0], [0, 1, -1, -1]];
-/// `A`, the adjoint of `Aᵀ`: `[y₀, y₀ + y₁, y₀ - y₁, -y₁]`.
-pub(super) const A: Signs<4, 2> = [[1, 0], [1, 1], [1, -1], [0, -1]];
-
-/// `dst = Σ_j signs[j] · src[j]` channel by channel, the terms in order (a `None` source is
-/// padding, zero): one plain loop per term, which the compiler vectorizes.
+/// One element from each of the [`XI`] planes of `m`, at `at`, as a `T × T` tile.
 #[inline(always)]
-fn combine<F: Element, const N: usize>(dst: &mut [F], signs: &[i8; N], src: [Option<&[F]>; N]) {
-    let mut first = true;
-    for (&sign, src) in signs.iter().zip(src) {
-        let Some(src) = src.filter(|_| sign != 0) else {
-            continue;
-        };
-        let pairs = dst.iter_mut().zip(src);
-        match (first, sign > 0) {
-            (true, true) => pairs.for_each(|(d, &s)| *d = s),
-            (true, false) => pairs.for_each(|(d, &s)| *d = -s),
-            (false, true) => pairs.for_each(|(d, &s)| *d = *d + s),
-            (false, false) => pairs.for_each(|(d, &s)| *d = *d - s),
+pub(super) fn planes<F: Element>(m: &[F], plane: usize, at: usize) -> [[F; T]; T] {
+    let mut x = [[F::zero(); T]; T];
+    for (i, row) in x.iter_mut().enumerate() {
+        for (j, x) in row.iter_mut().enumerate() {
+            *x = m[(i * T + j) * plane + at];
         }
-        first = false;
     }
-    if first {
-        dst.fill(F::zero());
+    x
+}
+
+/// `y` to channel `k` of the first `N × N` pixels of a tile that are inside the image, each
+/// through `into(old, new)`.
+#[inline(always)]
+pub(super) fn store<F: Element, const N: usize>(
+    image: &mut [F],
+    pixels: &Pixels,
+    k: usize,
+    y: [[F; N]; N],
+    into: impl Fn(F, F) -> F,
+) {
+    for (row, pixels) in y.iter().zip(pixels) {
+        for (&y, pixel) in row.iter().zip(pixels) {
+            if let Some(p) = pixel {
+                image[p + k] = into(image[p + k], y);
+            }
+        }
     }
 }
