@@ -8,6 +8,7 @@ mod common;
 
 use common::run;
 use dendrite_graph::ops::{Conv2d, Padding, Pool2d};
+use dendrite_graph::Dim;
 use dendrite_graph::{compile, Graph};
 use ndarray::{Array, ArrayD, IxDyn};
 
@@ -211,5 +212,81 @@ fn one_channel_windows_match_a_direct_loop() {
             assert_eq!(y[[b, i, j, c]], sum, "{strides:?} {dilation:?} {padding:?}");
         }
         assert_eq!(k_bar, want_k_bar, "{strides:?} {dilation:?} {padding:?}");
+    }
+}
+
+/// The same windows in `f32` with 8 and 32 filters, where one-channel convolutions without
+/// padding run directly on vectors (`ops/conv/direct.rs`: 8 filters take the AVX2 instance,
+/// 32 the widest the CPU has), against direct loops: integer values, so every sum is exact
+/// and any order gives it. `same` padding keeps im2col.
+#[test]
+fn one_channel_direct_kernels_match_a_direct_loop() {
+    let (n, h, w) = (3, 9, 8);
+    let x = Array::from_shape_fn(IxDyn(&[n, h, w, 1]), |i| {
+        ((i[0] * 31 + i[1] * 7 + i[2] * 3) % 11) as f32 - 5.0
+    });
+    for o in [8, 32] {
+        let k = Array::from_shape_fn(IxDyn(&[3, 3, 1, o]), |i| {
+            ((i[0] * 5 + i[1] * 3 + i[3]) % 7) as f32 - 3.0
+        });
+        let b = Array::from_shape_fn(IxDyn(&[o]), |i| (i[0] % 5) as f32 - 2.0);
+        for (strides, dilation, padding) in [
+            ([1, 1], [1, 1], Padding::Valid),
+            ([2, 1], [1, 1], Padding::Valid),
+            ([1, 2], [2, 1], Padding::Valid),
+            ([1, 1], [1, 1], Padding::Same),
+        ] {
+            let conv = Conv2d {
+                strides,
+                dilation,
+                padding,
+            };
+            let mut g = Graph::<f32>::new();
+            let (xi, ki, bi) = (
+                g.input("x", x.shape()).unwrap(),
+                g.input("k", k.shape()).unwrap(),
+                g.input("b", b.shape()).unwrap(),
+            );
+            let y = g.conv2d_bias(xi, ki, bi, conv).unwrap();
+            let (oh, ow) = match g.shape(y).unwrap().dims() {
+                [_, Dim::Fixed(oh), Dim::Fixed(ow), _] => (*oh, *ow),
+                other => panic!("{other:?}"),
+            };
+            let y_bar = Array::from_shape_fn(IxDyn(&[n, oh, ow, o]), |i| {
+                ((i[1] * 3 + i[2] + i[3]) % 5) as f32 - 2.0
+            });
+            let yi = g.input("y_bar", y_bar.shape()).unwrap();
+            let k_bar = g.conv2d_kernel_grad(xi, yi, conv, [3, 3]).unwrap();
+            let mut plan = compile(&g, &[y, k_bar]).unwrap();
+            let feeds = [
+                ("x", x.view()),
+                ("k", k.view()),
+                ("b", b.view()),
+                ("y_bar", y_bar.view()),
+            ];
+            let out = plan.run(&g, &feeds).unwrap().to_vec().unwrap();
+            let before = if padding == Padding::Same { 1 } else { 0 };
+            let pixel = |bi: usize, i: usize, j: usize, p: usize, q: usize| {
+                let r = (i * strides[0] + p * dilation[0]).checked_sub(before)?;
+                let s = (j * strides[1] + q * dilation[1]).checked_sub(before)?;
+                (r < h && s < w).then(|| x[[bi, r, s, 0]])
+            };
+            let mut want_k_bar = ArrayD::<f32>::zeros(IxDyn(&[3, 3, 1, o]));
+            for (bi, i, j, c) in every_index(n, oh, ow, o) {
+                let mut sum = 0.0;
+                for (p, q) in (0..3).flat_map(|p| (0..3).map(move |q| (p, q))) {
+                    if let Some(v) = pixel(bi, i, j, p, q) {
+                        sum += v * k[[p, q, 0, c]];
+                        want_k_bar[[p, q, 0, c]] += v * y_bar[[bi, i, j, c]];
+                    }
+                }
+                let case = format!("{o} filters, {strides:?} {dilation:?} {padding:?}");
+                assert_eq!(out[0][[bi, i, j, c]], sum + b[[c]], "{case}");
+            }
+            assert_eq!(
+                out[1], want_k_bar,
+                "{o} filters, {strides:?} {dilation:?} {padding:?}"
+            );
+        }
     }
 }

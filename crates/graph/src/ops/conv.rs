@@ -42,8 +42,13 @@
 //! seen as a `[KH·KW·C, O]` matrix with the crate's GEMM. `T` multiplies the cotangent by the
 //! transposed kernel and adds the rows back into the image (col2im); `K` multiplies the
 //! transposed im2col by the cotangent and sums over the images of the batch in order, so
-//! results do not depend on anything but the operands.
+//! results do not depend on anything but the operands. Two geometries take other kernels:
+//! stride-1 3×3 windows with 8 channels or more on each side run by Winograd's F(4×4, 3×3)
+//! (`conv/winograd.rs`), and one-channel 3×3 windows with no padding (an image's first layer) run
+//! directly on `f32` vectors, where im2col's copy would cost as much as its `K = 9` product
+//! (`conv/direct.rs`).
 
+mod direct;
 mod kernel;
 mod winograd;
 

@@ -145,7 +145,10 @@ fn fold_rows<F: Element>(xs: &[F], os: &mut [F], f: &impl Fn(F, F) -> F) {
             }
             Err(_) => {
                 for row in rows {
-                    outputs.iter_mut().zip(row).for_each(|(o, &v)| *o = f(*o, v));
+                    outputs
+                        .iter_mut()
+                        .zip(row)
+                        .for_each(|(o, &v)| *o = f(*o, v));
                 }
             }
         }

@@ -1,0 +1,417 @@
+//! One-channel 3×3 convolutions (an image's first layer, such as MNIST's 28×28×1 under the
+//! convnet's 32 filters) computed directly on `f32` vectors, without im2col.
+//!
+//! With one input channel an output pixel is nine products per output channel, so the im2col
+//! product has `K = 9`: the columns it copies (nine values per output pixel) cost about as
+//! much as the product. Here each output pixel broadcasts its nine input values and runs one
+//! chain of nine fused multiply-adds per vector of output channels:
+//! `y[p, c] = Σ_t x[p + offset_t] · w[t, c]`, taps in order, then `+ b[c]` (the bias op's
+//! addition after the same sum). The kernel gradient keeps the nine sums
+//! `w̄[t, c] = Σ_p x[p + offset_t] · ȳ[p, c]` of one vector of channels in registers while it
+//! walks the pixels, in order: for a group of images, in [`Run::kernel_grad`]'s fixed
+//! partial sums, so the bits do not depend on the thread count.
+//!
+//! It applies where every window is inside the image (no padding read; any stride and
+//! dilation) and the output channels are a multiple of the vector width; the AVX2 and
+//! AVX-512 instances give the same bits (one lane's chain is the same either way).
+//!
+//! [`Run::kernel_grad`]: super::kernel::Run::kernel_grad
+
+#![allow(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+use super::Geometry;
+use crate::Element;
+
+/// Taps of a 3×3 window.
+const TAPS: usize = 9;
+
+/// `y = conv2d(x, w)` (+ `bias`) for a group of whole images; `false`, computing nothing,
+/// where the direct kernel does not apply or a buffer does not fit.
+pub(super) fn convolve<F: Element>(
+    g: &Geometry,
+    images: &[F],
+    w: &[F],
+    bias: Option<&[F]>,
+    y: &mut [F],
+) -> bool {
+    let Some(isa) = Isa::for_geometry(g) else {
+        return false;
+    };
+    let (Some(images), Some(w), Some(y)) = (
+        F::as_f32_slice(images),
+        F::as_f32_slice(w),
+        F::as_f32_slice_mut(y),
+    ) else {
+        return false;
+    };
+    let bias = match bias.map(F::as_f32_slice) {
+        Some(None) => return false,
+        Some(Some(b)) => Some(b),
+        None => None,
+    };
+    let n = images.len() / in_image(g).max(1);
+    let fits = images.len() == n * in_image(g)
+        && y.len() == n * out_image(g)
+        && w.len() == TAPS * g.o
+        && bias.is_none_or(|b| b.len() == g.o);
+    if !fits {
+        return false;
+    }
+    let taps = tap_offsets(g);
+    // SAFETY: `for_geometry` checked the CPU, the channels and that every window is inside
+    // the image; the buffers hold whole images, outputs, the kernel and the bias (above).
+    unsafe { isa.forward(g, &taps, images, w, bias, y) };
+    true
+}
+
+/// `sum += K(x, ȳ)` for a group of whole images and their cotangents; `false`, computing
+/// nothing, where the direct kernel does not apply or a buffer does not fit.
+pub(super) fn add_kernel_grad<F: Element>(
+    g: &Geometry,
+    images: &[F],
+    y_bar: &[F],
+    sum: &mut [F],
+) -> bool {
+    let Some(isa) = Isa::for_geometry(g) else {
+        return false;
+    };
+    let (Some(images), Some(y_bar), Some(sum)) = (
+        F::as_f32_slice(images),
+        F::as_f32_slice(y_bar),
+        F::as_f32_slice_mut(sum),
+    ) else {
+        return false;
+    };
+    let n = images.len() / in_image(g).max(1);
+    let fits = images.len() == n * in_image(g)
+        && y_bar.len() == n * out_image(g)
+        && sum.len() == TAPS * g.o;
+    if !fits {
+        return false;
+    }
+    let taps = tap_offsets(g);
+    // SAFETY: as in `convolve`.
+    unsafe { isa.kernel_grad(g, &taps, images, y_bar, sum) };
+    true
+}
+
+fn in_image(g: &Geometry) -> usize {
+    g.axes[0].n * g.axes[1].n
+}
+
+fn out_image(g: &Geometry) -> usize {
+    g.axes[0].out * g.axes[1].out * g.o
+}
+
+/// Where each tap reads, from the input pixel of the window's first tap.
+fn tap_offsets(g: &Geometry) -> [usize; TAPS] {
+    let [a, b] = g.axes;
+    std::array::from_fn(|t| (t / 3) * a.d * b.n + (t % 3) * b.d)
+}
+
+/// The input pixel of output pixel `(oy, ox)`'s first tap.
+#[inline(always)]
+fn window_start(g: &Geometry, oy: usize, ox: usize) -> usize {
+    let [a, b] = g.axes;
+    oy * a.s * b.n + ox * b.s
+}
+
+/// Which instance runs: the widest whose vector divides the output channels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Isa {
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Isa {
+    #[cfg(target_arch = "x86_64")]
+    fn for_geometry(g: &Geometry) -> Option<Self> {
+        use crate::lanes::{Avx2, Avx512, Lanes};
+        let inside = g
+            .axes
+            .iter()
+            .all(|a| a.k == 3 && a.before == 0 && a.out > 0 && (a.out - 1) * a.s + 2 * a.d < a.n);
+        if g.c != 1 || !inside {
+            return None;
+        }
+        if crate::cpu::has_avx512f() && g.o.is_multiple_of(Avx512::LANES) {
+            Some(Isa::Avx512)
+        } else if crate::cpu::has_avx2_fma() && g.o.is_multiple_of(Avx2::LANES) {
+            Some(Isa::Avx2)
+        } else {
+            None
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn for_geometry(_: &Geometry) -> Option<Self> {
+        None
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use super::{window_start, Geometry, Isa, TAPS};
+    use crate::lanes::{Avx2, Avx512, Lanes};
+
+    /// The nine input values of one window, each in every lane.
+    ///
+    /// # Safety
+    /// `S`'s instruction set is available (true of every function here) and the window is
+    /// inside `image`.
+    #[inline(always)]
+    unsafe fn window<S: Lanes>(image: &[f32], start: usize, taps: &[usize; TAPS]) -> [S::V; TAPS] {
+        // SAFETY: the instruction set is available (the contract).
+        let mut xs = [unsafe { S::zero() }; TAPS];
+        for (x, &t) in xs.iter_mut().zip(taps) {
+            // SAFETY: the window is inside the image (the contract).
+            *x = unsafe { S::splat(image.as_ptr().add(start + t)) };
+        }
+        xs
+    }
+
+    /// # Safety
+    /// The instruction set is available; every window is inside its image, and the buffers
+    /// hold whole images, their outputs, `9 · o` weights and `o` biases.
+    #[inline(always)]
+    pub(super) unsafe fn forward<S: Lanes>(
+        g: &Geometry,
+        taps: &[usize; TAPS],
+        images: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+    ) {
+        let ([a, b], o) = (g.axes, g.o);
+        let outputs = y.chunks_exact_mut(a.out * b.out * o);
+        for (image, out) in images.chunks_exact(a.n * b.n).zip(outputs) {
+            for oy in 0..a.out {
+                for ox in 0..b.out {
+                    // SAFETY: the window is inside the image (the contract).
+                    let xs = unsafe { window::<S>(image, window_start(g, oy, ox), taps) };
+                    let at = (oy * b.out + ox) * o;
+                    for c0 in (0..o).step_by(S::LANES) {
+                        // SAFETY: channels `c0..c0 + LANES` of the kernel's nine rows, the
+                        // bias and the output pixel are inside their buffers (the contract).
+                        unsafe {
+                            let mut acc = S::zero();
+                            for (t, &x) in xs.iter().enumerate() {
+                                acc = S::fmadd(x, S::load(w.as_ptr().add(t * o + c0)), acc);
+                            }
+                            if let Some(bias) = bias {
+                                acc = S::add(acc, S::load(bias.as_ptr().add(c0)));
+                            }
+                            S::store(out.as_mut_ptr().add(at + c0), acc);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// As [`forward`], with `y_bar` in place of the outputs and `sum` of `9 · o`.
+    #[inline(always)]
+    pub(super) unsafe fn kernel_grad<S: Lanes>(
+        g: &Geometry,
+        taps: &[usize; TAPS],
+        images: &[f32],
+        y_bar: &[f32],
+        sum: &mut [f32],
+    ) {
+        let ([a, b], o) = (g.axes, g.o);
+        for c0 in (0..o).step_by(S::LANES) {
+            // SAFETY: the instruction set is available (the contract).
+            let mut acc = [unsafe { S::zero() }; TAPS];
+            for (t, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: `sum` holds nine rows of `o` channels (the contract).
+                *acc = unsafe { S::load(sum.as_ptr().add(t * o + c0)) };
+            }
+            let cotangents = y_bar.chunks_exact(a.out * b.out * o);
+            for (image, y_bar) in images.chunks_exact(a.n * b.n).zip(cotangents) {
+                for oy in 0..a.out {
+                    for ox in 0..b.out {
+                        // SAFETY: the window is inside the image and the output pixel's
+                        // channels inside `y_bar` (the contract).
+                        unsafe {
+                            let xs = window::<S>(image, window_start(g, oy, ox), taps);
+                            let at = (oy * b.out + ox) * o + c0;
+                            let gv = S::load(y_bar.as_ptr().add(at));
+                            for (acc, &x) in acc.iter_mut().zip(&xs) {
+                                *acc = S::fmadd(x, gv, *acc);
+                            }
+                        }
+                    }
+                }
+            }
+            for (t, &acc) in acc.iter().enumerate() {
+                // SAFETY: as above.
+                unsafe { S::store(sum.as_mut_ptr().add(t * o + c0), acc) };
+            }
+        }
+    }
+
+    impl Isa {
+        /// [`forward`] through this instance.
+        ///
+        /// # Safety
+        /// As [`forward`]; the CPU has the instance's instructions.
+        pub(super) unsafe fn forward(
+            self,
+            g: &Geometry,
+            taps: &[usize; TAPS],
+            images: &[f32],
+            w: &[f32],
+            bias: Option<&[f32]>,
+            y: &mut [f32],
+        ) {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn narrow(
+                g: &Geometry,
+                taps: &[usize; TAPS],
+                x: &[f32],
+                w: &[f32],
+                b: Option<&[f32]>,
+                y: &mut [f32],
+            ) {
+                // SAFETY: the caller's contract.
+                unsafe { forward::<Avx2>(g, taps, x, w, b, y) }
+            }
+            #[target_feature(enable = "avx512f")]
+            unsafe fn wide(
+                g: &Geometry,
+                taps: &[usize; TAPS],
+                x: &[f32],
+                w: &[f32],
+                b: Option<&[f32]>,
+                y: &mut [f32],
+            ) {
+                // SAFETY: the caller's contract.
+                unsafe { forward::<Avx512>(g, taps, x, w, b, y) }
+            }
+            match self {
+                // SAFETY: the caller's contract.
+                Isa::Avx2 => unsafe { narrow(g, taps, images, w, bias, y) },
+                // SAFETY: the caller's contract.
+                Isa::Avx512 => unsafe { wide(g, taps, images, w, bias, y) },
+            }
+        }
+
+        /// [`kernel_grad`] through this instance.
+        ///
+        /// # Safety
+        /// As [`kernel_grad`]; the CPU has the instance's instructions.
+        pub(super) unsafe fn kernel_grad(
+            self,
+            g: &Geometry,
+            taps: &[usize; TAPS],
+            images: &[f32],
+            y_bar: &[f32],
+            sum: &mut [f32],
+        ) {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn narrow(g: &Geometry, t: &[usize; TAPS], x: &[f32], y: &[f32], s: &mut [f32]) {
+                // SAFETY: the caller's contract.
+                unsafe { kernel_grad::<Avx2>(g, t, x, y, s) }
+            }
+            #[target_feature(enable = "avx512f")]
+            unsafe fn wide(g: &Geometry, t: &[usize; TAPS], x: &[f32], y: &[f32], s: &mut [f32]) {
+                // SAFETY: the caller's contract.
+                unsafe { kernel_grad::<Avx512>(g, t, x, y, s) }
+            }
+            match self {
+                // SAFETY: the caller's contract.
+                Isa::Avx2 => unsafe { narrow(g, taps, images, y_bar, sum) },
+                // SAFETY: the caller's contract.
+                Isa::Avx512 => unsafe { wide(g, taps, images, y_bar, sum) },
+            }
+        }
+    }
+}
+
+/// Elsewhere there is no instance (`for_geometry` gives none), so these are never called.
+#[cfg(not(target_arch = "x86_64"))]
+impl Isa {
+    unsafe fn forward(
+        self,
+        _: &Geometry,
+        _: &[usize; TAPS],
+        _: &[f32],
+        _: &[f32],
+        _: Option<&[f32]>,
+        _: &mut [f32],
+    ) {
+        match self {}
+    }
+    unsafe fn kernel_grad(
+        self,
+        _: &Geometry,
+        _: &[usize; TAPS],
+        _: &[f32],
+        _: &[f32],
+        _: &mut [f32],
+    ) {
+        match self {}
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::{tap_offsets, Geometry, Isa, TAPS};
+    use crate::ops::window::{Axis1, Padding};
+    use crate::shape::Dim;
+
+    type Outcome<T> = Result<T, Box<dyn std::error::Error>>;
+
+    fn geometry(n: usize, s: usize, d: usize, o: usize) -> Outcome<Geometry> {
+        let axis = Axis1::new(n, 3, s, d, Padding::Valid)?;
+        Ok(Geometry {
+            batch: Dim::Fixed(2),
+            c: 1,
+            o,
+            axes: [axis; 2],
+        })
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n as u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    }
+
+    /// The AVX2 and AVX-512 instances give the same bits, for the convolution with a bias
+    /// and for the kernel gradient, on every geometry class the path takes.
+    #[test]
+    fn both_instances_give_the_same_bits() -> Outcome<()> {
+        if !(crate::cpu::has_avx512f() && crate::cpu::has_avx2_fma()) {
+            return Ok(());
+        }
+        for (n, s, d) in [(9, 1, 1), (10, 2, 1), (11, 1, 2)] {
+            let g = geometry(n, s, d, 32)?;
+            let out = g.axes[0].out * g.axes[1].out * g.o;
+            let (x, w, b, y_bar) = (
+                values(2 * n * n, 1),
+                values(TAPS * 32, 2),
+                values(32, 3),
+                values(2 * out, 4),
+            );
+            let taps = tap_offsets(&g);
+            let run = |isa: Isa| {
+                let (mut y, mut sum) = (vec![0.0; 2 * out], values(TAPS * 32, 5));
+                // SAFETY: the CPU has both instruction sets (checked above); the windows of
+                // a valid geometry are inside the images, and the buffers hold two images,
+                // their outputs, the kernel and the bias.
+                unsafe {
+                    isa.forward(&g, &taps, &x, &w, Some(&b), &mut y);
+                    isa.kernel_grad(&g, &taps, &x, &y_bar, &mut sum);
+                }
+                (y, sum)
+            };
+            assert_eq!(run(Isa::Avx2), run(Isa::Avx512), "{n} {s} {d}");
+        }
+        Ok(())
+    }
+}
