@@ -64,9 +64,8 @@ impl Quads {
         if !fits {
             return false;
         }
-        if pass == Pass::Scatter && (2 * oh < h || 2 * ow < w) {
-            // The last row or column of an odd image is in no window.
-            out.fill(0.0);
+        if pass == Pass::Scatter {
+            self.zero_uncovered(out);
         }
         if crate::cpu::has_avx512f() {
             // SAFETY: the CPU has AVX-512F; the slices hold the sizes (checked above).
@@ -78,6 +77,21 @@ impl Quads {
             true
         } else {
             false
+        }
+    }
+
+    /// Zeros the pixels of each image in no window (the last row or column of an odd size),
+    /// which the scatter's windows do not write.
+    fn zero_uncovered(&self, out: &mut [f32]) {
+        let ([h, w], [oh, ow], c) = (self.hw, self.out, self.c);
+        if 2 * oh == h && 2 * ow == w {
+            return;
+        }
+        for (r, row) in out.chunks_exact_mut((w * c).max(1)).enumerate() {
+            match r % h.max(1) < 2 * oh {
+                true => row[2 * ow * c..].fill(0.0),
+                false => row.fill(0.0),
+            }
         }
     }
 
