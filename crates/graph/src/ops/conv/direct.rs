@@ -130,10 +130,13 @@ impl Isa {
     #[cfg(target_arch = "x86_64")]
     fn for_geometry(g: &Geometry) -> Option<Self> {
         use crate::lanes::{Avx2, Avx512, Lanes};
-        let inside = g
-            .axes
-            .iter()
-            .all(|a| a.k == 3 && a.before == 0 && a.out > 0 && (a.out - 1) * a.s + 2 * a.d < a.n);
+        // The last window's last tap, `(out - 1)·s + 2·d`, is inside the input.
+        let inside = g.axes.iter().all(|a| {
+            let last = (a.out.checked_sub(1))
+                .and_then(|o| o.checked_mul(a.s))
+                .and_then(|p| p.checked_add(a.d.checked_mul(2)?));
+            a.k == 3 && a.before == 0 && last.is_some_and(|last| last < a.n)
+        });
         if g.c != 1 || !inside {
             return None;
         }

@@ -73,21 +73,24 @@ impl<S: Lanes> Vector<S> {
 }
 
 impl<S: Lanes> Arith for Vector<S> {
-    // SAFETY (every method): the instruction set is available (the type's invariant).
     #[inline(always)]
     fn add(self, y: Self) -> Self {
+        // SAFETY: the instruction set is available (the type's invariant).
         Vector(unsafe { S::add(self.0, y.0) })
     }
     #[inline(always)]
     fn sub(self, y: Self) -> Self {
+        // SAFETY: as in `add`.
         Vector(unsafe { S::sub(self.0, y.0) })
     }
     #[inline(always)]
     fn scale(self, c: f64) -> Self {
+        // SAFETY: as in `add`.
         Vector(unsafe { S::mul(self.0, Self::splat(c)) })
     }
     #[inline(always)]
     fn mul_add(self, c: f64, acc: Self) -> Self {
+        // SAFETY: as in `add`.
         Vector(unsafe { S::fmadd(self.0, Self::splat(c), acc.0) })
     }
 }
