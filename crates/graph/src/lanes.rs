@@ -62,6 +62,80 @@ pub(crate) trait Lanes {
     unsafe fn mul(x: Self::V, y: Self::V) -> Self::V;
 }
 
+/// Which instance of a kernel written over [`Lanes`] runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Isa {
+    Avx2,
+    Avx512,
+}
+
+impl Isa {
+    /// The widest instance this CPU runs (callers have checked AVX2 and FMA).
+    pub fn best() -> Self {
+        match crate::cpu::has_avx512f() {
+            true => Isa::Avx512,
+            false => Isa::Avx2,
+        }
+    }
+
+    /// The widest instance this CPU runs whose vector divides `n` (a channel count), `None`
+    /// when neither applies.
+    pub fn dividing(n: usize) -> Option<Self> {
+        if crate::cpu::has_avx512f() && n.is_multiple_of(Avx512::LANES) {
+            Some(Isa::Avx512)
+        } else if crate::cpu::has_avx2_fma() && n.is_multiple_of(Avx2::LANES) {
+            Some(Isa::Avx2)
+        } else {
+            None
+        }
+    }
+
+    /// Floats per vector.
+    pub fn lanes(self) -> usize {
+        match self {
+            Isa::Avx2 => Avx2::LANES,
+            Isa::Avx512 => Avx512::LANES,
+        }
+    }
+}
+
+/// Entry points on [`Isa`]: `name => generic(args)` makes `isa.name(args)`, which runs
+/// `generic::<Avx2>` or `generic::<Avx512>` compiled for its instruction set.
+macro_rules! instances {
+    ($($(#[$doc:meta])* $name:ident => $generic:ident($($arg:ident: $ty:ty),*);)*) => {
+        impl $crate::lanes::Isa {
+            $(
+                $(#[$doc])*
+                ///
+                /// # Safety
+                /// As the generic function's, for the instance's vector width; the CPU has
+                /// the instance's instruction set (an [`Isa`](crate::lanes::Isa) constructor
+                /// chose it).
+                #[allow(clippy::too_many_arguments)]
+                pub unsafe fn $name(self, $($arg: $ty),*) {
+                    #[target_feature(enable = "avx2,fma")]
+                    unsafe fn narrow($($arg: $ty),*) {
+                        // SAFETY: the caller's contract.
+                        unsafe { $generic::<$crate::lanes::Avx2>($($arg),*) }
+                    }
+                    #[target_feature(enable = "avx512f")]
+                    unsafe fn wide($($arg: $ty),*) {
+                        // SAFETY: the caller's contract.
+                        unsafe { $generic::<$crate::lanes::Avx512>($($arg),*) }
+                    }
+                    match self {
+                        // SAFETY: the caller's contract.
+                        $crate::lanes::Isa::Avx2 => unsafe { narrow($($arg),*) },
+                        // SAFETY: the caller's contract.
+                        $crate::lanes::Isa::Avx512 => unsafe { wide($($arg),*) },
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use instances;
+
 /// AVX2 with FMA: 16 registers of 8 lanes.
 pub(crate) struct Avx2;
 

@@ -193,26 +193,47 @@ fn one_channel_windows_match_a_direct_loop() {
             Ok(vec![g.conv2d_kernel_grad(v[0], v[1], conv, [3, 3])?])
         })[0]
             .clone();
-        // `same` pads (k - 1) / 2 = 1 before for these stride-1 windows.
-        let before = if padding == Padding::Same { 1 } else { 0 };
-        let pixel = |b: usize, i: usize, j: usize, p: usize, q: usize| {
-            let r = (i * strides[0] + p * dilation[0]).checked_sub(before)?;
-            let s = (j * strides[1] + q * dilation[1]).checked_sub(before)?;
-            (r < h && s < w).then(|| x[[b, r, s, 0]])
-        };
-        let mut want_k_bar = ArrayD::<f64>::zeros(IxDyn(&[3, 3, 1, o]));
-        for (b, i, j, c) in every_index(n, oh, ow, o) {
-            let mut sum = 0.0;
-            for (p, q) in (0..3).flat_map(|p| (0..3).map(move |q| (p, q))) {
-                if let Some(v) = pixel(b, i, j, p, q) {
-                    sum += v * k[[p, q, 0, c]];
-                    want_k_bar[[p, q, 0, c]] += v * y_bar[[b, i, j, c]];
-                }
-            }
-            assert_eq!(y[[b, i, j, c]], sum, "{strides:?} {dilation:?} {padding:?}");
-        }
+        let (want_y, want_k_bar) = one_channel_reference(&x, &k, &y_bar, conv);
+        assert_eq!(y, want_y, "{strides:?} {dilation:?} {padding:?}");
         assert_eq!(k_bar, want_k_bar, "{strides:?} {dilation:?} {padding:?}");
     }
+}
+
+/// The convolution and kernel gradient of one-channel images `x` under a 3x3 kernel `k`
+/// (stride-1 `same` padding puts one zero before), by direct loops: `(y, k̄)` for the
+/// cotangent `y_bar`.
+fn one_channel_reference<T: ndarray::LinalgScalar>(
+    x: &ArrayD<T>,
+    k: &ArrayD<T>,
+    y_bar: &ArrayD<T>,
+    conv: Conv2d,
+) -> (ArrayD<T>, ArrayD<T>) {
+    let Conv2d {
+        strides,
+        dilation,
+        padding,
+    } = conv;
+    let (&[n, h, w, _], &[_, oh, ow, o]) = (x.shape(), y_bar.shape()) else {
+        panic!("NHWC operands");
+    };
+    // `same` pads (k - 1) / 2 = 1 before for these stride-1 windows.
+    let before = if padding == Padding::Same { 1 } else { 0 };
+    let pixel = |b: usize, i: usize, j: usize, p: usize, q: usize| {
+        let r = (i * strides[0] + p * dilation[0]).checked_sub(before)?;
+        let s = (j * strides[1] + q * dilation[1]).checked_sub(before)?;
+        (r < h && s < w).then(|| x[[b, r, s, 0]])
+    };
+    let mut y = ArrayD::<T>::zeros(y_bar.raw_dim());
+    let mut k_bar = ArrayD::<T>::zeros(IxDyn(&[3, 3, 1, o]));
+    for (b, i, j, c) in every_index(n, oh, ow, o) {
+        for (p, q) in (0..3).flat_map(|p| (0..3).map(move |q| (p, q))) {
+            if let Some(v) = pixel(b, i, j, p, q) {
+                y[[b, i, j, c]] = y[[b, i, j, c]] + v * k[[p, q, 0, c]];
+                k_bar[[p, q, 0, c]] = k_bar[[p, q, 0, c]] + v * y_bar[[b, i, j, c]];
+            }
+        }
+    }
+    (y, k_bar)
 }
 
 /// The same windows in `f32` with 8 and 32 filters, where one-channel convolutions without
@@ -265,28 +286,10 @@ fn one_channel_direct_kernels_match_a_direct_loop() {
                 ("y_bar", y_bar.view()),
             ];
             let out = plan.run(&g, &feeds).unwrap().to_vec().unwrap();
-            let before = if padding == Padding::Same { 1 } else { 0 };
-            let pixel = |bi: usize, i: usize, j: usize, p: usize, q: usize| {
-                let r = (i * strides[0] + p * dilation[0]).checked_sub(before)?;
-                let s = (j * strides[1] + q * dilation[1]).checked_sub(before)?;
-                (r < h && s < w).then(|| x[[bi, r, s, 0]])
-            };
-            let mut want_k_bar = ArrayD::<f32>::zeros(IxDyn(&[3, 3, 1, o]));
-            for (bi, i, j, c) in every_index(n, oh, ow, o) {
-                let mut sum = 0.0;
-                for (p, q) in (0..3).flat_map(|p| (0..3).map(move |q| (p, q))) {
-                    if let Some(v) = pixel(bi, i, j, p, q) {
-                        sum += v * k[[p, q, 0, c]];
-                        want_k_bar[[p, q, 0, c]] += v * y_bar[[bi, i, j, c]];
-                    }
-                }
-                let case = format!("{o} filters, {strides:?} {dilation:?} {padding:?}");
-                assert_eq!(out[0][[bi, i, j, c]], sum + b[[c]], "{case}");
-            }
-            assert_eq!(
-                out[1], want_k_bar,
-                "{o} filters, {strides:?} {dilation:?} {padding:?}"
-            );
+            let (want_y, want_k_bar) = one_channel_reference(&x, &k, &y_bar, conv);
+            let case = format!("{o} filters, {strides:?} {dilation:?} {padding:?}");
+            assert_eq!(out[0], &want_y + &b, "{case}");
+            assert_eq!(out[1], want_k_bar, "{case}");
         }
     }
 }

@@ -25,7 +25,7 @@
 #![allow(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-use crate::lanes::{Avx2, Avx512, Lanes};
+use crate::lanes::{Avx2, Avx512, Isa, Lanes};
 
 /// One operand of the product: element `(i, j)` is `flat[i*rs + j*cs]`.
 #[derive(Clone, Copy)]
@@ -40,23 +40,6 @@ pub(super) struct Strided<'a> {
 pub(crate) enum Mode {
     Set,
     Add,
-}
-
-/// Which instance of the kernel runs.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Isa {
-    Avx2,
-    Avx512,
-}
-
-impl Isa {
-    /// The widest instance this CPU runs (callers have checked AVX2 and FMA).
-    pub fn best() -> Self {
-        match crate::cpu::has_avx512f() {
-            true => Isa::Avx512,
-            false => Isa::Avx2,
-        }
-    }
 }
 
 /// Whether `rows x cols` elements at strides `(rs, cs)` all lie inside a slice of length `len`.

@@ -48,6 +48,7 @@
 //! directly on `f32` vectors, where im2col's copy would cost as much as its `K = 9` product
 //! (`conv/direct.rs`).
 
+#[cfg(target_arch = "x86_64")]
 mod direct;
 mod kernel;
 mod winograd;

@@ -11,7 +11,8 @@
 //! walks the pixels, in order: for a group of images, in [`Run::kernel_grad`]'s fixed
 //! partial sums, so the bits do not depend on the thread count.
 //!
-//! It applies where every window is inside the image (no padding read; any stride and
+//! The module exists on x86-64 only (its callers fall back to im2col elsewhere). It applies
+//! where every window is inside the image (no padding read; any stride and
 //! dilation) and the output channels are a multiple of the vector width; the AVX2 and
 //! AVX-512 instances give the same bits (one lane's chain is the same either way).
 //!
@@ -21,6 +22,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use super::Geometry;
+use crate::lanes::Isa;
 use crate::Element;
 
 /// Taps of a 3×3 window.
@@ -35,7 +37,7 @@ pub(super) fn convolve<F: Element>(
     bias: Option<&[F]>,
     y: &mut [F],
 ) -> bool {
-    let Some(isa) = Isa::for_geometry(g) else {
+    let Some(isa) = instance(g) else {
         return false;
     };
     let (Some(images), Some(w), Some(y)) = (
@@ -59,7 +61,7 @@ pub(super) fn convolve<F: Element>(
         return false;
     }
     let taps = tap_offsets(g);
-    // SAFETY: `for_geometry` checked the CPU, the channels and that every window is inside
+    // SAFETY: `instance` checked the CPU, the channels and that every window is inside
     // the image; the buffers hold whole images, outputs, the kernel and the bias (above).
     unsafe { isa.forward(g, &taps, images, w, bias, y) };
     true
@@ -73,7 +75,7 @@ pub(super) fn add_kernel_grad<F: Element>(
     y_bar: &[F],
     sum: &mut [F],
 ) -> bool {
-    let Some(isa) = Isa::for_geometry(g) else {
+    let Some(isa) = instance(g) else {
         return false;
     };
     let (Some(images), Some(y_bar), Some(sum)) = (
@@ -117,48 +119,22 @@ fn window_start(g: &Geometry, oy: usize, ox: usize) -> usize {
     oy * a.s * b.n + ox * b.s
 }
 
-/// Which instance runs: the widest whose vector divides the output channels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Isa {
-    #[cfg(target_arch = "x86_64")]
-    Avx2,
-    #[cfg(target_arch = "x86_64")]
-    Avx512,
+/// The instance for this geometry: the widest whose vector divides the output channels,
+/// where the input has one channel and every tap of every 3×3 window is inside it.
+fn instance(g: &Geometry) -> Option<Isa> {
+    // The last window's last tap, `(out - 1)·s + 2·d`, is inside the input.
+    let inside = g.axes.iter().all(|a| {
+        let last = (a.out.checked_sub(1))
+            .and_then(|o| o.checked_mul(a.s))
+            .and_then(|p| p.checked_add(a.d.checked_mul(2)?));
+        a.k == 3 && a.before == 0 && last.is_some_and(|last| last < a.n)
+    });
+    Isa::dividing(g.o).filter(|_| g.c == 1 && inside)
 }
 
-impl Isa {
-    #[cfg(target_arch = "x86_64")]
-    fn for_geometry(g: &Geometry) -> Option<Self> {
-        use crate::lanes::{Avx2, Avx512, Lanes};
-        // The last window's last tap, `(out - 1)·s + 2·d`, is inside the input.
-        let inside = g.axes.iter().all(|a| {
-            let last = (a.out.checked_sub(1))
-                .and_then(|o| o.checked_mul(a.s))
-                .and_then(|p| p.checked_add(a.d.checked_mul(2)?));
-            a.k == 3 && a.before == 0 && last.is_some_and(|last| last < a.n)
-        });
-        if g.c != 1 || !inside {
-            return None;
-        }
-        if crate::cpu::has_avx512f() && g.o.is_multiple_of(Avx512::LANES) {
-            Some(Isa::Avx512)
-        } else if crate::cpu::has_avx2_fma() && g.o.is_multiple_of(Avx2::LANES) {
-            Some(Isa::Avx2)
-        } else {
-            None
-        }
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    fn for_geometry(_: &Geometry) -> Option<Self> {
-        None
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
 mod simd {
-    use super::{window_start, Geometry, Isa, TAPS};
-    use crate::lanes::{Avx2, Avx512, Lanes};
+    use super::{window_start, Geometry, TAPS};
+    use crate::lanes::{instances, Lanes};
 
     /// The nine input values of one window, each in every lane.
     ///
@@ -257,111 +233,15 @@ mod simd {
         }
     }
 
-    impl Isa {
-        /// [`forward`] through this instance.
-        ///
-        /// # Safety
-        /// As [`forward`]; the CPU has the instance's instructions.
-        pub(super) unsafe fn forward(
-            self,
-            g: &Geometry,
-            taps: &[usize; TAPS],
-            images: &[f32],
-            w: &[f32],
-            bias: Option<&[f32]>,
-            y: &mut [f32],
-        ) {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn narrow(
-                g: &Geometry,
-                taps: &[usize; TAPS],
-                x: &[f32],
-                w: &[f32],
-                b: Option<&[f32]>,
-                y: &mut [f32],
-            ) {
-                // SAFETY: the caller's contract.
-                unsafe { forward::<Avx2>(g, taps, x, w, b, y) }
-            }
-            #[target_feature(enable = "avx512f")]
-            unsafe fn wide(
-                g: &Geometry,
-                taps: &[usize; TAPS],
-                x: &[f32],
-                w: &[f32],
-                b: Option<&[f32]>,
-                y: &mut [f32],
-            ) {
-                // SAFETY: the caller's contract.
-                unsafe { forward::<Avx512>(g, taps, x, w, b, y) }
-            }
-            match self {
-                // SAFETY: the caller's contract.
-                Isa::Avx2 => unsafe { narrow(g, taps, images, w, bias, y) },
-                // SAFETY: the caller's contract.
-                Isa::Avx512 => unsafe { wide(g, taps, images, w, bias, y) },
-            }
-        }
-
-        /// [`kernel_grad`] through this instance.
-        ///
-        /// # Safety
-        /// As [`kernel_grad`]; the CPU has the instance's instructions.
-        pub(super) unsafe fn kernel_grad(
-            self,
-            g: &Geometry,
-            taps: &[usize; TAPS],
-            images: &[f32],
-            y_bar: &[f32],
-            sum: &mut [f32],
-        ) {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn narrow(g: &Geometry, t: &[usize; TAPS], x: &[f32], y: &[f32], s: &mut [f32]) {
-                // SAFETY: the caller's contract.
-                unsafe { kernel_grad::<Avx2>(g, t, x, y, s) }
-            }
-            #[target_feature(enable = "avx512f")]
-            unsafe fn wide(g: &Geometry, t: &[usize; TAPS], x: &[f32], y: &[f32], s: &mut [f32]) {
-                // SAFETY: the caller's contract.
-                unsafe { kernel_grad::<Avx512>(g, t, x, y, s) }
-            }
-            match self {
-                // SAFETY: the caller's contract.
-                Isa::Avx2 => unsafe { narrow(g, taps, images, y_bar, sum) },
-                // SAFETY: the caller's contract.
-                Isa::Avx512 => unsafe { wide(g, taps, images, y_bar, sum) },
-            }
-        }
+    instances! {
+        /// [`forward`].
+        forward => forward(g: &Geometry, taps: &[usize; TAPS], images: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]);
+        /// [`kernel_grad`].
+        kernel_grad => kernel_grad(g: &Geometry, taps: &[usize; TAPS], images: &[f32], y_bar: &[f32], sum: &mut [f32]);
     }
 }
 
-/// Elsewhere there is no instance (`for_geometry` gives none), so these are never called.
-#[cfg(not(target_arch = "x86_64"))]
-impl Isa {
-    unsafe fn forward(
-        self,
-        _: &Geometry,
-        _: &[usize; TAPS],
-        _: &[f32],
-        _: &[f32],
-        _: Option<&[f32]>,
-        _: &mut [f32],
-    ) {
-        match self {}
-    }
-    unsafe fn kernel_grad(
-        self,
-        _: &Geometry,
-        _: &[usize; TAPS],
-        _: &[f32],
-        _: &[f32],
-        _: &mut [f32],
-    ) {
-        match self {}
-    }
-}
-
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests {
     use super::{tap_offsets, Geometry, Isa, TAPS};
     use crate::ops::window::{Axis1, Padding};

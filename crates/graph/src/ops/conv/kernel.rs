@@ -1,6 +1,8 @@
 //! The convolution kernels: im2col, GEMM, col2im, one image at a time.
 
-use super::{direct, Geometry};
+#[cfg(target_arch = "x86_64")]
+use super::direct;
+use super::Geometry;
 use crate::error::{GraphError, Result};
 use crate::gemm::{matmul_add_into, matmul_into};
 use crate::limits::grow_to;
@@ -94,7 +96,6 @@ impl Run<'_> {
         let (rows, taps, group) = (g.rows(), g.taps(), self.group::<F>());
         let per_worker = group * rows * taps;
         let cols = self.scratch(scratch, self.per_team::<F>(per_worker)?)?;
-        let w_flat = w;
         let w = ArrayView2::from_shape((taps, g.o), w).map_err(|_| self.internal())?;
         let failed = AtomicBool::new(false);
         let out_chunk = group * rows * g.o;
@@ -104,8 +105,12 @@ impl Run<'_> {
                 let images = x
                     .get(task * group * g.image()..)
                     .and_then(|x| x.get(..n * g.image()));
-                if images.is_some_and(|images| direct::convolve(g, images, w_flat, bias, y)) {
-                    return;
+                #[cfg(target_arch = "x86_64")]
+                {
+                    let operands = images.zip(w.as_slice());
+                    if operands.is_some_and(|(x, w)| direct::convolve(g, x, w, bias, y)) {
+                        return;
+                    }
                 }
                 let a = images.and_then(|images| self.columns(images, cols));
                 match (a, ArrayViewMut2::from_shape((n * rows, g.o), &mut *y)) {
@@ -241,11 +246,14 @@ impl Run<'_> {
         let g = self.geo;
         let (rows, taps) = (g.rows(), g.taps());
         let n = images.len() / g.image().max(1);
-        let y_group = y
-            .get(first * rows * g.o..)
-            .and_then(|y| y.get(..n * rows * g.o));
-        if y_group.is_some_and(|y| direct::add_kernel_grad(g, images, y, sum)) {
-            return true;
+        #[cfg(target_arch = "x86_64")]
+        {
+            let y_group = y
+                .get(first * rows * g.o..)
+                .and_then(|y| y.get(..n * rows * g.o));
+            if y_group.is_some_and(|y| direct::add_kernel_grad(g, images, y, sum)) {
+                return true;
+            }
         }
         if self.columns(images, cols).is_none() {
             return false;

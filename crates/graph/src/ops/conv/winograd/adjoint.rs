@@ -30,7 +30,7 @@ impl Tiling {
         }
         x_bar.fill(F::zero());
         #[cfg(target_arch = "x86_64")]
-        let isa = Isa::for_channels(ci);
+        let isa = Isa::dividing(ci);
         let dims = [self.h, self.w, ci];
         for (ty, tx, pixels) in pixels_by_tile(dims, self.pad, [th, tw], T) {
             for (i, image) in x_bar.chunks_exact_mut(image_len).enumerate() {
@@ -41,7 +41,7 @@ impl Tiling {
                 {
                     for c0 in (0..ci).step_by(isa.lanes()) {
                         // SAFETY: the CPU has `isa`'s instructions and `c0 + lanes <= ci`
-                        // (`for_channels`); the tile's channels end within each plane of `v̄`, and
+                        // (`dividing`); the tile's channels end within each plane of `v̄`, and
                         // every pixel is inside the image with `ci` channels (`tile_pixels`).
                         unsafe { isa.input_adjoint_tile(v, plane, tile + c0, c0, x, &pixels) };
                     }

@@ -18,40 +18,13 @@
 
 use super::matrices::{sandwich, Arith, Input, InputT, Output, OutputT, R, T};
 use super::tiles::Pixels;
-use crate::lanes::{Avx2, Avx512, Lanes};
-
-/// Which instance runs: the widest whose vector divides the channel count.
-#[derive(Clone, Copy)]
-pub(super) enum Isa {
-    Avx2,
-    Avx512,
-}
-
-impl Isa {
-    /// The instance for `c` channels on this CPU, `None` when neither applies.
-    pub fn for_channels(c: usize) -> Option<Self> {
-        if crate::cpu::has_avx512f() && c.is_multiple_of(Avx512::LANES) {
-            Some(Isa::Avx512)
-        } else if crate::cpu::has_avx2() && c.is_multiple_of(Avx2::LANES) {
-            Some(Isa::Avx2)
-        } else {
-            None
-        }
-    }
-
-    /// Channels per vector.
-    pub fn lanes(self) -> usize {
-        match self {
-            Isa::Avx2 => Avx2::LANES,
-            Isa::Avx512 => Avx512::LANES,
-        }
-    }
-}
+pub(super) use crate::lanes::Isa;
+use crate::lanes::{instances, Lanes};
 
 /// One vector of `S`'s lanes, for the 1-D transforms.
 ///
 /// A `Vector` is made only inside this module's kernels, which run compiled for `S`'s
-/// instruction set on a CPU that has it ([`Isa::for_channels`]): that is what makes its
+/// instruction set on a CPU that has it ([`Isa::dividing`]): that is what makes its
 /// safe arithmetic sound.
 struct Vector<S: Lanes>(S::V);
 
@@ -264,41 +237,6 @@ unsafe fn input_adjoint_tile<S: Lanes>(
             }
         }
     }
-}
-
-/// The entry points: each transform through the instance `isa`, compiled for its
-/// instruction set.
-macro_rules! instances {
-    ($($(#[$doc:meta])* $name:ident => $generic:ident($($arg:ident: $ty:ty),*);)*) => {
-        impl Isa {
-            $(
-                $(#[$doc])*
-                ///
-                /// # Safety
-                /// As the generic function's, for the instance's vector width; the CPU has
-                /// the instance's instruction set ([`Isa::for_channels`] chose it).
-                #[allow(clippy::too_many_arguments)]
-                pub unsafe fn $name(self, $($arg: $ty),*) {
-                    #[target_feature(enable = "avx2,fma")]
-                    unsafe fn narrow($($arg: $ty),*) {
-                        // SAFETY: the caller's contract.
-                        unsafe { $generic::<Avx2>($($arg),*) }
-                    }
-                    #[target_feature(enable = "avx512f")]
-                    unsafe fn wide($($arg: $ty),*) {
-                        // SAFETY: the caller's contract.
-                        unsafe { $generic::<Avx512>($($arg),*) }
-                    }
-                    match self {
-                        // SAFETY: the caller's contract.
-                        Isa::Avx2 => unsafe { narrow($($arg),*) },
-                        // SAFETY: the caller's contract.
-                        Isa::Avx512 => unsafe { wide($($arg),*) },
-                    }
-                }
-            )*
-        }
-    };
 }
 
 instances! {

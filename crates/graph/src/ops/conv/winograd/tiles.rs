@@ -69,7 +69,7 @@ impl Tiling {
         }
         let dims = [self.oh, self.ow, co];
         #[cfg(target_arch = "x86_64")]
-        let isa = Isa::for_channels(co);
+        let isa = Isa::dividing(co);
         for (ty, tx, outputs) in pixels_by_tile(dims, [0, 0], [th, tw], R) {
             for (i, image) in out.chunks_exact_mut(image_len).enumerate() {
                 let tile = (i * th * tw + ty * tw + tx) * co;
@@ -82,7 +82,7 @@ impl Tiling {
                     if let Some(bias) = bias {
                         for c0 in (0..co).step_by(isa.lanes()) {
                             // SAFETY: the CPU has `isa`'s instructions and `c0 + lanes <= co`
-                            // (`for_channels`); the tile ends within each plane of `m`, every
+                            // (`dividing`); the tile ends within each plane of `m`, every
                             // output pixel is inside the image with `co` channels, as is `bias`.
                             unsafe { isa.output_tile(m, plane, tile + c0, bias, c0, y, &outputs) };
                         }
@@ -112,7 +112,7 @@ pub(super) fn gather<F: Element>(images: &[F], t: Gather, v: &mut [F]) -> bool {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
-    let isa = Isa::for_channels(c);
+    let isa = Isa::dividing(c);
     for (ty, tx, pixels) in pixels_by_tile(t.dims, t.pad, [th, tw], t.source.side()) {
         for (i, image) in images.chunks_exact(image_len).enumerate() {
             let tile = (i * th * tw + ty * tw + tx) * c;
@@ -122,7 +122,7 @@ pub(super) fn gather<F: Element>(images: &[F], t: Gather, v: &mut [F]) -> bool {
             {
                 for c0 in (0..c).step_by(isa.lanes()) {
                     // SAFETY: the CPU has `isa`'s instructions and `c0 + lanes <= c`
-                    // (`for_channels`); every pixel is inside the image with `c` channels
+                    // (`dividing`); every pixel is inside the image with `c` channels
                     // (`tile_pixels`); the tile ends within each plane of `v` (checked above).
                     unsafe {
                         match t.source {
