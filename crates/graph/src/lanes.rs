@@ -14,11 +14,13 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use std::arch::x86_64::{
-    __m256, __m256i, __m512, __mmask16, _mm256_add_ps, _mm256_broadcast_ss, _mm256_cmpgt_epi32,
-    _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_maskload_ps, _mm256_mul_ps, _mm256_set1_epi32,
+    __m256, __m256i, __m512, __mmask16, _mm256_add_ps, _mm256_andnot_ps, _mm256_blendv_ps,
+    _mm256_broadcast_ss, _mm256_cmp_ps, _mm256_cmpgt_epi32, _mm256_fmadd_ps, _mm256_loadu_ps,
+    _mm256_maskload_ps, _mm256_mul_ps, _mm256_or_ps, _mm256_set1_epi32, _mm256_set1_ps,
     _mm256_setr_epi32, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps, _mm512_add_ps,
-    _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_mul_ps,
-    _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps, _mm512_sub_ps,
+    _mm512_cmp_ps_mask, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_blend_ps,
+    _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_mul_ps, _mm512_set1_ps, _mm512_setzero_ps,
+    _mm512_storeu_ps, _mm512_sub_ps, _CMP_EQ_OQ, _CMP_GT_OQ, _CMP_UNORD_Q,
 };
 
 /// A vector of `f32` lanes and the operations the kernels need.
@@ -33,6 +35,8 @@ pub(crate) trait Lanes {
     type V: Copy;
     /// Which lanes of a vector exist at a ragged column edge.
     type Mask: Copy;
+    /// Which lanes a comparison holds in.
+    type Cmp: Copy;
     /// Floats per vector.
     const LANES: usize;
     /// Rows per register tile of the main bands (the tile is `TALL x 2·LANES`).
@@ -60,6 +64,15 @@ pub(crate) trait Lanes {
     unsafe fn sub(x: Self::V, y: Self::V) -> Self::V;
     /// `x · y` in each lane.
     unsafe fn mul(x: Self::V, y: Self::V) -> Self::V;
+    /// `x` in every lane.
+    unsafe fn set(x: f32) -> Self::V;
+    /// Max pooling's tie rule in each lane: `v` replaces the maximum `best` where it is
+    /// larger, or a NaN where `best` is not; an equal value never does.
+    unsafe fn wins(v: Self::V, best: Self::V) -> Self::Cmp;
+    /// Where `x == y` (ordered: never for a NaN).
+    unsafe fn equal(x: Self::V, y: Self::V) -> Self::Cmp;
+    /// `if_true` where `c` holds, `if_false` elsewhere.
+    unsafe fn select(c: Self::Cmp, if_true: Self::V, if_false: Self::V) -> Self::V;
 }
 
 /// Which instance of a kernel written over [`Lanes`] runs.
@@ -145,6 +158,7 @@ pub(crate) struct Avx512;
 impl Lanes for Avx2 {
     type V = __m256;
     type Mask = __m256i;
+    type Cmp = __m256;
     const LANES: usize = 8;
     // 6 x 16: 12 accumulators, 2 vectors of `b` and one broadcast, 15 of the 16 registers.
     const TALL: usize = 6;
@@ -214,11 +228,37 @@ impl Lanes for Avx2 {
         // SAFETY: AVX is available (the contract).
         unsafe { _mm256_mul_ps(x, y) }
     }
+    #[inline(always)]
+    unsafe fn set(x: f32) -> __m256 {
+        // SAFETY: AVX is available (the contract).
+        unsafe { _mm256_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn wins(v: __m256, best: __m256) -> __m256 {
+        // SAFETY: AVX is available (the contract).
+        unsafe {
+            let larger = _mm256_cmp_ps::<_CMP_GT_OQ>(v, best);
+            let v_nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
+            let best_nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(best, best);
+            _mm256_or_ps(larger, _mm256_andnot_ps(best_nan, v_nan))
+        }
+    }
+    #[inline(always)]
+    unsafe fn equal(x: __m256, y: __m256) -> __m256 {
+        // SAFETY: AVX is available (the contract).
+        unsafe { _mm256_cmp_ps::<_CMP_EQ_OQ>(x, y) }
+    }
+    #[inline(always)]
+    unsafe fn select(c: __m256, if_true: __m256, if_false: __m256) -> __m256 {
+        // SAFETY: AVX is available (the contract).
+        unsafe { _mm256_blendv_ps(if_false, if_true, c) }
+    }
 }
 
 impl Lanes for Avx512 {
     type V = __m512;
     type Mask = __mmask16;
+    type Cmp = __mmask16;
     const LANES: usize = 16;
     // 8 x 32: 16 accumulators (two FMA ports of latency 4 need 8 in flight), 2 vectors of
     // `b` and 8 broadcasts per 16 multiply-adds, within two loads a cycle.
@@ -280,5 +320,30 @@ impl Lanes for Avx512 {
     unsafe fn mul(x: __m512, y: __m512) -> __m512 {
         // SAFETY: AVX-512F is available (the contract).
         unsafe { _mm512_mul_ps(x, y) }
+    }
+    #[inline(always)]
+    unsafe fn set(x: f32) -> __m512 {
+        // SAFETY: AVX-512F is available (the contract).
+        unsafe { _mm512_set1_ps(x) }
+    }
+    #[inline(always)]
+    unsafe fn wins(v: __m512, best: __m512) -> __mmask16 {
+        // SAFETY: AVX-512F is available (the contract).
+        unsafe {
+            let larger = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
+            let v_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+            let best_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(best, best);
+            larger | (v_nan & !best_nan)
+        }
+    }
+    #[inline(always)]
+    unsafe fn equal(x: __m512, y: __m512) -> __mmask16 {
+        // SAFETY: AVX-512F is available (the contract).
+        unsafe { _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, y) }
+    }
+    #[inline(always)]
+    unsafe fn select(c: __mmask16, if_true: __m512, if_false: __m512) -> __m512 {
+        // SAFETY: AVX-512F is available (the contract).
+        unsafe { _mm512_mask_blend_ps(c, if_false, if_true) }
     }
 }

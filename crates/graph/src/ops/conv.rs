@@ -46,12 +46,16 @@
 //! stride-1 3×3 windows with 8 channels or more on each side run by Winograd's F(4×4, 3×3)
 //! (`conv/winograd.rs`), and one-channel 3×3 windows with no padding (an image's first layer) run
 //! directly on `f32` vectors, where im2col's copy would cost as much as its `K = 9` product
-//! (`conv/direct.rs`).
+//! (`conv/direct.rs`). Where only a 2×2 max pool and its gradient read such a convolution, the
+//! plan runs it inside them, never writing its output (`conv/pooled.rs`, `plan/fuse.rs`).
 
 #[cfg(target_arch = "x86_64")]
 mod direct;
 mod kernel;
+mod pooled;
 mod winograd;
+
+pub(crate) use pooled::PooledConv;
 
 use crate::error::{GraphError, Result};
 use crate::ops::window::{axes2, fixed_dim, fixed_hw, Axis1, Padding};

@@ -1,4 +1,4 @@
-//! [`compile`]: from fetches to a [`Plan`], in four named phases.
+//! [`compile`]: from fetches to a [`Plan`], in five named phases.
 //!
 //! 1. [`needed_nodes`]: what the fetches depend on (an explicit stack, no recursion).
 //! 2. [`input_slots`]: one feed slot per input of the graph, needed or not, so that feeding an
@@ -7,7 +7,9 @@
 //!    append-only and an operand always exists before its user, so that *is* a topological
 //!    order), plus a copy step for each fetched leaf, so that outputs borrow only the plan.
 //!    Operands still refer to the *nodes* they read ([`Operand`]).
-//! 4. [`assign_slots`]: liveness and slot reuse, turning node operands into buffer slots.
+//! 4. [`fuse_pooled_convolutions`](super::fuse::fuse_pooled_convolutions): a convolution
+//!    that only a 2×2 max pool and its gradient read runs inside them (see `plan/fuse.rs`).
+//! 5. [`assign_slots`]: liveness and slot reuse, turning node operands into buffer slots.
 
 use super::{Buffer, InputSlot, Plan, Source, Step};
 use crate::error::Result;
@@ -19,8 +21,8 @@ use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// Where a step under construction reads an operand: by node, before slots exist.
-#[derive(Debug, Clone, Copy)]
-enum Operand {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Operand {
     /// The feed of input slot `k`.
     Feed(usize),
     /// A parameter's or constant's value, read from the graph at run time.
@@ -30,10 +32,10 @@ enum Operand {
 }
 
 /// A step whose operands are still nodes.
-struct PendingStep<F: Element> {
-    node: usize,
-    step: Step<F>,
-    operands: SmallVec<[Operand; 3]>,
+pub(super) struct PendingStep<F: Element> {
+    pub node: usize,
+    pub step: Step<F>,
+    pub operands: SmallVec<[Operand; 3]>,
 }
 
 /// Compiles the part of `graph` that `fetches` depend on into a [`Plan`].
@@ -63,6 +65,7 @@ pub fn compile<F: Element>(graph: &Graph<F>, fetches: &[NodeId]) -> Result<Plan<
     let (inputs, input_of) = input_slots(graph, &needed)?;
     let pending = build_steps(graph, fetches, &needed, &input_of)?;
     let fetch_nodes: Vec<usize> = fetches.iter().map(|f| f.index()).collect();
+    let pending = super::fuse::fuse_pooled_convolutions(graph, pending, &fetch_nodes);
     let (steps, fetches, slots) = assign_slots(pending, &fetch_nodes, graph.node_count());
     let input_index = inputs
         .iter()
@@ -244,7 +247,8 @@ impl<F: Element> Step<F> {
             operands: SmallVec::new(),
             declared,
             out: 0,
-            cached: None::<(SmallVec<[ConcreteShape; 3]>, ConcreteShape)>,
+            fused: None,
+            cached: None::<(SmallVec<[ConcreteShape; 4]>, ConcreteShape)>,
             scratch: Vec::new(),
         }
     }

@@ -135,7 +135,8 @@ fn run_step<F: Element>(
     data: &mut Vec<F>,
     team: Team,
 ) -> Result<ConcreteShape> {
-    let mut views: SmallVec<[ArrayViewD<'_, F>; 3]> = SmallVec::new();
+    // Four: a fused step reads four operands (`plan/fuse.rs`), and a step must not allocate.
+    let mut views: SmallVec<[ArrayViewD<'_, F>; 4]> = SmallVec::new();
     for src in &step.operands {
         views.push(match *src {
             Source::Feed(k) => {
@@ -152,12 +153,23 @@ fn run_step<F: Element>(
             Source::Buffer(b) => buffers[b].view()?,
         });
     }
-    let shapes: SmallVec<[&[usize]; 3]> = views.iter().map(|v| v.shape()).collect();
+    let shapes: SmallVec<[&[usize]; 4]> = views.iter().map(|v| v.shape()).collect();
     let out_shape = output_shape(step, &shapes)?;
     let n = crate::limits::check_size::<F>(step.op.name(), &step.name, &out_shape)?;
     // Grow only: a slot shared by values of different sizes keeps its largest length, so
     // switching between them costs no fill. Every kernel overwrites all of its output.
     crate::limits::grow_to(data, n, step.op.name(), &step.name, &out_shape)?;
+    if let Some(fused) = &step.fused {
+        let out = ArrayViewMutD::from_shape(IxDyn(&out_shape), &mut data[..n]).map_err(|_| {
+            GraphError::Internal {
+                op: fused.name(),
+                node: step.name.clone(),
+                what: "output buffer does not fit its shape",
+            }
+        })?;
+        fused.forward(&step.name, &views, out, &mut step.scratch, team)?;
+        return Ok(out_shape);
+    }
     if team.workers() > 1 && n >= SPLIT_AT && step.op.splits_by_rows() {
         split_by_rows(step, &views, &out_shape, &mut data[..n], team)
             .map_err(|e| name_error(e, &step.name))?;
@@ -256,7 +268,10 @@ fn output_shape<F: Element>(step: &mut Step<F>, shapes: &[&[usize]]) -> Result<C
     {
         return Ok(out.clone());
     }
-    let out_shape = step.op.infer_concrete(&step.name, shapes)?;
+    let out_shape = match &step.fused {
+        Some(fused) => fused.infer_concrete(&step.name, shapes)?,
+        None => step.op.infer_concrete(&step.name, shapes)?,
+    };
     if !step.declared.is_empty() {
         check_no_dynamic_stretch(step, shapes, &out_shape)?;
     }

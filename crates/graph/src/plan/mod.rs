@@ -4,7 +4,9 @@
 //! every intermediate value a buffer slot, reusing a slot once the last reader of its value has
 //! run. The graph is append-only and an operand always exists before its user, so ascending
 //! node index *is* a topological order: collecting the needed nodes with an explicit stack and
-//! sorting them is an iterative O(V log V + E), safe for chains of any length.
+//! sorting them is an iterative O(V log V + E), safe for chains of any length. One fusion runs
+//! between ordering and slots: a one-channel 3×3 convolution that only a 2×2 max pool and its
+//! gradient read is computed inside them, with the same bits (`plan/fuse.rs`).
 //!
 //! [`Plan::run`] validates the feeds, then executes the steps. Buffers keep their capacity
 //! across runs, so after the first run with the largest batch nothing is allocated; fetched
@@ -12,6 +14,7 @@
 
 mod compile;
 mod execute;
+mod fuse;
 
 pub use compile::compile;
 
@@ -40,6 +43,9 @@ struct Step<F: Element> {
     node: usize,
     name: String,
     op: Op<F>,
+    /// Set where the step computes its node together with operands the plan skips (see
+    /// `plan/fuse.rs`): then its operands are the fused kernel's, and `op` names the node's.
+    fused: Option<crate::ops::conv::PooledConv>,
     operands: SmallVec<[Source; 3]>,
     /// Declared operand shapes, kept only for broadcasting ops (see [`Op::broadcasts_operands`])
     /// and matmul (whose batch axes broadcast).
@@ -47,7 +53,7 @@ struct Step<F: Element> {
     out: usize,
     /// Operand shapes of the last run and the output shape they gave: with an unchanged batch
     /// size the shape rule need not run again.
-    cached: Option<(SmallVec<[ConcreteShape; 3]>, ConcreteShape)>,
+    cached: Option<(SmallVec<[ConcreteShape; 4]>, ConcreteShape)>,
     /// Working space of the step's kernel (see `Op::forward`), grown on demand and kept.
     scratch: Vec<F>,
 }
@@ -319,7 +325,7 @@ impl<F: Element> Plan<F> {
             .zip(per_step)
             .map(|(step, (total, shape))| StepProfile {
                 node: step.name.clone(),
-                op: step.op.name(),
+                op: step.fused.as_ref().map_or(step.op.name(), |f| f.name()),
                 shape,
                 mean: total / runs,
             })

@@ -22,11 +22,11 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 use super::Geometry;
-use crate::lanes::Isa;
+use crate::lanes::{Isa, Lanes};
 use crate::Element;
 
 /// Taps of a 3×3 window.
-const TAPS: usize = 9;
+pub(super) const TAPS: usize = 9;
 
 /// `y = conv2d(x, w)` (+ `bias`) for a group of whole images; `false`, computing nothing,
 /// where the direct kernel does not apply or a buffer does not fit.
@@ -98,30 +98,30 @@ pub(super) fn add_kernel_grad<F: Element>(
     true
 }
 
-fn in_image(g: &Geometry) -> usize {
+pub(super) fn in_image(g: &Geometry) -> usize {
     g.axes[0].n * g.axes[1].n
 }
 
-fn out_image(g: &Geometry) -> usize {
+pub(super) fn out_image(g: &Geometry) -> usize {
     g.axes[0].out * g.axes[1].out * g.o
 }
 
 /// Where each tap reads, from the input pixel of the window's first tap.
-fn tap_offsets(g: &Geometry) -> [usize; TAPS] {
+pub(super) fn tap_offsets(g: &Geometry) -> [usize; TAPS] {
     let [a, b] = g.axes;
     std::array::from_fn(|t| (t / 3) * a.d * b.n + (t % 3) * b.d)
 }
 
 /// The input pixel of output pixel `(oy, ox)`'s first tap.
 #[inline(always)]
-fn window_start(g: &Geometry, oy: usize, ox: usize) -> usize {
+pub(super) fn window_start(g: &Geometry, oy: usize, ox: usize) -> usize {
     let [a, b] = g.axes;
     oy * a.s * b.n + ox * b.s
 }
 
 /// The instance for this geometry: the widest whose vector divides the output channels,
 /// where the input has one channel and every tap of every 3×3 window is inside it.
-fn instance(g: &Geometry) -> Option<Isa> {
+pub(super) fn instance(g: &Geometry) -> Option<Isa> {
     // The last window's last tap, `(out - 1)·s + 2·d`, is inside the input.
     let inside = g.axes.iter().all(|a| {
         let last = (a.out.checked_sub(1))
@@ -132,25 +132,29 @@ fn instance(g: &Geometry) -> Option<Isa> {
     Isa::dividing(g.o).filter(|_| g.c == 1 && inside)
 }
 
-mod simd {
-    use super::{window_start, Geometry, TAPS};
-    use crate::lanes::{instances, Lanes};
-
-    /// The nine input values of one window, each in every lane.
-    ///
-    /// # Safety
-    /// `S`'s instruction set is available (true of every function here) and the window is
-    /// inside `image`.
-    #[inline(always)]
-    unsafe fn window<S: Lanes>(image: &[f32], start: usize, taps: &[usize; TAPS]) -> [S::V; TAPS] {
-        // SAFETY: the instruction set is available (the contract).
-        let mut xs = [unsafe { S::zero() }; TAPS];
-        for (x, &t) in xs.iter_mut().zip(taps) {
-            // SAFETY: the window is inside the image (the contract).
-            *x = unsafe { S::splat(image.as_ptr().add(start + t)) };
-        }
-        xs
+/// The nine input values of one window, each in every lane.
+///
+/// # Safety
+/// `S`'s instruction set is available (true of every function here) and the window is
+/// inside `image`.
+#[inline(always)]
+pub(super) unsafe fn window<S: Lanes>(
+    image: &[f32],
+    start: usize,
+    taps: &[usize; TAPS],
+) -> [S::V; TAPS] {
+    // SAFETY: the instruction set is available (the contract).
+    let mut xs = [unsafe { S::zero() }; TAPS];
+    for (x, &t) in xs.iter_mut().zip(taps) {
+        // SAFETY: the window is inside the image (the contract).
+        *x = unsafe { S::splat(image.as_ptr().add(start + t)) };
     }
+    xs
+}
+
+mod simd {
+    use super::{window, window_start, Geometry, TAPS};
+    use crate::lanes::{instances, Lanes};
 
     /// # Safety
     /// The instruction set is available; every window is inside its image, and the buffers

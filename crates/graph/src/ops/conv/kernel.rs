@@ -51,7 +51,7 @@ impl Run<'_> {
     /// product in the crate's own kernels (below the `gemm` crate's size, whose packing
     /// allocates). It depends on the geometry and the batch only, never on the thread count,
     /// so sums over a group are the same on every run.
-    fn group<F>(&self) -> usize {
+    pub(super) fn group<F>(&self) -> usize {
         let g = self.geo;
         let per_image = (g.rows() * g.taps())
             .saturating_mul(std::mem::size_of::<F>())
@@ -196,6 +196,21 @@ impl Run<'_> {
         w: &mut [F],
         scratch: &mut Vec<F>,
     ) -> Result<()> {
+        self.kernel_grad_by(x, w, scratch, &|images, first, space, sum| {
+            self.add_group(images, y, first, space, sum)
+        })
+    }
+
+    /// [`Run::kernel_grad`]'s partial sums and their total, with `add(images, first, space,
+    /// sum)` adding one group's product (the images starting at image `first`) to `sum`, in
+    /// the worker's `space`; `false` from `add` is an internal error.
+    pub(super) fn kernel_grad_by<F: Element>(
+        &self,
+        x: &[F],
+        w: &mut [F],
+        scratch: &mut Vec<F>,
+        add: &GroupSum<'_, F>,
+    ) -> Result<()> {
         let g = self.geo;
         let (rows, taps, group) = (g.rows(), g.taps(), self.group::<F>());
         let groups = self.batch.div_ceil(group);
@@ -207,16 +222,13 @@ impl Run<'_> {
         let failed = AtomicBool::new(false);
         self.team
             .for_chunks(sums, size, workers, per_worker, &|p, sum, space| {
-                let (cols, temp) = space.split_at_mut(group * rows * taps);
                 sum.fill(F::zero());
                 let (first, last) = (p * groups / partials, (p + 1) * groups / partials);
                 for k in first..last {
                     let images = x
                         .get(k * group * g.image()..)
                         .map(|x| &x[..(group * g.image()).min(x.len())]);
-                    let ok = images.is_some_and(|images| {
-                        self.add_group(images, y, k * group, cols, sum, temp)
-                    });
+                    let ok = images.is_some_and(|images| add(images, k * group, space, sum));
                     if !ok {
                         failed.store(true, Ordering::Relaxed);
                     }
@@ -239,12 +251,12 @@ impl Run<'_> {
         images: &[F],
         y: &[F],
         first: usize,
-        cols: &mut [F],
+        space: &mut [F],
         sum: &mut [F],
-        temp: &mut [F],
     ) -> bool {
         let g = self.geo;
         let (rows, taps) = (g.rows(), g.taps());
+        let (cols, temp) = space.split_at_mut(self.group::<F>() * rows * taps);
         let n = images.len() / g.image().max(1);
         #[cfg(target_arch = "x86_64")]
         {
@@ -278,6 +290,9 @@ impl Run<'_> {
         }
     }
 }
+
+/// Adds one group's kernel gradient to a partial sum: see [`Run::kernel_grad_by`].
+pub(super) type GroupSum<'a, F> = dyn Fn(&[F], usize, &mut [F], &mut [F]) -> bool + Sync + 'a;
 
 /// Partial sums of a kernel gradient (see [`Run::kernel_grad`]): enough tasks to share
 /// between [`MAX_THREADS`](crate::MAX_THREADS) threads.
