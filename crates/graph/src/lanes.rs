@@ -20,7 +20,7 @@ use std::arch::x86_64::{
     _mm256_setr_epi32, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps, _mm512_add_ps,
     _mm512_cmp_ps_mask, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_blend_ps,
     _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_mul_ps, _mm512_set1_ps, _mm512_setzero_ps,
-    _mm512_storeu_ps, _mm512_sub_ps, _CMP_EQ_OQ, _CMP_GT_OQ, _CMP_UNORD_Q,
+    _mm512_storeu_ps, _mm512_sub_ps, _CMP_EQ_OQ, _CMP_GT_OQ, _CMP_LE_OQ, _CMP_UNORD_Q,
 };
 
 /// A vector of `f32` lanes and the operations the kernels need.
@@ -71,6 +71,8 @@ pub(crate) trait Lanes {
     unsafe fn wins(v: Self::V, best: Self::V) -> Self::Cmp;
     /// Where `x == y` (ordered: never for a NaN).
     unsafe fn equal(x: Self::V, y: Self::V) -> Self::Cmp;
+    /// Where `x <= y` (ordered: never for a NaN).
+    unsafe fn at_most(x: Self::V, y: Self::V) -> Self::Cmp;
     /// `if_true` where `c` holds, `if_false` elsewhere.
     unsafe fn select(c: Self::Cmp, if_true: Self::V, if_false: Self::V) -> Self::V;
 }
@@ -249,6 +251,11 @@ impl Lanes for Avx2 {
         unsafe { _mm256_cmp_ps::<_CMP_EQ_OQ>(x, y) }
     }
     #[inline(always)]
+    unsafe fn at_most(x: __m256, y: __m256) -> __m256 {
+        // SAFETY: AVX is available (the contract).
+        unsafe { _mm256_cmp_ps::<_CMP_LE_OQ>(x, y) }
+    }
+    #[inline(always)]
     unsafe fn select(c: __m256, if_true: __m256, if_false: __m256) -> __m256 {
         // SAFETY: AVX is available (the contract).
         unsafe { _mm256_blendv_ps(if_false, if_true, c) }
@@ -340,6 +347,11 @@ impl Lanes for Avx512 {
     unsafe fn equal(x: __m512, y: __m512) -> __mmask16 {
         // SAFETY: AVX-512F is available (the contract).
         unsafe { _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(x, y) }
+    }
+    #[inline(always)]
+    unsafe fn at_most(x: __m512, y: __m512) -> __mmask16 {
+        // SAFETY: AVX-512F is available (the contract).
+        unsafe { _mm512_cmp_ps_mask::<_CMP_LE_OQ>(x, y) }
     }
     #[inline(always)]
     unsafe fn select(c: __mmask16, if_true: __m512, if_false: __m512) -> __m512 {

@@ -4,7 +4,7 @@
 //!
 //! - `max_pool2d(conv2d(x, w) + b)` computes each window's four convolution values in
 //!   registers (the direct kernel's chain of nine fused multiply-adds, then the bias) and
-//!   stores their maximum.
+//!   stores their maximum, or its ReLU where the plan fused the ReLU after the pool.
 //! - Its kernel gradient, `K(x, S_y(v̄))` with `y = conv2d(x, w) + b`, recomputes `y` window
 //!   by window, routes `v̄` to each window's argmax by pooling's tie rule (a later tap wins
 //!   only when larger, or a NaN over a number) and adds `x · ȳ` pixel by pixel in the direct
@@ -26,8 +26,14 @@ use ndarray::{ArrayViewD, ArrayViewMutD};
 /// A convolution and the 2×2 max pool over its output, run as one step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PooledConv {
-    /// `max_pool2d(conv(x, w))` (`conv2d` or `conv2d_bias`); operands `x, w` (`, b`).
-    Forward(ConvOp),
+    /// `max_pool2d(conv(x, w))` (`conv2d` or `conv2d_bias`), then `relu` if asked; operands
+    /// `x, w` (`, b`).
+    Forward {
+        /// The convolution.
+        conv: ConvOp,
+        /// Whether a ReLU follows the pool.
+        relu: bool,
+    },
     /// `conv2d_kernel_grad(x, max_pool2d_scatter(conv(x, w), v̄))`; operands `x, w` (`, b`),
     /// `v̄`.
     KernelGrad(ConvOp),
@@ -37,15 +43,19 @@ impl PooledConv {
     /// The fused ops' names, for profiles.
     pub fn name(&self) -> &'static str {
         match self {
-            PooledConv::Forward(ConvOp::Conv2dBias(_)) => "conv2d_bias+max_pool2d",
-            PooledConv::Forward(_) => "conv2d+max_pool2d",
+            PooledConv::Forward { conv, relu } => match (conv, relu) {
+                (ConvOp::Conv2dBias(_), false) => "conv2d_bias+max_pool2d",
+                (ConvOp::Conv2dBias(_), true) => "conv2d_bias+max_pool2d+relu",
+                (_, false) => "conv2d+max_pool2d",
+                (_, true) => "conv2d+max_pool2d+relu",
+            },
             PooledConv::KernelGrad(_) => "conv2d_kernel_grad+max_pool2d_scatter",
         }
     }
 
     fn conv(&self) -> &ConvOp {
         match self {
-            PooledConv::Forward(conv) | PooledConv::KernelGrad(conv) => conv,
+            PooledConv::Forward { conv, .. } | PooledConv::KernelGrad(conv) => conv,
         }
     }
 
@@ -69,7 +79,7 @@ impl PooledConv {
         let [a, b] = geo.axes;
         let pooled = [shapes[0][0], a.out / 2, b.out / 2, geo.o];
         match self {
-            PooledConv::Forward(_) => Ok(ConcreteShape::from_slice(&pooled)),
+            PooledConv::Forward { .. } => Ok(ConcreteShape::from_slice(&pooled)),
             PooledConv::KernelGrad(_) => match shapes.get(arity) {
                 Some(v_bar) if *v_bar == pooled => Ok(ConcreteShape::from_slice(shapes[1])),
                 _ => Err(GraphError::IncompatibleShapes {
@@ -135,7 +145,9 @@ impl PooledConv {
         };
         let bias = (arity == 3).then(|| slices[2]);
         let done = match self {
-            PooledConv::Forward(_) => run.pooled_conv(slices[0], slices[1], bias, out),
+            PooledConv::Forward { relu, .. } => {
+                run.pooled_conv((slices[0], slices[1], bias), *relu, out)
+            }
             PooledConv::KernelGrad(_) => {
                 let v_bar = slices.get(arity).copied().unwrap_or(&[]);
                 let ws = (slices[0], slices[1], bias, v_bar);
@@ -167,12 +179,15 @@ fn fits(_: &Geometry) -> bool {
     false
 }
 
+/// The operands of the fused forward step: `x`, `w`, the bias.
+type ConvOperands<'a, F> = (&'a [F], &'a [F], Option<&'a [F]>);
+
 /// The operands of the fused kernel gradient: `x`, `w`, the bias, `v̄`.
 type GradOperands<'a, F> = (&'a [F], &'a [F], Option<&'a [F]>, &'a [F]);
 
 #[cfg(not(target_arch = "x86_64"))]
 impl super::kernel::Run<'_> {
-    fn pooled_conv<F: Element>(&self, _: &[F], _: &[F], _: Option<&[F]>, _: &mut [F]) -> bool {
+    fn pooled_conv<F: Element>(&self, _: ConvOperands<'_, F>, _: bool, _: &mut [F]) -> bool {
         false
     }
 

@@ -7,7 +7,7 @@
 use super::super::direct::{in_image, instance, tap_offsets, window, window_start, TAPS};
 use super::super::kernel::Run;
 use super::super::Geometry;
-use super::{GradOperands, MAX_WIDTH};
+use super::{ConvOperands, GradOperands, MAX_WIDTH};
 use crate::error::Result;
 use crate::Element;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,14 +18,13 @@ fn pooled_image(g: &Geometry) -> usize {
 }
 
 impl Run<'_> {
-    /// `max_pool2d(conv2d(x, w) + bias)` into `pooled`, the images shared evenly between the
-    /// team (each output is computed on its own, so the split does not change a bit);
-    /// `false` where the kernel does not apply.
+    /// `max_pool2d(conv2d(x, w) + bias)` (then `relu` if asked) into `pooled`, the images
+    /// shared evenly between the team (each output is computed on its own, so the split does
+    /// not change a bit); `false` where the kernel does not apply.
     pub(super) fn pooled_conv<F: Element>(
         &self,
-        x: &[F],
-        w: &[F],
-        bias: Option<&[F]>,
+        (x, w, bias): ConvOperands<'_, F>,
+        relu: bool,
         pooled: &mut [F],
     ) -> bool {
         let g = self.geo;
@@ -38,7 +37,7 @@ impl Run<'_> {
                 let images = x
                     .get(task * per_task * in_image(g)..)
                     .and_then(|x| x.get(..n * in_image(g)));
-                if !images.is_some_and(|x| convolve_pooled(g, x, w, bias, pooled)) {
+                if !images.is_some_and(|x| convolve_pooled(g, (x, w, bias), relu, pooled)) {
                     failed.store(true, Ordering::Relaxed);
                 }
             });
@@ -98,13 +97,12 @@ impl<'a> Operands<'a> {
     }
 }
 
-/// `pooled = max_pool2d(conv2d(images, w) + bias)`; `false`, computing nothing, where the
-/// kernel does not apply or a buffer does not fit.
+/// `pooled = max_pool2d(conv2d(images, w) + bias)`, then `relu` if asked; `false`, computing
+/// nothing, where the kernel does not apply or a buffer does not fit.
 fn convolve_pooled<F: Element>(
     g: &Geometry,
-    images: &[F],
-    w: &[F],
-    bias: Option<&[F]>,
+    (images, w, bias): ConvOperands<'_, F>,
+    relu: bool,
     pooled: &mut [F],
 ) -> bool {
     let (Some(isa), Some(ops), Some(pooled)) = (
@@ -121,7 +119,7 @@ fn convolve_pooled<F: Element>(
     // SAFETY: `instance` checked the CPU, the channels and that every window is inside the
     // image, `fits` the pooled sizes; the buffers hold whole images, their pooled outputs,
     // the kernel and the bias (above).
-    unsafe { isa.pooled_forward(g, &taps, ops.images, ops.w, ops.bias, pooled) };
+    unsafe { isa.pooled_forward(g, &taps, ops.images, (ops.w, ops.bias), relu, pooled) };
     true
 }
 
@@ -240,8 +238,8 @@ mod simd {
         g: &Geometry,
         taps: &[usize; TAPS],
         images: &[f32],
-        w: &[f32],
-        bias: Option<&[f32]>,
+        (w, bias): (&[f32], Option<&[f32]>),
+        relu: bool,
         pooled: &mut [f32],
     ) {
         let ([a, b], o) = (g.axes, g.o);
@@ -255,7 +253,12 @@ mod simd {
                     // SAFETY: the windows are inside the image and the pooled pixel's channels
                     // inside `out` (the contract).
                     unsafe {
-                        let (best, _) = window_max::<S>(g, (image, taps), (i, j), &weights);
+                        let (mut best, _) = window_max::<S>(g, (image, taps), (i, j), &weights);
+                        if relu {
+                            // `select(best <= 0, 0, best)`: `relu`'s own ops, so its bits.
+                            let zero = S::zero();
+                            best = S::select(S::at_most(best, zero), zero, best);
+                        }
                         S::store(out.as_mut_ptr().add((i * pw + j) * o + c0), best);
                     }
                 }
@@ -352,7 +355,7 @@ mod simd {
 
     instances! {
         /// [`pooled_forward`].
-        pooled_forward => pooled_forward(g: &Geometry, taps: &[usize; TAPS], images: &[f32], w: &[f32], bias: Option<&[f32]>, pooled: &mut [f32]);
+        pooled_forward => pooled_forward(g: &Geometry, taps: &[usize; TAPS], images: &[f32], weights: (&[f32], Option<&[f32]>), relu: bool, pooled: &mut [f32]);
         /// [`pooled_kernel_grad`].
         pooled_kernel_grad => pooled_kernel_grad(g: &Geometry, taps: &[usize; TAPS], images: &[f32], weights: (&[f32], Option<&[f32]>), v_bar: &[f32], sum: &mut [f32]);
     }
