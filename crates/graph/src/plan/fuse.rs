@@ -70,7 +70,9 @@ fn decide<F: Element>(
         };
         fates[s] = Fate::Remove;
         for (r, fate) in plan {
-            fates[r] = match (fate, relu_of(graph, pending, &readers, fetched, r)) {
+            let forward = matches!(fate, Fate::Fuse(PooledConv::Forward { .. }, _));
+            let relu = forward.then(|| relu_of(graph, pending, &readers, fetched, r));
+            fates[r] = match (fate, relu.flatten()) {
                 (Fate::Fuse(PooledConv::Forward { conv, .. }, operands), Some((le, select))) => {
                     let mut mask = pending[le].operands.clone();
                     mask[0] = Operand::Node(pending[select].node);

@@ -102,7 +102,7 @@ pub(super) fn in_image(g: &Geometry) -> usize {
     g.axes[0].n * g.axes[1].n
 }
 
-pub(super) fn out_image(g: &Geometry) -> usize {
+fn out_image(g: &Geometry) -> usize {
     g.axes[0].out * g.axes[1].out * g.o
 }
 

@@ -235,13 +235,10 @@ impl Run<'_> {
                 }
             });
         self.check(&failed)?;
-        let mut sums = sums.chunks_exact(size);
-        if let Some(first) = sums.next() {
-            w.copy_from_slice(first);
-        }
-        for sum in sums {
-            add_into(w, sum);
-        }
+        let (first, rest) = sums.split_at(size);
+        w.copy_from_slice(first);
+        // A kernel's worth of sums (`KH·KW·C·O`): added on this thread.
+        add_partials(Team::ONE, w, rest);
         Ok(())
     }
 
@@ -289,6 +286,23 @@ impl Run<'_> {
             _ => false,
         }
     }
+}
+
+/// `total += p₁ + p₂ + …` for the partial sums in `rest` (each as long as `total`), added to
+/// each element in order, so the bits are those of one pass after another, with `total`
+/// split between `team` (a large kernel gradient's partials, such as Winograd's in the
+/// transformed domain, are many passes for one thread).
+pub(super) fn add_partials<F: Element>(team: Team, total: &mut [F], rest: &[F]) {
+    let size = total.len();
+    let chunk = size.div_ceil(team.workers()).max(1);
+    team.for_chunks(total, chunk, &mut [(); 0], 0, &|task, part, _| {
+        let range = task * chunk..task * chunk + part.len();
+        for sum in rest.chunks_exact(size.max(1)) {
+            if let Some(src) = sum.get(range.clone()) {
+                add_into(part, src);
+            }
+        }
+    });
 }
 
 /// Adds one group's kernel gradient to a partial sum: see [`Run::kernel_grad_by`].

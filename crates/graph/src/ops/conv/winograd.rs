@@ -40,7 +40,7 @@ mod matrices;
 mod simd;
 mod tiles;
 
-use super::kernel::{add_into, Run, PARTIALS};
+use super::kernel::{add_partials, Run, PARTIALS};
 use super::Geometry;
 use crate::error::Result;
 use crate::gemm::{matmul_add_into, matmul_into};
@@ -381,31 +381,11 @@ impl Run<'_> {
             });
         self.check(&failed)?;
         let (total, rest) = sums.split_at_mut(size);
-        self.add_partials(total, rest);
+        add_partials(self.team, total, rest);
         match kernel_from_transformed(self.geo, total, w_bar) {
             true => Ok(()),
             false => Err(self.internal()),
         }
-    }
-}
-
-impl Run<'_> {
-    /// `total += p₁ + p₂ + …` for the partial sums in `rest`, added to each element in order
-    /// (the bits of one pass after another), with `total` split between the team: a large
-    /// kernel gradient's partials (conv2's: 8 of 36·32·64 floats) are many passes for one
-    /// thread.
-    fn add_partials<F: Element>(&self, total: &mut [F], rest: &[F]) {
-        let size = total.len();
-        let chunk = size.div_ceil(self.team.workers()).max(1);
-        self.team
-            .for_chunks(total, chunk, &mut [(); 0], 0, &|task, part, _| {
-                let range = task * chunk..task * chunk + part.len();
-                for sum in rest.chunks_exact(size.max(1)) {
-                    if let Some(src) = sum.get(range.clone()) {
-                        add_into(part, src);
-                    }
-                }
-            });
     }
 }
 

@@ -53,7 +53,7 @@ impl Run<'_> {
         scratch: &mut Vec<F>,
     ) -> Result<bool> {
         let g = self.geo;
-        if instance(g).is_none() {
+        if !super::fits(g) {
             return Ok(false);
         }
         self.kernel_grad_by(x, w_bar, scratch, &|images, first, _, sum| {
@@ -67,8 +67,8 @@ impl Run<'_> {
     }
 }
 
-/// The `f32` slices of a fused kernel's operands, and whether they hold whole images, their
-/// pooled outputs (`pooled` floats each), the kernel and the bias.
+/// The `f32` slices of a fused kernel's operands, built only where they hold whole images,
+/// `9 · o` weights and `o` biases.
 struct Operands<'a> {
     images: &'a [f32],
     w: &'a [f32],
